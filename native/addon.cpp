@@ -1,0 +1,41 @@
+// Module init: registers the native classes and installs llamafuse's process-wide hooks
+// (log routing, abort guard, attention kernels). Nothing else lives here.
+#include "abort_guard.h"
+#include "attention_switch.h"
+#include "context.h"
+#include "log.h"
+#include "model.h"
+
+#include "llama.h"
+
+#if __has_include("attention_binding.h")
+#include "attention_binding.h"
+#define LLAMAFUSE_HAS_ATTENTION_BINDING 1
+#endif
+
+using namespace llamafuse;
+
+static Napi::Value SystemInfo(const Napi::CallbackInfo & info) {
+    return Napi::String::New(info.Env(), llama_print_system_info());
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    llama_backend_init();
+    log_install();
+    abort_guard_install();
+#if LLAMAFUSE_HAS_FUSED_ATTENTION
+    attention_hook_install();
+#endif
+    exports.Set("NativeModel", NativeModel::define(env));
+    exports.Set("NativeContext", NativeContext::define(env));
+    exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
+    exports.Set("supportsMmap", Napi::Boolean::New(env, llama_supports_mmap()));
+    exports.Set("supportsGpuOffload", Napi::Boolean::New(env, llama_supports_gpu_offload()));
+    exports.Set("hasFusedAttention", Napi::Boolean::New(env, LLAMAFUSE_HAS_FUSED_ATTENTION != 0));
+#ifdef LLAMAFUSE_HAS_ATTENTION_BINDING
+    attention_binding_register(env, exports);
+#endif
+    return exports;
+}
+
+NODE_API_MODULE(llamafuse, Init)

@@ -1,0 +1,51 @@
+#include "common.h"
+
+namespace llamafuse {
+
+Napi::Error make_error(Napi::Env env, const std::string & code, const std::string & message) {
+    Napi::Error err = Napi::Error::New(env, message);
+    err.Set("code", Napi::String::New(env, code));
+    return err;
+}
+
+Napi::Value rejected(Napi::Env env, const std::string & code, const std::string & message) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(make_error(env, code, message).Value());
+    return d.Promise();
+}
+
+PromiseWorker::PromiseWorker(Napi::Env env, Napi::Object owner)
+    : Napi::AsyncWorker(env, "llamafuse"), deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!owner.IsEmpty()) owner_ = Napi::Persistent(owner);
+}
+
+void PromiseWorker::Execute() {
+    try {
+        run();
+    } catch (const CodedError & e) {
+        code_ = e.code;
+        SetError(e.what());
+    } catch (const std::exception & e) {
+        SetError(e.what());
+    }
+}
+
+void PromiseWorker::OnOK() {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    try {
+        deferred_.Resolve(result(env));
+    } catch (const Napi::Error & e) {
+        deferred_.Reject(e.Value());
+    } catch (const CodedError & e) {
+        deferred_.Reject(make_error(env, e.code, e.what()).Value());
+    }
+}
+
+void PromiseWorker::OnError(const Napi::Error & e) {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    deferred_.Reject(make_error(env, code_, e.Message()).Value());
+}
+
+} // namespace llamafuse

@@ -1,0 +1,64 @@
+// Shared pieces of the addon: error codes, the promise-returning worker base, and
+// small readers for the resolved option objects that src/ passes in (src/ validates;
+// C++ trusts what it reads and applies no policy).
+#pragma once
+
+#include <napi.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace llamafuse {
+
+// An error that crosses to JS as {message, code}; src/errors.ts wraps it in LlamaError.
+struct CodedError : std::runtime_error {
+    std::string code;
+    CodedError(std::string code_, const std::string & message) : std::runtime_error(message), code(std::move(code_)) {}
+};
+
+Napi::Error make_error(Napi::Env env, const std::string & code, const std::string & message);
+
+// The one shape for slow calls: copy inputs on the main thread (constructor), do the work
+// off it (Execute, never touching JS), resolve or reject a promise on the main thread.
+// The owner object is Ref()'d for the worker's lifetime so it cannot be collected mid-call.
+class PromiseWorker : public Napi::AsyncWorker {
+public:
+    // owner: the JS object whose native memory the work uses (a model, a context); held
+    // strongly until the worker is destroyed so the GC cannot free it mid-call.
+    explicit PromiseWorker(Napi::Env env, Napi::Object owner = Napi::Object());
+    Napi::Promise promise() { return deferred_.Promise(); }
+    // Queue the worker and return its promise (the worker deletes itself when done).
+    Napi::Promise start() {
+        Napi::Promise p = deferred_.Promise();
+        Queue();
+        return p;
+    }
+
+protected:
+    // Run the work; throw CodedError (or any std::exception) to reject.
+    virtual void run() = 0;
+    // Build the resolved value on the main thread.
+    virtual Napi::Value result(Napi::Env env) { return env.Undefined(); }
+
+private:
+    void Execute() final;
+    void OnOK() final;
+    void OnError(const Napi::Error & e) final;
+
+    Napi::Promise::Deferred deferred_;
+    Napi::ObjectReference owner_;
+    std::string code_ = "ERR_NATIVE";
+    std::string message_;
+};
+
+// Readers for resolved options (present and well-typed: src/ guarantees it).
+inline int32_t get_i32(const Napi::Object & o, const char * k) { return o.Get(k).As<Napi::Number>().Int32Value(); }
+inline uint32_t get_u32(const Napi::Object & o, const char * k) { return o.Get(k).As<Napi::Number>().Uint32Value(); }
+inline double get_f64(const Napi::Object & o, const char * k) { return o.Get(k).As<Napi::Number>().DoubleValue(); }
+inline bool get_bool(const Napi::Object & o, const char * k) { return o.Get(k).As<Napi::Boolean>().Value(); }
+inline std::string get_str(const Napi::Object & o, const char * k) { return o.Get(k).As<Napi::String>().Utf8Value(); }
+
+// Rejected promise for argument-level failures detected synchronously in a method.
+Napi::Value rejected(Napi::Env env, const std::string & code, const std::string & message);
+
+} // namespace llamafuse

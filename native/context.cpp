@@ -1,0 +1,498 @@
+#include "context.h"
+
+#include "abort_guard.h"
+#include "attention_switch.h"
+#include "log.h"
+
+#include <cstring>
+#include <string>
+
+namespace llamafuse {
+
+Napi::FunctionReference NativeContext::constructor;
+
+Napi::Function NativeContext::define(Napi::Env env) {
+    Napi::Function fn = DefineClass(env, "NativeContext", {
+        StaticMethod("create", &NativeContext::Create),
+        InstanceMethod("forward", &NativeContext::Forward),
+        InstanceMethod("kvRemove", &NativeContext::KvRemove),
+        InstanceMethod("kvCopy", &NativeContext::KvCopy),
+        InstanceMethod("kvKeepOnly", &NativeContext::KvKeepOnly),
+        InstanceMethod("kvShift", &NativeContext::KvShift),
+        InstanceMethod("kvClear", &NativeContext::KvClear),
+        InstanceMethod("kvPositions", &NativeContext::KvPositions),
+        InstanceMethod("getState", &NativeContext::GetState),
+        InstanceMethod("setState", &NativeContext::SetState),
+        InstanceMethod("setAttention", &NativeContext::SetAttention),
+        InstanceMethod("dispose", &NativeContext::Dispose),
+    });
+    constructor = Napi::Persistent(fn);
+    constructor.SuppressDestruct();
+    return fn;
+}
+
+NativeContext::NativeContext(const Napi::CallbackInfo & info) : Napi::ObjectWrap<NativeContext>(info) {}
+
+NativeContext::~NativeContext() { free_native(); }
+
+void NativeContext::free_native() {
+    if (ctx_) {
+        llama_free(ctx_);
+        ctx_ = nullptr;
+        llama_batch_free(batch_);
+        batch_ = {};
+        if (model_) model_->context_closed();
+    }
+    if (threadpool_) {
+        attention_switch_set(threadpool_, false);
+        ggml_threadpool_free(threadpool_);
+        threadpool_ = nullptr;
+    }
+    std::vector<float>().swap(last_logits_);
+}
+
+bool NativeContext::try_acquire() {
+    bool expected = false;
+    return busy_.compare_exchange_strong(expected, true);
+}
+void NativeContext::release() { busy_.store(false); }
+
+Napi::Value NativeContext::check_usable(Napi::Env env) {
+    if (disposed()) return rejected(env, "ERR_DISPOSED", "the context is disposed");
+    if (!try_acquire()) return rejected(env, "ERR_BUSY", "another operation is running on this context");
+    return Napi::Value();
+}
+
+bool NativeContext::on_abort_check(void * self) {
+    const int32_t * flag = static_cast<NativeContext *>(self)->abort_flag_;
+    return flag && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0;
+}
+
+llama_pos NativeContext::next_pos(llama_seq_id seq) const {
+    return llama_memory_seq_pos_max(llama_get_memory(ctx_), seq) + 1;
+}
+
+// ---- create --------------------------------------------------------------------------------
+
+class ContextCreateWorker : public PromiseWorker {
+public:
+    ContextCreateWorker(const Napi::CallbackInfo & info) : PromiseWorker(info.Env(), info[0].As<Napi::Object>()) {
+        model_obj_ = Napi::Persistent(info[0].As<Napi::Object>());
+        model_ = NativeModel::Unwrap(info[0].As<Napi::Object>());
+        Napi::Object o = info[1].As<Napi::Object>();
+        params_ = llama_context_default_params();
+        params_.n_ctx = get_u32(o, "contextSize");
+        params_.n_batch = get_u32(o, "batchSize");
+        params_.n_ubatch = get_u32(o, "ubatchSize");
+        params_.n_seq_max = get_u32(o, "sequences");
+        threads_ = get_i32(o, "threads");
+        params_.n_threads = threads_;
+        params_.n_threads_batch = threads_;
+        params_.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED; // our attention kernels hook FA
+        params_.type_k = (ggml_type) get_i32(o, "kvType");
+        params_.type_v = params_.type_k;
+        params_.kv_unified = true;  // sequences share cells: copies are cheap (beam search, forks)
+        params_.no_perf = true;
+        poll_ = get_u32(o, "poll");
+        fused_ = get_str(o, "attention") == "fused";
+        model_->context_opened(); // held from now: the model cannot be disposed under us
+    }
+    ~ContextCreateWorker() override {
+        if (ctx_) llama_free(ctx_);
+        if (tp_) ggml_threadpool_free(tp_);
+        if (!adopted_) model_->context_closed();
+    }
+
+protected:
+    void run() override {
+        if (!model_->model()) throw CodedError("ERR_DISPOSED", "the model is disposed");
+        ggml_threadpool_params tpp = ggml_threadpool_params_default(threads_);
+        tpp.poll = poll_;
+        tp_ = ggml_threadpool_new(&tpp);
+        if (!tp_) throw CodedError("ERR_NATIVE", "could not create a thread pool");
+        log_clear_error();
+        AbortGuard guard;
+        try {
+            ctx_ = llama_init_from_model(model_->model(), params_);
+        } catch (const GgmlAbort & e) {
+            throw CodedError("ERR_INVALID_OPTION", std::string("llama.cpp rejected the context parameters: ") + e.what());
+        }
+        if (!ctx_) {
+            std::string why = log_last_error();
+            throw CodedError("ERR_CONTEXT_CREATE", "failed to create the context" + (why.empty() ? std::string() : ": " + why));
+        }
+        llama_attach_threadpool(ctx_, tp_, tp_);
+    }
+
+    Napi::Value result(Napi::Env env) override {
+        Napi::Object obj = NativeContext::constructor.New({});
+        NativeContext * c = NativeContext::Unwrap(obj);
+        c->model_ref_ = Napi::Persistent(model_obj_.Value());
+        c->model_ = model_;
+        c->ctx_ = ctx_;
+        c->threadpool_ = tp_;
+        c->vocab_ = model_->vocab();
+        c->n_vocab_ = llama_vocab_n_tokens(c->vocab_);
+        c->n_ctx_ = llama_n_ctx(ctx_);
+        c->n_batch_ = llama_n_batch(ctx_);
+        c->n_seq_ = llama_n_seq_max(ctx_);
+        c->batch_ = llama_batch_init((int32_t) c->n_batch_, 0, 1);
+        c->last_logits_.assign((size_t) c->n_seq_ * c->n_vocab_, 0.0f);
+        c->has_logits_.assign(c->n_seq_, 0);
+        llama_set_abort_callback(ctx_, &NativeContext::on_abort_check, c);
+        attention_switch_set(tp_, fused_);
+        ctx_ = nullptr;
+        tp_ = nullptr;
+        adopted_ = true;
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("context", obj);
+        out.Set("contextSize", c->n_ctx_);
+        out.Set("batchSize", c->n_batch_);
+        out.Set("ubatchSize", llama_n_ubatch(c->ctx_));
+        out.Set("sequences", c->n_seq_);
+        out.Set("canShift", llama_memory_can_shift(llama_get_memory(c->ctx_)));
+        return out;
+    }
+
+private:
+    Napi::ObjectReference model_obj_;
+    NativeModel * model_;
+    llama_context_params params_;
+    int32_t threads_;
+    uint32_t poll_;
+    bool fused_;
+    llama_context * ctx_ = nullptr;
+    ggml_threadpool * tp_ = nullptr;
+    bool adopted_ = false;
+};
+
+Napi::Value NativeContext::Create(const Napi::CallbackInfo & info) {
+    NativeModel * m = NativeModel::Unwrap(info[0].As<Napi::Object>());
+    if (m->disposed()) return rejected(info.Env(), "ERR_DISPOSED", "the model is disposed");
+    return (new ContextCreateWorker(info))->start();
+}
+
+// ---- decode --------------------------------------------------------------------------------
+
+void NativeContext::decode(const std::vector<llama_token> & tokens, const std::vector<llama_seq_id> & seq_ids,
+                           const std::vector<uint8_t> & want, float * out, const int32_t * abort_flag) {
+    llama_memory_t mem = llama_get_memory(ctx_);
+    const size_t n = tokens.size();
+
+    // Positions continue each sequence; a sequence may not outgrow the context.
+    std::vector<llama_pos> start(n_seq_, -1), next(n_seq_, 0);
+    std::vector<size_t> count(n_seq_, 0);
+    for (size_t i = 0; i < n; ++i) {
+        llama_seq_id s = seq_ids[i];
+        if (start[s] < 0) next[s] = start[s] = llama_memory_seq_pos_max(mem, s) + 1;
+        ++count[s];
+    }
+    for (uint32_t s = 0; s < n_seq_; ++s) {
+        if (start[s] >= 0 && (size_t) start[s] + count[s] > n_ctx_) {
+            throw CodedError("ERR_CONTEXT_FULL", "sequence " + std::to_string(s) + " holds " + std::to_string(start[s]) +
+                " of " + std::to_string(n_ctx_) + " positions; " + std::to_string(count[s]) +
+                " more tokens do not fit (nothing was decoded; the context is unchanged)");
+        }
+    }
+    auto rollback = [&]() {
+        for (uint32_t s = 0; s < n_seq_; ++s)
+            if (start[s] >= 0) llama_memory_seq_rm(mem, (llama_seq_id) s, start[s], -1);
+    };
+    auto aborted = [&]() { return abort_flag && __atomic_load_n(abort_flag, __ATOMIC_ACQUIRE) != 0; };
+
+    abort_flag_ = abort_flag;
+    std::vector<int64_t> last_row(n_seq_, -1);
+    size_t row = 0;
+    for (size_t i0 = 0; i0 < n; i0 += n_batch_) {
+        const size_t i1 = std::min(n, i0 + n_batch_);
+        if (aborted()) {
+            rollback();
+            abort_flag_ = nullptr;
+            throw CodedError("ERR_ABORTED", "forward was aborted (the context is unchanged)");
+        }
+        batch_.n_tokens = (int32_t) (i1 - i0);
+        for (size_t i = i0; i < i1; ++i) {
+            const size_t j = i - i0;
+            llama_seq_id s = seq_ids[i];
+            batch_.token[j] = tokens[i];
+            batch_.pos[j] = next[s]++;
+            batch_.n_seq_id[j] = 1;
+            batch_.seq_id[j][0] = s;
+            batch_.logits[j] = want[i];
+        }
+        const int32_t r = llama_decode(ctx_, batch_);
+        if (r != 0) {
+            rollback();
+            abort_flag_ = nullptr;
+            std::string why = log_last_error();
+            switch (r) {
+                case 1: throw CodedError("ERR_CONTEXT_FULL", "no room in the KV cache for this batch (the context is unchanged; remove tokens or use a larger contextSize)");
+                case 2: throw CodedError("ERR_ABORTED", "forward was aborted (the context is unchanged)");
+                case -1: throw CodedError("ERR_INVALID_BATCH", "llama.cpp rejected the batch" + (why.empty() ? std::string() : ": " + why));
+                default: throw CodedError("ERR_DECODE", "llama_decode failed with " + std::to_string(r) + (why.empty() ? std::string() : ": " + why));
+            }
+        }
+        for (size_t i = i0; i < i1; ++i) {
+            if (!want[i]) continue;
+            const float * l = llama_get_logits_ith(ctx_, (int32_t) (i - i0));
+            if (!l) {
+                rollback();
+                abort_flag_ = nullptr;
+                throw CodedError("ERR_DECODE", "llama.cpp returned no logits for an output row");
+            }
+            memcpy(out + row * (size_t) n_vocab_, l, sizeof(float) * n_vocab_);
+            last_row[seq_ids[i]] = (int64_t) row;
+            ++row;
+        }
+    }
+    abort_flag_ = nullptr;
+    // Each sequence's sampling state: its newest output row, or none if its last token
+    // produced no logits (sampling from an older row would be wrong).
+    for (uint32_t s = 0; s < n_seq_; ++s) {
+        if (start[s] < 0) continue;
+        const bool last_token_has_row = [&] {
+            for (size_t i = n; i-- > 0;) if (seq_ids[i] == (llama_seq_id) s) return want[i] != 0;
+            return false;
+        }();
+        if (last_token_has_row) memcpy(last_logits_mut(s), out + last_row[s] * (size_t) n_vocab_, sizeof(float) * n_vocab_);
+        has_logits_[s] = last_token_has_row;
+    }
+}
+
+class ForwardWorker : public PromiseWorker {
+public:
+    ForwardWorker(const Napi::CallbackInfo & info, NativeContext * c) : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), c_(c) {
+        Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+        Napi::Int32Array seqs = info[1].As<Napi::Int32Array>();
+        Napi::Uint8Array want = info[2].As<Napi::Uint8Array>();
+        Napi::Int32Array abort_flag = info[3].As<Napi::Int32Array>();
+        tokens_.assign(tokens.Data(), tokens.Data() + tokens.ElementLength());
+        seqs_.assign(seqs.Data(), seqs.Data() + seqs.ElementLength());
+        want_.assign(want.Data(), want.Data() + want.ElementLength());
+        size_t rows = 0;
+        for (uint8_t w : want_) rows += w != 0;
+        // The output lives in a JS-owned buffer from the start: written here off-thread,
+        // seen by JS only after the promise resolves, never overwritten afterwards.
+        out_ = Napi::Float32Array::New(info.Env(), rows * (size_t) c->n_vocab());
+        out_ref_ = Napi::Persistent(out_.As<Napi::Object>());
+        out_data_ = out_.Data();
+        abort_flag_ = abort_flag.Data();
+        abort_ref_ = Napi::Persistent(abort_flag.As<Napi::Object>());
+    }
+    ~ForwardWorker() override { c_->release(); }
+
+protected:
+    void run() override { c_->decode(tokens_, seqs_, want_, out_data_, abort_flag_); }
+    Napi::Value result(Napi::Env env) override { return out_ref_.Value(); }
+
+private:
+    NativeContext * c_;
+    std::vector<llama_token> tokens_;
+    std::vector<llama_seq_id> seqs_;
+    std::vector<uint8_t> want_;
+    Napi::Float32Array out_;
+    Napi::ObjectReference out_ref_;
+    float * out_data_;
+    const int32_t * abort_flag_;
+    Napi::ObjectReference abort_ref_;
+};
+
+Napi::Value NativeContext::Forward(const Napi::CallbackInfo & info) {
+    Napi::Value bad = check_usable(info.Env());
+    if (!bad.IsEmpty()) return bad;
+    return (new ForwardWorker(info, this))->start();
+}
+
+// ---- KV cache --------------------------------------------------------------------------------
+
+void NativeContext::check_kv_op(Napi::Env env) {
+    if (disposed()) throw make_error(env, "ERR_DISPOSED", "the context is disposed");
+    if (busy_.load()) throw make_error(env, "ERR_BUSY", "another operation is running on this context");
+}
+
+static llama_pos arg_pos(const Napi::CallbackInfo & info, size_t i) { return info[i].As<Napi::Number>().Int32Value(); }
+
+Napi::Value NativeContext::KvRemove(const Napi::CallbackInfo & info) {
+    check_kv_op(info.Env());
+    llama_seq_id s = arg_pos(info, 0);
+    bool ok = llama_memory_seq_rm(llama_get_memory(ctx_), s, arg_pos(info, 1), arg_pos(info, 2));
+    if (ok) {
+        if (s < 0) std::fill(has_logits_.begin(), has_logits_.end(), 0);
+        else has_logits_[s] = 0;
+    }
+    return Napi::Boolean::New(info.Env(), ok);
+}
+
+Napi::Value NativeContext::KvCopy(const Napi::CallbackInfo & info) {
+    check_kv_op(info.Env());
+    llama_seq_id src = arg_pos(info, 0), dst = arg_pos(info, 1);
+    llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, arg_pos(info, 2), arg_pos(info, 3));
+    // The copy continues from the same point: it inherits the source's next-token logits.
+    has_logits_[dst] = has_logits_[src];
+    if (has_logits_[src]) memcpy(last_logits_mut(dst), last_logits(src), sizeof(float) * n_vocab_);
+    return info.Env().Undefined();
+}
+
+Napi::Value NativeContext::KvKeepOnly(const Napi::CallbackInfo & info) {
+    check_kv_op(info.Env());
+    llama_seq_id s = arg_pos(info, 0);
+    llama_memory_seq_keep(llama_get_memory(ctx_), s);
+    for (uint32_t i = 0; i < n_seq_; ++i) if ((llama_seq_id) i != s) has_logits_[i] = 0;
+    return info.Env().Undefined();
+}
+
+Napi::Value NativeContext::KvShift(const Napi::CallbackInfo & info) {
+    check_kv_op(info.Env());
+    llama_memory_t mem = llama_get_memory(ctx_);
+    if (!llama_memory_can_shift(mem)) throw make_error(info.Env(), "ERR_UNSUPPORTED", "this model's memory does not support position shifts");
+    llama_seq_id s = arg_pos(info, 0);
+    llama_memory_seq_add(mem, s, arg_pos(info, 1), arg_pos(info, 2), arg_pos(info, 3));
+    return info.Env().Undefined();
+}
+
+Napi::Value NativeContext::KvClear(const Napi::CallbackInfo & info) {
+    check_kv_op(info.Env());
+    llama_memory_clear(llama_get_memory(ctx_), true);
+    std::fill(has_logits_.begin(), has_logits_.end(), 0);
+    return info.Env().Undefined();
+}
+
+Napi::Value NativeContext::KvPositions(const Napi::CallbackInfo & info) {
+    check_kv_op(info.Env());
+    llama_seq_id s = arg_pos(info, 0);
+    llama_memory_t mem = llama_get_memory(ctx_);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("min", llama_memory_seq_pos_min(mem, s));
+    o.Set("max", llama_memory_seq_pos_max(mem, s));
+    return o;
+}
+
+// ---- state -----------------------------------------------------------------------------------
+// Native blob: [u64 n_llama][llama.cpp state bytes][u32 n][n × (i32 seq, f32 × n_vocab)]
+// The trailer carries llamafuse's per-sequence next-token logits, so sampling works right
+// after a load. src/state.ts wraps the blob in a header that identifies the model.
+
+class GetStateWorker : public PromiseWorker {
+public:
+    GetStateWorker(const Napi::CallbackInfo & info, NativeContext * c)
+        : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), c_(c), seq_(info[0].As<Napi::Number>().Int32Value()) {}
+    ~GetStateWorker() override { c_->release(); }
+
+protected:
+    void run() override {
+        llama_context * ctx = c_->ctx();
+        size_t n = seq_ < 0 ? llama_state_get_size(ctx) : llama_state_seq_get_size(ctx, seq_);
+        std::vector<llama_seq_id> seqs;
+        for (uint32_t s = 0; s < c_->n_seq(); ++s)
+            if ((seq_ < 0 || (llama_seq_id) s == seq_) && c_->last_logits(s)) seqs.push_back(s);
+        const size_t row = sizeof(int32_t) + sizeof(float) * c_->n_vocab();
+        blob_.resize(sizeof(uint64_t) + n + sizeof(uint32_t) + seqs.size() * row);
+        uint8_t * p = blob_.data() + sizeof(uint64_t);
+        size_t got = seq_ < 0 ? llama_state_get_data(ctx, p, n) : llama_state_seq_get_data(ctx, p, n, seq_);
+        if (got == 0 && n != 0) throw CodedError("ERR_NATIVE", "llama.cpp could not serialize the state");
+        uint64_t n64 = got;
+        memcpy(blob_.data(), &n64, sizeof n64);
+        p += got;
+        uint32_t cnt = (uint32_t) seqs.size();
+        memcpy(p, &cnt, sizeof cnt);
+        p += sizeof cnt;
+        for (llama_seq_id s : seqs) {
+            memcpy(p, &s, sizeof s);
+            memcpy(p + sizeof s, c_->last_logits(s), sizeof(float) * c_->n_vocab());
+            p += row;
+        }
+        blob_.resize(p - blob_.data());
+    }
+    Napi::Value result(Napi::Env env) override { return Napi::Buffer<uint8_t>::Copy(env, blob_.data(), blob_.size()); }
+
+private:
+    NativeContext * c_;
+    llama_seq_id seq_;
+    std::vector<uint8_t> blob_;
+};
+
+Napi::Value NativeContext::GetState(const Napi::CallbackInfo & info) {
+    Napi::Value bad = check_usable(info.Env());
+    if (!bad.IsEmpty()) return bad;
+    return (new GetStateWorker(info, this))->start();
+}
+
+class SetStateWorker : public PromiseWorker {
+public:
+    SetStateWorker(const Napi::CallbackInfo & info, NativeContext * c)
+        : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), c_(c) {
+        Napi::Uint8Array b = info[0].As<Napi::Uint8Array>();
+        blob_.assign(b.Data(), b.Data() + b.ElementLength());
+        seq_ = info[1].As<Napi::Number>().Int32Value();
+    }
+    ~SetStateWorker() override { c_->release(); }
+
+protected:
+    void run() override {
+        llama_context * ctx = c_->ctx();
+        const size_t row = sizeof(int32_t) + sizeof(float) * c_->n_vocab();
+        uint64_t n = 0;
+        if (blob_.size() < sizeof n) bad();
+        memcpy(&n, blob_.data(), sizeof n);
+        if (n > blob_.size() - sizeof n - sizeof(uint32_t)) bad();
+        const uint8_t * p = blob_.data() + sizeof n;
+        size_t used;
+        {
+            AbortGuard guard;
+            try {
+                used = seq_ < 0 ? llama_state_set_data(ctx, p, n) : llama_state_seq_set_data(ctx, p, n, seq_);
+            } catch (const std::exception &) {
+                used = 0;
+            }
+        }
+        if (used == 0 && n != 0) {
+            llama_memory_clear(llama_get_memory(ctx), true);
+            for (uint32_t s = 0; s < c_->n_seq(); ++s) c_->set_has_logits(s, false);
+            throw CodedError("ERR_STATE_MISMATCH", "llama.cpp could not load this state into this context (its memory was cleared)");
+        }
+        p += n;
+        uint32_t cnt = 0;
+        memcpy(&cnt, p, sizeof cnt);
+        p += sizeof cnt;
+        if ((size_t) (blob_.data() + blob_.size() - p) < (size_t) cnt * row) bad();
+        if (seq_ < 0) for (uint32_t s = 0; s < c_->n_seq(); ++s) c_->set_has_logits(s, false);
+        else c_->set_has_logits(seq_, false);
+        for (uint32_t i = 0; i < cnt; ++i, p += row) {
+            llama_seq_id s;
+            memcpy(&s, p, sizeof s);
+            llama_seq_id dst = seq_ < 0 ? s : seq_;
+            if (dst < 0 || (uint32_t) dst >= c_->n_seq()) continue;
+            memcpy(c_->last_logits_mut(dst), p + sizeof s, sizeof(float) * c_->n_vocab());
+            c_->set_has_logits(dst, true);
+        }
+    }
+
+private:
+    [[noreturn]] void bad() { throw CodedError("ERR_STATE_MISMATCH", "the state data is truncated or corrupt"); }
+    NativeContext * c_;
+    std::vector<uint8_t> blob_;
+    llama_seq_id seq_;
+};
+
+Napi::Value NativeContext::SetState(const Napi::CallbackInfo & info) {
+    Napi::Value bad = check_usable(info.Env());
+    if (!bad.IsEmpty()) return bad;
+    return (new SetStateWorker(info, this))->start();
+}
+
+// ---- attention switch, dispose -----------------------------------------------------------------
+
+Napi::Value NativeContext::SetAttention(const Napi::CallbackInfo & info) {
+    check_kv_op(info.Env());
+    attention_switch_set(threadpool_, info[0].As<Napi::String>().Utf8Value() == "fused");
+    return info.Env().Undefined();
+}
+
+Napi::Value NativeContext::Dispose(const Napi::CallbackInfo & info) {
+    if (busy_.load()) throw make_error(info.Env(), "ERR_BUSY", "an operation is running on this context");
+    free_native();
+    model_ref_.Reset();
+    return info.Env().Undefined();
+}
+
+} // namespace llamafuse

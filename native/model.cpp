@@ -1,0 +1,379 @@
+#include "model.h"
+
+#include "abort_guard.h"
+#include "gguf_metadata.h"
+#include "log.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace llamafuse {
+
+Napi::FunctionReference NativeModel::constructor;
+
+Napi::Function NativeModel::define(Napi::Env env) {
+    Napi::Function fn = DefineClass(env, "NativeModel", {
+        StaticMethod("load", &NativeModel::Load),
+        InstanceMethod("tokenize", &NativeModel::Tokenize),
+        InstanceMethod("detokenize", &NativeModel::Detokenize),
+        InstanceMethod("tokenPieces", &NativeModel::TokenPieces),
+        InstanceMethod("applyChatTemplate", &NativeModel::ApplyChatTemplate),
+        InstanceMethod("dispose", &NativeModel::Dispose),
+    });
+    constructor = Napi::Persistent(fn);
+    constructor.SuppressDestruct();
+    return fn;
+}
+
+NativeModel::NativeModel(const Napi::CallbackInfo & info) : Napi::ObjectWrap<NativeModel>(info) {}
+
+NativeModel::~NativeModel() {
+    // Fallback for a model that was never disposed: the GC frees it. Contexts hold a
+    // reference to their model, so none can be alive here.
+    if (model_) llama_model_free(model_);
+}
+
+void NativeModel::adopt(llama_model * model) {
+    model_ = model;
+    vocab_ = llama_model_get_vocab(model);
+}
+
+// ---- load ----------------------------------------------------------------------------------
+
+// The fields of model.info that llama.cpp computes (the rest comes from the GGUF metadata).
+struct ModelFacts {
+    std::string architecture, name, description, vocab_type, chat_template;
+    uint64_t parameters = 0, size_bytes = 0;
+    int32_t layers = 0, embedding = 0, heads = 0, heads_kv = 0, train_ctx = 0, vocab_size = 0;
+    int32_t bos = -1, eos = -1, eot = -1, nl = -1, pad = -1;
+    bool add_bos = false, add_eos = false, has_encoder = false, is_recurrent = false;
+};
+
+static const char * vocab_type_name(enum llama_vocab_type t) {
+    switch (t) {
+        case LLAMA_VOCAB_TYPE_NONE: return "none";
+        case LLAMA_VOCAB_TYPE_SPM: return "spm";
+        case LLAMA_VOCAB_TYPE_BPE: return "bpe";
+        case LLAMA_VOCAB_TYPE_WPM: return "wpm";
+        case LLAMA_VOCAB_TYPE_UGM: return "ugm";
+        case LLAMA_VOCAB_TYPE_RWKV: return "rwkv";
+        default: return "other";
+    }
+}
+
+static std::string meta_str(const llama_model * m, const char * key) {
+    char buf[512];
+    int n = llama_model_meta_val_str(m, key, buf, sizeof buf);
+    return n < 0 ? std::string() : std::string(buf, std::min<size_t>(n, sizeof buf - 1));
+}
+
+class ModelLoadWorker : public PromiseWorker {
+public:
+    ModelLoadWorker(const Napi::CallbackInfo & info) : PromiseWorker(info.Env()) {
+        Napi::Object o = info[1].As<Napi::Object>();
+        path_ = info[0].As<Napi::String>().Utf8Value();
+        params_ = llama_model_default_params();
+        params_.n_gpu_layers = get_i32(o, "gpuLayers");
+        use_mmap_ = get_bool(o, "useMmap");
+        use_mlock_ = get_bool(o, "useMlock");
+        params_.vocab_only = get_bool(o, "vocabOnly");
+        // Abort flag: an Int32Array over a buffer shared with JS; JS stores 1 to abort.
+        Napi::Int32Array flag = o.Get("abortFlag").As<Napi::Int32Array>();
+        abort_flag_ = flag.Data();
+        abort_ref_ = Napi::Persistent(flag.As<Napi::Object>());
+        Napi::Value cb = o.Get("onProgress");
+        if (cb.IsFunction()) {
+            progress_ = Napi::ThreadSafeFunction::New(info.Env(), cb.As<Napi::Function>(), "llamafuse.progress", 0, 1);
+            has_progress_ = true;
+        }
+    }
+    ~ModelLoadWorker() override {
+        if (model_) llama_model_free(model_); // rejected or not adopted
+        if (has_progress_) progress_.Release();
+    }
+
+protected:
+    void run() override {
+        params_.progress_callback = &ModelLoadWorker::on_progress;
+        params_.progress_callback_user_data = this;
+        set_mmap_mlock();
+        log_clear_error();
+        AbortGuard guard;
+        try {
+            model_ = llama_model_load_from_file(path_.c_str(), params_);
+        } catch (const GgmlAbort & e) {
+            throw CodedError("ERR_INVALID_MODEL", std::string("invalid model file: ") + e.what());
+        }
+        if (!model_) {
+            if (__atomic_load_n(abort_flag_, __ATOMIC_ACQUIRE)) throw CodedError("ERR_ABORTED", "model loading was aborted");
+            std::string why = AbortGuard::last_message();
+            if (why.empty()) why = log_last_error();
+            throw CodedError("ERR_INVALID_MODEL", "failed to load model " + path_ + (why.empty() ? "" : ": " + why));
+        }
+        if (__atomic_load_n(abort_flag_, __ATOMIC_ACQUIRE)) throw CodedError("ERR_ABORTED", "model loading was aborted");
+        try {
+            metadata_ = gguf_metadata_read(path_);
+        } catch (const GgmlAbort & e) {
+            throw CodedError("ERR_INVALID_MODEL", std::string("invalid GGUF metadata: ") + e.what());
+        }
+        collect_facts();
+    }
+
+    Napi::Value result(Napi::Env env) override {
+        Napi::Object obj = NativeModel::constructor.New({});
+        NativeModel::Unwrap(obj)->adopt(model_);
+        model_ = nullptr;
+        Napi::Object info = Napi::Object::New(env);
+        info.Set("architecture", facts_.architecture);
+        info.Set("name", facts_.name);
+        info.Set("description", facts_.description);
+        info.Set("parameters", (double) facts_.parameters);
+        info.Set("sizeBytes", (double) facts_.size_bytes);
+        info.Set("layers", facts_.layers);
+        info.Set("embeddingSize", facts_.embedding);
+        info.Set("heads", facts_.heads);
+        info.Set("headsKv", facts_.heads_kv);
+        info.Set("trainContextSize", facts_.train_ctx);
+        info.Set("vocabSize", facts_.vocab_size);
+        info.Set("vocabType", facts_.vocab_type);
+        info.Set("bos", facts_.bos);
+        info.Set("eos", facts_.eos);
+        info.Set("eot", facts_.eot);
+        info.Set("nl", facts_.nl);
+        info.Set("pad", facts_.pad);
+        info.Set("addBos", facts_.add_bos);
+        info.Set("addEos", facts_.add_eos);
+        info.Set("hasEncoder", facts_.has_encoder);
+        info.Set("isRecurrent", facts_.is_recurrent);
+        info.Set("chatTemplate", facts_.chat_template.empty() ? env.Null() : Napi::String::New(env, facts_.chat_template));
+        info.Set("metadata", gguf_metadata_to_js(env, metadata_));
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("model", obj);
+        out.Set("info", info);
+        return out;
+    }
+
+private:
+    void set_mmap_mlock() {
+        // This llama.cpp expresses mmap/mlock through load_mode.
+        if (use_mmap_) params_.load_mode = use_mlock_ ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP;
+        else params_.load_mode = use_mlock_ ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE;
+    }
+
+    static bool on_progress(float p, void * user) {
+        auto * self = static_cast<ModelLoadWorker *>(user);
+        if (self->has_progress_) {
+            auto * value = new float(p);
+            if (self->progress_.NonBlockingCall(value, [](Napi::Env env, Napi::Function fn, float * v) {
+                    double p = *v;
+                    delete v;
+                    fn.Call({Napi::Number::New(env, p)});
+                }) != napi_ok) {
+                delete value;
+            }
+        }
+        return __atomic_load_n(self->abort_flag_, __ATOMIC_ACQUIRE) == 0;
+    }
+
+    void collect_facts() {
+        const llama_vocab * vocab = llama_model_get_vocab(model_);
+        facts_.architecture = meta_str(model_, "general.architecture");
+        facts_.name = meta_str(model_, "general.name");
+        char desc[256];
+        llama_model_desc(model_, desc, sizeof desc);
+        facts_.description = desc;
+        facts_.parameters = llama_model_n_params(model_);
+        facts_.size_bytes = llama_model_size(model_);
+        facts_.layers = llama_model_n_layer(model_);
+        facts_.embedding = llama_model_n_embd(model_);
+        facts_.heads = llama_model_n_head(model_);
+        facts_.heads_kv = llama_model_n_head_kv(model_);
+        facts_.train_ctx = llama_model_n_ctx_train(model_);
+        facts_.vocab_size = llama_vocab_n_tokens(vocab);
+        facts_.vocab_type = vocab_type_name(llama_vocab_type(vocab));
+        facts_.bos = llama_vocab_bos(vocab);
+        facts_.eos = llama_vocab_eos(vocab);
+        facts_.eot = llama_vocab_eot(vocab);
+        facts_.nl = llama_vocab_nl(vocab);
+        facts_.pad = llama_vocab_pad(vocab);
+        facts_.add_bos = llama_vocab_get_add_bos(vocab);
+        facts_.add_eos = llama_vocab_get_add_eos(vocab);
+        facts_.has_encoder = llama_model_has_encoder(model_);
+        facts_.is_recurrent = llama_model_is_recurrent(model_) || llama_model_is_hybrid(model_);
+        const char * tmpl = llama_model_chat_template(model_, nullptr);
+        if (tmpl) facts_.chat_template = tmpl;
+    }
+
+    std::string path_;
+    llama_model_params params_;
+    bool use_mmap_ = true, use_mlock_ = false;
+    int32_t * abort_flag_ = nullptr;
+    Napi::ObjectReference abort_ref_;
+    Napi::ThreadSafeFunction progress_;
+    bool has_progress_ = false;
+    llama_model * model_ = nullptr;
+    GgufMetadata metadata_;
+    ModelFacts facts_;
+};
+
+Napi::Value NativeModel::Load(const Napi::CallbackInfo & info) {
+    return (new ModelLoadWorker(info))->start();
+}
+
+// ---- tokenize / detokenize -------------------------------------------------------------------
+
+class TokenizeWorker : public PromiseWorker {
+public:
+    TokenizeWorker(const Napi::CallbackInfo & info, NativeModel * m)
+        : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), vocab_(m->vocab()) {
+        text_ = info[0].As<Napi::String>().Utf8Value();
+        Napi::Object o = info[1].As<Napi::Object>();
+        add_special_ = get_bool(o, "addSpecial");
+        parse_special_ = get_bool(o, "parseSpecial");
+    }
+
+protected:
+    void run() override {
+        if (text_.size() > (size_t) INT32_MAX / 2) throw CodedError("ERR_INVALID_OPTION", "text is too long to tokenize");
+        tokens_.resize(text_.size() + 8);
+        int32_t n = llama_tokenize(vocab_, text_.data(), (int32_t) text_.size(), tokens_.data(), (int32_t) tokens_.size(), add_special_, parse_special_);
+        if (n < 0) {
+            if (n == INT32_MIN) throw CodedError("ERR_INVALID_OPTION", "tokenization overflowed int32");
+            tokens_.resize(-n);
+            n = llama_tokenize(vocab_, text_.data(), (int32_t) text_.size(), tokens_.data(), (int32_t) tokens_.size(), add_special_, parse_special_);
+        }
+        if (n < 0) throw CodedError("ERR_NATIVE", "llama_tokenize failed");
+        tokens_.resize(n);
+    }
+    Napi::Value result(Napi::Env env) override {
+        Napi::Int32Array out = Napi::Int32Array::New(env, tokens_.size());
+        std::copy(tokens_.begin(), tokens_.end(), out.Data());
+        return out;
+    }
+
+private:
+    const llama_vocab * vocab_;
+    std::string text_;
+    bool add_special_, parse_special_;
+    std::vector<llama_token> tokens_;
+};
+
+Napi::Value NativeModel::Tokenize(const Napi::CallbackInfo & info) {
+    if (disposed()) return rejected(info.Env(), "ERR_DISPOSED", "the model is disposed");
+    return (new TokenizeWorker(info, this))->start();
+}
+
+static std::vector<llama_token> read_tokens(const Napi::Value & v) {
+    Napi::Int32Array a = v.As<Napi::Int32Array>();
+    return std::vector<llama_token>(a.Data(), a.Data() + a.ElementLength());
+}
+
+class DetokenizeWorker : public PromiseWorker {
+public:
+    DetokenizeWorker(const Napi::CallbackInfo & info, NativeModel * m)
+        : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), vocab_(m->vocab()) {
+        tokens_ = read_tokens(info[0]);
+        Napi::Object o = info[1].As<Napi::Object>();
+        remove_special_ = get_bool(o, "removeSpecial");
+        unparse_special_ = get_bool(o, "unparseSpecial");
+    }
+
+protected:
+    void run() override {
+        text_.resize(tokens_.size() * 8 + 16);
+        int32_t n = llama_detokenize(vocab_, tokens_.data(), (int32_t) tokens_.size(), text_.data(), (int32_t) text_.size(), remove_special_, unparse_special_);
+        if (n < 0) {
+            text_.resize(-n);
+            n = llama_detokenize(vocab_, tokens_.data(), (int32_t) tokens_.size(), text_.data(), (int32_t) text_.size(), remove_special_, unparse_special_);
+        }
+        if (n < 0) throw CodedError("ERR_NATIVE", "llama_detokenize failed");
+        text_.resize(n);
+    }
+    Napi::Value result(Napi::Env env) override {
+        // Bytes, not a string: the caller decodes (a token sequence may end mid-character).
+        return Napi::Buffer<char>::Copy(env, text_.data(), text_.size());
+    }
+
+private:
+    const llama_vocab * vocab_;
+    std::vector<llama_token> tokens_;
+    std::string text_;
+    bool remove_special_, unparse_special_;
+};
+
+Napi::Value NativeModel::Detokenize(const Napi::CallbackInfo & info) {
+    if (disposed()) return rejected(info.Env(), "ERR_DISPOSED", "the model is disposed");
+    return (new DetokenizeWorker(info, this))->start();
+}
+
+// Pieces of single tokens, synchronously (each is a table lookup): bytes of all pieces
+// concatenated plus an offsets array, for the tokenize CLI and streaming decode.
+Napi::Value NativeModel::TokenPieces(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (disposed()) throw make_error(env, "ERR_DISPOSED", "the model is disposed");
+    std::vector<llama_token> tokens = read_tokens(info[0]);
+    bool special = info[1].As<Napi::Boolean>().Value();
+    std::string bytes;
+    Napi::Uint32Array offsets = Napi::Uint32Array::New(env, tokens.size() + 1);
+    char buf[256];
+    offsets[0] = 0;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        int32_t n = llama_token_to_piece(vocab_, tokens[i], buf, sizeof buf, 0, special);
+        if (n < 0) {
+            std::string big(-n, '\0');
+            n = llama_token_to_piece(vocab_, tokens[i], big.data(), (int32_t) big.size(), 0, special);
+            bytes.append(big.data(), std::max(n, 0));
+        } else {
+            bytes.append(buf, n);
+        }
+        offsets[i + 1] = (uint32_t) bytes.size();
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("bytes", Napi::Buffer<char>::Copy(env, bytes.data(), bytes.size()));
+    out.Set("offsets", offsets);
+    return out;
+}
+
+// Chat template (llama.cpp's built-in template engine; the model's template or a named one).
+Napi::Value NativeModel::ApplyChatTemplate(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (disposed()) throw make_error(env, "ERR_DISPOSED", "the model is disposed");
+    Napi::Array msgs = info[0].As<Napi::Array>();
+    bool add_assistant = info[1].As<Napi::Boolean>().Value();
+    std::string tmpl_override = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+    const char * tmpl = tmpl_override.empty() ? llama_model_chat_template(model_, nullptr) : tmpl_override.c_str();
+    if (!tmpl) throw make_error(env, "ERR_NO_CHAT_TEMPLATE", "the model has no chat template");
+    std::vector<std::string> roles(msgs.Length()), contents(msgs.Length());
+    std::vector<llama_chat_message> chat(msgs.Length());
+    size_t total = 0;
+    for (uint32_t i = 0; i < msgs.Length(); ++i) {
+        Napi::Object m = msgs.Get(i).As<Napi::Object>();
+        roles[i] = get_str(m, "role");
+        contents[i] = get_str(m, "content");
+        chat[i] = {roles[i].c_str(), contents[i].c_str()};
+        total += roles[i].size() + contents[i].size();
+    }
+    std::string out(total * 2 + 1024, '\0');
+    int32_t n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), add_assistant, out.data(), (int32_t) out.size());
+    if (n > (int32_t) out.size()) {
+        out.resize(n);
+        n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), add_assistant, out.data(), (int32_t) out.size());
+    }
+    if (n < 0) throw make_error(env, "ERR_NO_CHAT_TEMPLATE", "llama.cpp does not support this model's chat template");
+    out.resize(n);
+    return Napi::String::New(env, out);
+}
+
+Napi::Value NativeModel::Dispose(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (contexts_ > 0) throw make_error(env, "ERR_BUSY", "the model still has open contexts");
+    if (model_) {
+        llama_model_free(model_);
+        model_ = nullptr;
+        vocab_ = nullptr;
+    }
+    return env.Undefined();
+}
+
+} // namespace llamafuse

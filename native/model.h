@@ -1,0 +1,43 @@
+// NativeModel: a loaded llama_model. Load runs on a worker; tokenize and detokenize too
+// (long texts take milliseconds). Metadata is read once at load, from the GGUF itself, so
+// arrays (token lists, scores) come through whole rather than as llama.cpp's summaries.
+#pragma once
+
+#include "common.h"
+
+#include "llama.h"
+
+#include <atomic>
+
+namespace llamafuse {
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+public:
+    static Napi::Function define(Napi::Env env);
+    static Napi::FunctionReference constructor;
+    NativeModel(const Napi::CallbackInfo & info);
+    ~NativeModel() override;
+
+    llama_model * model() const { return model_; }
+    const llama_vocab * vocab() const { return vocab_; }
+    bool disposed() const { return model_ == nullptr; }
+    void context_opened() { ++contexts_; }
+    void context_closed() { --contexts_; }
+
+    // Called by the load worker on the main thread.
+    void adopt(llama_model * model);
+
+private:
+    static Napi::Value Load(const Napi::CallbackInfo & info);
+    Napi::Value Tokenize(const Napi::CallbackInfo & info);
+    Napi::Value Detokenize(const Napi::CallbackInfo & info);
+    Napi::Value TokenPieces(const Napi::CallbackInfo & info);
+    Napi::Value ApplyChatTemplate(const Napi::CallbackInfo & info);
+    Napi::Value Dispose(const Napi::CallbackInfo & info);
+
+    llama_model * model_ = nullptr;
+    const llama_vocab * vocab_ = nullptr;
+    int contexts_ = 0;
+};
+
+} // namespace llamafuse

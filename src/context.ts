@@ -1,0 +1,367 @@
+// Context: a llama_context for one model. forward() turns tokens into next-token logits,
+// for any mix of sequences in one call; kv edits the cache; state saves and restores it.
+// Every call goes through one queue per context, so llama.cpp never runs two at once.
+import { availableParallelism } from "node:os";
+import { binding, type NativeContext } from "./binding.js";
+import { LlamaError, abortedError, disposedError, fromNative } from "./errors.js";
+import type { Model, ModelInfo } from "./model.js";
+import { SerialQueue, abortFlag } from "./queue.js";
+import { loadStateBlob, saveStateBlob, type StateOptions } from "./state.js";
+import { toTokenArray } from "./tokens.js";
+import { checkKnownKeys, invalidOption, is, optEnum, optInt, optSignal, optionsObject } from "./validate.js";
+
+export const KV_TYPES = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, iq4_nl: 20, bf16: 30 } as const;
+export type KvType = keyof typeof KV_TYPES;
+export type AttentionMode = "fused" | "ggml";
+
+export interface ContextOptions {
+    /** Context size in tokens (llama.cpp rounds it up to a multiple of 256). @default min(trainContextSize, 4096) */
+    contextSize?: number;
+    /** Most tokens per llama_decode; longer forwards are split. @default 512 */
+    batchSize?: number;
+    /** Physical micro-batch size. @default min(batchSize, 512) */
+    ubatchSize?: number;
+    /** Number of sequences (independent streams sharing the cache). @default 1 */
+    sequences?: number;
+    /** Compute threads. @default defaultThreads() */
+    threads?: number;
+    /** KV cache type. @default "f16" */
+    kvType?: KvType;
+    /** Attention kernels: llamafuse's fused kernels (where they accept a shape) or ggml's. @default "fused" when built in, else "ggml" */
+    attention?: AttentionMode;
+    /** How hard idle worker threads spin before sleeping, 0-100. @default 0 */
+    threadPolling?: number;
+}
+
+export interface ResolvedContextOptions {
+    native: {
+        contextSize: number;
+        batchSize: number;
+        ubatchSize: number;
+        sequences: number;
+        threads: number;
+        kvType: number;
+        poll: number;
+        attention: AttentionMode;
+    };
+    kvType: KvType;
+}
+
+const CONTEXT_KEYS = ["contextSize", "batchSize", "ubatchSize", "sequences", "threads", "kvType", "attention", "threadPolling"] as const;
+
+/**
+ * Compute threads that do not oversubscribe the machine: one core is left for Node's own
+ * thread and libuv, and at most 8 (decode is memory-bound; more threads only spin).
+ */
+export function defaultThreads(): number {
+    const cores = availableParallelism();
+    return Math.max(1, Math.min(8, cores - 1));
+}
+
+export function resolveContextOptions(info: ModelInfo, options: unknown): ResolvedContextOptions {
+    const o = optionsObject("options", options);
+    checkKnownKeys("createContext", o, CONTEXT_KEYS);
+    const contextSize = optInt(o, "contextSize", Math.min(info.trainContextSize > 0 ? info.trainContextSize : 4096, 4096), 1, 1 << 24);
+    const batchSize = optInt(o, "batchSize", 512, 1, 1 << 20);
+    const ubatchSize = optInt(o, "ubatchSize", Math.min(batchSize, 512), 1, batchSize);
+    const sequences = optInt(o, "sequences", 1, 1, 256);
+    const threads = optInt(o, "threads", defaultThreads(), 1, 512);
+    const kvType = optEnum(o, "kvType", "f16", Object.keys(KV_TYPES) as KvType[]);
+    const attention = optEnum<AttentionMode>(o, "attention", binding().hasFusedAttention ? "fused" : "ggml", ["fused", "ggml"]);
+    const poll = optInt(o, "threadPolling", 0, 0, 100);
+    // Block-quantized caches store K/V rows in blocks of 32: llama.cpp asserts otherwise.
+    if (!["f32", "f16", "bf16"].includes(kvType) && info.headDim % 32 !== 0) {
+        throw invalidOption("kvType", `"f16", "bf16" or "f32" for this model (head size ${info.headDim} is not a multiple of 32)`, kvType);
+    }
+    return { native: { contextSize, batchSize, ubatchSize, sequences, threads, kvType: KV_TYPES[kvType], poll, attention }, kvType };
+}
+
+export type LogitsMode = "last" | "all" | "none";
+
+export interface ForwardItem {
+    sequence: number;
+    tokens: ArrayLike<number>;
+    /** Which positions return logits. @default "last" */
+    logits?: LogitsMode;
+}
+
+export interface ForwardOptions {
+    signal?: AbortSignal;
+}
+
+/** Logits of one forward call. They are a copy owned by this object: later calls never change them. */
+export class ForwardResult {
+    readonly #data: Float32Array;
+    readonly #rows: Map<number, { first: number; count: number; tokens: number; mode: LogitsMode }>;
+    readonly vocabSize: number;
+
+    /** @internal */
+    constructor(data: Float32Array, rows: Map<number, { first: number; count: number; tokens: number; mode: LogitsMode }>, vocabSize: number) {
+        this.#data = data;
+        this.#rows = rows;
+        this.vocabSize = vocabSize;
+    }
+
+    /** Sequences this forward touched. */
+    get sequences(): number[] {
+        return [...this.#rows.keys()];
+    }
+
+    /**
+     * Logits (n_vocab floats) of `sequence` after token `index` of what it was given in this
+     * call (default: its last token; negative counts from the end). With logits: "last" only
+     * the last token has them.
+     */
+    logits(sequence: number, index?: number): Float32Array {
+        const r = this.#rows.get(sequence);
+        if (!r) throw new LlamaError("ERR_INVALID_SEQUENCE", `sequence ${sequence} was not part of this forward`);
+        const i = index === undefined ? r.tokens - 1 : index < 0 ? r.tokens + index : index;
+        if (!Number.isInteger(i) || i < 0 || i >= r.tokens) throw invalidOption("index", `an integer between ${-r.tokens} and ${r.tokens - 1}`, index);
+        let row: number;
+        if (r.mode === "all") row = r.first + i;
+        else if (r.mode === "last" && i === r.tokens - 1) row = r.first;
+        else throw new LlamaError("ERR_NO_LOGITS", `no logits for sequence ${sequence} at index ${i} (this forward asked for logits: "${r.mode}")`);
+        return this.#data.subarray(row * this.vocabSize, (row + 1) * this.vocabSize);
+    }
+}
+
+export class Context {
+    readonly model: Model;
+    readonly contextSize: number;
+    readonly batchSize: number;
+    readonly ubatchSize: number;
+    readonly sequences: number;
+    readonly threads: number;
+    readonly kvType: KvType;
+    readonly canShift: boolean;
+    readonly kv: KvCache;
+    #attention: AttentionMode;
+    #native: NativeContext | null;
+    #queue = new SerialQueue();
+    #disposing: Promise<void> | null = null;
+
+    /** @internal use model.createContext() */
+    constructor(
+        model: Model,
+        created: { context: NativeContext; contextSize: number; batchSize: number; ubatchSize: number; sequences: number; canShift: boolean },
+        resolved: ResolvedContextOptions,
+    ) {
+        this.model = model;
+        this.#native = created.context;
+        this.contextSize = created.contextSize;
+        this.batchSize = created.batchSize;
+        this.ubatchSize = created.ubatchSize;
+        this.sequences = created.sequences;
+        this.canShift = created.canShift;
+        this.threads = resolved.native.threads;
+        this.kvType = resolved.kvType;
+        this.#attention = resolved.native.attention;
+        this.kv = new KvCache(this);
+    }
+
+    get disposed(): boolean {
+        return this.#native === null || this.#disposing !== null;
+    }
+
+    get attention(): AttentionMode {
+        return this.#attention;
+    }
+
+    /**
+     * Runs `job` with the native context when all earlier calls have finished. Rejects with
+     * ERR_DISPOSED once dispose() has begun.
+     * @internal
+     */
+    enqueue<T>(job: (native: NativeContext) => Promise<T> | T): Promise<T> {
+        if (this.disposed) return Promise.reject(disposedError("context"));
+        const stack = new Error();
+        return this.#queue.run(async () => {
+            const native = this.#native;
+            if (!native) throw disposedError("context");
+            try {
+                return await job(native);
+            } catch (err) {
+                throw fromNative(err, stack);
+            }
+        });
+    }
+
+    /** @internal */
+    checkSequence(name: string, seq: unknown): number {
+        if (!is.integer(seq) || (seq as number) < 0 || (seq as number) >= this.sequences) {
+            throw new LlamaError("ERR_INVALID_SEQUENCE", `Expected an integer between 0 and ${this.sequences - 1} for ${name} but received ${String(seq)} (this context has ${this.sequences} sequence${this.sequences > 1 ? "s" : ""})`);
+        }
+        return seq as number;
+    }
+
+    /** Switches between llamafuse's fused attention and ggml's for later calls. */
+    async setAttention(mode: AttentionMode): Promise<void> {
+        if (mode !== "fused" && mode !== "ggml") throw invalidOption("mode", '"fused" or "ggml"', mode);
+        if (mode === "fused" && !binding().hasFusedAttention) throw new LlamaError("ERR_UNSUPPORTED", "this build has no fused attention kernels");
+        await this.enqueue((n) => n.setAttention(mode));
+        this.#attention = mode;
+    }
+
+    /**
+     * Decodes tokens for one or more sequences in one call, continuing each sequence's
+     * positions. All or nothing: if it fails or is aborted, the cache is as it was.
+     */
+    forward(items: ForwardItem | ForwardItem[], options?: ForwardOptions): Promise<ForwardResult> {
+        let plan: ReturnType<Context["planForward"]>;
+        let signal: AbortSignal | undefined;
+        try {
+            const o = optionsObject("options", options);
+            checkKnownKeys("forward", o, ["signal"]);
+            signal = optSignal(o);
+            plan = this.planForward(Array.isArray(items) ? items : [items]);
+        } catch (err) {
+            return Promise.reject(err);
+        }
+        if (signal?.aborted) return Promise.reject(abortedError("forward", signal.reason));
+        return this.enqueue(async (native) => {
+            if (signal?.aborted) throw abortedError("forward", signal.reason);
+            const abort = abortFlag(signal);
+            try {
+                const data = await native.forward(plan.tokens, plan.seqs, plan.want, abort.flag);
+                return new ForwardResult(data, plan.rows, this.model.info.vocabSize);
+            } finally {
+                abort.release();
+            }
+        });
+    }
+
+    private planForward(items: ForwardItem[]) {
+        if (items.length === 0) throw new LlamaError("ERR_INVALID_BATCH", "forward needs at least one item");
+        const vocab = this.model.info.vocabSize;
+        const rows = new Map<number, { first: number; count: number; tokens: number; mode: LogitsMode }>();
+        const parts: { seq: number; tokens: Int32Array; mode: LogitsMode }[] = [];
+        let total = 0;
+        items.forEach((item, k) => {
+            if (!is.object(item)) throw invalidOption(`items[${k}]`, "an object { sequence, tokens, logits? }", item);
+            checkKnownKeys(`forward items[${k}]`, item, ["sequence", "tokens", "logits"]);
+            const seq = this.checkSequence(`items[${k}].sequence`, item.sequence);
+            if (rows.has(seq)) throw new LlamaError("ERR_INVALID_BATCH", `sequence ${seq} appears twice in one forward: give it one item with all its tokens`);
+            const tokens = toTokenArray(`items[${k}].tokens`, item.tokens, vocab, false);
+            const mode = optEnum<LogitsMode>(item, "logits", "last", ["last", "all", "none"]);
+            parts.push({ seq, tokens, mode });
+            rows.set(seq, { first: 0, count: 0, tokens: tokens.length, mode });
+            total += tokens.length;
+        });
+        const tokens = new Int32Array(total);
+        const seqs = new Int32Array(total);
+        const want = new Uint8Array(total);
+        let at = 0;
+        let row = 0;
+        for (const p of parts) {
+            tokens.set(p.tokens, at);
+            seqs.fill(p.seq, at, at + p.tokens.length);
+            const r = rows.get(p.seq)!;
+            r.first = row;
+            if (p.mode === "all") want.fill(1, at, at + p.tokens.length);
+            else if (p.mode === "last") want[at + p.tokens.length - 1] = 1;
+            r.count = p.mode === "all" ? p.tokens.length : p.mode === "last" ? 1 : 0;
+            row += r.count;
+            at += p.tokens.length;
+        }
+        return { tokens, seqs, want, rows };
+    }
+
+    /** Saves the whole context (or one sequence) to a file, or returns it as a Buffer. */
+    saveState(target?: string, options?: StateOptions): Promise<Buffer | undefined> {
+        return saveStateBlob(this, target, options);
+    }
+
+    /** Restores a state saved by saveState() from a file or a Buffer. */
+    loadState(source: string | Uint8Array, options?: StateOptions): Promise<void> {
+        return loadStateBlob(this, source, options);
+    }
+
+    /** Frees the context. Waits for queued calls; idempotent. */
+    dispose(): Promise<void> {
+        this.#disposing ??= (async () => {
+            await this.#queue.drain();
+            this.#native?.dispose();
+            this.#native = null;
+            this.model.contextClosed(this);
+        })();
+        return this.#disposing;
+    }
+
+    [Symbol.asyncDispose](): Promise<void> {
+        return this.dispose();
+    }
+}
+
+/** The context's KV cache, by sequence and position, as llama.cpp's memory API defines it. */
+export class KvCache {
+    readonly #ctx: Context;
+    constructor(ctx: Context) {
+        this.#ctx = ctx;
+    }
+
+    #pos(name: string, v: unknown, def: number): number {
+        if (v === undefined) return def;
+        if (!is.integer(v) || (v as number) < -1 || (v as number) > 2 ** 31 - 1) throw invalidOption(name, "an integer >= -1 (-1: open end)", v);
+        return v as number;
+    }
+
+    /** Removes positions [p0, p1) of a sequence (-1 for an open end; sequence -1: all). */
+    remove(sequence: number, p0?: number, p1?: number): Promise<boolean> {
+        try {
+            const s = sequence === -1 ? -1 : this.#ctx.checkSequence("sequence", sequence);
+            const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
+            return this.#ctx.enqueue((n) => n.kvRemove(s, a, b));
+        } catch (err) {
+            return Promise.reject(err);
+        }
+    }
+
+    /** Makes positions [p0, p1) of `src` part of `dst` too (shared cells, no copy of data). */
+    copy(src: number, dst: number, p0?: number, p1?: number): Promise<void> {
+        try {
+            const s = this.#ctx.checkSequence("src", src), d = this.#ctx.checkSequence("dst", dst);
+            const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
+            return this.#ctx.enqueue((n) => n.kvCopy(s, d, a, b));
+        } catch (err) {
+            return Promise.reject(err);
+        }
+    }
+
+    /** Removes every sequence but this one. */
+    keepOnly(sequence: number): Promise<void> {
+        try {
+            const s = this.#ctx.checkSequence("sequence", sequence);
+            return this.#ctx.enqueue((n) => n.kvKeepOnly(s));
+        } catch (err) {
+            return Promise.reject(err);
+        }
+    }
+
+    /** Adds `delta` to the positions in [p0, p1) of a sequence (RoPE is re-applied lazily). */
+    shift(sequence: number, p0: number, p1: number, delta: number): Promise<void> {
+        try {
+            const s = this.#ctx.checkSequence("sequence", sequence);
+            const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
+            if (!is.integer(delta)) throw invalidOption("delta", "an integer", delta);
+            if (!this.#ctx.canShift) throw new LlamaError("ERR_UNSUPPORTED", "this model's memory does not support position shifts");
+            return this.#ctx.enqueue((n) => n.kvShift(s, a, b, delta));
+        } catch (err) {
+            return Promise.reject(err);
+        }
+    }
+
+    /** Empties the cache. */
+    clear(): Promise<void> {
+        return this.#ctx.enqueue((n) => n.kvClear());
+    }
+
+    /** Smallest and largest position held for a sequence (-1, -1 when empty). */
+    positions(sequence: number): Promise<{ min: number; max: number }> {
+        try {
+            const s = this.#ctx.checkSequence("sequence", sequence);
+            return this.#ctx.enqueue((n) => n.kvPositions(s));
+        } catch (err) {
+            return Promise.reject(err);
+        }
+    }
+}

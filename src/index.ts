@@ -1,0 +1,9 @@
+// Public exports only.
+export { loadModel, Model } from "./model.js";
+export type { LoadModelOptions, ModelInfo, TokenizeOptions, DetokenizeOptions } from "./model.js";
+export { Context, ForwardResult, KvCache, defaultThreads, KV_TYPES } from "./context.js";
+export type { ContextOptions, ForwardItem, ForwardOptions, LogitsMode, KvType, AttentionMode } from "./context.js";
+export type { StateOptions } from "./state.js";
+export { LlamaError } from "./errors.js";
+export type { ErrorCode } from "./errors.js";
+export { systemInfo, LLAMA_CPP_COMMIT } from "./system.js";

@@ -1,0 +1,227 @@
+// loadModel() and Model: load a GGUF off the main thread, read what it is, tokenize and
+// detokenize, open contexts, and free it all on dispose.
+import { open, stat } from "node:fs/promises";
+import { binding, type NativeModel, type NativeModelInfo } from "./binding.js";
+import { Context, resolveContextOptions, type ContextOptions } from "./context.js";
+import { LlamaError, abortedError, callNative, disposedError } from "./errors.js";
+import { abortFlag } from "./queue.js";
+import { toTokenArray, type TokenInput } from "./tokens.js";
+import { checkKnownKeys, invalidOption, is, optBool, optFunction, optInt, optSignal, optionsObject } from "./validate.js";
+
+export interface LoadModelOptions {
+    /** Layers to offload to the GPU (-1: all). Ignored by a CPU-only build. @default 0 */
+    gpuLayers?: number;
+    /** Map the file instead of reading it. @default true */
+    useMmap?: boolean;
+    /** Lock the weights in RAM. @default false */
+    useMlock?: boolean;
+    /** Load only the vocabulary (tokenize/detokenize work; no contexts). @default false */
+    vocabOnly?: boolean;
+    /** Called with increasing fractions, ending at 1. */
+    onProgress?: (fraction: number) => void;
+    signal?: AbortSignal;
+}
+
+export type ModelInfo = Omit<NativeModelInfo, "metadata"> & {
+    /** Every GGUF key/value: numeric arrays as typed arrays, string arrays as string[]. */
+    metadata: Record<string, unknown>;
+    /** Key (K) head size, which quantized KV caches need to be a multiple of 32. */
+    headDim: number;
+};
+
+export interface TokenizeOptions {
+    /** Add the model's special tokens (BOS/EOS) as it asks for. @default true */
+    addSpecial?: boolean;
+    /** Parse special-token text such as "<|eot_id|>" into special tokens. @default false */
+    parseSpecial?: boolean;
+}
+
+export interface DetokenizeOptions {
+    /** Drop the leading BOS / trailing EOS the model adds. @default false */
+    removeSpecial?: boolean;
+    /** Render special tokens as their text. @default false */
+    unparseSpecial?: boolean;
+}
+
+const LOAD_KEYS = ["gpuLayers", "useMmap", "useMlock", "vocabOnly", "onProgress", "signal"] as const;
+
+async function checkModelFile(path: string): Promise<void> {
+    let st;
+    try {
+        st = await stat(path);
+    } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") throw new LlamaError("ERR_FILE_NOT_FOUND", `model file not found: ${path}`);
+        throw new LlamaError("ERR_INVALID_MODEL", `cannot read model file ${path}: ${(err as Error).message}`);
+    }
+    if (st.isDirectory()) throw new LlamaError("ERR_INVALID_MODEL", `${path} is a directory, not a GGUF file`);
+    if (!st.isFile()) throw new LlamaError("ERR_INVALID_MODEL", `${path} is not a regular file`);
+    const head = Buffer.alloc(8);
+    const fh = await open(path, "r");
+    try {
+        await fh.read(head, 0, 8, 0);
+    } finally {
+        await fh.close();
+    }
+    if (st.size < 24 || head.toString("latin1", 0, 4) !== "GGUF") {
+        throw new LlamaError("ERR_INVALID_MODEL", `${path} is not a GGUF file (${st.size < 24 ? "too short" : "bad magic"})`);
+    }
+}
+
+/** Loads a GGUF model. Never blocks the event loop; abort with `signal`. */
+export async function loadModel(path: string, options?: LoadModelOptions): Promise<Model> {
+    if (!is.string(path) || path.length === 0) throw invalidOption("path", "a non-empty string", path);
+    const o = optionsObject("options", options);
+    checkKnownKeys("loadModel", o, LOAD_KEYS);
+    const gpuLayers = optInt(o, "gpuLayers", 0, -1, 1_000_000);
+    const useMmap = optBool(o, "useMmap", true);
+    const useMlock = optBool(o, "useMlock", false);
+    const vocabOnly = optBool(o, "vocabOnly", false);
+    const onProgress = optFunction<(f: number) => void>(o, "onProgress");
+    const signal = optSignal(o);
+    if (signal?.aborted) throw abortedError("model loading", signal.reason);
+
+    await checkModelFile(path);
+    if (signal?.aborted) throw abortedError("model loading", signal.reason);
+
+    // Progress arrives from a loader thread; pass on only increasing values and end at 1.
+    let last = -1;
+    const progress = onProgress
+        ? (p: number) => {
+              if (p > last) {
+                  last = p;
+                  onProgress(p);
+              }
+          }
+        : undefined;
+    const abort = abortFlag(signal);
+    try {
+        const { model, info } = await callNative(() =>
+            binding().NativeModel.load(path, { gpuLayers, useMmap, useMlock, vocabOnly, abortFlag: abort.flag, onProgress: progress }),
+        );
+        // The native progress callbacks are queued on the event loop; let them run first.
+        await new Promise((r) => setImmediate(r));
+        if (progress && last < 1) progress(1);
+        return new Model(model, info, path, vocabOnly);
+    } finally {
+        abort.release();
+    }
+}
+
+export class Model {
+    readonly info: Readonly<ModelInfo>;
+    readonly path: string;
+    readonly vocabOnly: boolean;
+    #native: NativeModel | null;
+    #contexts = new Set<Context>();
+    #pending = new Set<Promise<unknown>>();
+    #disposing: Promise<void> | null = null;
+
+    /** @internal use loadModel() */
+    constructor(native: NativeModel, info: NativeModelInfo, path: string, vocabOnly: boolean) {
+        this.#native = native;
+        const arch = info.architecture;
+        const keyLength = info.metadata[`${arch}.attention.key_length`];
+        const headDim = typeof keyLength === "number" ? keyLength : info.heads > 0 ? Math.floor(info.embeddingSize / info.heads) : 0;
+        this.info = Object.freeze({ ...info, headDim });
+        this.path = path;
+        this.vocabOnly = vocabOnly;
+    }
+
+    get disposed(): boolean {
+        return this.#native === null;
+    }
+
+    /** @internal */
+    get native(): NativeModel {
+        if (!this.#native || this.#disposing) throw disposedError("model");
+        return this.#native;
+    }
+
+    /** @internal keeps dispose() waiting for calls in flight */
+    track<T>(p: Promise<T>): Promise<T> {
+        this.#pending.add(p);
+        const done = () => this.#pending.delete(p);
+        p.then(done, done);
+        return p;
+    }
+
+    async tokenize(text: string, options?: TokenizeOptions): Promise<Int32Array> {
+        if (!is.string(text)) throw invalidOption("text", "a string", text);
+        const o = optionsObject("options", options);
+        checkKnownKeys("tokenize", o, ["addSpecial", "parseSpecial"]);
+        const addSpecial = optBool(o, "addSpecial", true);
+        const parseSpecial = optBool(o, "parseSpecial", false);
+        const native = this.native;
+        return this.track(callNative(() => native.tokenize(text, { addSpecial, parseSpecial })));
+    }
+
+    async detokenize(tokens: TokenInput, options?: DetokenizeOptions): Promise<string> {
+        return new TextDecoder().decode(await this.detokenizeBytes(tokens, options));
+    }
+
+    /** The UTF-8 bytes of detokenized text (a token run may end inside a character). */
+    async detokenizeBytes(tokens: TokenInput, options?: DetokenizeOptions): Promise<Uint8Array> {
+        const ids = toTokenArray("tokens", tokens, this.info.vocabSize);
+        const o = optionsObject("options", options);
+        checkKnownKeys("detokenize", o, ["removeSpecial", "unparseSpecial"]);
+        const removeSpecial = optBool(o, "removeSpecial", false);
+        const unparseSpecial = optBool(o, "unparseSpecial", false);
+        const native = this.native;
+        return this.track(callNative(() => native.detokenize(ids, { removeSpecial, unparseSpecial })));
+    }
+
+    /** Each token's text piece as bytes (synchronous: a table lookup per token). */
+    tokenPieces(tokens: TokenInput, options: { special?: boolean } = {}): Uint8Array[] {
+        const ids = toTokenArray("tokens", tokens, this.info.vocabSize);
+        const { bytes, offsets } = this.native.tokenPieces(ids, options.special ?? true);
+        return Array.from(ids, (_, i) => bytes.subarray(offsets[i]!, offsets[i + 1]!));
+    }
+
+    /** True for end-of-generation tokens (EOS, EOT and the like). */
+    isEndOfGeneration(token: number): boolean {
+        return token === this.info.eos || token === this.info.eot;
+    }
+
+    /** Formats a chat with the model's own template (or a named built-in one). */
+    applyChatTemplate(messages: { role: string; content: string }[], options: { addAssistant?: boolean; template?: string } = {}): string {
+        if (!Array.isArray(messages) || messages.some((m) => !is.object(m) || !is.string(m.role) || !is.string(m.content))) {
+            throw invalidOption("messages", "an array of { role: string, content: string }", messages);
+        }
+        try {
+            return this.native.applyChatTemplate(messages, options.addAssistant ?? true, options.template);
+        } catch (err) {
+            throw new LlamaError("ERR_NO_CHAT_TEMPLATE", (err as Error).message);
+        }
+    }
+
+    async createContext(options?: ContextOptions): Promise<Context> {
+        if (this.vocabOnly) throw new LlamaError("ERR_UNSUPPORTED", "a model loaded with vocabOnly has no weights: it cannot create contexts");
+        const resolved = resolveContextOptions(this.info, options);
+        const native = this.native;
+        const created = await this.track(callNative(() => binding().NativeContext.create(native as never, resolved.native)));
+        const ctx = new Context(this, created, resolved);
+        this.#contexts.add(ctx);
+        return ctx;
+    }
+
+    /** @internal */
+    contextClosed(ctx: Context): void {
+        this.#contexts.delete(ctx);
+    }
+
+    /** Frees the model and every context it opened. Idempotent. */
+    dispose(): Promise<void> {
+        this.#disposing ??= (async () => {
+            await Promise.allSettled([...this.#pending]);
+            await Promise.allSettled([...this.#contexts].map((c) => c.dispose()));
+            this.#native?.dispose();
+            this.#native = null;
+        })();
+        return this.#disposing;
+    }
+
+    [Symbol.asyncDispose](): Promise<void> {
+        return this.dispose();
+    }
+}

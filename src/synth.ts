@@ -1,0 +1,404 @@
+// synthModel(): writes a llama-family GGUF with random weights in an exact shape, so any
+// benchmark shape runs with no download. The vocabulary is copied whole from one of
+// llama.cpp's vocab files, so tokenization is real; the weights are deterministic in the
+// seed (each tensor draws from its own stream keyed by its name, so one seed gives the
+// same underlying floats whatever the type). Tensors are generated and written one chunk
+// at a time: memory stays at a few MB for any model size.
+
+import { existsSync, readFileSync } from "node:fs";
+import { endianness } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LlamaError } from "./errors.js";
+import { quantizeQ4_0, quantizeQ8_0, f32ToF16Bits, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from "./gguf/quant.js";
+import { Xoshiro128, hashString, normalTable } from "./gguf/random.js";
+import { readGguf } from "./gguf/reader.js";
+import { GgmlType, type GgufMetadata, type GgufValue } from "./gguf/types.js";
+import { writeGguf, type GgufTensorSource } from "./gguf/writer.js";
+import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "./validate.js";
+
+export type SynthType = "f16" | "q8_0" | "q4_0";
+export type SynthArchitecture = "llama" | "qwen2";
+export type SynthPreset = "tiny" | "llama-3.2-1b" | "llama-3.1-8b" | "qwen2.5-0.5b";
+
+export interface SynthShape {
+    architecture: SynthArchitecture;
+    layers: number;
+    embedding: number;
+    heads: number;
+    headsKv: number;
+    /** feed_forward_length */
+    ff: number;
+    /** Per-head size; embedding / heads unless given. */
+    headDim?: number;
+    /** A vocab name ("llama-bpe" → deps/llama.cpp/models/ggml-vocab-llama-bpe.gguf) or a path to any GGUF with tokenizer.* keys. */
+    vocab: string;
+    contextLength: number;
+    ropeTheta: number;
+    rmsEps: number;
+    /** No output.weight: llama.cpp reuses token_embd for the output projection. */
+    tieEmbeddings: boolean;
+    /** attn_q/k/v.bias tensors (Qwen2). */
+    qkvBias: boolean;
+}
+
+/** Shapes of the published models (from their config.json), with random weights. */
+export const synthPresets: Readonly<Record<SynthPreset, Readonly<SynthShape>>> = {
+    // Small enough for unit tests, yet with GQA and a 64-wide head like real models.
+    tiny: {
+        architecture: "llama", layers: 2, embedding: 128, heads: 2, headsKv: 1, ff: 384, vocab: "llama-spm",
+        contextLength: 2048, ropeTheta: 10000, rmsEps: 1e-5, tieEmbeddings: false, qkvBias: false,
+    },
+    "llama-3.2-1b": {
+        architecture: "llama", layers: 16, embedding: 2048, heads: 32, headsKv: 8, ff: 8192, vocab: "llama-bpe",
+        contextLength: 131072, ropeTheta: 500000, rmsEps: 1e-5, tieEmbeddings: true, qkvBias: false,
+    },
+    "llama-3.1-8b": {
+        architecture: "llama", layers: 32, embedding: 4096, heads: 32, headsKv: 8, ff: 14336, vocab: "llama-bpe",
+        contextLength: 131072, ropeTheta: 500000, rmsEps: 1e-5, tieEmbeddings: false, qkvBias: false,
+    },
+    "qwen2.5-0.5b": {
+        architecture: "qwen2", layers: 24, embedding: 896, heads: 14, headsKv: 2, ff: 4864, vocab: "qwen2",
+        contextLength: 32768, ropeTheta: 1000000, rmsEps: 1e-6, tieEmbeddings: true, qkvBias: true,
+    },
+};
+
+export interface SynthOptions extends Partial<SynthShape> {
+    /** Where to write the .gguf (written beside it, then renamed, so it appears only when complete). */
+    output: string;
+    /** Base shape; any shape field given alongside it overrides the preset's. */
+    preset?: SynthPreset;
+    /** Only picks a default vocab file of that size: the vocab file's own token count always wins. */
+    vocabSize?: number;
+    /** Type of the 2-D weight matrices (norms and biases are always F32). @default "f16" */
+    type?: SynthType;
+    /** @default 0 */
+    seed?: number;
+    /**
+     * Standard deviation of the logits: token_embd and output.weight are drawn with std
+     * embeddingScale/sqrt(embedding), and the final hidden state is RMS-normalised, so
+     * logits ≈ N(0, embeddingScale²). Random models have flat logits; a larger scale gives
+     * a clear argmax, which makes greedy comparisons between runtimes meaningful. @default 4
+     */
+    embeddingScale?: number;
+    /** Other matrices are drawn with std initScale/sqrt(fan_in), keeping activations O(1) at any width. @default 1 */
+    initScale?: number;
+    /** general.name. @default "llamafuse synthetic <preset|custom> (random weights)" */
+    name?: string;
+    /** Fraction of the file written, 0 to 1. */
+    onProgress?: (fraction: number) => void;
+    signal?: AbortSignal;
+}
+
+export interface ResolvedSynthOptions {
+    output: string;
+    preset: SynthPreset | undefined;
+    shape: Required<SynthShape>;
+    vocabPath: string;
+    type: SynthType;
+    seed: number;
+    embeddingScale: number;
+    initScale: number;
+    name: string;
+    warnings: string[];
+}
+
+export interface SynthResult {
+    path: string;
+    bytes: number;
+    parameters: number;
+    tensorCount: number;
+    vocabSize: number;
+    vocabPath: string;
+    shape: Required<SynthShape>;
+    type: SynthType;
+    /** Tensors written as F16 because a quantized type needs rows in multiples of 32. */
+    f16Fallback: string[];
+    warnings: string[];
+    seconds: number;
+    /** File bytes per second, in MB (1e6). */
+    mbPerSecond: number;
+}
+
+const knownVocabSizes: Record<number, string> = { 32000: "llama-spm", 128256: "llama-bpe", 151936: "qwen2" };
+const defaultVocab: Record<SynthArchitecture, string> = { llama: "llama-spm", qwen2: "qwen2" };
+const presetNames = Object.keys(synthPresets) as SynthPreset[];
+const optionNames = [
+    "output", "preset", "architecture", "layers", "embedding", "heads", "headsKv", "ff", "headDim", "vocab", "vocabSize",
+    "contextLength", "ropeTheta", "rmsEps", "tieEmbeddings", "qkvBias", "type", "seed", "embeddingScale", "initScale",
+    "name", "onProgress", "signal",
+] as const;
+const MAX_DIM = 1 << 20;
+
+/** The package root: the nearest folder above this file with llamafuse's package.json (works from src/ and dist/). */
+function packageRoot(): string {
+    let dir = dirname(fileURLToPath(import.meta.url));
+    for (;;) {
+        const pkg = join(dir, "package.json");
+        if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "llamafuse") return dir;
+        const up = dirname(dir);
+        if (up === dir) return resolve(dirname(fileURLToPath(import.meta.url)), "..");
+        dir = up;
+    }
+}
+
+/** Where vocab names resolve: $LLAMAFUSE_VOCAB_DIR, else deps/llama.cpp/models under the package root. */
+export function defaultVocabDir(): string {
+    return process.env.LLAMAFUSE_VOCAB_DIR ?? join(packageRoot(), "deps", "llama.cpp", "models");
+}
+
+function resolveVocabPath(vocab: string): string {
+    const isPath = vocab.includes("/") || vocab.includes("\\") || vocab.endsWith(".gguf");
+    const path = isPath ? resolve(vocab) : join(defaultVocabDir(), `ggml-vocab-${vocab}.gguf`);
+    if (!existsSync(path)) {
+        const hint = isPath
+            ? "pass a path to an existing GGUF file with tokenizer.* metadata"
+            : `the vocab files come with llama.cpp's source, which the native build prepares in deps/llama.cpp; set LLAMAFUSE_VOCAB_DIR or pass vocab as a path`;
+        throw new LlamaError("ERR_FILE_NOT_FOUND", `Vocabulary file ${path} not found: ${hint}`);
+    }
+    return path;
+}
+
+/** Applies the preset and defaults, and checks every option; throws LlamaError ERR_INVALID_OPTION. */
+export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions {
+    const o = optionsObject("synthModel options", options);
+    checkKnownKeys("synthModel", o, optionNames);
+    if (!is.string(o.output) || o.output === "") throw invalidOption("output", "a file path", o.output);
+    const preset = o.preset === undefined ? undefined : optEnum(o, "preset", presetNames[0]!, presetNames);
+    if (!preset) {
+        for (const key of ["layers", "embedding", "heads", "ff"]) {
+            if (o[key] === undefined) throw invalidOption(key, "a positive integer (required without a preset)", undefined);
+        }
+    }
+    // Fields given alongside a preset override it; the preset fills the rest.
+    const m: Record<string, unknown> = { ...(preset ? synthPresets[preset] : {}) };
+    for (const [k, v] of Object.entries(o)) if (v !== undefined) m[k] = v;
+
+    const architecture = optEnum<SynthArchitecture>(m, "architecture", "llama", ["llama", "qwen2"]);
+    const layers = optInt(m, "layers", 0, 1, 4096);
+    const embedding = optInt(m, "embedding", 0, 1, MAX_DIM);
+    const heads = optInt(m, "heads", 0, 1, embedding);
+    const headsKv = optInt(m, "headsKv", heads, 1, heads);
+    if (heads % headsKv !== 0) throw invalidOption("headsKv", `a divisor of heads (${heads})`, headsKv);
+    const ff = optInt(m, "ff", 0, 1, MAX_DIM);
+    if (m.headDim === undefined && embedding % heads !== 0) {
+        throw invalidOption("headDim", `a value (embedding ${embedding} is not a multiple of heads ${heads})`, undefined);
+    }
+    const headDim = optInt(m, "headDim", embedding / heads, 2, 4096);
+    if (headDim % 2 !== 0) throw invalidOption("headDim", "an even integer (RoPE rotates pairs)", headDim);
+    // The Qwen2 loader creates attn_q as {n_embd, n_embd}: the heads must tile the embedding exactly.
+    if (architecture === "qwen2" && heads * headDim !== embedding) {
+        throw invalidOption("headDim", `embedding / heads (${embedding / heads}) for qwen2`, headDim);
+    }
+    const contextLength = optInt(m, "contextLength", 4096, 1, 2 ** 31 - 1);
+    const ropeTheta = optNumber(m, "ropeTheta", 10000, Number.MIN_VALUE, Number.MAX_VALUE);
+    const rmsEps = optNumber(m, "rmsEps", 1e-5, Number.MIN_VALUE, 1);
+    const tieEmbeddings = optBool(m, "tieEmbeddings", false);
+    const qkvBias = optBool(m, "qkvBias", architecture === "qwen2");
+
+    const vocabSize = m.vocabSize === undefined ? undefined : optInt(m, "vocabSize", 0, 1, 2 ** 31 - 1);
+    // Without a preset, a vocabSize that matches a known vocab file picks that file.
+    const vocab = m.vocab ?? (!preset && vocabSize !== undefined ? knownVocabSizes[vocabSize] : undefined) ?? defaultVocab[architecture];
+    if (!is.string(vocab) || vocab === "") throw invalidOption("vocab", "a vocab name or a path to a GGUF file", vocab);
+    const vocabPath = resolveVocabPath(vocab);
+
+    const type = optEnum<SynthType>(m, "type", "f16", ["f16", "q8_0", "q4_0"]);
+    const seed = optInt(m, "seed", 0, 0, Number.MAX_SAFE_INTEGER);
+    const embeddingScale = optNumber(m, "embeddingScale", 4, Number.MIN_VALUE, 1e6);
+    const initScale = optNumber(m, "initScale", 1, 0, 1e6);
+    const name = m.name ?? `llamafuse synthetic ${preset ?? "custom"} (random weights)`;
+    if (!is.string(name)) throw invalidOption("name", "a string", name);
+    optFunction(m, "onProgress");
+    optSignal(m, "signal");
+
+    return {
+        output: resolve(o.output),
+        preset,
+        shape: {
+            architecture, layers, embedding, heads, headsKv, ff, headDim, vocab, contextLength, ropeTheta, rmsEps,
+            tieEmbeddings, qkvBias,
+        },
+        vocabPath, type, seed, embeddingScale, initScale, name, warnings: [],
+    };
+}
+
+// --- tensors -------------------------------------------------------------------------
+
+/** One tensor to write: 1-D ones/normal in F32, or a matrix drawn N(0, std²) in the model's type. */
+interface TensorPlan {
+    name: string;
+    dims: number[];
+    type: number;
+    fill: "ones" | "normal";
+    std: number;
+}
+
+const CHUNK = 1 << 20; // elements per generated chunk: a multiple of 32 and even
+
+const ggmlTypeOf: Record<SynthType, number> = { f16: GgmlType.F16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
+/** llama_ftype: LLAMA_FTYPE_MOSTLY_F16 = 1, _Q4_0 = 2, _Q8_0 = 7 (llama.h). */
+const fileTypeOf: Record<SynthType, number> = { f16: 1, q4_0: 2, q8_0: 7 };
+const BIAS_STD = 0.02;
+
+function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: TensorPlan[]; f16Fallback: string[] } {
+    const s = r.shape;
+    const plans: TensorPlan[] = [];
+    const f16Fallback: string[] = [];
+    const matrix = (name: string, ne0: number, ne1: number, std: number): void => {
+        let type = ggmlTypeOf[r.type];
+        // Quantized rows are whole blocks of 32; llama-quantize also falls back for such tensors.
+        if (r.type !== "f16" && ne0 % 32 !== 0) {
+            type = GgmlType.F16;
+            f16Fallback.push(name);
+        }
+        plans.push({ name, dims: [ne0, ne1], type, fill: "normal", std });
+    };
+    const vector = (name: string, n: number, fill: "ones" | "normal"): void => {
+        plans.push({ name, dims: [n], type: GgmlType.F32, fill, std: fill === "ones" ? 0 : BIAS_STD });
+    };
+    const qDim = s.heads * s.headDim;
+    const kvDim = s.headsKv * s.headDim;
+    const embStd = r.embeddingScale / Math.sqrt(s.embedding);
+    const std = (fanIn: number): number => r.initScale / Math.sqrt(fanIn);
+
+    matrix("token_embd.weight", s.embedding, vocabSize, embStd);
+    for (let i = 0; i < s.layers; i++) {
+        const b = `blk.${i}`;
+        vector(`${b}.attn_norm.weight`, s.embedding, "ones");
+        matrix(`${b}.attn_q.weight`, s.embedding, qDim, std(s.embedding));
+        matrix(`${b}.attn_k.weight`, s.embedding, kvDim, std(s.embedding));
+        matrix(`${b}.attn_v.weight`, s.embedding, kvDim, std(s.embedding));
+        if (s.qkvBias) {
+            vector(`${b}.attn_q.bias`, qDim, "normal");
+            vector(`${b}.attn_k.bias`, kvDim, "normal");
+            vector(`${b}.attn_v.bias`, kvDim, "normal");
+        }
+        matrix(`${b}.attn_output.weight`, qDim, s.embedding, std(qDim));
+        vector(`${b}.ffn_norm.weight`, s.embedding, "ones");
+        matrix(`${b}.ffn_gate.weight`, s.embedding, s.ff, std(s.embedding));
+        matrix(`${b}.ffn_down.weight`, s.ff, s.embedding, std(s.ff));
+        matrix(`${b}.ffn_up.weight`, s.embedding, s.ff, std(s.embedding));
+    }
+    vector("output_norm.weight", s.embedding, "ones");
+    if (!s.tieEmbeddings) matrix("output.weight", s.embedding, vocabSize, embStd);
+    return { plans, f16Fallback };
+}
+
+/** Streams a tensor's bytes, one chunk of CHUNK elements at a time, reusing its buffers. */
+function* generateTensor(plan: TensorPlan, seed: number): Generator<Uint8Array> {
+    const n = plan.dims.reduce((a, b) => a * b, 1);
+    if (plan.fill === "ones") {
+        yield new Uint8Array(new Float32Array(n).fill(1).buffer);
+        return;
+    }
+    const rng = new Xoshiro128(seed, hashString(plan.name));
+    const table = normalTable(plan.std);
+    const size = Math.min(n, CHUNK);
+    if (plan.type === GgmlType.F16) {
+        // Every value is one of 65536 table entries, so convert the table once instead of each value.
+        const table16 = new Uint16Array(table.length);
+        for (let i = 0; i < table.length; i++) table16[i] = f32ToF16Bits(table[i]!);
+        const chunk = new Uint16Array(size);
+        for (let done = 0; done < n; done += size) {
+            const part = chunk.subarray(0, Math.min(size, n - done));
+            rng.fillFromTable(part, table16);
+            yield new Uint8Array(part.buffer, 0, part.byteLength);
+        }
+        return;
+    }
+    const floats = new Float32Array(size);
+    const blockBytes = plan.type === GgmlType.Q8_0 ? Q8_0_BLOCK_BYTES : plan.type === GgmlType.Q4_0 ? Q4_0_BLOCK_BYTES : 0;
+    const out = new Uint8Array(blockBytes ? (size / 32) * blockBytes : 0);
+    for (let done = 0; done < n; done += size) {
+        const part = floats.subarray(0, Math.min(size, n - done));
+        rng.fillFromTable(part, table);
+        if (plan.type === GgmlType.F32) {
+            yield new Uint8Array(part.buffer, 0, part.byteLength);
+        } else {
+            (plan.type === GgmlType.Q8_0 ? quantizeQ8_0 : quantizeQ4_0)(part, out);
+            yield out.subarray(0, (part.length / 32) * blockBytes);
+        }
+    }
+}
+
+// --- metadata ------------------------------------------------------------------------
+
+function buildMetadata(r: ResolvedSynthOptions, vocab: GgufMetadata, vocabSize: number): GgufMetadata {
+    const s = r.shape;
+    const a = s.architecture;
+    const u32 = (value: number): GgufValue => ({ type: "uint32", value });
+    const f32 = (value: number): GgufValue => ({ type: "float32", value });
+    const m: GgufMetadata = new Map<string, GgufValue>([
+        ["general.architecture", { type: "string", value: a }],
+        ["general.name", { type: "string", value: r.name }],
+        ["general.file_type", u32(fileTypeOf[r.type])],
+        ["general.quantization_version", u32(2)],
+        ["general.alignment", u32(32)],
+        [`${a}.vocab_size`, u32(vocabSize)],
+        [`${a}.context_length`, u32(s.contextLength)],
+        [`${a}.embedding_length`, u32(s.embedding)],
+        [`${a}.block_count`, u32(s.layers)],
+        [`${a}.feed_forward_length`, u32(s.ff)],
+        [`${a}.attention.head_count`, u32(s.heads)],
+        [`${a}.attention.head_count_kv`, u32(s.headsKv)],
+        [`${a}.attention.layer_norm_rms_epsilon`, f32(s.rmsEps)],
+        [`${a}.rope.freq_base`, f32(s.ropeTheta)],
+        [`${a}.rope.dimension_count`, u32(s.headDim)],
+    ]);
+    if (s.headDim * s.heads !== s.embedding) {
+        // llama.cpp defaults the head size to n_embd / n_head; an override must be spelled out.
+        m.set(`${a}.attention.key_length`, u32(s.headDim));
+        m.set(`${a}.attention.value_length`, u32(s.headDim));
+    }
+    // Provenance, so tools and the REPL can say these are random weights.
+    m.set("llamafuse.synthetic", { type: "bool", value: true });
+    m.set("llamafuse.synth.seed", { type: "uint64", value: BigInt(r.seed) });
+    m.set("llamafuse.synth.embedding_scale", f32(r.embeddingScale));
+    m.set("llamafuse.synth.init_scale", f32(r.initScale));
+    for (const [key, value] of vocab) if (key.startsWith("tokenizer.")) m.set(key, value);
+    return m;
+}
+
+/** Writes a synthetic model; see SynthOptions. */
+export async function synthModel(options: SynthOptions): Promise<SynthResult> {
+    if (endianness() !== "LE") throw new LlamaError("ERR_INVALID_OPTION", "synthModel writes typed arrays as GGUF data and needs a little-endian machine");
+    const r = resolveSynthOptions(options);
+    const started = performance.now();
+    const vocabFile = await readGguf(r.vocabPath);
+    const tokens = vocabFile.metadata.get("tokenizer.ggml.tokens");
+    if (tokens?.type !== "array" || tokens.itemType !== "string") {
+        throw new LlamaError("ERR_INVALID_MODEL", `${r.vocabPath} has no tokenizer.ggml.tokens string array`);
+    }
+    const vocabSize = tokens.value.length;
+    if (options.vocabSize !== undefined && options.vocabSize !== vocabSize) {
+        r.warnings.push(`vocabSize ${options.vocabSize} was not used: ${r.vocabPath} has ${vocabSize} tokens`);
+    }
+    const { plans, f16Fallback } = planTensors(r, vocabSize);
+    const metadata = buildMetadata(r, vocabFile.metadata, vocabSize);
+    const sources: GgufTensorSource[] = plans.map((plan) => ({
+        name: plan.name,
+        dims: plan.dims,
+        type: plan.type,
+        data: () => generateTensor(plan, r.seed),
+    }));
+    const onProgress = options.onProgress;
+    const { bytes } = await writeGguf(r.output, metadata, sources, {
+        signal: options.signal,
+        onProgress: onProgress && ((written, total) => onProgress(written / total)),
+    });
+    const seconds = (performance.now() - started) / 1000;
+    return {
+        path: r.output,
+        bytes,
+        parameters: plans.reduce((sum, p) => sum + p.dims.reduce((a, b) => a * b, 1), 0),
+        tensorCount: plans.length,
+        vocabSize,
+        vocabPath: r.vocabPath,
+        shape: r.shape,
+        type: r.type,
+        f16Fallback,
+        warnings: r.warnings,
+        seconds,
+        mbPerSecond: bytes / 1e6 / seconds,
+    };
+}

@@ -14,7 +14,7 @@ import { quantizeQ4_0, quantizeQ8_0, f32ToF16Bits, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_
 import { Xoshiro128, hashString, normalTable } from "./gguf/random.js";
 import { readGguf } from "./gguf/reader.js";
 import { GgmlType, type GgufMetadata, type GgufValue } from "./gguf/types.js";
-import { writeGguf, type GgufTensorSource } from "./gguf/writer.js";
+import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "./gguf/writer.js";
 import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "./validate.js";
 
 export type SynthType = "f16" | "q8_0" | "q4_0";
@@ -115,6 +115,7 @@ export interface SynthResult {
     /** Tensors written as F16 because a quantized type needs rows in multiples of 32. */
     f16Fallback: string[];
     warnings: string[];
+    /** Wall time, including reading the vocabulary. */
     seconds: number;
     /** File bytes per second, in MB (1e6). */
     mbPerSecond: number;
@@ -225,7 +226,7 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
 // --- tensors -------------------------------------------------------------------------
 
 /** One tensor to write: 1-D ones/normal in F32, or a matrix drawn N(0, std²) in the model's type. */
-interface TensorPlan {
+export interface SynthTensor {
     name: string;
     dims: number[];
     type: number;
@@ -240,9 +241,9 @@ const ggmlTypeOf: Record<SynthType, number> = { f16: GgmlType.F16, q8_0: GgmlTyp
 const fileTypeOf: Record<SynthType, number> = { f16: 1, q4_0: 2, q8_0: 7 };
 const BIAS_STD = 0.02;
 
-function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: TensorPlan[]; f16Fallback: string[] } {
+function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: SynthTensor[]; f16Fallback: string[] } {
     const s = r.shape;
-    const plans: TensorPlan[] = [];
+    const plans: SynthTensor[] = [];
     const f16Fallback: string[] = [];
     const matrix = (name: string, ne0: number, ne1: number, std: number): void => {
         let type = ggmlTypeOf[r.type];
@@ -285,7 +286,7 @@ function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: Tenso
 }
 
 /** Streams a tensor's bytes, one chunk of CHUNK elements at a time, reusing its buffers. */
-function* generateTensor(plan: TensorPlan, seed: number): Generator<Uint8Array> {
+function* generateTensor(plan: SynthTensor, seed: number): Generator<Uint8Array> {
     const n = plan.dims.reduce((a, b) => a * b, 1);
     if (plan.fill === "ones") {
         yield new Uint8Array(new Float32Array(n).fill(1).buffer);
@@ -359,30 +360,60 @@ function buildMetadata(r: ResolvedSynthOptions, vocab: GgufMetadata, vocabSize: 
     return m;
 }
 
-/** Writes a synthetic model; see SynthOptions. */
-export async function synthModel(options: SynthOptions): Promise<SynthResult> {
-    if (endianness() !== "LE") throw new LlamaError("ERR_INVALID_OPTION", "synthModel writes typed arrays as GGUF data and needs a little-endian machine");
+export interface SynthPlan {
+    options: ResolvedSynthOptions;
+    metadata: GgufMetadata;
+    tensors: SynthTensor[];
+    parameters: number;
+    vocabSize: number;
+    /** Tensors written as F16 because a quantized type needs rows in multiples of 32. */
+    f16Fallback: string[];
+    /** Exact size of the file that synthModel would write. */
+    bytes: number;
+}
+
+/** Resolves options and lays out the file without writing anything (for --dry-run and size checks). */
+export async function planSynthModel(options: SynthOptions): Promise<SynthPlan> {
     const r = resolveSynthOptions(options);
-    const started = performance.now();
     const vocabFile = await readGguf(r.vocabPath);
     const tokens = vocabFile.metadata.get("tokenizer.ggml.tokens");
     if (tokens?.type !== "array" || tokens.itemType !== "string") {
         throw new LlamaError("ERR_INVALID_MODEL", `${r.vocabPath} has no tokenizer.ggml.tokens string array`);
     }
     const vocabSize = tokens.value.length;
-    if (options.vocabSize !== undefined && options.vocabSize !== vocabSize) {
-        r.warnings.push(`vocabSize ${options.vocabSize} was not used: ${r.vocabPath} has ${vocabSize} tokens`);
+    const requested = (options as { vocabSize?: unknown }).vocabSize;
+    if (requested !== undefined && requested !== vocabSize) {
+        r.warnings.push(`vocabSize ${String(requested)} was not used: ${r.vocabPath} has ${vocabSize} tokens`);
     }
     const { plans, f16Fallback } = planTensors(r, vocabSize);
     const metadata = buildMetadata(r, vocabFile.metadata, vocabSize);
-    const sources: GgufTensorSource[] = plans.map((plan) => ({
-        name: plan.name,
-        dims: plan.dims,
-        type: plan.type,
-        data: () => generateTensor(plan, r.seed),
+    const { header, dataSize } = encodeGgufHeader(metadata, plans);
+    return {
+        options: r,
+        metadata,
+        tensors: plans,
+        parameters: plans.reduce((sum, p) => sum + p.dims.reduce((a, b) => a * b, 1), 0),
+        vocabSize,
+        f16Fallback,
+        bytes: header.byteLength + dataSize,
+    };
+}
+
+/** Writes a synthetic model; see SynthOptions. */
+export async function synthModel(options: SynthOptions): Promise<SynthResult> {
+    if (endianness() !== "LE") throw new LlamaError("ERR_UNSUPPORTED", "synthModel writes typed arrays as GGUF data and needs a little-endian machine");
+    const started = performance.now();
+    const plan = await planSynthModel(options);
+    const r = plan.options;
+    const plans = plan.tensors;
+    const sources: GgufTensorSource[] = plans.map((p) => ({
+        name: p.name,
+        dims: p.dims,
+        type: p.type,
+        data: () => generateTensor(p, r.seed),
     }));
     const onProgress = options.onProgress;
-    const { bytes } = await writeGguf(r.output, metadata, sources, {
+    const { bytes } = await writeGguf(r.output, plan.metadata, sources, {
         signal: options.signal,
         onProgress: onProgress && ((written, total) => onProgress(written / total)),
     });
@@ -390,13 +421,13 @@ export async function synthModel(options: SynthOptions): Promise<SynthResult> {
     return {
         path: r.output,
         bytes,
-        parameters: plans.reduce((sum, p) => sum + p.dims.reduce((a, b) => a * b, 1), 0),
+        parameters: plan.parameters,
         tensorCount: plans.length,
-        vocabSize,
+        vocabSize: plan.vocabSize,
         vocabPath: r.vocabPath,
         shape: r.shape,
         type: r.type,
-        f16Fallback,
+        f16Fallback: plan.f16Fallback,
         warnings: r.warnings,
         seconds,
         mbPerSecond: bytes / 1e6 / seconds,

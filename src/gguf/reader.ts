@@ -32,7 +32,8 @@ export interface GgufFile {
 const typeNames = new Map<number, GgufValueTypeName>(
     Object.entries(GgufValueType).map(([name, id]) => [id, name as GgufValueTypeName]),
 );
-const utf8 = new TextDecoder("utf-8", { fatal: false });
+// ignoreBOM: a token may be U+FEFF itself (llama-spm has one); it must not be stripped.
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** Thrown while parsing when the header continues past the bytes read so far. */
 class NeedMore {

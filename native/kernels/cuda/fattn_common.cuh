@@ -1,0 +1,139 @@
+#pragma once
+// Shared by the CUDA attention kernels: the operand description every launcher takes
+// (plain pointers and byte strides, no ggml types, so the standalone harness in
+// bench/gpu/ can drive the kernels without llama.cpp) and small device helpers.
+//
+// Operands follow GGML_OP_FLASH_ATTN_EXT (see ../shared/KERNELS.md):
+//   q    f32  [D, n_tokens, n_head,    n_seq_q ]   rows contiguous, any strides above
+//   k    kv   [D, n_kv,     n_head_kv, n_seq_kv]   f16 or q8_0, rows contiguous
+//   v    kv   [D, n_kv,     n_head_kv, n_seq_kv]   same type as k
+//   mask f16  [n_kv, >= n_tokens, 1, n_seq_mask]   0 / -inf (scaled by the ALiBi slope), or null
+//   sinks f32 [n_head] or null                     one extra logit per head, in the denominator only
+//   dst  f32  [D, n_head, n_tokens, n_seq_q]       contiguous
+// q head h reads kv head h / G with G = n_head / n_head_kv; q sequence i reads kv
+// sequence i / (n_seq_q / n_seq_kv) and mask sequence i % n_seq_mask.
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+// Launchers check what they assume; a failed check is a bug in the caller (the hook only
+// hands over shapes that fattn_*_supported accepted), so it aborts like GGML_ASSERT does.
+#define LF_CUDA_ASSERT(cond)                                                                \
+    do {                                                                                    \
+        if (!(cond)) {                                                                      \
+            fprintf(stderr, "llamafuse: %s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                        \
+        }                                                                                   \
+    } while (0)
+
+namespace llamafuse::cuda {
+
+enum class kv_type : int { f16 = 0, q8_0 = 1 };
+
+// Bytes of one row of D values in the cache. q8_0: blocks of 32 int8 with one f16 scale (34 bytes).
+__host__ __device__ constexpr int kv_row_bytes(kv_type t, int D) {
+    return t == kv_type::f16 ? D * 2 : D / 32 * 34;
+}
+
+struct attn_params {
+    const float * q = nullptr;
+    int64_t q_nb1 = 0, q_nb2 = 0, q_nb3 = 0;          // bytes: token, head, sequence
+
+    const void * k = nullptr;
+    int64_t k_nb1 = 0, k_nb2 = 0, k_nb3 = 0;          // bytes: key, kv head, sequence
+    const void * v = nullptr;
+    int64_t v_nb1 = 0, v_nb2 = 0, v_nb3 = 0;
+    kv_type type = kv_type::f16;                      // of both k and v
+
+    const __half * mask = nullptr;                    // may be null
+    int64_t mask_nb1 = 0, mask_nb3 = 0;               // bytes: token, sequence
+    int n_seq_mask = 1;
+
+    const float * sinks = nullptr;                    // may be null
+
+    float * dst = nullptr;
+
+    int D = 0;              // head dim of q, k and v (equal)
+    int n_tokens = 0;
+    int n_head = 0;
+    int n_head_kv = 0;
+    int n_kv = 0;
+    int n_seq_q = 1;
+    int n_seq_kv = 1;
+
+    float scale = 1.0f;
+    float max_bias = 0.0f;  // ALiBi; 0 = off
+    float softcap = 0.0f;   // 0 = off
+};
+
+#ifdef __CUDACC__
+
+constexpr float LOG2E = 1.4426950408889634f;
+
+// ALiBi slope of q head h, exactly as ggml computes it (ops.cpp, flash_attn_ext_f16_one_chunk).
+__device__ __forceinline__ float alibi_slope(float max_bias, int h, int n_head) {
+    if (max_bias <= 0.0f) {
+        return 1.0f;
+    }
+    const int n_head_log2 = 1 << (31 - __clz(n_head));
+    const float m0 = exp2f(-max_bias / n_head_log2);
+    const float m1 = exp2f(-(max_bias / 2.0f) / n_head_log2);
+    return h < n_head_log2 ? powf(m0, h + 1) : powf(m1, 2 * (h - n_head_log2) + 1);
+}
+
+// exp2(a - b) that is 0 instead of NaN when both are -inf (an empty running max).
+__device__ __forceinline__ float exp2_diff(float a, float b) {
+    return a == -INFINITY ? 0.0f : exp2f(a - b);
+}
+
+// ---- asynchronous global -> shared copies (sm_80+) ----------------------------------------
+__device__ __forceinline__ void cp_async_16(void * smem, const void * gmem) {
+    const unsigned s = (unsigned) __cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_4(void * smem, const void * gmem) {
+    const unsigned s = (unsigned) __cvta_generic_to_shared(smem);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// ---- 8 consecutive cache values of one row, as f32 ----------------------------------------
+// chunk c covers values [8c, 8c+8). `row` points at the row's first byte (shared memory).
+template <kv_type T> __device__ __forceinline__ void load_chunk8(const uint8_t * row, int c, float out[8]);
+
+template <> __device__ __forceinline__ void load_chunk8<kv_type::f16>(const uint8_t * row, int c, float out[8]) {
+    const uint4 raw = *reinterpret_cast<const uint4 *>(row + c * 16);
+    const __half2 * h = reinterpret_cast<const __half2 *>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        out[2 * i + 0] = f.x;
+        out[2 * i + 1] = f.y;
+    }
+}
+
+template <> __device__ __forceinline__ void load_chunk8<kv_type::q8_0>(const uint8_t * row, int c, float out[8]) {
+    // block b = c / 4 holds values [32b, 32b+32): f16 scale, then 32 int8; the chunk's 8 bytes
+    // start at an even offset only, so read them as four 16-bit words.
+    const uint8_t * blk = row + (c >> 2) * 34;
+    const float d = __half2float(*reinterpret_cast<const __half *>(blk));
+    const uint16_t * qs = reinterpret_cast<const uint16_t *>(blk + 2 + (c & 3) * 8);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const uint16_t w = qs[i];
+        out[2 * i + 0] = d * (float) (int8_t) (w & 0xff);
+        out[2 * i + 1] = d * (float) (int8_t) (w >> 8);
+    }
+}
+
+#endif // __CUDACC__
+
+} // namespace llamafuse::cuda

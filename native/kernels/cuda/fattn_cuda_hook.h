@@ -1,0 +1,22 @@
+#pragma once
+// The CUDA half of llamafuse's attention hook: installs our kernels in front of ggml-cuda's
+// GGML_OP_FLASH_ATTN_EXT (native/patches/0002-cuda-fattn-hook.patch adds the hook point).
+//
+// CUDA has no per-context threadpool to hang a switch on, so the switch is process-wide:
+// attention_cuda_set_enabled(false) makes the hook decline every node (ggml's kernels run),
+// true makes it take the shapes our kernels support. Each change also tells ggml-cuda to
+// re-capture its CUDA graphs, so the switch applies from the next graph compute on.
+// Call it between computes, not while one is in flight.
+//
+// Plain C++ header (no CUDA types) so the addon can include it under #ifdef LLAMAFUSE_CUDA.
+
+namespace llamafuse {
+
+// Installs the hook (idempotent). Call before the first CUDA context is created.
+// The hook starts enabled.
+void attention_cuda_hook_install();
+
+void attention_cuda_set_enabled(bool enabled);
+bool attention_cuda_enabled();
+
+} // namespace llamafuse

@@ -1,0 +1,38 @@
+#pragma once
+// Split-KV decode attention: few query tokens against a long KV cache.
+//
+// One block owns one kv head (all G query heads of its group, times the few tokens, as
+// "rows") and one contiguous chunk of keys, so every K/V byte is read from memory once for
+// the whole group. Blocks of different chunks write unnormalised partials (row max, row
+// sum, f32 accumulator) to scratch; fattn_combine merges them into dst.
+
+#include "fattn_common.cuh"
+
+#include <cstddef>
+
+namespace llamafuse::cuda {
+
+struct decode_plan {
+    int G;           // q heads per kv head
+    int rows;        // rows per kv head: G * n_tokens (row r = token r / G, head r % G)
+    int nq;          // rows per block: 1, 2, 4 or 8
+    int row_groups;  // blocks per kv head along the rows
+    int chunk;       // keys per split, a multiple of the 32-key tile
+    int n_splits;
+    int rows_total;  // n_seq_q * n_head_kv * rows: the partials' row count
+};
+
+// Shapes the decode kernel handles (types, head dims, alignment, few tokens).
+bool fattn_decode_supported(const attn_params & p);
+
+// Pure function of the shape and the multiprocessor count.
+decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm);
+
+// Scratch for the partials: n_splits * rows_total * (D + 2) floats, 256-byte aligned parts.
+size_t fattn_decode_scratch_bytes(const attn_params & p, int n_sm);
+
+// Launches the split kernel and the combine kernel on `stream`; nothing else (no sync,
+// no allocation), so it may run under CUDA graph capture.
+void fattn_decode(const attn_params & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream);
+
+} // namespace llamafuse::cuda

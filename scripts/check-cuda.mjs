@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+// npm run check:cuda — compiles every .cu of ours (native/kernels/cuda/) for sm_90a with
+// the nvcc on PATH, prints ptxas's register / shared-memory / spill report per kernel, and
+// fails on any compile error. Needs no GPU and no cuBLAS (our kernels use neither), so it
+// runs on CPU-only machines that have nvcc; where nvcc is absent it says so and exits 0.
+//
+// The hook glue (fattn_cuda_hook.cu) includes ggml's headers with the CUDA hook patch
+// applied, so the pinned llama.cpp tree is prepared first (no-op when already prepared).
+//
+// Environment: LLAMAFUSE_CUDA_ARCH=90a (compute/sm suffix), NVCC=path/to/nvcc.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const kernelDir = path.join(root, "native", "kernels", "cuda");
+const nvcc = process.env.NVCC || "nvcc";
+const arch = process.env.LLAMAFUSE_CUDA_ARCH || "90a";
+
+function hasNvcc() {
+    const r = spawnSync(nvcc, ["--version"], { encoding: "utf8" });
+    return r.status === 0 ? r.stdout.trim().split("\n").pop() : null;
+}
+
+// ptxas -v prints, per kernel: "Compiling entry function 'X'", then the stack/spill line,
+// then "Used N registers, ...". Keep those, with the demangled-enough kernel name.
+function summarize(log) {
+    const out = [];
+    let name = null;
+    let spillBytes = 0;
+    for (const line of log.split("\n")) {
+        const entry = line.match(/Compiling entry function '([^']+)'/);
+        if (entry) {
+            name = entry[1].replace(/^_ZN9llamafuse4cuda/, "").replace(/^\d+/, "");
+            continue;
+        }
+        const spill = line.match(/(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/);
+        if (spill && name) {
+            spillBytes += Number(spill[2]) + Number(spill[3]);
+            out.push(`  ${name}\n      ${line.trim()}`);
+            continue;
+        }
+        const regs = line.match(/Used (\d+) registers.*/);
+        if (regs && name) {
+            out.push(`      ${regs[0].trim()}`);
+            name = null;
+        }
+    }
+    return { text: out.join("\n"), spillBytes };
+}
+
+async function main() {
+    const version = hasNvcc();
+    if (!version) {
+        console.log(`check:cuda skipped: nvcc not found (looked for "${nvcc}" on PATH)`);
+        return 0;
+    }
+    const sources = existsSync(kernelDir) ? readdirSync(kernelDir).filter((f) => f.endsWith(".cu")).sort() : [];
+    if (sources.length === 0) {
+        console.log("check:cuda: no .cu files under native/kernels/cuda");
+        return 0;
+    }
+    console.log(`check:cuda: ${version}; target sm_${arch}; ${sources.length} files`);
+
+    // ggml headers (patched) for the hook glue
+    let ggmlInclude = null;
+    try {
+        // loaded only now, so a machine without nvcc never needs node-llama-cpp's bundle
+        const { prepareLlamaCpp } = await import("./build-native.mjs");
+        const src = prepareLlamaCpp();
+        ggmlInclude = path.join(src, "ggml", "include");
+    } catch (err) {
+        console.error(`check:cuda: cannot prepare llama.cpp for the hook glue: ${err instanceof Error ? err.message : err}`);
+        return 1;
+    }
+
+    const outDir = mkdtempSync(path.join(tmpdir(), "llamafuse-check-cuda-"));
+    let failed = 0;
+    let spills = 0;
+    try {
+        for (const f of sources) {
+            const args = [
+                "-std=c++17", "-O3", `-gencode=arch=compute_${arch},code=sm_${arch}`, "-Xptxas", "-v",
+                "-I", kernelDir, "-I", ggmlInclude,
+                "-c", path.join(kernelDir, f), "-o", path.join(outDir, f + ".o"),
+            ];
+            const r = spawnSync(nvcc, args, { encoding: "utf8" });
+            const log = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+            if (r.status !== 0) {
+                failed += 1;
+                console.log(`FAIL ${f}\n${log}`);
+                continue;
+            }
+            const { text, spillBytes } = summarize(log);
+            spills += spillBytes;
+            const warnings = log.split("\n").filter((l) => /warning/i.test(l));
+            console.log(`ok   ${f}${text ? "\n" + text : " (no kernels)"}`);
+            for (const w of warnings) console.log(`  ${w.trim()}`);
+        }
+    } finally {
+        rmSync(outDir, { recursive: true, force: true });
+    }
+    console.log(`check:cuda: ${sources.length - failed}/${sources.length} compiled; spill bytes (stores + loads, all kernels): ${spills}`);
+    return failed ? 1 : 0;
+}
+
+process.exitCode = await main();

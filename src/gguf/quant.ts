@@ -66,10 +66,7 @@ export function quantizeQ8_0(src: Float32Array, dst: Uint8Array, offset = 0): vo
     for (let b = 0; b < nb; b++) {
         const base = b * QK8_0;
         let amax = 0;
-        for (let j = 0; j < QK8_0; j++) {
-            const a = Math.abs(src[base + j]!);
-            if (a > amax) amax = a;
-        }
+        for (let j = 0; j < QK8_0; j++) amax = Math.max(amax, Math.abs(src[base + j]!)); // branch-free
         const d = fround(amax / 127);
         const id = d !== 0 ? fround(1 / d) : 0;
         const h = f32ToF16Bits(d);
@@ -78,9 +75,10 @@ export function quantizeQ8_0(src: Float32Array, dst: Uint8Array, offset = 0): vo
         dst[o++] = h >>> 8;
         for (let j = 0; j < QK8_0; j++) {
             const x0 = fround(src[base + j]! * id);
-            // roundf: half away from zero; the int8 store keeps the low byte.
-            const r = x0 < 0 ? -Math.floor(-x0 + 0.5) : Math.floor(x0 + 0.5);
-            dst[o++] = r & 0xff;
+            // roundf (half away from zero) as trunc(x0 ± 0.5): exact, since a float32 plus 0.5
+            // is exact in float64; |0 truncates, and the Uint8Array store keeps the int8's low byte.
+            // The sign is picked arithmetically: a branch on random signs mispredicts half the time (5x slower).
+            dst[o++] = (x0 + (0.5 - +(x0 < 0))) | 0;
         }
     }
 }
@@ -113,8 +111,10 @@ export function quantizeQ4_0(src: Float32Array, dst: Uint8Array, offset = 0): vo
         dst[o++] = h >>> 8;
         for (let j = 0; j < QK4_0 / 2; j++) {
             // (int8_t)(x + 8.5f) truncates toward zero; x*id lies in [-8, 8], so the sum is positive.
-            const lo = Math.min(15, Math.trunc(fround(fround(src[base + j]! * id) + 8.5)));
-            const hi = Math.min(15, Math.trunc(fround(fround(src[base + QK4_0 / 2 + j]! * id) + 8.5)));
+            let lo = fround(fround(src[base + j]! * id) + 8.5) | 0;
+            let hi = fround(fround(src[base + QK4_0 / 2 + j]! * id) + 8.5) | 0;
+            if (lo > 15) lo = 15;
+            if (hi > 15) hi = 15;
             dst[o++] = lo | (hi << 4);
         }
     }

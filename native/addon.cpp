@@ -3,8 +3,10 @@
 #include "abort_guard.h"
 #include "attention_switch.h"
 #include "context.h"
+#include "generate.h"
 #include "log.h"
 #include "model.h"
+#include "sampling.h"
 
 #include "llama.h"
 
@@ -24,10 +26,12 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     log_install();
     abort_guard_install();
 #if LLAMAFUSE_HAS_FUSED_ATTENTION
-    attention_hook_install();
+    attention_switch_install();
 #endif
     exports.Set("NativeModel", NativeModel::define(env));
     exports.Set("NativeContext", NativeContext::define(env));
+    exports.Set("NativeSampler", NativeSampler::define(env));
+    exports.Set("generate", Napi::Function::New(env, generate_start));
     exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
     exports.Set("supportsMmap", Napi::Boolean::New(env, llama_supports_mmap()));
     exports.Set("supportsGpuOffload", Napi::Boolean::New(env, llama_supports_gpu_offload()));

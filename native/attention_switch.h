@@ -9,7 +9,7 @@ struct ggml_threadpool;
 #include "kernels/cpu/fattn_hook.h"
 #define LLAMAFUSE_HAS_FUSED_ATTENTION 1
 inline void attention_switch_set(ggml_threadpool * tp, bool fused) { llamafuse::attention_set_fused(tp, fused); }
-inline void attention_hook_install() { llamafuse::attention_hook_install(); }
+inline void attention_switch_install() { llamafuse::attention_hook_install(); }
 #else
 #define LLAMAFUSE_HAS_FUSED_ATTENTION 0
 inline void attention_switch_set(ggml_threadpool *, bool) {}

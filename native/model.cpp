@@ -117,7 +117,11 @@ protected:
         } catch (const GgmlAbort & e) {
             throw CodedError("ERR_INVALID_MODEL", std::string("invalid GGUF metadata: ") + e.what());
         }
-        collect_facts();
+        try {
+            collect_facts();
+        } catch (const GgmlAbort & e) {
+            throw CodedError("ERR_INVALID_MODEL", std::string("invalid model: ") + e.what());
+        }
     }
 
     Napi::Value result(Napi::Env env) override {
@@ -187,8 +191,12 @@ private:
         facts_.size_bytes = llama_model_size(model_);
         facts_.layers = llama_model_n_layer(model_);
         facts_.embedding = llama_model_n_embd(model_);
-        facts_.heads = llama_model_n_head(model_);
-        facts_.heads_kv = llama_model_n_head_kv(model_);
+        // Per-layer counts: a vocab-only model has no layers, and llama.cpp aborts on
+        // asking layer 0 of one.
+        if (facts_.layers > 0) {
+            facts_.heads = llama_model_n_head(model_);
+            facts_.heads_kv = llama_model_n_head_kv(model_);
+        }
         facts_.train_ctx = llama_model_n_ctx_train(model_);
         facts_.vocab_size = llama_vocab_n_tokens(vocab);
         facts_.vocab_type = vocab_type_name(llama_vocab_type(vocab));

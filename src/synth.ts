@@ -1,10 +1,10 @@
 // synthModel(): writes a llama-family GGUF with random weights in an exact shape, so any
 // benchmark shape runs with no download. The vocabulary is copied whole from one of
-// llama.cpp's vocab files, so tokenization is real; the weights are deterministic in the
-// seed (each tensor draws from its own stream keyed by its name, so one seed gives the
-// same underlying floats whatever the type). Tensors are generated and written one chunk
-// at a time: memory stays at a few MB for any model size.
-
+// llama.cpp's vocab files, so tokenization is real. The weights are deterministic in the
+// seed: each chunk of each tensor draws from its own stream, keyed by the tensor's name
+// and the chunk's index, so one seed gives the same underlying floats whatever the type.
+// Tensors are generated and written one chunk at a time: memory stays at a few MB for
+// any model size.
 import { existsSync, readFileSync } from "node:fs";
 import { endianness } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -292,7 +292,10 @@ function* generateTensor(plan: SynthTensor, seed: number): Generator<Uint8Array>
         yield new Uint8Array(new Float32Array(n).fill(1).buffer);
         return;
     }
-    const rng = new Xoshiro128(seed, hashString(plan.name));
+    // One stream per chunk, keyed by tensor name and chunk index: any chunk can be made on
+    // its own (in any order, or in parallel) and the floats never depend on the output type.
+    const stream = hashString(plan.name);
+    const rngFor = (done: number): Xoshiro128 => new Xoshiro128(seed, (stream + Math.imul(done / CHUNK, 0x9e3779b1)) >>> 0);
     const table = normalTable(plan.std);
     const size = Math.min(n, CHUNK);
     if (plan.type === GgmlType.F16) {
@@ -302,7 +305,7 @@ function* generateTensor(plan: SynthTensor, seed: number): Generator<Uint8Array>
         const chunk = new Uint16Array(size);
         for (let done = 0; done < n; done += size) {
             const part = chunk.subarray(0, Math.min(size, n - done));
-            rng.fillFromTable(part, table16);
+            rngFor(done).fillFromTable(part, table16);
             yield new Uint8Array(part.buffer, 0, part.byteLength);
         }
         return;
@@ -312,7 +315,7 @@ function* generateTensor(plan: SynthTensor, seed: number): Generator<Uint8Array>
     const out = new Uint8Array(blockBytes ? (size / 32) * blockBytes : 0);
     for (let done = 0; done < n; done += size) {
         const part = floats.subarray(0, Math.min(size, n - done));
-        rng.fillFromTable(part, table);
+        rngFor(done).fillFromTable(part, table);
         if (plan.type === GgmlType.F32) {
             yield new Uint8Array(part.buffer, 0, part.byteLength);
         } else {

@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { LlamaError } from "./errors.js";
+import type { NativeAttentionBinding } from "./attention.js";
 
 export interface NativeModelInfo {
     architecture: string;
@@ -74,7 +75,7 @@ export interface NativeContext {
     dispose(): void;
 }
 
-export interface NativeBinding {
+export interface NativeBinding extends NativeAttentionBinding {
     NativeModel: {
         load(path: string, o: NativeModelLoadOptions): Promise<{ model: NativeModel; info: NativeModelInfo }>;
     };

@@ -1,0 +1,302 @@
+// Driver of the fused CPU attention: splits the op into groups of query rows that share one
+// K/V head (all G heads of a GQA group, and several tokens when G is small), walks the keys in
+// blocks with an online softmax, and either writes the result or, when there are too few groups
+// to keep every thread busy, splits the keys across threads and merges once after a barrier.
+#include "fattn_cpu.h"
+#include "fattn_common.h"
+#include "fattn_kernels.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+namespace llamafuse {
+namespace cpu {
+namespace {
+
+std::atomic<bool> g_force_portable{false};
+
+const fattn_ops * select_ops() {
+    static const fattn_ops * simd = [] {
+        const fattn_ops * ops = fattn_ops_avx2();
+#if defined(__x86_64__) || defined(_M_X64)
+        if (ops && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))) ops = nullptr;
+#endif
+        return ops;
+    }();
+    return (simd && !g_force_portable.load(std::memory_order_relaxed)) ? simd : fattn_ops_portable();
+}
+
+// How the op is cut into work units. A group is (stream, kv head, head sub-group, token tile);
+// its R = gn·tn rows read each K/V row once. A unit is a group × a key chunk.
+// Decode and small batches use the dot-form loops (R <= RMAX rows, K/V streamed once per
+// group); larger batches the tiled GEMM-form loops (R <= RTILE rows, K/V blocks converted to
+// f32 once per group and reused by every row).
+struct plan {
+    bool tiled;
+    int64_t rows;  // RMAX or RTILE
+    int64_t G, gsub, n_gsub, T, n_ttiles, n_groups;
+    int64_t n_chunks, chunk_len;
+};
+
+plan make_plan(const fattn_params & p, int nth) {
+    plan pl;
+    pl.G        = p.n_head / p.n_head_kv;
+    pl.tiled    = p.n_tokens > 1 && p.n_tokens * std::min<int64_t>(pl.G, RTILE) >= 16;
+    pl.rows     = pl.tiled ? RTILE : RMAX;
+    pl.n_gsub   = (pl.G + pl.rows - 1) / pl.rows;
+    pl.gsub     = (pl.G + pl.n_gsub - 1) / pl.n_gsub;
+    pl.T        = std::max<int64_t>(1, pl.rows / pl.gsub);
+    pl.n_ttiles = (p.n_tokens + pl.T - 1) / pl.T;
+    pl.n_groups = p.n_stream * p.n_head_kv * pl.n_gsub * pl.n_ttiles;
+    // Split the keys only when whole groups cannot keep nth threads evenly busy.
+    int64_t n_chunks = 1;
+    if (nth > 1 && pl.n_groups % nth != 0 && pl.n_groups < 4 * nth) {
+        n_chunks = std::min<int64_t>(nth, (p.n_kv + KB - 1) / KB);
+    }
+    pl.chunk_len = ((p.n_kv + n_chunks - 1) / n_chunks + KB - 1) / KB * KB;
+    pl.n_chunks  = (p.n_kv + pl.chunk_len - 1) / pl.chunk_len;
+    return pl;
+}
+
+constexpr size_t ALIGN = 64;
+size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+
+// Per-thread scratch, sized for either path so the size never depends on the path chosen.
+struct scratch_layout {
+    size_t qs, o, s, mv, ml, kt, vf, total;
+};
+
+scratch_layout scratch_for(const fattn_params & p) {
+    scratch_layout sl;
+    sl.qs = 0;
+    sl.o  = sl.qs + align_up(sizeof(float) * ROWS_MAX * p.DK);
+    sl.s  = sl.o  + align_up(sizeof(float) * ROWS_MAX * p.DV);
+    sl.mv = sl.s  + align_up(sizeof(float) * ROWS_MAX * KB);
+    sl.ml = sl.mv + align_up(sizeof(float) * ROWS_MAX * KB);
+    sl.kt = sl.ml + align_up(sizeof(float) * 2 * ROWS_MAX);
+    sl.vf = sl.kt + align_up(sizeof(float) * KB * p.DK);
+    sl.total = sl.vf + align_up(sizeof(float) * KB * p.DV);
+    return sl;
+}
+
+size_t partial_floats(const fattn_params & p) { return (size_t) p.DV + 2; }
+
+size_t work_size_exact(const fattn_params & p, int nth) {
+    const plan pl = make_plan(p, nth);
+    size_t n = ALIGN /* header: work counter */ + (size_t) nth * scratch_for(p).total;
+    if (pl.n_chunks > 1) n += sizeof(float) * pl.n_groups * pl.rows * pl.n_chunks * partial_floats(p);
+    return n + ALIGN /* for aligning wdata */;
+}
+
+struct group {
+    int64_t s, hk, g0, gn, t0, tn;
+    int R() const { return (int) (gn * tn); }
+};
+
+group group_at(const fattn_params & p, const plan & pl, int64_t gi) {
+    group g;
+    const int64_t gs = gi % pl.n_gsub;  gi /= pl.n_gsub;
+    g.hk = gi % p.n_head_kv;            gi /= p.n_head_kv;
+    g.s  = gi % p.n_stream;             gi /= p.n_stream;
+    // heaviest token tiles first: under a causal mask the last tokens see the most keys
+    const int64_t tt = pl.n_ttiles - 1 - gi;
+    g.g0 = gs * pl.gsub;
+    g.gn = std::min(pl.gsub, pl.G - g.g0);
+    g.t0 = tt * pl.T;
+    g.tn = std::min(pl.T, p.n_tokens - g.t0);
+    return g;
+}
+
+// Row r of a group: token t0 + r / gn, head hk·G + g0 + r % gn.
+inline int64_t row_token(const group & g, int r) { return g.t0 + r / g.gn; }
+inline int64_t row_head(const plan & pl, const group & g, int r) { return g.hk * pl.G + g.g0 + r % g.gn; }
+
+float * dst_row(const fattn_params & p, int64_t h, int64_t t, int64_t s) {
+    return (float *) (p.dst + h * p.d_nb1 + t * p.d_nb2 + s * p.d_nb3);
+}
+
+// Sink logit, normalisation, write. A row that saw no key (l == 0) is exactly 0.
+void finish_row(const fattn_params & p, int64_t h, float m, float l, const float * o, float * out) {
+    if (l == 0.0f) {
+        std::memset(out, 0, sizeof(float) * p.DV);
+        return;
+    }
+    float alpha = 1.0f;
+    if (p.sinks) {
+        const float sink = p.sinks[h];
+        if (sink > m) {
+            alpha = std::exp(m - sink);
+            l = l * alpha + 1.0f;
+        } else {
+            l += std::exp(sink - m);
+        }
+    }
+    const float inv = alpha / l;
+    for (int64_t d = 0; d < p.DV; d++) out[d] = o[d] * inv;
+}
+
+// One unit: the rows of group g against keys [c0, c1). Writes the rows' output, or their
+// (m, l, o) partials when part != null (layout [r][m, l, o[DV]], row stride part_stride).
+void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, const group & g,
+              int64_t c0, int64_t c1, char * scratch, float * part, size_t part_stride) {
+    const scratch_layout sl = scratch_for(p);
+    float * qs = (float *) (scratch + sl.qs);
+    float * o  = (float *) (scratch + sl.o);
+    float * s  = (float *) (scratch + sl.s);
+    float * mv = (float *) (scratch + sl.mv);
+    float * m  = (float *) (scratch + sl.ml);
+    float * l  = m + ROWS_MAX;
+    float * kt = (float *) (scratch + sl.kt);
+    float * vf = (float *) (scratch + sl.vf);
+
+    const int R = g.R();
+    const float qscale = p.softcap != 0.0f ? p.scale / p.softcap : p.scale;
+    const uint16_t * mrow[ROWS_MAX];
+    float slope[ROWS_MAX];
+    for (int r = 0; r < R; r++) {
+        const int64_t t = row_token(g, r), h = row_head(pl, g, r);
+        const float * q = (const float *) (p.q + t * p.q_nb1 + h * p.q_nb2 + g.s * p.q_nb3);
+        for (int64_t d = 0; d < p.DK; d++) qs[r * p.DK + d] = q[d] * qscale;
+        mrow[r]  = p.mask ? (const uint16_t *) (p.mask + t * p.m_nb1 + (h % p.m_ne2) * p.m_nb2 + (g.s % p.m_ne3) * p.m_nb3) : nullptr;
+        slope[r] = alibi_slope(p.max_bias, p.n_head, h);
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    std::memset(o, 0, sizeof(float) * R * p.DV);
+
+    const int64_t skv = g.s / (p.n_stream / p.n_stream_kv);
+    const char * kb = p.k + g.hk * p.k_nb2 + skv * p.k_nb3;
+    const char * vb = p.v + g.hk * p.v_nb2 + skv * p.v_nb3;
+    const int t = (int) p.type;
+    const scores_fn scores = pl.tiled ? nullptr : ops.scores[t][R - 1];
+    const accum_fn  accum  = pl.tiled ? nullptr : ops.accum[t][R - 1];
+
+    for (int64_t j0 = c0; j0 < c1; j0 += KB) {
+        const int nk = (int) std::min<int64_t>(KB, c1 - j0);
+        const float * mvp = nullptr;
+        if (p.mask) {
+            const uint16_t * mr[ROWS_MAX];
+            for (int r = 0; r < R; r++) mr[r] = mrow[r] + j0;
+            if (!ops.mask(mr, slope, R, nk, mv)) continue;  // fully masked block: skip its K/V
+            mvp = mv;
+        }
+        if (pl.tiled) {
+            ops.kconv[t](kb + j0 * p.k_nb1, p.k_nb1, nk, p.DK, kt);
+            ops.qk(qs, R, p.DK, kt, s);
+            ops.softmax(s, mvp, p.softcap, R, nk, m, l, o, p.DV);
+            ops.vconv[t](vb + j0 * p.v_nb1, p.v_nb1, nk, p.DV, vf);
+            ops.pv(s, R, vf, p.DV, o);
+        } else {
+            scores(qs, p.DK, kb + j0 * p.k_nb1, p.k_nb1, nk, s);
+            ops.softmax(s, mvp, p.softcap, R, nk, m, l, o, p.DV);
+            accum(s, vb + j0 * p.v_nb1, p.v_nb1, nk, o, p.DV);
+        }
+    }
+
+    for (int r = 0; r < R; r++) {
+        if (part) {
+            float * pr = part + r * part_stride;
+            pr[0] = m[r];
+            pr[1] = l[r];
+            std::memcpy(pr + 2, o + r * p.DV, sizeof(float) * p.DV);
+        } else {
+            const int64_t h = row_head(pl, g, r);
+            finish_row(p, h, m[r], l[r], o + r * p.DV, dst_row(p, h, row_token(g, r), g.s));
+        }
+    }
+}
+
+// Combine the key-chunk partials of one row (log-sum-exp merge) and write it.
+void merge_row(const fattn_params & p, const plan & pl, const group & g, int r, const float * part, float * tmp) {
+    const size_t pf = partial_floats(p);
+    float M = -INFINITY;
+    for (int64_t c = 0; c < pl.n_chunks; c++) {
+        const float * pc = part + c * pf;
+        if (pc[1] != 0.0f && pc[0] > M) M = pc[0];
+    }
+    float L = 0.0f;
+    std::memset(tmp, 0, sizeof(float) * p.DV);
+    for (int64_t c = 0; c < pl.n_chunks && M != -INFINITY; c++) {
+        const float * pc = part + c * pf;
+        if (pc[1] == 0.0f) continue;
+        const float w = std::exp(pc[0] - M);
+        L += pc[1] * w;
+        for (int64_t d = 0; d < p.DV; d++) tmp[d] += pc[2 + d] * w;
+    }
+    const int64_t h = row_head(pl, g, r);
+    finish_row(p, h, M, L, tmp, dst_row(p, h, row_token(g, r), g.s));
+}
+
+} // namespace
+
+bool fattn_supported(const fattn_params & p) {
+    if (p.DK <= 0 || p.DV <= 0 || p.DK % 8 != 0 || p.DV % 8 != 0 || p.DK > 1024 || p.DV > 1024) return false;
+    if (p.type == kv_type::q8_0 && (p.DK % QK8_0 != 0 || p.DV % QK8_0 != 0)) return false;
+    if (p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return false;
+    if (p.n_stream_kv <= 0 || p.n_stream % p.n_stream_kv != 0) return false;
+    if (p.n_tokens <= 0 || p.n_kv <= 0) return false;
+    if (p.mask && (p.m_ne2 <= 0 || p.m_ne3 <= 0)) return false;
+    return true;
+}
+
+size_t fattn_work_size(const fattn_params & p, int nth) {
+    size_t n = 0;
+    for (int i = 1; i <= nth; i++) n = std::max(n, work_size_exact(p, i));
+    return n;
+}
+
+void fattn_compute(const fattn_params & p, int ith, int nth, void * wdata, size_t wsize,
+                   barrier_fn barrier, void * barrier_ctx) {
+    const plan pl = make_plan(p, nth);
+    const fattn_ops & ops = *select_ops();
+    const scratch_layout sl = scratch_for(p);
+
+    char * base = (char *) (((uintptr_t) wdata + ALIGN - 1) / ALIGN * ALIGN);
+    int * counter = (int *) base;
+    char * scratch = base + ALIGN + (size_t) ith * sl.total;
+    float * partials = (float *) (base + ALIGN + (size_t) nth * sl.total);
+    (void) wsize;
+
+    const int64_t n_units = pl.n_groups * pl.n_chunks;
+    if (pl.n_chunks == 1) {
+        // Whole groups. Decode: static round robin (equal work, no barrier). Batches: a shared
+        // counter, since under a causal mask token tiles differ in cost.
+        const bool dynamic = nth > 1 && p.n_tokens > 1;
+        if (dynamic) {
+            if (ith == 0) __atomic_store_n(counter, nth, __ATOMIC_RELAXED);
+            barrier(barrier_ctx);
+        }
+        for (int64_t u = ith; u < n_units;) {
+            run_unit(p, pl, ops, group_at(p, pl, u), 0, p.n_kv, scratch, nullptr, 0);
+            u = dynamic ? __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED) : u + nth;
+        }
+        return;
+    }
+
+    // Split keys: unit u = group u / n_chunks, chunk u % n_chunks; partials [group][r][chunk].
+    const size_t pf = partial_floats(p);
+    for (int64_t u = ith; u < n_units; u += nth) {
+        const int64_t gi = u / pl.n_chunks, c = u % pl.n_chunks;
+        const int64_t c0 = c * pl.chunk_len, c1 = std::min(p.n_kv, c0 + pl.chunk_len);
+        float * part = partials + ((size_t) gi * pl.rows * pl.n_chunks + c) * pf;
+        run_unit(p, pl, ops, group_at(p, pl, gi), c0, c1, scratch, part, pl.n_chunks * pf);
+    }
+    barrier(barrier_ctx);
+    float * tmp = (float *) (scratch + sl.o);
+    for (int64_t row = ith; row < pl.n_groups * pl.rows; row += nth) {
+        const int64_t gi = row / pl.rows;
+        const int r = (int) (row % pl.rows);
+        const group g = group_at(p, pl, gi);
+        if (r >= g.R()) continue;
+        merge_row(p, pl, g, r, partials + ((size_t) gi * pl.rows + r) * pl.n_chunks * pf, tmp);
+    }
+}
+
+void fattn_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+
+bool fattn_using_simd() { return select_ops() != fattn_ops_portable(); }
+
+} // namespace cpu
+} // namespace llamafuse

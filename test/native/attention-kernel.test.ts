@@ -1,0 +1,204 @@
+// The fused CPU attention kernels against a float64 reference that decodes the f16/q8_0 caches
+// exactly, on a few hundred seeded random shapes run through a real ggml FLASH_ATTN_EXT node
+// (hook on ggml's own threads). kernelStats() proves which path ran; ggml's own kernel on the
+// same inputs must also land near the reference, so the reference is checked too.
+import { afterAll, describe, expect, it } from "vitest";
+import {
+    attentionForcePortable,
+    attentionKernelInfo,
+    type AttentionComputeSpec,
+    type AttentionKvType,
+    type AttentionOpShape,
+    computeAttention,
+    kernelStats,
+    kernelStatsReset,
+} from "../../src/attention.js";
+import { attentionReference, decodeRows, HALF_NEG_INF, numberToHalf, randomRows, relL2, rng } from "../helpers/attention-ref.js";
+
+const TOL = 1e-4;
+
+type MaskKind = "none" | "causal" | "multiseq" | "random" | "allmasked";
+
+interface Case extends AttentionOpShape {
+    name: string;
+    seed: number;
+    threads: number;
+    maskKind: MaskKind;
+    portable: boolean;
+}
+
+// Causal over a cache whose first n_kv - pad cells hold the sequence (last nTokens of them
+// being the batch), padded with -inf to nKv (llama.cpp pads n_kv to 256).
+function buildMask(c: Case, rand: () => number): Uint16Array | undefined {
+    if (c.maskRows === 0) return undefined;
+    const { nKv, maskRows, maskHeads, nStream, nTokens } = c;
+    const m = new Uint16Array(nKv * maskRows * maskHeads * nStream).fill(HALF_NEG_INF);
+    const alibi = c.maxBias > 0;
+    for (let s = 0; s < nStream; s++) {
+        const used = Math.max(nTokens, nKv - Math.floor(rand() * Math.min(nKv, 300)));
+        // multi-sequence: cells belong to one of up to 3 sequences, positions count per sequence
+        const nSeq = c.maskKind === "multiseq" ? 1 + Math.floor(rand() * 3) : 1;
+        const cellSeq = new Int32Array(used);
+        const cellPos = new Int32Array(used);
+        const next = new Int32Array(nSeq);
+        for (let j = 0; j < used; j++) {
+            cellSeq[j] = Math.floor(rand() * nSeq);
+            cellPos[j] = next[cellSeq[j]!]!++;
+        }
+        for (let mh = 0; mh < maskHeads; mh++) {
+            for (let t = 0; t < maskRows; t++) {
+                const row = ((s * maskHeads + mh) * maskRows + t) * nKv;
+                if (t >= nTokens) continue; // padding rows: never read as tokens
+                const cell = used - nTokens + t; // the token's own cell
+                const allMasked = c.maskKind === "allmasked" && (t % 3 === 0 || rand() < 0.3);
+                for (let j = 0; j < used; j++) {
+                    let visible: boolean;
+                    if (allMasked) visible = false;
+                    else if (c.maskKind === "none") visible = true;
+                    else if (c.maskKind === "random") visible = rand() < 0.6;
+                    else if (c.maskKind === "multiseq") visible = cellSeq[j] === cellSeq[cell] && cellPos[j]! <= cellPos[cell]!;
+                    else visible = j <= cell;
+                    if (visible) m[row + j] = numberToHalf(alibi ? -Math.abs(cell - j) % 1000 : 0);
+                }
+            }
+        }
+    }
+    return m;
+}
+
+function makeCase(i: number): Case {
+    const r = rng(1000 + i);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+    const kvType: AttentionKvType = r() < 0.5 ? "f16" : "q8_0";
+    let DK = pick([64, 80, 96, 128, 256] as const) as number;
+    if (kvType === "q8_0" && DK % 32 !== 0) DK = pick([64, 96, 128, 256]);
+    const G = pick([1, 2, 4, 8]);
+    const nHeadKv = r() < 0.7 ? 1 : 2;
+    const nStream = r() < 0.6 ? 1 : 2 + Math.floor(r() * 3);
+    const decode = r() < 0.5;
+    const nTokens = decode ? 1 : pick([2, 3, 7, 8, 9, 16, 31, 33]);
+    let nKv = pick([1, 31, 32, 33, 255, 256, 257, 511, 512, 513, 1024, 1500, 2048]);
+    nKv = Math.max(nKv, nTokens);
+    // keep the float64 reference affordable (about 1e7 multiply-adds per case)
+    const cost = () => nStream * nHeadKv * G * nTokens * nKv * 2 * DK;
+    while (cost() > 1.5e7 && nKv > 64) nKv = Math.max(nTokens, Math.floor(nKv / 2) + 1);
+    const maskKind: MaskKind = pick(["causal", "causal", "multiseq", "random", "allmasked", "none"] as const);
+    const special = r();
+    const maxBias = special < 0.12 && maskKind !== "none" ? 8 : 0;
+    const softcap = special >= 0.12 && special < 0.24 ? 30 : 0;
+    const sinks = r() < 0.2;
+    const nHead = G * nHeadKv;
+    return {
+        name: `#${i} ${kvType} D${DK} G${G} hkv${nHeadKv} N${nTokens} kv${nKv} s${nStream} ${maskKind}` +
+            `${maxBias ? " alibi" : ""}${softcap ? " softcap" : ""}${sinks ? " sinks" : ""}`,
+        seed: 5000 + i,
+        DK, DV: DK, nTokens, nHead, nHeadKv, nKv, nStream, kvType,
+        maskRows: maskKind === "none" ? 0 : nTokens + Math.floor(r() * 3),
+        maskHeads: r() < 0.15 ? nHead : 1,
+        sinks, scale: 1 / Math.sqrt(DK), maxBias, softcap,
+        threads: pick([1, 2, 3, 4]),
+        maskKind,
+        portable: false,
+    };
+}
+
+function inputs(c: Case) {
+    const r = rng(c.seed);
+    const q = new Float32Array(c.DK * c.nHead * c.nTokens * c.nStream).map(() => 2 * r() - 1);
+    const k = randomRows(c.kvType, c.DK, c.nHeadKv * c.nKv * c.nStream, r);
+    const v = randomRows(c.kvType, c.DV, c.nHeadKv * c.nKv * c.nStream, r);
+    const mask = buildMask(c, r);
+    const sinkValues = c.sinks ? new Float32Array(c.nHead).map(() => 4 * r() - 1) : undefined;
+    return { q, k, v, mask, sinkValues };
+}
+
+function run(c: Case, x: ReturnType<typeof inputs>, mode: AttentionComputeSpec["mode"]): Float32Array {
+    return computeAttention({ ...c, ...x, mode });
+}
+
+/** Indices of output rows whose every key is masked (reference row is exactly 0 there). */
+function fullyMaskedRows(c: Case, mask: Uint16Array | undefined): number[] {
+    if (!mask) return [];
+    const rows: number[] = [];
+    for (let s = 0; s < c.nStream; s++) {
+        for (let t = 0; t < c.nTokens; t++) {
+            for (let h = 0; h < c.nHead; h++) {
+                const mo = ((s * c.maskHeads + (h % c.maskHeads)) * c.maskRows + t) * c.nKv;
+                let all = true;
+                for (let j = 0; j < c.nKv && all; j++) all = mask[mo + j] === HALF_NEG_INF;
+                if (all) rows.push((s * c.nTokens + t) * c.nHead + h);
+            }
+        }
+    }
+    return rows;
+}
+
+const N_CASES = 240;
+const cases = Array.from({ length: N_CASES }, (_, i) => makeCase(i));
+// every 6th case again on the portable inner loops
+const portableCases = cases.filter((_, i) => i % 6 === 0).map((c) => ({ ...c, name: `${c.name} portable`, portable: true }));
+
+describe("fused CPU attention vs float64 reference", () => {
+    afterAll(() => attentionForcePortable(false));
+
+    it("uses the AVX2 inner loops on this machine (portable ones otherwise)", () => {
+        expect(typeof attentionKernelInfo().simd).toBe("boolean");
+    });
+
+    it.each([...cases, ...portableCases].map((c) => [c.name, c] as const))("%s", (_name, c) => {
+        attentionForcePortable(c.portable);
+        const x = inputs(c);
+        const ref = attentionReference(c, { q: x.q, k: decodeRows(c.kvType, c.DK, x.k), v: decodeRows(c.kvType, c.DV, x.v), mask: x.mask, sinkValues: x.sinkValues });
+
+        kernelStatsReset();
+        const fused = run(c, x, "fused");
+        expect(kernelStats()).toEqual({ fused: 1, declined: 0 });
+
+        // every element written (output was NaN-poisoned) and finite
+        for (let i = 0; i < fused.length; i++) {
+            if (!Number.isFinite(fused[i])) throw new Error(`element ${i} is ${fused[i]}`);
+        }
+        for (const row of fullyMaskedRows(c, x.mask)) {
+            for (let d = 0; d < c.DV; d++) expect(fused[row * c.DV + d]).toBe(0);
+        }
+        const err = relL2(fused, ref);
+        expect(err).toBeLessThanOrEqual(TOL);
+
+        // ggml's kernel on the same node must agree with the reference too (it accumulates in
+        // f16 and rounds q to the cache type, so only loosely): guards the reference itself.
+        const ggml = run(c, x, "ggml");
+        expect(kernelStats()).toEqual({ fused: 1, declined: 0 });
+        expect(relL2(ggml, ref)).toBeLessThanOrEqual(5e-2);
+    });
+});
+
+describe("declined shapes run ggml's kernel unchanged", () => {
+    const declined: Array<[string, Case]> = [
+        ["f32 K/V", { ...makeCase(3), kvType: "f32", name: "f32" }],
+        ["head dim 20 (not a multiple of 8)", { ...makeCase(4), kvType: "f16", DK: 20, DV: 20, scale: 0.2, name: "d20" }],
+        ["head dim 20, decode", { ...makeCase(7), kvType: "f16", DK: 20, DV: 20, nTokens: 1, maskRows: 1, name: "d20-decode" }],
+    ];
+    it.each(declined)("%s", (_name, c) => {
+        const x = inputs(c);
+        kernelStatsReset();
+        const ggml = run(c, x, "ggml");
+        expect(kernelStats()).toEqual({ fused: 0, declined: 0 });
+        const fused = run(c, x, "fused");
+        expect(kernelStats()).toEqual({ fused: 0, declined: 1 });
+        expect(Buffer.from(fused.buffer).equals(Buffer.from(ggml.buffer))).toBe(true);
+        // and it is still attention: near the reference
+        const ref = attentionReference(c, { q: x.q, k: decodeRows(c.kvType, c.DK, x.k), v: decodeRows(c.kvType, c.DV, x.v), mask: x.mask, sinkValues: x.sinkValues });
+        expect(relL2(fused, ref)).toBeLessThanOrEqual(5e-2);
+    });
+});
+
+describe("computeAttention validates before ggml can assert", () => {
+    it("rejects q8_0 with a head dim that is not a multiple of 32", () => {
+        const c = { ...makeCase(1), kvType: "q8_0" as const, DK: 80, DV: 80 };
+        expect(() => computeAttention({ ...c, ...inputs({ ...c, kvType: "f16" }), mode: "fused" })).toThrow(/multiples of 32/);
+    });
+    it("rejects ALiBi without a mask", () => {
+        const c = { ...makeCase(2), maxBias: 8, maskRows: 0 };
+        expect(() => computeAttention({ ...c, ...inputs(c), mode: "fused" })).toThrow(/ALiBi/);
+    });
+});

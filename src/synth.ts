@@ -5,6 +5,7 @@
 // and the chunk's index, so one seed gives the same underlying floats whatever the type.
 // Tensors are generated and written one chunk at a time: memory stays at a few MB for
 // any model size.
+
 import { existsSync, readFileSync } from "node:fs";
 import { endianness } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -192,8 +193,8 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
         throw invalidOption("headDim", `embedding / heads (${embedding / heads}) for qwen2`, headDim);
     }
     const contextLength = optInt(m, "contextLength", 4096, 1, 2 ** 31 - 1);
-    const ropeTheta = optNumber(m, "ropeTheta", 10000, Number.MIN_VALUE, Number.MAX_VALUE);
-    const rmsEps = optNumber(m, "rmsEps", 1e-5, Number.MIN_VALUE, 1);
+    const ropeTheta = optNumber(m, "ropeTheta", 10000, 1, 1e12);
+    const rmsEps = optNumber(m, "rmsEps", 1e-5, 1e-12, 1);
     const tieEmbeddings = optBool(m, "tieEmbeddings", false);
     const qkvBias = optBool(m, "qkvBias", architecture === "qwen2");
 
@@ -205,7 +206,7 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
 
     const type = optEnum<SynthType>(m, "type", "f16", ["f16", "q8_0", "q4_0"]);
     const seed = optInt(m, "seed", 0, 0, Number.MAX_SAFE_INTEGER);
-    const embeddingScale = optNumber(m, "embeddingScale", 4, Number.MIN_VALUE, 1e6);
+    const embeddingScale = optNumber(m, "embeddingScale", 4, 1e-6, 1e6);
     const initScale = optNumber(m, "initScale", 1, 0, 1e6);
     const name = m.name ?? `llamafuse synthetic ${preset ?? "custom"} (random weights)`;
     if (!is.string(name)) throw invalidOption("name", "a string", name);

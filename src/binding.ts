@@ -75,6 +75,51 @@ export interface NativeContext {
     dispose(): void;
 }
 
+/** One stage of a sampler chain, as src/sampling.ts resolves it (native code builds it as given). */
+export type NativeSamplerStage =
+    | { kind: "logit_bias"; tokens: Int32Array; biases: Float32Array }
+    | { kind: "penalties"; lastN: number; repeat: number; frequency: number; presence: number }
+    | { kind: "dry"; multiplier: number; base: number; allowedLength: number; lastN: number; breakers: string[] }
+    | { kind: "top_k"; k: number }
+    | { kind: "top_p" | "min_p" | "typical"; p: number }
+    | { kind: "top_n_sigma"; n: number }
+    | { kind: "xtc"; probability: number; threshold: number; seed: number }
+    | { kind: "temp"; t: number }
+    | { kind: "temp_ext"; t: number; delta: number; exponent: number }
+    | { kind: "mirostat"; tau: number; eta: number; m: number; seed: number }
+    | { kind: "mirostat_v2"; tau: number; eta: number; seed: number }
+    | { kind: "dist"; seed: number }
+    | { kind: "greedy" };
+
+export interface NativeSampleResult {
+    token: number;
+    /** Present when nTop >= 0. */
+    logProb?: number;
+    topTokens?: Int32Array;
+    topLogProbs?: Float32Array;
+}
+
+export interface NativeSampler {
+    /** Samples from the context's stored last logits of `seq`; nTop < 0: no log-probs. */
+    sample(context: NativeContext, seq: number, nTop: number): Promise<NativeSampleResult>;
+    /** The same chain over logits given directly (n_vocab floats, copied). */
+    sampleLogits(logits: Float32Array, nTop: number): Promise<NativeSampleResult>;
+    /** Resets penalty history, grammar and RNG (back to the seed). */
+    reset(): void;
+    dispose(): void;
+}
+
+export interface NativeGenerateOptions {
+    maxTokens: number;
+    stopOnEog: boolean;
+    /** Most tokens the loop may run ahead of the consumer. */
+    window: number;
+    resetSampler: boolean;
+    acceptPrompt: boolean;
+}
+
+export type NativeGenerateReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull";
+
 export interface NativeBinding extends NativeAttentionBinding {
     NativeModel: {
         load(path: string, o: NativeModelLoadOptions): Promise<{ model: NativeModel; info: NativeModelInfo }>;
@@ -89,6 +134,19 @@ export interface NativeBinding extends NativeAttentionBinding {
             canShift: boolean;
         }>;
     };
+    NativeSampler: {
+        create(model: NativeModel, config: { stages: NativeSamplerStage[]; grammar: string | null }): Promise<NativeSampler>;
+    };
+    /** ctrl: shared Int32Array [abort, stop, consumed]; onTokens gets batches as they come. */
+    generate(
+        context: NativeContext,
+        sampler: NativeSampler,
+        prompt: Int32Array,
+        seq: number,
+        options: NativeGenerateOptions,
+        ctrl: Int32Array,
+        onTokens: (tokens: Int32Array) => void,
+    ): Promise<{ reason: NativeGenerateReason; tail: Int32Array; generated: number }>;
     systemInfo(): string;
     supportsMmap: boolean;
     supportsGpuOffload: boolean;

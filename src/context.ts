@@ -6,6 +6,9 @@ import { binding, type NativeContext } from "./binding.js";
 import { LlamaError, abortedError, disposedError, fromNative } from "./errors.js";
 import type { Model, ModelInfo } from "./model.js";
 import { SerialQueue, abortFlag } from "./queue.js";
+import { beamSearch, type BeamHypothesis, type BeamSearchOptions } from "./beam-search.js";
+import { generate, type GenerateOptions, type GenerateStep, type GenerateSummary } from "./generate.js";
+import { sampleContext, type SampleResult, type SamplingOptions } from "./sampling.js";
 import { loadStateBlob, saveStateBlob, type StateOptions } from "./state.js";
 import { toTokenArray } from "./tokens.js";
 import { checkKnownKeys, invalidOption, is, optEnum, optInt, optSignal, optionsObject } from "./validate.js";
@@ -289,6 +292,21 @@ export class Context {
 
     [Symbol.asyncDispose](): Promise<void> {
         return this.dispose();
+    }
+
+    /** Samples one token from a sequence's last logits (see SamplingOptions). */
+    sample(sequence: number, options?: SamplingOptions): Promise<SampleResult> {
+        return sampleContext(this, sequence, options);
+    }
+
+    /** Generates text: an async iterator of { token, text } steps (see GenerateOptions). */
+    generate(promptOrTokens: string | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<GenerateStep, GenerateSummary> {
+        return generate(this, promptOrTokens, options);
+    }
+
+    /** Beam search from a prompt's tokens: hypotheses best-first (see BeamSearchOptions). */
+    beamSearch(tokens: ArrayLike<number>, options?: BeamSearchOptions): Promise<BeamHypothesis[]> {
+        return beamSearch(this, tokens, options);
     }
 }
 

@@ -10,6 +10,7 @@ export type ErrorCode =
     | "ERR_CONTEXT_FULL"
     | "ERR_CONTEXT_CREATE"
     | "ERR_NO_LOGITS"
+    | "ERR_NO_CANDIDATES"
     | "ERR_NO_CHAT_TEMPLATE"
     | "ERR_STATE_MISMATCH"
     | "ERR_UNSUPPORTED"

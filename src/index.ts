@@ -7,3 +7,8 @@ export type { StateOptions } from "./state.js";
 export { LlamaError } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
 export { systemInfo, LLAMA_CPP_COMMIT } from "./system.js";
+export { createSampler, resetSampling, resolveSampling, Sampler, RANDOM_SEED } from "./sampling.js";
+export type { SamplingOptions, SampleResult, ResolvedSampling } from "./sampling.js";
+export { jsonSchemaToGrammar } from "./json-schema.js";
+export type { GenerateOptions, GenerateStep, GenerateSummary } from "./generate.js";
+export type { BeamSearchOptions, BeamHypothesis } from "./beam-search.js";

@@ -1,0 +1,374 @@
+#include "sampling.h"
+
+#include "abort_guard.h"
+#include "log.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace llamafuse {
+
+Napi::FunctionReference NativeSampler::constructor;
+
+Napi::Function NativeSampler::define(Napi::Env env) {
+    Napi::Function fn = DefineClass(env, "NativeSampler", {
+        StaticMethod("create", &NativeSampler::Create),
+        InstanceMethod("sample", &NativeSampler::Sample),
+        InstanceMethod("sampleLogits", &NativeSampler::SampleLogits),
+        InstanceMethod("reset", &NativeSampler::Reset),
+        InstanceMethod("dispose", &NativeSampler::Dispose),
+    });
+    constructor = Napi::Persistent(fn);
+    constructor.SuppressDestruct();
+    return fn;
+}
+
+NativeSampler::NativeSampler(const Napi::CallbackInfo & info) : Napi::ObjectWrap<NativeSampler>(info) {}
+NativeSampler::~NativeSampler() { free_native(); }
+
+void NativeSampler::free_native() {
+    if (chain_) llama_sampler_free(chain_);
+    if (grammar_) llama_sampler_free(grammar_);
+    chain_ = grammar_ = nullptr;
+}
+
+bool NativeSampler::try_acquire() {
+    bool expected = false;
+    return busy_.compare_exchange_strong(expected, true);
+}
+void NativeSampler::release() { busy_.store(false); }
+
+Napi::Value NativeSampler::check_usable(Napi::Env env) {
+    if (disposed()) return rejected(env, "ERR_DISPOSED", "the sampler is disposed");
+    if (!try_acquire()) return rejected(env, "ERR_BUSY", "the sampler is in use by another call");
+    return Napi::Value();
+}
+
+// ---- create --------------------------------------------------------------------------------
+// One stage of the chain as src/sampling.ts resolved it: {kind, ...parameters}.
+
+struct StageSpec {
+    std::string kind;
+    double a = 0, b = 0, c = 0;
+    int32_t n = 0, m = 0;
+    uint32_t seed = 0;
+    std::vector<llama_logit_bias> bias;
+    std::vector<std::string> breakers;
+};
+
+static StageSpec read_stage(const Napi::Object & o) {
+    StageSpec s;
+    s.kind = get_str(o, "kind");
+    const std::string & k = s.kind;
+    if (k == "logit_bias") {
+        Napi::Int32Array tokens = o.Get("tokens").As<Napi::Int32Array>();
+        Napi::Float32Array biases = o.Get("biases").As<Napi::Float32Array>();
+        for (size_t i = 0; i < tokens.ElementLength(); ++i) s.bias.push_back({tokens[i], biases[i]});
+    } else if (k == "penalties") {
+        s.n = get_i32(o, "lastN"); s.a = get_f64(o, "repeat"); s.b = get_f64(o, "frequency"); s.c = get_f64(o, "presence");
+    } else if (k == "dry") {
+        s.a = get_f64(o, "multiplier"); s.b = get_f64(o, "base"); s.n = get_i32(o, "allowedLength"); s.m = get_i32(o, "lastN");
+        Napi::Array br = o.Get("breakers").As<Napi::Array>();
+        for (uint32_t i = 0; i < br.Length(); ++i) s.breakers.push_back(br.Get(i).As<Napi::String>().Utf8Value());
+    } else if (k == "top_k") {
+        s.n = get_i32(o, "k");
+    } else if (k == "top_p" || k == "min_p" || k == "typical") {
+        s.a = get_f64(o, "p");
+    } else if (k == "top_n_sigma") {
+        s.a = get_f64(o, "n");
+    } else if (k == "xtc") {
+        s.a = get_f64(o, "probability"); s.b = get_f64(o, "threshold"); s.seed = get_u32(o, "seed");
+    } else if (k == "temp") {
+        s.a = get_f64(o, "t");
+    } else if (k == "temp_ext") {
+        s.a = get_f64(o, "t"); s.b = get_f64(o, "delta"); s.c = get_f64(o, "exponent");
+    } else if (k == "mirostat") {
+        s.a = get_f64(o, "tau"); s.b = get_f64(o, "eta"); s.n = get_i32(o, "m"); s.seed = get_u32(o, "seed");
+    } else if (k == "mirostat_v2") {
+        s.a = get_f64(o, "tau"); s.b = get_f64(o, "eta"); s.seed = get_u32(o, "seed");
+    } else if (k == "dist") {
+        s.seed = get_u32(o, "seed");
+    }
+    return s;
+}
+
+static llama_sampler * stage_init(const StageSpec & s, const llama_vocab * vocab, int32_t n_vocab) {
+    const std::string & k = s.kind;
+    if (k == "logit_bias") return llama_sampler_init_logit_bias(n_vocab, (int32_t) s.bias.size(), s.bias.data());
+    if (k == "penalties") return llama_sampler_init_penalties(n_vocab, s.n, (float) s.a, (float) s.b, (float) s.c);
+    if (k == "dry") {
+        std::vector<const char *> br;
+        for (const auto & b : s.breakers) br.push_back(b.c_str());
+        return llama_sampler_init_dry(vocab, (float) s.a, (float) s.b, s.n, s.m, br.data(), br.size());
+    }
+    if (k == "top_k") return llama_sampler_init_top_k(s.n);
+    if (k == "top_p") return llama_sampler_init_top_p((float) s.a, 1);
+    if (k == "min_p") return llama_sampler_init_min_p((float) s.a, 1);
+    if (k == "typical") return llama_sampler_init_typical((float) s.a, 1);
+    if (k == "top_n_sigma") return llama_sampler_init_top_n_sigma((float) s.a);
+    if (k == "xtc") return llama_sampler_init_xtc((float) s.a, (float) s.b, 1, s.seed);
+    if (k == "temp") return llama_sampler_init_temp((float) s.a);
+    if (k == "temp_ext") return llama_sampler_init_temp_ext((float) s.a, (float) s.b, (float) s.c);
+    if (k == "mirostat") return llama_sampler_init_mirostat(n_vocab, s.seed, (float) s.a, (float) s.b, s.n);
+    if (k == "mirostat_v2") return llama_sampler_init_mirostat_v2(s.seed, (float) s.a, (float) s.b);
+    if (k == "dist") return llama_sampler_init_dist(s.seed);
+    if (k == "greedy") return llama_sampler_init_greedy();
+    throw CodedError("ERR_INVALID_OPTION", "unknown sampler stage \"" + k + "\"");
+}
+
+class SamplerCreateWorker : public PromiseWorker {
+public:
+    SamplerCreateWorker(const Napi::CallbackInfo & info, NativeModel * m) : PromiseWorker(info.Env(), info[0].As<Napi::Object>()), m_(m) {
+        model_obj_ = Napi::Persistent(info[0].As<Napi::Object>());
+        Napi::Object cfg = info[1].As<Napi::Object>();
+        Napi::Array stages = cfg.Get("stages").As<Napi::Array>();
+        for (uint32_t i = 0; i < stages.Length(); ++i) stages_.push_back(read_stage(stages.Get(i).As<Napi::Object>()));
+        Napi::Value g = cfg.Get("grammar");
+        if (g.IsString()) {
+            grammar_ = g.As<Napi::String>().Utf8Value();
+            has_grammar_ = true;
+        }
+        vocab_ = m->vocab();
+    }
+    ~SamplerCreateWorker() override {
+        if (chain_) llama_sampler_free(chain_);
+        if (grammar_smpl_) llama_sampler_free(grammar_smpl_);
+    }
+
+protected:
+    void run() override {
+        if (m_->disposed()) throw CodedError("ERR_DISPOSED", "the model is disposed");
+        n_vocab_ = llama_vocab_n_tokens(vocab_);
+        if (has_grammar_) {
+            // The parser reports syntax errors by returning NULL; the guard turns any
+            // GGML_ASSERT reached by odd input into an exception instead of an abort.
+            log_clear_error();
+            AbortGuard guard;
+            try {
+                grammar_smpl_ = llama_sampler_init_grammar(vocab_, grammar_.c_str(), "root");
+            } catch (const std::exception & e) {
+                throw CodedError("ERR_INVALID_GRAMMAR", std::string("invalid GBNF grammar: ") + e.what());
+            }
+            if (!grammar_smpl_) {
+                std::string why = log_last_error();
+                throw CodedError("ERR_INVALID_GRAMMAR", "invalid GBNF grammar" + (why.empty() ? std::string(" (parse error, or left recursion)") : ": " + why));
+            }
+        }
+        llama_sampler_chain_params cp = llama_sampler_chain_default_params();
+        cp.no_perf = true;
+        chain_ = llama_sampler_chain_init(cp);
+        for (const StageSpec & s : stages_) {
+            llama_sampler * st = stage_init(s, vocab_, n_vocab_);
+            if (!st) throw CodedError("ERR_NATIVE", "llama.cpp could not create the \"" + s.kind + "\" sampler");
+            llama_sampler_chain_add(chain_, st);
+        }
+    }
+
+    Napi::Value result(Napi::Env env) override {
+        Napi::Object obj = NativeSampler::constructor.New({});
+        NativeSampler * s = NativeSampler::Unwrap(obj);
+        s->model_ref_ = Napi::Persistent(model_obj_.Value());
+        s->chain_ = chain_;
+        s->grammar_ = grammar_smpl_;
+        s->vocab_ = vocab_;
+        s->n_vocab_ = n_vocab_;
+        s->cur_.resize(n_vocab_);
+        chain_ = grammar_smpl_ = nullptr;
+        return obj;
+    }
+
+private:
+    NativeModel * m_;
+    Napi::ObjectReference model_obj_;
+    std::vector<StageSpec> stages_;
+    std::string grammar_;
+    bool has_grammar_ = false;
+    const llama_vocab * vocab_ = nullptr;
+    int32_t n_vocab_ = 0;
+    llama_sampler * chain_ = nullptr;
+    llama_sampler * grammar_smpl_ = nullptr;
+};
+
+Napi::Value NativeSampler::Create(const Napi::CallbackInfo & info) {
+    NativeModel * m = NativeModel::Unwrap(info[0].As<Napi::Object>());
+    if (m->disposed()) return rejected(info.Env(), "ERR_DISPOSED", "the model is disposed");
+    return (new SamplerCreateWorker(info, m))->start();
+}
+
+// ---- sampling ----------------------------------------------------------------------------------
+
+SampleResult NativeSampler::sample_row(const float * logits, int32_t n_vocab, int32_t n_top) {
+    cur_.resize(n_vocab);
+    for (llama_token t = 0; t < n_vocab; ++t) cur_[t] = llama_token_data{t, logits[t], 0.0f};
+    llama_token_data_array arr = {cur_.data(), cur_.size(), -1, false};
+    {
+        // Grammar stages throw std::runtime_error on an impossible state and reach
+        // GGML_ABORT on inconsistent input; neither may take the process down.
+        AbortGuard guard;
+        try {
+            if (grammar_) llama_sampler_apply(grammar_, &arr);
+            llama_sampler_apply(chain_, &arr);
+        } catch (const std::exception & e) {
+            throw CodedError("ERR_INVALID_GRAMMAR", std::string("sampling failed: ") + e.what());
+        }
+    }
+    if (arr.selected < 0 || (size_t) arr.selected >= arr.size || !std::isfinite(arr.data[arr.selected].logit)) {
+        throw CodedError("ERR_NO_CANDIDATES", "no token can be sampled: every candidate was removed (by logitBias, the grammar or the samplers)");
+    }
+    SampleResult r;
+    r.token = arr.data[arr.selected].id;
+    {
+        AbortGuard guard;
+        try {
+            if (grammar_) llama_sampler_accept(grammar_, r.token);
+            llama_sampler_accept(chain_, r.token);
+        } catch (const std::exception & e) {
+            throw CodedError("ERR_INVALID_GRAMMAR", std::string("the grammar could not accept the sampled token: ") + e.what());
+        }
+    }
+    if (n_top < 0) return r;
+
+    // log-softmax over what the chain kept (finite logits only).
+    float max_l = -INFINITY;
+    for (size_t i = 0; i < arr.size; ++i) max_l = std::max(max_l, arr.data[i].logit);
+    double sum = 0.0;
+    for (size_t i = 0; i < arr.size; ++i)
+        if (std::isfinite(arr.data[i].logit)) sum += std::exp((double) arr.data[i].logit - max_l);
+    const double lse = max_l + std::log(sum);
+    r.log_prob = (float) (arr.data[arr.selected].logit - lse);
+    if (n_top > 0) {
+        std::vector<size_t> idx;
+        idx.reserve(arr.size);
+        for (size_t i = 0; i < arr.size; ++i) if (std::isfinite(arr.data[i].logit)) idx.push_back(i);
+        const size_t k = std::min(idx.size(), (size_t) n_top);
+        std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](size_t x, size_t y) {
+            return arr.data[x].logit > arr.data[y].logit || (arr.data[x].logit == arr.data[y].logit && arr.data[x].id < arr.data[y].id);
+        });
+        for (size_t i = 0; i < k; ++i) {
+            r.top_tokens.push_back(arr.data[idx[i]].id);
+            r.top_log_probs.push_back((float) (arr.data[idx[i]].logit - lse));
+        }
+    }
+    return r;
+}
+
+void NativeSampler::reset() {
+    if (grammar_) llama_sampler_reset(grammar_);
+    llama_sampler_reset(chain_);
+}
+
+void NativeSampler::accept_history(const llama_token * tokens, size_t n) {
+    for (size_t i = 0; i < n; ++i) llama_sampler_accept(chain_, tokens[i]);
+}
+
+static Napi::Value sample_result_value(Napi::Env env, const SampleResult & r, int32_t n_top) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("token", r.token);
+    if (n_top >= 0) {
+        o.Set("logProb", r.log_prob);
+        Napi::Int32Array tt = Napi::Int32Array::New(env, r.top_tokens.size());
+        Napi::Float32Array tl = Napi::Float32Array::New(env, r.top_log_probs.size());
+        std::copy(r.top_tokens.begin(), r.top_tokens.end(), tt.Data());
+        std::copy(r.top_log_probs.begin(), r.top_log_probs.end(), tl.Data());
+        o.Set("topTokens", tt);
+        o.Set("topLogProbs", tl);
+    }
+    return o;
+}
+
+// sample(context, seq, nTop): from the context's stored last logits of `seq`. Holds both the
+// context's and the sampler's busy flags.
+class SampleWorker : public PromiseWorker {
+public:
+    SampleWorker(const Napi::CallbackInfo & info, NativeSampler * s, NativeContext * c)
+        : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), s_(s), c_(c) {
+        ctx_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+        seq_ = info[1].As<Napi::Number>().Int32Value();
+        n_top_ = info[2].As<Napi::Number>().Int32Value();
+    }
+    ~SampleWorker() override {
+        c_->release();
+        s_->release();
+    }
+
+protected:
+    void run() override {
+        const float * logits = c_->last_logits(seq_);
+        if (!logits) throw CodedError("ERR_NO_LOGITS", "sequence " + std::to_string(seq_) + " has no logits to sample from: forward tokens to it first (with logits for its last token)");
+        if (c_->n_vocab() != s_->n_vocab()) throw CodedError("ERR_INVALID_OPTION", "the sampler was built for another model");
+        r_ = s_->sample_row(logits, c_->n_vocab(), n_top_);
+    }
+    Napi::Value result(Napi::Env env) override { return sample_result_value(env, r_, n_top_); }
+
+private:
+    NativeSampler * s_;
+    NativeContext * c_;
+    Napi::ObjectReference ctx_ref_;
+    llama_seq_id seq_;
+    int32_t n_top_;
+    SampleResult r_;
+};
+
+Napi::Value NativeSampler::Sample(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    NativeContext * c = NativeContext::Unwrap(info[0].As<Napi::Object>());
+    Napi::Value bad = check_usable(env);
+    if (!bad.IsEmpty()) return bad;
+    bad = c->check_usable(env);
+    if (!bad.IsEmpty()) {
+        release();
+        return bad;
+    }
+    return (new SampleWorker(info, this, c))->start();
+}
+
+// sampleLogits(logits: Float32Array of n_vocab, nTop): the same chain over logits given directly
+// (a copy is taken on the main thread), for benchmarks and tests on known distributions.
+class SampleLogitsWorker : public PromiseWorker {
+public:
+    SampleLogitsWorker(const Napi::CallbackInfo & info, NativeSampler * s) : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), s_(s) {
+        Napi::Float32Array l = info[0].As<Napi::Float32Array>();
+        logits_.assign(l.Data(), l.Data() + l.ElementLength());
+        n_top_ = info[1].As<Napi::Number>().Int32Value();
+    }
+    ~SampleLogitsWorker() override { s_->release(); }
+
+protected:
+    void run() override { r_ = s_->sample_row(logits_.data(), (int32_t) logits_.size(), n_top_); }
+    Napi::Value result(Napi::Env env) override { return sample_result_value(env, r_, n_top_); }
+
+private:
+    NativeSampler * s_;
+    std::vector<float> logits_;
+    int32_t n_top_;
+    SampleResult r_;
+};
+
+Napi::Value NativeSampler::SampleLogits(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+        (int64_t) info[0].As<Napi::Float32Array>().ElementLength() != n_vocab_) {
+        return rejected(env, "ERR_INVALID_OPTION", "logits must be a Float32Array of " + std::to_string(n_vocab_) + " values");
+    }
+    Napi::Value bad = check_usable(env);
+    if (!bad.IsEmpty()) return bad;
+    return (new SampleLogitsWorker(info, this))->start();
+}
+
+Napi::Value NativeSampler::Reset(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (disposed()) throw make_error(env, "ERR_DISPOSED", "the sampler is disposed");
+    if (busy_.load()) throw make_error(env, "ERR_BUSY", "the sampler is in use by another call");
+    reset();
+    return env.Undefined();
+}
+
+Napi::Value NativeSampler::Dispose(const Napi::CallbackInfo & info) {
+    if (busy_.load()) throw make_error(info.Env(), "ERR_BUSY", "the sampler is in use by another call");
+    free_native();
+    model_ref_.Reset();
+    return info.Env().Undefined();
+}
+
+} // namespace llamafuse

@@ -1,0 +1,360 @@
+// Sampling options: validated and resolved here into the exact stage list of a llama.cpp
+// sampler chain (native code builds what it is given). A chain is built once per
+// (context, sequence, option set) and reused, so stateful stages keep their history.
+import { binding, type NativeSampleResult, type NativeSampler, type NativeSamplerStage } from "./binding.js";
+import type { Context } from "./context.js";
+import { LlamaError, callNative } from "./errors.js";
+import { jsonSchemaToGrammar } from "./json-schema.js";
+import type { Model } from "./model.js";
+import { checkKnownKeys, describe, invalidOption, is, optInt, optNumber, optionsObject } from "./validate.js";
+
+/** llama.cpp's "pick a random seed" value. */
+export const RANDOM_SEED = 0xffffffff;
+
+export interface SamplingOptions {
+    /** Softmax temperature; 0 picks the most likely token (greedy) and skips truncation stages. @default 0.8 */
+    temperature?: number;
+    /** Dynamic temperature: range around `temperature` (0: off). @default 0 */
+    dynatempRange?: number;
+    /** Dynamic temperature exponent. @default 1 */
+    dynatempExponent?: number;
+    /** Keep the k most likely tokens (0: off). @default 40 */
+    topK?: number;
+    /** Nucleus: keep the smallest set whose probability reaches p (1: off). @default 0.95 */
+    topP?: number;
+    /** Drop tokens less likely than minP × the most likely one's probability (0: off). @default 0.05 */
+    minP?: number;
+    /** Locally typical sampling (1: off). @default 1 */
+    typicalP?: number;
+    /** Keep tokens within n standard deviations of the top logit (<= 0: off). @default -1 */
+    topNSigma?: number;
+    /** XTC: chance of removing the most likely tokens (0: off). @default 0 */
+    xtcProbability?: number;
+    /** XTC: tokens above this probability are candidates for removal. @default 0.1 */
+    xtcThreshold?: number;
+    /** DRY repetition penalty strength (0: off). @default 0 */
+    dryMultiplier?: number;
+    /** DRY penalty base. @default 1.75 */
+    dryBase?: number;
+    /** DRY: repeats up to this length are not penalised. @default 2 */
+    dryAllowedLength?: number;
+    /** DRY: tokens of history scanned (-1: the context size, or 4096 without a context). @default -1 */
+    dryPenaltyLastN?: number;
+    /** DRY: strings that break a repeated sequence. @default ["\n", ":", "\"", "*"] */
+    drySequenceBreakers?: string[];
+    /** Mirostat version (0: off; 1 or 2). Replaces the truncation stages. @default 0 */
+    mirostat?: 0 | 1 | 2;
+    /** Mirostat target surprise. @default 5 */
+    mirostatTau?: number;
+    /** Mirostat learning rate. @default 0.1 */
+    mirostatEta?: number;
+    /** Divide (positive) logits of recent tokens by this (1: off). @default 1 */
+    repeatPenalty?: number;
+    /** Subtract count × this from recent tokens' logits (0: off). @default 0 */
+    frequencyPenalty?: number;
+    /** Subtract this from the logits of tokens seen recently (0: off). @default 0 */
+    presencePenalty?: number;
+    /** Recent tokens the penalties look at (0: off). @default 64 */
+    penaltyLastN?: number;
+    /** Added to tokens' logits; -Infinity bans a token. */
+    logitBias?: Record<number, number> | Map<number, number>;
+    /** RNG seed (0 to 2^32-2); unset: random. The sequence of draws restarts from it on reset. */
+    seed?: number;
+    /** A GBNF grammar (root rule "root") that output must follow. */
+    grammar?: string;
+    /** A JSON schema that output must follow (turned into a GBNF grammar). */
+    jsonSchema?: Record<string, unknown> | boolean;
+    /** Also return the chosen token's log-probability and the n most likely candidates'. */
+    logProbs?: number;
+}
+
+export const SAMPLING_KEYS = [
+    "temperature", "dynatempRange", "dynatempExponent", "topK", "topP", "minP", "typicalP", "topNSigma",
+    "xtcProbability", "xtcThreshold", "dryMultiplier", "dryBase", "dryAllowedLength", "dryPenaltyLastN",
+    "drySequenceBreakers", "mirostat", "mirostatTau", "mirostatEta", "repeatPenalty", "frequencyPenalty",
+    "presencePenalty", "penaltyLastN", "logitBias", "seed", "grammar", "jsonSchema", "logProbs",
+] as const;
+
+/** Every option with its value filled in. */
+export type ResolvedSampling = Required<Omit<SamplingOptions, "logitBias" | "grammar" | "jsonSchema" | "logProbs">> & {
+    logitBias: Map<number, number>;
+    /** GBNF text (from grammar or jsonSchema), or null. */
+    grammar: string | null;
+    /** -1: no log-probs. */
+    logProbs: number;
+};
+
+export interface ResolvedSamplingConfig {
+    options: ResolvedSampling;
+    /** What native code builds. */
+    native: { stages: NativeSamplerStage[]; grammar: string | null };
+    /** Identifies the chain: equal keys build equal chains. */
+    key: string;
+}
+
+const MAX_I32 = 2 ** 31 - 1;
+
+function resolveLogitBias(v: unknown, vocabSize: number): Map<number, number> {
+    const out = new Map<number, number>();
+    if (v === undefined) return out;
+    let entries: [unknown, unknown][];
+    if (v instanceof Map) entries = [...v.entries()];
+    else if (is.object(v)) entries = Object.entries(v);
+    else throw invalidOption("logitBias", "an object or Map of token id → bias", v);
+    for (const [k, b] of entries) {
+        const t = typeof k === "string" && /^\d+$/.test(k) ? Number(k) : k;
+        if (!is.integer(t) || (t as number) < 0 || (t as number) >= vocabSize) {
+            throw new LlamaError("ERR_INVALID_TOKEN", `logitBias key ${describe(k)} is not a token id of this model (0 to ${vocabSize - 1})`);
+        }
+        if (typeof b !== "number" || Number.isNaN(b) || b === Infinity) throw invalidOption(`logitBias[${String(t)}]`, "a finite number or -Infinity", b);
+        out.set(t as number, b);
+    }
+    return out;
+}
+
+/**
+ * Validates sampling options and resolves them into a chain. `vocabSize` checks logitBias
+ * token ids; `historySize` is what dryPenaltyLastN: -1 means. Keys in `extraKeys` belong
+ * to the caller (generate's maxTokens, ...) and are ignored here.
+ */
+export function resolveSampling(
+    options: unknown,
+    vocabSize: number,
+    historySize = 4096,
+    extraKeys: readonly string[] = [],
+    where = "sample",
+): ResolvedSamplingConfig {
+    const o = optionsObject("options", options);
+    checkKnownKeys(where, o, [...SAMPLING_KEYS, ...extraKeys]);
+    const temperature = optNumber(o, "temperature", 0.8, 0, 1e6);
+    const dynatempRange = optNumber(o, "dynatempRange", 0, 0, 1e6);
+    const dynatempExponent = optNumber(o, "dynatempExponent", 1, 0, 1e6);
+    const topK = optInt(o, "topK", 40, 0, MAX_I32);
+    const topP = optNumber(o, "topP", 0.95, 0, 1);
+    const minP = optNumber(o, "minP", 0.05, 0, 1);
+    const typicalP = optNumber(o, "typicalP", 1, 0, 1);
+    const topNSigma = optNumber(o, "topNSigma", -1, -1, 1e6);
+    const xtcProbability = optNumber(o, "xtcProbability", 0, 0, 1);
+    const xtcThreshold = optNumber(o, "xtcThreshold", 0.1, 0, 1);
+    const dryMultiplier = optNumber(o, "dryMultiplier", 0, 0, 1e6);
+    const dryBase = optNumber(o, "dryBase", 1.75, 1, 1e6);
+    const dryAllowedLength = optInt(o, "dryAllowedLength", 2, 0, MAX_I32);
+    const dryPenaltyLastN = optInt(o, "dryPenaltyLastN", -1, -1, MAX_I32);
+    const drySequenceBreakers = o.drySequenceBreakers === undefined ? ["\n", ":", '"', "*"] : o.drySequenceBreakers;
+    if (!Array.isArray(drySequenceBreakers) || !drySequenceBreakers.every((s) => is.string(s) && s.length > 0)) {
+        throw invalidOption("drySequenceBreakers", "an array of non-empty strings", o.drySequenceBreakers);
+    }
+    const mirostat = optInt(o, "mirostat", 0, 0, 2) as 0 | 1 | 2;
+    const mirostatTau = optNumber(o, "mirostatTau", 5, 0, 1e6);
+    const mirostatEta = optNumber(o, "mirostatEta", 0.1, 0, 1e6);
+    const repeatPenalty = optNumber(o, "repeatPenalty", 1, Number.MIN_VALUE, 1e6);
+    const frequencyPenalty = optNumber(o, "frequencyPenalty", 0, -1e6, 1e6);
+    const presencePenalty = optNumber(o, "presencePenalty", 0, -1e6, 1e6);
+    const penaltyLastN = optInt(o, "penaltyLastN", 64, 0, MAX_I32);
+    const logitBias = resolveLogitBias(o.logitBias, vocabSize);
+    const seed = optInt(o, "seed", RANDOM_SEED, 0, RANDOM_SEED);
+    const logProbs = o.logProbs === undefined ? -1 : optInt(o, "logProbs", 0, 0, 1000);
+    if (o.grammar !== undefined && o.jsonSchema !== undefined) {
+        throw new LlamaError("ERR_INVALID_OPTION", "Give either grammar or jsonSchema, not both");
+    }
+    if (o.grammar !== undefined && !is.string(o.grammar)) throw invalidOption("grammar", "a GBNF grammar string", o.grammar);
+    const grammar = o.jsonSchema !== undefined ? jsonSchemaToGrammar(o.jsonSchema) : ((o.grammar as string | undefined) ?? null);
+
+    const options_: ResolvedSampling = {
+        temperature, dynatempRange, dynatempExponent, topK, topP, minP, typicalP, topNSigma, xtcProbability, xtcThreshold,
+        dryMultiplier, dryBase, dryAllowedLength, dryPenaltyLastN, drySequenceBreakers, mirostat, mirostatTau, mirostatEta,
+        repeatPenalty, frequencyPenalty, presencePenalty, penaltyLastN, logitBias, seed, grammar, logProbs,
+    };
+    const stages = buildStages(options_, historySize);
+    const native = { stages, grammar: grammar === "" ? null : grammar };
+    const key = JSON.stringify(native, (_k, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as Float32Array, (x) => (x === -Infinity ? "-inf" : x)) : v));
+    return { options: options_, native, key };
+}
+
+/**
+ * The chain, in llama.cpp's default order: logit bias, penalties, DRY, then truncation
+ * (top-n-sigma, top-k, typical, top-p, min-p, XTC), temperature, and the final pick.
+ * Stages that would do nothing are left out. The grammar (if any) runs before all of them.
+ */
+function buildStages(r: ResolvedSampling, historySize: number): NativeSamplerStage[] {
+    const stages: NativeSamplerStage[] = [];
+    if (r.logitBias.size > 0) {
+        stages.push({ kind: "logit_bias", tokens: Int32Array.from(r.logitBias.keys()), biases: Float32Array.from(r.logitBias.values()) });
+    }
+    if (r.penaltyLastN > 0 && (r.repeatPenalty !== 1 || r.frequencyPenalty !== 0 || r.presencePenalty !== 0)) {
+        stages.push({ kind: "penalties", lastN: r.penaltyLastN, repeat: r.repeatPenalty, frequency: r.frequencyPenalty, presence: r.presencePenalty });
+    }
+    if (r.dryMultiplier > 0) {
+        stages.push({
+            kind: "dry", multiplier: r.dryMultiplier, base: r.dryBase, allowedLength: r.dryAllowedLength,
+            lastN: r.dryPenaltyLastN === -1 ? historySize : r.dryPenaltyLastN, breakers: r.drySequenceBreakers,
+        });
+    }
+    if (r.temperature === 0) {
+        stages.push({ kind: "greedy" });
+        return stages;
+    }
+    const temp: NativeSamplerStage = r.dynatempRange > 0
+        ? { kind: "temp_ext", t: r.temperature, delta: r.dynatempRange, exponent: r.dynatempExponent }
+        : { kind: "temp", t: r.temperature };
+    if (r.mirostat === 1) {
+        stages.push(temp, { kind: "mirostat", tau: r.mirostatTau, eta: r.mirostatEta, m: 100, seed: r.seed });
+        return stages;
+    }
+    if (r.mirostat === 2) {
+        stages.push(temp, { kind: "mirostat_v2", tau: r.mirostatTau, eta: r.mirostatEta, seed: r.seed });
+        return stages;
+    }
+    if (r.topNSigma > 0) stages.push({ kind: "top_n_sigma", n: r.topNSigma });
+    if (r.topK > 0) stages.push({ kind: "top_k", k: r.topK });
+    if (r.typicalP < 1) stages.push({ kind: "typical", p: r.typicalP });
+    if (r.topP < 1) stages.push({ kind: "top_p", p: r.topP });
+    if (r.minP > 0) stages.push({ kind: "min_p", p: r.minP });
+    if (r.xtcProbability > 0) stages.push({ kind: "xtc", probability: r.xtcProbability, threshold: r.xtcThreshold, seed: r.seed });
+    stages.push(temp, { kind: "dist", seed: r.seed });
+    return stages;
+}
+
+export interface SampleResult {
+    token: number;
+    /**
+     * Log-probability of the chosen token (with options.logProbs): the log-softmax of the
+     * logits the chain left on the candidates it kept, after bias, grammar, penalties,
+     * truncation and temperature (removed candidates have probability 0). With temperature
+     * 0 nothing is truncated or scaled: these are the model's log-probabilities (after bias,
+     * penalties and grammar).
+     */
+    logProb?: number;
+    /** The options.logProbs most likely candidates of that same distribution, best first. */
+    top?: { token: number; logProb: number }[];
+}
+
+export function toSampleResult(r: NativeSampleResult): SampleResult {
+    const out: SampleResult = { token: r.token };
+    if (r.logProb !== undefined) {
+        out.logProb = r.logProb;
+        out.top = Array.from(r.topTokens ?? new Int32Array(0), (token: number, i: number) => ({ token, logProb: r.topLogProbs![i]! }));
+    }
+    return out;
+}
+
+// ---- per-context chains ----------------------------------------------------------------------
+
+/** Most chains kept per context; the least recently used one is dropped beyond this. */
+const MAX_CHAINS_PER_CONTEXT = 16;
+const chains = new WeakMap<Context, Map<string, Promise<NativeSampler>>>();
+
+/**
+ * The chain for (context, sequence, option set), built on first use. Its state (penalty
+ * history, grammar position, RNG) carries over between calls with the same options.
+ * @internal
+ */
+export function contextSampler(ctx: Context, sequence: number, config: ResolvedSamplingConfig): Promise<NativeSampler> {
+    let m = chains.get(ctx);
+    if (!m) chains.set(ctx, (m = new Map()));
+    const key = `${sequence}\u0000${config.key}`;
+    let p = m.get(key);
+    if (p) {
+        m.delete(key); // re-insert: most recently used last
+        m.set(key, p);
+        return p;
+    }
+    const native = ctx.model.native;
+    p = callNative(() => binding().NativeSampler.create(native, config.native));
+    m.set(key, p);
+    p.catch(() => m.delete(key));
+    if (m.size > MAX_CHAINS_PER_CONTEXT) {
+        const [oldKey, old] = m.entries().next().value as [string, Promise<NativeSampler>];
+        m.delete(oldKey);
+        // Disposed once any call using it has finished (calls are serialized per context).
+        void ctx.enqueue(async () => (await old.catch(() => null))?.dispose()).catch(() => {});
+    }
+    return p;
+}
+
+/** ctx.sample(): one token from a sequence's last logits. */
+export function sampleContext(ctx: Context, sequence: number, options?: SamplingOptions): Promise<SampleResult> {
+    let config: ResolvedSamplingConfig;
+    let seq: number;
+    try {
+        seq = ctx.checkSequence("sequence", sequence);
+        config = resolveSampling(options, ctx.model.info.vocabSize, ctx.contextSize);
+    } catch (err) {
+        return Promise.reject(err);
+    }
+    return ctx.enqueue(async (native) => {
+        const sampler = await contextSampler(ctx, seq, config);
+        return toSampleResult(await sampler.sample(native, seq, config.options.logProbs));
+    });
+}
+
+/**
+ * Forgets the sampling state (penalty history, grammar position, RNG draws) of a context's
+ * chains, for one sequence or all: the next sample starts as if the chain were new.
+ */
+export function resetSampling(ctx: Context, sequence?: number): Promise<void> {
+    const m = chains.get(ctx);
+    if (!m) return Promise.resolve();
+    const prefix = sequence === undefined ? "" : `${ctx.checkSequence("sequence", sequence)}\u0000`;
+    return ctx.enqueue(async () => {
+        for (const [k, p] of m) if (k.startsWith(prefix)) (await p.catch(() => null))?.reset();
+    });
+}
+
+// ---- a chain over logits given directly -------------------------------------------------------
+
+/**
+ * A sampler chain used on logits you supply (e.g. from ctx.forward(), or synthetic ones).
+ * Calls run one at a time, in order.
+ */
+export class Sampler {
+    readonly options: ResolvedSampling;
+    readonly vocabSize: number;
+    #native: NativeSampler | null;
+    #tail: Promise<unknown> = Promise.resolve();
+
+    /** @internal use createSampler() */
+    constructor(native: NativeSampler, options: ResolvedSampling, vocabSize: number) {
+        this.#native = native;
+        this.options = options;
+        this.vocabSize = vocabSize;
+    }
+
+    #run<T>(job: (n: NativeSampler) => Promise<T> | T): Promise<T> {
+        const p = this.#tail.then(() => {
+            if (!this.#native) throw new LlamaError("ERR_DISPOSED", "the sampler is disposed");
+            const n = this.#native;
+            return callNative(async () => job(n));
+        });
+        this.#tail = p.catch(() => {});
+        return p;
+    }
+
+    /** Picks a token from `logits` (vocabSize floats) and records it in the chain's history. */
+    sample(logits: Float32Array): Promise<SampleResult> {
+        if (!(logits instanceof Float32Array) || logits.length !== this.vocabSize) {
+            return Promise.reject(invalidOption("logits", `a Float32Array of ${this.vocabSize} values`, logits));
+        }
+        return this.#run(async (n) => toSampleResult(await n.sampleLogits(logits, this.options.logProbs)));
+    }
+
+    /** Forgets penalty history and grammar position; the RNG restarts from the seed. */
+    reset(): Promise<void> {
+        return this.#run((n) => n.reset());
+    }
+
+    dispose(): Promise<void> {
+        return this.#run((n) => {
+            n.dispose();
+            this.#native = null;
+        });
+    }
+}
+
+/** Builds a sampler chain for `model`'s vocabulary from sampling options. */
+export async function createSampler(model: Model, options?: SamplingOptions): Promise<Sampler> {
+    const config = resolveSampling(options, model.info.vocabSize, 4096, [], "createSampler");
+    const native = model.native;
+    const n = await model.track(callNative(() => binding().NativeSampler.create(native, config.native)));
+    return new Sampler(n, config.options, model.info.vocabSize);
+}

@@ -50,4 +50,5 @@ set_target_properties(llamafuse_cuda_kernels PROPERTIES
 target_include_directories(llamafuse_cuda_kernels PRIVATE "${LLAMA_CPP_DIR}/ggml/include")
 target_compile_options(llamafuse_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3>)
 # ggml-cuda is defined later (add_subdirectory of llama.cpp); names resolve at generate time.
-target_link_libraries(llamafuse_cuda_kernels PUBLIC ggml-cuda CUDA::cudart)
+# The CUDA runtime comes with it, so our .cu objects and ggml's link the same one.
+target_link_libraries(llamafuse_cuda_kernels PUBLIC ggml-cuda)

@@ -71,6 +71,21 @@ struct attn_params {
 
 #ifdef __CUDACC__
 
+// Kernels with more than 48 KB of dynamic shared memory need the limit raised, once per
+// kernel and device. Done on a kernel's first launch on a device, which llama.cpp makes
+// outside CUDA graph capture (its warm-up runs the graph directly), as does the harness;
+// later launches, captured or not, make no runtime call besides the launch itself.
+// `Tag` is the kernel's configuration type: one flag set per kernel instantiation.
+template <typename Tag, typename Kernel> inline void raise_smem_limit_once(Kernel kernel, int bytes) {
+    static bool raised[64] = {};
+    int dev = 0;
+    cudaGetDevice(&dev);
+    if (dev >= 0 && dev < 64 && !raised[dev]) {
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+        raised[dev] = true;
+    }
+}
+
 constexpr float LOG2E = 1.4426950408889634f;
 
 // ALiBi slope of q head h, exactly as ggml computes it (ops.cpp, flash_attn_ext_f16_one_chunk).

@@ -16,6 +16,7 @@ namespace {
 
 std::atomic<bool> g_enabled{true};
 std::atomic<bool> g_installed{false};
+std::atomic<unsigned long long> g_runs{0};
 
 bool is_row_contiguous(const ggml_tensor * t) {
     return t->nb[0] == ggml_type_size(t->type);
@@ -116,6 +117,7 @@ void hook_run(const ggml_tensor * dst, int cc, int n_sm, void * stream, void * s
     const bool ok = node_to_params(dst, p);
     LF_CUDA_ASSERT(ok);
     cuda::fattn_run(p, scratch, scratch_size, n_sm, static_cast<cudaStream_t>(stream));
+    g_runs.fetch_add(1, std::memory_order_relaxed);
 }
 
 const ggml_cuda_fattn_hook k_hook = {hook_accepts, hook_scratch_size, hook_run};
@@ -137,6 +139,10 @@ void attention_cuda_set_enabled(bool enabled) {
 
 bool attention_cuda_enabled() {
     return g_enabled.load();
+}
+
+unsigned long long attention_cuda_runs() {
+    return g_runs.load();
 }
 
 } // namespace llamafuse

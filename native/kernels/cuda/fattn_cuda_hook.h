@@ -19,4 +19,8 @@ void attention_cuda_hook_install();
 void attention_cuda_set_enabled(bool enabled);
 bool attention_cuda_enabled();
 
+// Nodes our kernels were launched for since start-up (tests use it to see that the fused
+// path was taken). A replayed CUDA graph re-runs its captured launches without counting.
+unsigned long long attention_cuda_runs();
+
 } // namespace llamafuse

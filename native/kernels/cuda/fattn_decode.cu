@@ -35,7 +35,7 @@ template <int D, int NQ, kv_type T> struct decode_cfg {
 
 // grid: x = split, y = kv head * row_groups + row group, z = q sequence
 template <int D, int NQ, kv_type T>
-__global__ void __launch_bounds__(decode_cfg<D, NQ, T>::THREADS, 2)
+__global__ void __launch_bounds__(decode_cfg<D, NQ, T>::THREADS, 2)   // 2: DECODE_BLOCKS_PER_SM
 fattn_decode_kernel(const attn_params p, const int G, const int rows, const int row_groups,
                     const int chunk, float * __restrict__ part_o, float2 * __restrict__ part_ml) {
     using C = decode_cfg<D, NQ, T>;
@@ -324,6 +324,7 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
 // ---- host side -------------------------------------------------------------------------------
 
 static constexpr int DECODE_TILE = 32;
+static constexpr int DECODE_BLOCKS_PER_SM = 2;   // matches fattn_decode_kernel's __launch_bounds__
 
 bool fattn_decode_supported(const attn_params & p) {
     if (p.D != 64 && p.D != 128) return false;
@@ -351,11 +352,13 @@ decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm) {
     pl.rows = pl.G * p.n_tokens;
     pl.nq = pl.rows <= 1 ? 1 : pl.rows <= 2 ? 2 : pl.rows <= 4 ? 4 : 8;
     pl.row_groups = (pl.rows + pl.nq - 1) / pl.nq;
-    // Enough blocks for ~3 per multiprocessor, but at least two tiles per split so the
+    // One full wave: __launch_bounds__(.., 2) and the shared memory allow two blocks per
+    // multiprocessor, so aim for 2 * n_sm blocks in all (a partial second wave would leave
+    // half the machine idle at the end), but keep at least two tiles per split so the
     // pipeline has something to overlap and the combine stays small.
     const int base = p.n_head_kv * pl.row_groups * p.n_seq_q;
     const int tiles = (p.n_kv + DECODE_TILE - 1) / DECODE_TILE;
-    const int want = (3 * std::max(n_sm, 1) + base - 1) / base;
+    const int want = (DECODE_BLOCKS_PER_SM * std::max(n_sm, 1)) / base;
     const int splits = std::max(1, std::min(want, tiles / 2));
     pl.chunk = ((tiles + splits - 1) / splits) * DECODE_TILE;
     pl.n_splits = (p.n_kv + pl.chunk - 1) / pl.chunk;
@@ -376,9 +379,7 @@ static void launch_decode(const attn_params & p, const decode_plan & pl, float *
                           cudaStream_t stream) {
     using C = decode_cfg<D, NQ, T>;
     auto kernel = fattn_decode_kernel<D, NQ, T>;
-    // Raising the dynamic shared-memory limit is a function attribute, not stream work: it
-    // is safe under graph capture, and done every time so that each device gets it.
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    raise_smem_limit_once<decode_cfg<D, NQ, T>>(kernel, C::SMEM);
     const dim3 grid(pl.n_splits, p.n_head_kv * pl.row_groups, p.n_seq_q);
     kernel<<<grid, C::THREADS, C::SMEM, stream>>>(p, pl.G, pl.rows, pl.row_groups, pl.chunk, part_o, part_ml);
 }

@@ -338,7 +338,7 @@ template <int D, kv_type T>
 static void launch_prefill(const attn_params & p, cudaStream_t stream) {
     using C = prefill_cfg<D, T>;
     auto kernel = fattn_prefill_kernel<D, T>;
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    raise_smem_limit_once<prefill_cfg<D, T>>(kernel, C::SMEM);
     const dim3 grid((p.n_tokens + C::BQ - 1) / C::BQ, p.n_head, p.n_seq_q);
     kernel<<<grid, C::THREADS, C::SMEM, stream>>>(p);
 }

@@ -1,0 +1,543 @@
+// Standalone harness for llamafuse's CUDA attention kernels (no Node, no llama.cpp):
+//   1. correctness: random shapes against the float64 CPU reference, outputs poisoned
+//      with NaN before each launch, every path (decode, prefill, dispatcher, graph replay);
+//   2. the copy ceiling: a large device-to-device copy, bytes read + written;
+//   3. decode timings (Llama-3-8B attention: 32 q heads, 8 kv heads, D 128) at 4K/16K/32K,
+//      f16 and q8_0, rotating over per-layer KV buffers that together exceed the L2 several
+//      times, so every layer's K/V really comes from HBM;
+//   4. prefill TFLOP/s, dense and causal;
+//   then a short table (last, so a tail of the output holds it).
+//
+// usage: fattn_bench [--cpu-selftest] [--quick] [--no-timing] [--json FILE]
+
+#include "emulate.h"
+#include "reference.h"
+#include "selftest.h"
+
+#include "fattn_common.cuh"
+#include "fattn_cuda.cuh"
+#include "fattn_decode.cuh"
+#include "fattn_prefill.cuh"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace fattn_bench;
+namespace lc = llamafuse::cuda;
+
+#define CUDA_CHECK(x)                                                                          \
+    do {                                                                                       \
+        cudaError_t err_ = (x);                                                                \
+        if (err_ != cudaSuccess) {                                                             \
+            fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(err_), __FILE__, \
+                    __LINE__, cudaGetErrorString(err_));                                       \
+            exit(2);                                                                           \
+        }                                                                                      \
+    } while (0)
+
+namespace {
+
+int g_sm = 0;
+size_t g_l2 = 0;
+
+// ---- device copies of a problem --------------------------------------------------------------
+
+struct device_problem {
+    float * q = nullptr;
+    uint8_t * k = nullptr;
+    uint8_t * v = nullptr;
+    __half * mask = nullptr;
+    float * sinks = nullptr;
+    float * dst = nullptr;
+    void * scratch = nullptr;
+    size_t scratch_bytes = 0;
+    size_t dst_floats = 0;
+
+    void upload(const problem & pr, const host_data & d) {
+        CUDA_CHECK(cudaMalloc(&q, d.q.size() * 4));
+        CUDA_CHECK(cudaMemcpy(q, d.q.data(), d.q.size() * 4, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMalloc(&k, d.k.size()));
+        CUDA_CHECK(cudaMemcpy(k, d.k.data(), d.k.size(), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMalloc(&v, d.v.size()));
+        CUDA_CHECK(cudaMemcpy(v, d.v.data(), d.v.size(), cudaMemcpyHostToDevice));
+        if (pr.mask) {
+            CUDA_CHECK(cudaMalloc(&mask, d.mask.size() * 2));
+            CUDA_CHECK(cudaMemcpy(mask, d.mask.data(), d.mask.size() * 2, cudaMemcpyHostToDevice));
+        }
+        if (pr.sinks) {
+            CUDA_CHECK(cudaMalloc(&sinks, d.sinks.size() * 4));
+            CUDA_CHECK(cudaMemcpy(sinks, d.sinks.data(), d.sinks.size() * 4, cudaMemcpyHostToDevice));
+        }
+        dst_floats = (size_t) pr.n_seq * pr.n_tokens * pr.n_head * pr.D;
+        CUDA_CHECK(cudaMalloc(&dst, dst_floats * 4));
+    }
+    void ensure_scratch(size_t bytes) {
+        if (bytes <= scratch_bytes) return;
+        if (scratch) CUDA_CHECK(cudaFree(scratch));
+        CUDA_CHECK(cudaMalloc(&scratch, bytes));
+        scratch_bytes = bytes;
+    }
+    void free_all() {
+        for (void * p : {(void *) q, (void *) k, (void *) v, (void *) mask, (void *) sinks, (void *) dst, scratch}) {
+            if (p) CUDA_CHECK(cudaFree(p));
+        }
+        *this = device_problem();
+    }
+};
+
+lc::attn_params make_params(const problem & pr, const device_problem & dp) {
+    lc::attn_params p;
+    // q [seq][head][token][D]: token stride D*4, head stride T*D*4 (a permuted view in ggml)
+    p.q = dp.q;
+    p.q_nb1 = (int64_t) pr.D * 4;
+    p.q_nb2 = (int64_t) pr.n_tokens * pr.D * 4;
+    p.q_nb3 = (int64_t) pr.n_head * pr.n_tokens * pr.D * 4;
+    p.k = dp.k;
+    p.v = dp.v;
+    p.k_nb1 = p.v_nb1 = pr.k_nb1();
+    p.k_nb2 = p.v_nb2 = pr.k_nb2();
+    p.k_nb3 = p.v_nb3 = pr.k_nb3();
+    p.type = pr.type == kv_kind::f16 ? lc::kv_type::f16 : lc::kv_type::q8_0;
+    p.mask = dp.mask;
+    p.mask_nb1 = (int64_t) pr.n_kv * 2;
+    p.mask_nb3 = (int64_t) pr.n_tokens * pr.n_kv * 2;
+    p.n_seq_mask = pr.n_seq;
+    p.sinks = dp.sinks;
+    p.dst = dp.dst;
+    p.D = pr.D;
+    p.n_tokens = pr.n_tokens;
+    p.n_head = pr.n_head;
+    p.n_head_kv = pr.n_head_kv;
+    p.n_kv = pr.n_kv;
+    p.n_seq_q = pr.n_seq;
+    p.n_seq_kv = pr.n_seq;
+    p.scale = 1.0f / std::sqrt((float) pr.D);
+    p.max_bias = pr.max_bias;
+    p.softcap = pr.softcap;
+    return p;
+}
+
+// ---- correctness -----------------------------------------------------------------------------
+
+enum class path { decode, prefill, dispatch, graph };
+const char * path_name(path p) {
+    switch (p) {
+        case path::decode: return "decode";
+        case path::prefill: return "prefill";
+        case path::dispatch: return "dispatch";
+        case path::graph: return "graph";
+    }
+    return "?";
+}
+
+struct check_stats {
+    int run = 0, failed = 0;
+    double worst_decode = 0.0, worst_prefill = 0.0;
+};
+
+// Launches one path with a NaN-poisoned dst; returns the output.
+std::vector<float> run_path(path which, const problem & pr, device_problem & dp, cudaStream_t st) {
+    lc::attn_params p = make_params(pr, dp);
+    CUDA_CHECK(cudaMemsetAsync(dp.dst, 0xff, dp.dst_floats * 4, st));   // 0xffffffff is a NaN
+    switch (which) {
+        case path::decode: {
+            const size_t bytes = lc::fattn_decode_scratch_bytes(p, g_sm);
+            dp.ensure_scratch(bytes);
+            lc::fattn_decode(p, dp.scratch, bytes, g_sm, st);
+            break;
+        }
+        case path::prefill:
+            lc::fattn_prefill(p, st);
+            break;
+        case path::dispatch: {
+            const size_t bytes = lc::fattn_scratch_bytes(p, g_sm);
+            dp.ensure_scratch(std::max<size_t>(bytes, 256));
+            lc::fattn_run(p, dp.scratch, bytes, g_sm, st);
+            break;
+        }
+        case path::graph: {
+            // what ggml-cuda does with the hook: capture the launch, replay the graph. A sync,
+            // an allocation or a host copy inside would make capture fail (global mode).
+            const size_t bytes = lc::fattn_scratch_bytes(p, g_sm);
+            dp.ensure_scratch(std::max<size_t>(bytes, 256));
+            CUDA_CHECK(cudaStreamSynchronize(st));
+            cudaGraph_t graph;
+            cudaGraphExec_t exec;
+            CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+            lc::fattn_run(p, dp.scratch, bytes, g_sm, st);
+            CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+            CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+            CUDA_CHECK(cudaGraphLaunch(exec, st));
+            CUDA_CHECK(cudaGraphLaunch(exec, st));   // twice: replays must be repeatable
+            CUDA_CHECK(cudaStreamSynchronize(st));
+            CUDA_CHECK(cudaGraphExecDestroy(exec));
+            CUDA_CHECK(cudaGraphDestroy(graph));
+            break;
+        }
+    }
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    std::vector<float> out(dp.dst_floats);
+    CUDA_CHECK(cudaMemcpy(out.data(), dp.dst, out.size() * 4, cudaMemcpyDeviceToHost));
+    return out;
+}
+
+// Tolerances: the decode path is f32 throughout (f32 CPU-path bar, 1e-4); the prefill path
+// has f16 tensor-core operands (5e-3).
+double tolerance(path which, const problem & pr) {
+    const lc::attn_params probe = [&] {
+        device_problem none;
+        lc::attn_params p = make_params(pr, none);
+        p.q = reinterpret_cast<const float *>(uintptr_t(256));   // alignment probes only
+        p.k = p.v = reinterpret_cast<const void *>(uintptr_t(256));
+        return p;
+    }();
+    const bool is_decode = which == path::decode ||
+                           ((which == path::dispatch || which == path::graph) && lc::fattn_choose(probe) == lc::fattn_path::decode);
+    return is_decode ? 1e-4 : 5e-3;
+}
+
+void check_case(const problem & pr, uint64_t seed, const std::vector<path> & paths, check_stats & st, cudaStream_t stream) {
+    const host_data d = make_data(pr, seed);
+    const std::vector<double> ref = reference(pr, d);
+    device_problem dp;
+    dp.upload(pr, d);
+    for (path w : paths) {
+        const std::vector<float> out = run_path(w, pr, dp, stream);
+        const compare_result c = compare(pr, out, ref);
+        const double tol = tolerance(w, pr);
+        const bool ok = c.pass(tol);
+        ++st.run;
+        if (!ok) ++st.failed;
+        double & worst = tol < 1e-3 ? st.worst_decode : st.worst_prefill;
+        worst = std::max(worst, c.n_nan ? INFINITY : c.rel_l2);
+        printf("  %s %-8s rel_l2 %.2e max_abs %.2e nan %zu zero_bad %zu  %s\n", ok ? "ok  " : "FAIL", path_name(w),
+               c.rel_l2, c.max_abs, c.n_nan, c.n_bad_zero, pr.describe().c_str());
+    }
+    dp.free_all();
+}
+
+check_stats run_correctness(bool quick, cudaStream_t stream) {
+    printf("\n== correctness: CUDA kernels vs float64 CPU reference (NaN-poisoned outputs)\n");
+    check_stats st;
+    rng g(12345);
+    const std::vector<path> dec_paths = {path::decode, path::dispatch, path::graph};
+    const std::vector<path> pre_paths = {path::prefill, path::dispatch};
+
+    // fixed edge cases first
+    for (kv_kind type : {kv_kind::f16, kv_kind::q8_0}) {
+        for (int D : {64, 128}) {
+            problem p;
+            p.D = D; p.type = type; p.n_head = 32; p.n_head_kv = 8; p.n_tokens = 1;
+            p.n_kv = 4096 + 256; p.n_kv_valid = 4096 + 37;          // the 256-padding
+            check_case(p, g.next(), dec_paths, st, stream);
+            p.n_kv = 1; p.n_kv_valid = -1;                           // a single key
+            check_case(p, g.next(), dec_paths, st, stream);
+            p.n_kv = 33; p.n_tokens = 2; p.masked_rows = {1};        // tile edge, masked row
+            check_case(p, g.next(), dec_paths, st, stream);
+            p.masked_rows.clear();
+            p.n_kv = 777; p.n_tokens = 4; p.sinks = true; p.max_bias = 8.0f; p.n_head = 16; p.n_head_kv = 2;
+            check_case(p, g.next(), dec_paths, st, stream);          // G=8, 4 tokens: 4 row groups
+            p.sinks = false; p.max_bias = 0.0f; p.softcap = 30.0f; p.n_head = 8; p.n_head_kv = 8;
+            p.n_tokens = 1; p.n_seq = 2;
+            check_case(p, g.next(), dec_paths, st, stream);          // G=1, two sequences, soft-cap
+
+            problem q;
+            q.D = D; q.type = type; q.n_head = 8; q.n_head_kv = 2; q.n_tokens = 130; q.n_kv = 300;
+            q.causal = true; q.masked_rows = {5};
+            check_case(q, g.next(), pre_paths, st, stream);
+            q.causal = false; q.sinks = true; q.max_bias = 8.0f; q.n_tokens = 64; q.n_kv = 64; q.masked_rows.clear();
+            check_case(q, g.next(), pre_paths, st, stream);
+            q.sinks = false; q.max_bias = 0.0f; q.softcap = 50.0f; q.n_tokens = 75; q.n_kv = 113; q.n_seq = 2; q.mask = false;
+            check_case(q, g.next(), pre_paths, st, stream);
+        }
+    }
+    // random shapes
+    const int n_random = quick ? 8 : 40;
+    for (int i = 0; i < n_random; ++i) {
+        problem p;
+        p.D = g.below(2) ? 128 : 64;
+        p.type = g.below(2) ? kv_kind::f16 : kv_kind::q8_0;
+        const int Gs[] = {1, 2, 4, 8};
+        const int G = Gs[g.below(4)];
+        p.n_head_kv = 1 + g.below(4);
+        p.n_head = p.n_head_kv * G;
+        const bool decode = g.below(2);
+        p.n_tokens = decode ? 1 + g.below(4) : 5 + g.below(200);
+        p.n_kv = decode ? 1 + g.below(9000) : 1 + g.below(700);
+        if (g.below(3) == 0) p.n_kv_valid = g.below(p.n_kv + 1);
+        p.causal = !decode && g.below(2);
+        p.mask = g.below(8) != 0;
+        if (!p.mask) { p.causal = false; p.n_kv_valid = -1; }
+        p.sinks = g.below(4) == 0;
+        if (p.mask && g.below(5) == 0) p.max_bias = 8.0f;
+        if (g.below(5) == 0) p.softcap = 20.0f + g.below(30);
+        p.n_seq = g.below(6) == 0 ? 2 : 1;
+        check_case(p, g.next(), decode ? dec_paths : pre_paths, st, stream);
+    }
+    printf("correctness: %d runs, %d failed; worst rel_l2 decode %.2e, prefill %.2e\n", st.run, st.failed,
+           st.worst_decode, st.worst_prefill);
+    return st;
+}
+
+// ---- timing ----------------------------------------------------------------------------------
+
+// Median time of one launch: `iters` launches (launch(i), i = 0..iters-1) are captured in a
+// CUDA graph, as llama.cpp runs them, so the numbers hold kernel time and not the host's
+// launch overhead; replays timed with events.
+template <typename F> double median_ms(F && launch, int iters, cudaStream_t st, int reps = 7) {
+    for (int i = 0; i < std::min(iters, 2); ++i) launch(i);   // warm-up, outside capture
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < iters; ++i) launch(i);
+    CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_CHECK(cudaGraphLaunch(exec, st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
+
+    cudaEvent_t a, b;
+    CUDA_CHECK(cudaEventCreate(&a));
+    CUDA_CHECK(cudaEventCreate(&b));
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        CUDA_CHECK(cudaEventRecord(a, st));
+        CUDA_CHECK(cudaGraphLaunch(exec, st));
+        CUDA_CHECK(cudaEventRecord(b, st));
+        CUDA_CHECK(cudaEventSynchronize(b));
+        float ms;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        t.push_back(ms / iters);
+    }
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaEventDestroy(a));
+    CUDA_CHECK(cudaEventDestroy(b));
+    CUDA_CHECK(cudaGraphExecDestroy(exec));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+__global__ void fill_random_f16(__half * p, size_t n, uint64_t seed) {
+    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x) {
+        uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+        x ^= x >> 31; x *= 0xBF58476D1CE4E5B9ull; x ^= x >> 29;
+        p[i] = __float2half((float) (x & 0xffff) / 32768.0f - 1.0f);
+    }
+}
+
+// q8_0 blocks: a small random f16 scale, then 32 random int8
+__global__ void fill_random_q8_0(uint8_t * p, size_t n_blocks, uint64_t seed) {
+    for (size_t b = blockIdx.x * (size_t) blockDim.x + threadIdx.x; b < n_blocks; b += (size_t) gridDim.x * blockDim.x) {
+        uint8_t * blk = p + b * 34;
+        uint64_t x = (b + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+        const __half d = __float2half(0.002f + (float) (x & 0xff) / 25600.0f);
+        memcpy(blk, &d, 2);
+        for (int j = 0; j < 32; ++j) {
+            x ^= x >> 31; x *= 0xBF58476D1CE4E5B9ull; x ^= x >> 29;
+            blk[2 + j] = (uint8_t) (x >> 24);
+        }
+    }
+}
+
+double copy_ceiling_gbs(cudaStream_t st) {
+    const size_t bytes = size_t(1) << 30;   // 1 GiB each way: ~20x the L2
+    void *a, *b;
+    CUDA_CHECK(cudaMalloc(&a, bytes));
+    CUDA_CHECK(cudaMalloc(&b, bytes));
+    fill_random_f16<<<1024, 256, 0, st>>>((__half *) a, bytes / 2, 1);
+    CUDA_CHECK(cudaGetLastError());
+    const double ms = median_ms([&](int) {
+        CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st));
+    }, 10, st);
+    CUDA_CHECK(cudaFree(a));
+    CUDA_CHECK(cudaFree(b));
+    return 2.0 * bytes / (ms * 1e-3) / 1e9;   // read + write
+}
+
+struct decode_row {
+    std::string type;
+    int n_kv;
+    double us, gbs, pct, floor_us;
+};
+
+struct prefill_row {
+    std::string type, mask;
+    int n_tokens;
+    double us, tflops;
+};
+
+// Llama-3-8B attention shape, one layer per launch, layers rotated so the working set is
+// well beyond the L2.
+decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st) {
+    problem pr;
+    pr.D = 128; pr.n_head = 32; pr.n_head_kv = 8; pr.n_tokens = 1; pr.n_kv = n_kv; pr.type = type;
+    const size_t layer_bytes = pr.kv_bytes();   // one of K or V
+    const size_t want = std::max<size_t>(4 * g_l2, size_t(256) << 20);
+    const int n_layers = (int) std::max<size_t>(2, (want + 2 * layer_bytes - 1) / (2 * layer_bytes));
+
+    uint8_t * kv;
+    CUDA_CHECK(cudaMalloc(&kv, 2 * layer_bytes * n_layers));
+    if (type == kv_kind::f16) {
+        fill_random_f16<<<2048, 256, 0, st>>>((__half *) kv, layer_bytes * n_layers, 7);
+    } else {
+        fill_random_q8_0<<<2048, 256, 0, st>>>(kv, 2 * layer_bytes * n_layers / 34, 7);
+    }
+    CUDA_CHECK(cudaGetLastError());
+    device_problem dp;
+    CUDA_CHECK(cudaMalloc(&dp.q, pr.q_floats() * 4));
+    {
+        std::vector<float> hq(pr.q_floats());
+        rng g(3);
+        for (float & x : hq) x = (float) g.uniform(-1, 1);
+        CUDA_CHECK(cudaMemcpy(dp.q, hq.data(), hq.size() * 4, cudaMemcpyHostToDevice));
+    }
+    CUDA_CHECK(cudaMalloc(&dp.mask, (size_t) n_kv * 2));
+    CUDA_CHECK(cudaMemsetAsync(dp.mask, 0, (size_t) n_kv * 2, st));   // all keys visible
+    dp.dst_floats = (size_t) pr.n_head * pr.D;
+    CUDA_CHECK(cudaMalloc(&dp.dst, dp.dst_floats * 4));
+    pr.mask = true;
+
+    std::vector<lc::attn_params> layers(n_layers);
+    for (int l = 0; l < n_layers; ++l) {
+        dp.k = kv + (size_t) 2 * l * layer_bytes;
+        dp.v = dp.k + layer_bytes;
+        layers[l] = make_params(pr, dp);
+    }
+    const size_t scratch = lc::fattn_decode_scratch_bytes(layers[0], g_sm);
+    dp.ensure_scratch(scratch);
+    const double ms = median_ms([&](int i) {
+        lc::fattn_decode(layers[i % n_layers], dp.scratch, scratch, g_sm, st);
+    }, std::max(64, 4 * n_layers), st);
+    CUDA_CHECK(cudaFree(kv));
+    dp.k = dp.v = nullptr;
+    dp.free_all();
+
+    decode_row r;
+    r.type = type == kv_kind::f16 ? "f16" : "q8_0";
+    r.n_kv = n_kv;
+    r.us = ms * 1e3;
+    r.gbs = 2.0 * layer_bytes / (ms * 1e-3) / 1e9;
+    r.pct = 100.0 * r.gbs / ceiling;
+    r.floor_us = 2.0 * layer_bytes / (ceiling * 1e9) * 1e6;
+    const lc::decode_plan pl = lc::fattn_decode_make_plan(layers[0], g_sm);
+    printf("  decode %-4s kv=%-6d %8.2f us/layer  %7.0f GB/s  %5.1f%% of copy  (floor %.2f us; %d layers rotated; %d splits x %d keys)\n",
+           r.type.c_str(), n_kv, r.us, r.gbs, r.pct, r.floor_us, n_layers, pl.n_splits, pl.chunk);
+    return r;
+}
+
+prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t st) {
+    problem pr;
+    pr.D = 128; pr.n_head = 32; pr.n_head_kv = 8; pr.n_tokens = n_tokens; pr.n_kv = n_tokens; pr.type = type;
+    pr.mask = true; pr.causal = causal;
+    const host_data d = make_data(pr, 77);   // ~n_tokens^2 mask halves: 32 MB at 4096
+    device_problem dp;
+    dp.upload(pr, d);
+    const lc::attn_params p = make_params(pr, dp);
+    const double ms = median_ms([&](int) { lc::fattn_prefill(p, st); }, 5, st);
+    dp.free_all();
+    // matmul FLOPs actually needed: 2*D for Q.K^T plus 2*D for P.V per visible (query, key)
+    double pairs = 0;
+    for (int t = 0; t < n_tokens; ++t) pairs += causal ? t + 1 : n_tokens;   // n_kv == n_tokens
+    const double flops = 4.0 * pr.D * pr.n_head * pairs;
+    prefill_row r;
+    r.type = type == kv_kind::f16 ? "f16" : "q8_0";
+    r.mask = causal ? "causal" : "dense";
+    r.n_tokens = n_tokens;
+    r.us = ms * 1e3;
+    r.tflops = flops / (ms * 1e-3) / 1e12;
+    printf("  prefill %-4s %-6s T=%-5d %9.1f us  %6.1f TFLOP/s\n", r.type.c_str(), r.mask.c_str(), n_tokens, r.us, r.tflops);
+    return r;
+}
+
+} // namespace
+
+int main(int argc, char ** argv) {
+    bool quick = false, timing = true;
+    const char * json_path = nullptr;
+    for (int i = 1; i < argc; ++i) {
+        if (!strcmp(argv[i], "--cpu-selftest")) return cpu_selftest();
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--no-timing")) timing = false;
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--cpu-selftest] [--quick] [--no-timing] [--json FILE]\n", argv[0]);
+            return 2;
+        }
+    }
+
+    int dev = 0;
+    CUDA_CHECK(cudaSetDevice(dev));
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+    g_sm = prop.multiProcessorCount;
+    g_l2 = prop.l2CacheSize;
+    printf("device: %s, cc %d.%d, %d SMs, L2 %.0f MB, %.0f GB memory\n", prop.name, prop.major, prop.minor, g_sm,
+           g_l2 / 1e6, prop.totalGlobalMem / 1e9);
+    if (prop.major < 8) {
+        fprintf(stderr, "needs sm_80 or newer\n");
+        return 2;
+    }
+    cudaStream_t st;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+
+    const check_stats cs = run_correctness(quick, st);
+
+    std::vector<decode_row> dec;
+    std::vector<prefill_row> pre;
+    double ceiling = 0.0;
+    if (timing) {
+        printf("\n== copy ceiling\n");
+        ceiling = copy_ceiling_gbs(st);
+        printf("  device-to-device copy: %.0f GB/s (read + write)\n", ceiling);
+        printf("\n== decode: Llama-3-8B attention, 32 q / 8 kv heads, D 128, 1 token\n");
+        for (kv_kind t : {kv_kind::f16, kv_kind::q8_0}) {
+            for (int n_kv : {4096, 16384, 32768}) dec.push_back(time_decode(t, n_kv, ceiling, st));
+        }
+        printf("\n== prefill: 32 q / 8 kv heads, D 128, n_kv = n_tokens\n");
+        for (kv_kind t : {kv_kind::f16, kv_kind::q8_0}) {
+            for (bool causal : {false, true}) pre.push_back(time_prefill(t, quick ? 2048 : 4096, causal, st));
+        }
+    }
+
+    if (json_path) {
+        FILE * f = fopen(json_path, "w");
+        if (f) {
+            fprintf(f, "{\"device\":\"%s\",\"sm\":%d,\"copy_gbs\":%.1f,\"checks\":%d,\"failed\":%d,", prop.name, g_sm, ceiling, cs.run, cs.failed);
+            fprintf(f, "\"worst_rel_l2\":{\"decode\":%.3e,\"prefill\":%.3e},\"decode\":[", cs.worst_decode, cs.worst_prefill);
+            for (size_t i = 0; i < dec.size(); ++i)
+                fprintf(f, "%s{\"type\":\"%s\",\"n_kv\":%d,\"us\":%.3f,\"gbs\":%.1f,\"pct_copy\":%.1f}", i ? "," : "",
+                        dec[i].type.c_str(), dec[i].n_kv, dec[i].us, dec[i].gbs, dec[i].pct);
+            fprintf(f, "],\"prefill\":[");
+            for (size_t i = 0; i < pre.size(); ++i)
+                fprintf(f, "%s{\"type\":\"%s\",\"mask\":\"%s\",\"n_tokens\":%d,\"us\":%.1f,\"tflops\":%.1f}", i ? "," : "",
+                        pre[i].type.c_str(), pre[i].mask.c_str(), pre[i].n_tokens, pre[i].us, pre[i].tflops);
+            fprintf(f, "]}\n");
+            fclose(f);
+        }
+    }
+
+    printf("\n== summary (%s)\n", prop.name);
+    printf("correctness: %d/%d passed; worst rel_l2 decode %.2e (tol 1e-4), prefill %.2e (tol 5e-3)\n",
+           cs.run - cs.failed, cs.run, cs.worst_decode, cs.worst_prefill);
+    if (timing) {
+        printf("copy ceiling %.0f GB/s\n", ceiling);
+        printf("| decode | kv | us/layer | GB/s | %% copy | floor us |\n");
+        for (const decode_row & r : dec)
+            printf("| %s | %d | %.2f | %.0f | %.1f | %.2f |\n", r.type.c_str(), r.n_kv, r.us, r.gbs, r.pct, r.floor_us);
+        printf("| prefill | mask | T | us | TFLOP/s |\n");
+        for (const prefill_row & r : pre)
+            printf("| %s | %s | %d | %.1f | %.1f |\n", r.type.c_str(), r.mask.c_str(), r.n_tokens, r.us, r.tflops);
+    }
+    CUDA_CHECK(cudaStreamDestroy(st));
+    return cs.failed == 0 ? 0 : 1;
+}

@@ -4,7 +4,8 @@
 // written with alignment padding. No tensor is ever held whole in memory, so writing an
 // 8B model costs only the chunk buffers of its source.
 
-import { open, rename, unlink } from "node:fs/promises";
+import { mkdir, open, rename, unlink } from "node:fs/promises";
+import { dirname } from "node:path";
 import { LlamaError } from "../errors.js";
 import {
     GGUF_DEFAULT_ALIGNMENT,
@@ -201,7 +202,13 @@ export async function writeGguf(
     const { header, tensors, dataSize, alignment } = encodeGgufHeader(metadata, sources, options.alignment);
     const total = header.byteLength + dataSize;
     const partial = `${path}.partial-${process.pid}`;
-    const fh = await open(partial, "w");
+    await mkdir(dirname(path), { recursive: true }).catch(() => undefined); // open() below reports the real problem
+    let fh;
+    try {
+        fh = await open(partial, "w");
+    } catch (e) {
+        throw new LlamaError("ERR_INVALID_OPTION", `Cannot write ${path}: ${(e as Error).message}`, { cause: e });
+    }
     let ok = false;
     try {
         let written = 0;
@@ -237,7 +244,9 @@ export async function writeGguf(
         ok = true;
     } catch (e) {
         if (options.signal?.aborted) throw new LlamaError("ERR_ABORTED", `Writing ${path} was aborted`, { cause: e });
-        throw e;
+        if (e instanceof LlamaError) throw e;
+        // I/O failures (a full disk) and errors thrown by a tensor's source.
+        throw new LlamaError("ERR_INVALID_OPTION", `Writing ${path} failed: ${(e as Error).message}`, { cause: e });
     } finally {
         await fh.close();
         if (!ok) await unlink(partial).catch(() => undefined);

@@ -215,6 +215,10 @@ print(json.dumps({"fields": fields, "str": str(r.fields["test.string"].contents(
         const source = { name: "t", dims: [64], type: GgmlType.F32, *data() { yield new Uint8Array(255); } };
         await expect(writeGguf(path, metadata, [source])).rejects.toMatchObject({ code: "ERR_INVALID_OPTION", message: /255 bytes; .* need 256/ });
         expect(existsSync(path)).toBe(false);
+        const nested = join(dir, "new/sub/dir/t.gguf"); // missing folders are created
+        await writeGguf(nested, metadata, []);
+        expect((await readGguf(nested)).metadata.size).toBe(metadata.size);
+        await expect(writeGguf(join(nested, "x.gguf"), metadata, [])).rejects.toMatchObject({ code: "ERR_INVALID_OPTION", message: /Cannot write/ });
         expect(() => encodeGgufHeader(metadata, [{ name: "q", dims: [40], type: GgmlType.Q8_0 }])).toThrow(/not a multiple of the block size 32/);
         expect(() => encodeGgufHeader(new Map([["k", { type: "uint8", value: 256 }]]), [])).toThrow(/not a valid uint8/);
     });

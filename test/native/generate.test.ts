@@ -1,0 +1,249 @@
+// generate(): greedy output equal to node-llama-cpp's (same llama.cpp commit), computed here;
+// UTF-8-safe streaming, stop strings across token boundaries, abort, early exit, and that
+// the context is left consistent (KV cache and next-token logits) in every case.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadModel, LlamaError, type Context, type Model } from "../../src/index.js";
+import { MODELS } from "../helpers/models.js";
+import { peer } from "../helpers/peer.js";
+
+const PROMPTS = ["Once upon a time", "The little dog", "Tom and his friend went to the", "One day, a girl named Sue"];
+const N = 120;
+
+async function collect(it: AsyncIterable<{ token: number; text: string }>) {
+    const tokens: number[] = [];
+    let text = "";
+    for await (const s of it) {
+        tokens.push(s.token);
+        text += s.text;
+    }
+    return { tokens, text };
+}
+
+/** node-llama-cpp's greedy continuation of `input` (tokens incl. BOS), EOG excluded. */
+async function peerGreedy(modelPath: string, inputs: number[][], n: number): Promise<number[][]> {
+    const llama = await peer();
+    const model = await llama.loadModel({ modelPath });
+    const out: number[][] = [];
+    for (const input of inputs) {
+        const context = await model.createContext({ contextSize: 256, batchSize: 256, threads: 1 });
+        const seq = context.getSequence();
+        const got: number[] = [];
+        for await (const t of seq.evaluate(input as never, { temperature: 0 })) {
+            if (model.isEogToken(t)) break;
+            got.push(t);
+            if (got.length >= n) break;
+        }
+        out.push(got);
+        await context.dispose();
+    }
+    await model.dispose();
+    return out;
+}
+
+describe("greedy generation equals node-llama-cpp's", () => {
+    for (const [name, file] of [["stories260K", MODELS.stories260K], ["TinyStories-656K", MODELS.tiny656K]] as const) {
+        for (const attention of ["ggml"] as const) {
+            it(`${name}, ${PROMPTS.length} prompts, ${N} tokens, attention: ${attention}`, async () => {
+                const model = await loadModel(file);
+                const inputs = await Promise.all(PROMPTS.map(async (p) => Array.from(await model.tokenize(p))));
+                const expected = await peerGreedy(file, inputs, N);
+                let compared = 0;
+                for (let i = 0; i < PROMPTS.length; i++) {
+                    const ctx = await model.createContext({ contextSize: 256, threads: 1, attention });
+                    const got = await collect(ctx.generate(inputs[i]!, { temperature: 0, maxTokens: N }));
+                    expect(got.tokens, `prompt ${JSON.stringify(PROMPTS[i])}`).toEqual(expected[i]);
+                    // The streamed text is what detokenizing prompt + output adds to the prompt's text.
+                    const before = await model.detokenize(inputs[i]!, { removeSpecial: true });
+                    const after = await model.detokenize([...inputs[i]!, ...got.tokens], { removeSpecial: true });
+                    expect(before + got.text).toBe(after);
+                    compared += got.tokens.length;
+                    await ctx.dispose();
+                }
+                expect(compared).toBeGreaterThanOrEqual(100 * PROMPTS.length - 100);
+                await model.dispose();
+            });
+        }
+    }
+
+    it("a string prompt is tokenized with BOS, the same as the tokens path", async () => {
+        const model = await loadModel(MODELS.tiny656K);
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        const a = await collect(ctx.generate(PROMPTS[0]!, { temperature: 0, maxTokens: 30 }));
+        await ctx.kv.clear();
+        const tokens = await model.tokenize(PROMPTS[0]!);
+        expect(tokens[0]).toBe(model.info.bos);
+        expect(tokens[1]).toBe(80); // the 656K model's leading "▁" (see ../shared/models/README.md)
+        const b = await collect(ctx.generate(tokens, { temperature: 0, maxTokens: 30 }));
+        expect(a).toEqual(b);
+        await ctx.dispose();
+        await model.dispose();
+    });
+});
+
+describe("streaming, stop strings, abort and the state they leave", () => {
+    let model: Model;
+    let ctx: Context;
+    let reference: { tokens: number[]; text: string };
+    let prompt: Int32Array;
+    beforeAll(async () => {
+        model = await loadModel(MODELS.stories260K);
+        ctx = await model.createContext({ contextSize: 512, threads: 1, sequences: 2 });
+        prompt = await model.tokenize(PROMPTS[0]!);
+        reference = await collect(ctx.generate(prompt, { temperature: 0, maxTokens: 60 }));
+        await ctx.kv.clear();
+    });
+    afterAll(async () => {
+        await ctx.dispose();
+        await model.dispose();
+    });
+
+    it("continuing with [] after a generate goes on exactly where greedy would", async () => {
+        const a = await collect(ctx.generate(prompt, { temperature: 0, maxTokens: 25 }));
+        const b = await collect(ctx.generate([], { temperature: 0, maxTokens: 35 }));
+        expect([...a.tokens, ...b.tokens]).toEqual(reference.tokens);
+        expect((await ctx.kv.positions(0)).max).toBe(prompt.length + 60 - 1);
+        await ctx.kv.clear();
+    });
+
+    it("a stop string spanning tokens ends generation, is not emitted, and the cache ends at the token that completed it", async () => {
+        // A stop string that starts inside one token and ends inside a later one.
+        const full = reference.text;
+        const at = full.indexOf("named Lily");
+        expect(at).toBeGreaterThan(0);
+        const stop = full.slice(at + 2, at + 9); // "med Lil"
+        const got = await collect(ctx.generate(prompt, { temperature: 0, maxTokens: 60, stop: ["zzz", stop] }));
+        expect(got.text).toBe(full.slice(0, at + 2));
+        // Tokens kept in the cache: through the one whose text completes the stop string.
+        const pieces = model.tokenPieces(reference.tokens).map((p) => new TextDecoder().decode(p));
+        let len = 0, k = 0;
+        while (len < at + 9) len += pieces[k++]!.length;
+        expect((await ctx.kv.positions(0)).max).toBe(prompt.length + k - 1);
+        // The next-token logits are those after token k-1: continuing gives greedy's next tokens.
+        const more = await collect(ctx.generate([], { temperature: 0, maxTokens: 5 }));
+        expect(more.tokens).toEqual(reference.tokens.slice(k, k + 5));
+        await ctx.kv.clear();
+    });
+
+    it("text that only looks like the start of a stop string is released at the end", async () => {
+        const got = await collect(ctx.generate(prompt, { temperature: 0, maxTokens: 60, stop: reference.text.slice(-3) + "QQQ" }));
+        expect(got.text).toBe(reference.text);
+        await ctx.kv.clear();
+    });
+
+    it("breaking out of the loop trims the cache to the tokens taken and keeps their logits", async () => {
+        const taken: number[] = [];
+        for await (const s of ctx.generate(prompt, { temperature: 0, maxTokens: 60 })) {
+            taken.push(s.token);
+            if (taken.length === 7) break;
+        }
+        expect(taken).toEqual(reference.tokens.slice(0, 7));
+        // Give the trim (queued on the context) a chance: any later call is ordered after it.
+        expect((await ctx.kv.positions(0)).max).toBe(prompt.length + 7 - 1);
+        const more = await collect(ctx.generate([], { temperature: 0, maxTokens: 5 }));
+        expect(more.tokens).toEqual(reference.tokens.slice(7, 12));
+        await ctx.kv.clear();
+    });
+
+    it("abort stops at once with ERR_ABORTED and leaves the context usable", async () => {
+        const ac = new AbortController();
+        let n = 0;
+        const run = async () => {
+            for await (const _ of ctx.generate(prompt, { temperature: 0, maxTokens: 400, stopOnEog: false, signal: ac.signal })) {
+                if (++n === 3) ac.abort();
+            }
+        };
+        await expect(run()).rejects.toMatchObject({ code: "ERR_ABORTED" });
+        expect(n).toBe(3);
+        const pos = await ctx.kv.positions(0);
+        expect(pos.max).toBe(prompt.length + 3 - 1);
+        const more = await collect(ctx.generate([], { temperature: 0, maxTokens: 4 }));
+        expect(more.tokens).toEqual(reference.tokens.slice(3, 7));
+        await ctx.kv.clear();
+    });
+
+    it("an already-aborted signal throws ERR_ABORTED", () => {
+        const ac = new AbortController();
+        ac.abort();
+        expect(() => ctx.generate(prompt, { signal: ac.signal })).toThrow(expect.objectContaining({ code: "ERR_ABORTED" }));
+    });
+
+    it("sequences are independent: generating on 1 leaves 0 alone", async () => {
+        const a = await collect(ctx.generate(prompt, { temperature: 0, maxTokens: 10, sequence: 0 }));
+        const b = await collect(ctx.generate(prompt, { temperature: 0, maxTokens: 10, sequence: 1 }));
+        expect(a.tokens).toEqual(reference.tokens.slice(0, 10));
+        expect(b.tokens).toEqual(a.tokens);
+        const c = await collect(ctx.generate([], { temperature: 0, maxTokens: 5, sequence: 0 }));
+        expect(c.tokens).toEqual(reference.tokens.slice(10, 15));
+        await ctx.kv.clear();
+    });
+
+    it("same seed, same output; different seeds differ", async () => {
+        const run = async (seed: number) => {
+            await ctx.kv.clear();
+            return (await collect(ctx.generate(prompt, { temperature: 1, topK: 0, topP: 1, minP: 0, seed, maxTokens: 40 }))).tokens;
+        };
+        const a = await run(1), b = await run(1), c = await run(2);
+        expect(a).toEqual(b);
+        expect(c).not.toEqual(a);
+        await ctx.kv.clear();
+    });
+
+    it("maxTokens: 0 decodes the prompt and yields nothing", async () => {
+        const got = await collect(ctx.generate(prompt, { maxTokens: 0 }));
+        expect(got.tokens).toEqual([]);
+        expect((await ctx.kv.positions(0)).max).toBe(prompt.length - 1);
+        await ctx.kv.clear();
+    });
+});
+
+describe("UTF-8: a character split across tokens comes out whole", () => {
+    it("llama-2-tiny-random: a grammar forces 😀 as byte tokens; the text arrives whole, once", async () => {
+        const model = await loadModel(MODELS.tinyRandom);
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        const prompt = await model.tokenize("x");
+        const steps: { token: number; text: string }[] = [];
+        for await (const s of ctx.generate(prompt, { grammar: 'root ::= "😀😀"', maxTokens: 12, temperature: 0 })) steps.push(s);
+        const bytes = model.tokenPieces(steps.map((s) => s.token)).map((p) => p.length);
+        // The model's vocabulary spells it with several tokens (byte fallback or partial pieces).
+        expect(steps.length).toBeGreaterThan(2);
+        expect(bytes.some((n) => n > 0 && n < 4)).toBe(true);
+        expect(steps.map((s) => s.text).join("")).toBe("😀😀");
+        for (const s of steps) expect(s.text === "" || s.text === "😀" || s.text === "😀😀").toBe(true);
+        await ctx.dispose();
+        await model.dispose();
+    });
+});
+
+describe("bad input", () => {
+    it("generate on a disposed context: ERR_DISPOSED", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        await ctx.dispose();
+        expect(() => ctx.generate("hi")).toThrow(LlamaError);
+        expect(() => ctx.generate("hi")).toThrow(expect.objectContaining({ code: "ERR_DISPOSED" }));
+        await model.dispose();
+    });
+
+    it("disposing while a generation is queued: the iterator fails with ERR_DISPOSED", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        const it = ctx.generate("Once", { maxTokens: 5 });
+        const d = ctx.dispose();
+        await expect((async () => { for await (const _ of it) { /* */ } })()).rejects.toMatchObject({ code: "ERR_DISPOSED" });
+        await d;
+        await model.dispose();
+    });
+
+    it("options are checked before anything runs", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        expect(() => ctx.generate("x", { maxToken: 3 } as never)).toThrow(/did you mean "maxTokens"/);
+        expect(() => ctx.generate("x", { stop: "" })).toThrow(expect.objectContaining({ code: "ERR_INVALID_OPTION" }));
+        expect(() => ctx.generate("x", { sequence: 3 })).toThrow(expect.objectContaining({ code: "ERR_INVALID_SEQUENCE" }));
+        expect(() => ctx.generate([99999])).toThrow(expect.objectContaining({ code: "ERR_INVALID_TOKEN" }));
+        expect(() => ctx.generate("x", { temperature: -1 })).toThrow(expect.objectContaining({ code: "ERR_INVALID_OPTION" }));
+        await expect(collect(ctx.generate([], { maxTokens: 2 }))).rejects.toMatchObject({ code: "ERR_NO_LOGITS" });
+        await ctx.dispose();
+        await model.dispose();
+    });
+});

@@ -1,0 +1,30 @@
+// Small helpers shared by the benchmarks: medians of repeated runs and a plain table.
+import { Bench } from "tinybench";
+
+export function median(xs: number[]): number {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Times `fn` with tinybench and returns the median milliseconds per call. `iterations` is
+ * the minimum number of runs; tinybench keeps sampling until `timeMs` has passed too.
+ */
+export async function medianMs(name: string, fn: () => Promise<unknown> | unknown, opts: { iterations?: number; timeMs?: number; warmup?: boolean } = {}): Promise<number> {
+    const bench = new Bench({ name, iterations: opts.iterations ?? 5, time: opts.timeMs ?? 0, warmup: opts.warmup ?? true, warmupIterations: 1, warmupTime: 0 });
+    bench.add(name, fn);
+    await bench.run();
+    const result = bench.tasks[0]!.result as { latency?: { p50: number }; error?: unknown; state?: string };
+    if (!result.latency) throw new Error(`benchmark ${name} failed: ${String(result.error ?? result.state)}`);
+    return result.latency.p50;
+}
+
+export function formatTable(rows: Record<string, string | number>[]): string {
+    if (rows.length === 0) return "(no rows)";
+    const cols = Object.keys(rows[0]!);
+    const cell = (v: string | number) => (typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2)) : v);
+    const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(cell(r[c]!)).length)));
+    const line = (vals: string[]) => vals.map((v, i) => v.padStart(widths[i]!)).join("  ");
+    return [line(cols), line(widths.map((w) => "-".repeat(w))), ...rows.map((r) => line(cols.map((c) => String(cell(r[c]!)))))].join("\n");
+}

@@ -1,0 +1,211 @@
+// CPU-only check of the hook's translation (fattn_params_from_node): builds
+// GGML_OP_FLASH_ATTN_EXT nodes the way llama.cpp does (permuted q, K/V as views of a
+// cache with all kv heads of a token in one row), runs ggml's own CPU kernel on them, then
+// computes what our kernels compute *from the translated attn_params* (a strided float64
+// reference that follows exactly the index rules the kernels use) and compares. A wrong
+// stride, head mapping, mask broadcast, scale, soft-cap, ALiBi or sink rule shows as an
+// O(1) error. It also checks which nodes the hook accepts and declines.
+//
+// Build and run (needs the addon's CPU build of ggml, i.e. build/llama.cpp/ggml/src):
+//   make -C bench/gpu params-test && build/bench-gpu/params_test
+
+#include "fattn_cuda.cuh"
+#include "fattn_ggml.cuh"
+#include "reference.h"
+
+#include "ggml-cpu.h"
+#include "ggml.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace lc = llamafuse::cuda;
+using fattn_bench::half_to_float;
+
+namespace {
+
+// ---- what the kernels compute, read through attn_params' strides -----------------------------
+
+double kv_value(const lc::attn_params & p, const void * base, int64_t nb1, int64_t nb2, int64_t nb3,
+                int key, int head, int seq, int d) {
+    const uint8_t * row = static_cast<const uint8_t *>(base) + key * nb1 + head * nb2 + seq * nb3;
+    if (p.type == lc::kv_type::f16) {
+        uint16_t h;
+        memcpy(&h, row + 2 * d, 2);
+        return half_to_float(h);
+    }
+    const uint8_t * blk = row + (d / 32) * 34;
+    uint16_t dh;
+    memcpy(&dh, blk, 2);
+    return (double) half_to_float(dh) * (int8_t) blk[2 + d % 32];
+}
+
+std::vector<double> reference_params(const lc::attn_params & p) {
+    const int G = p.n_head / p.n_head_kv;
+    std::vector<double> out((size_t) p.n_seq_q * p.n_tokens * p.n_head * p.D, 0.0);
+    const int n_head_log2 = 1 << (int) std::floor(std::log2((double) p.n_head));
+    const double m0 = std::pow(2.0, -(double) p.max_bias / n_head_log2);
+    const double m1 = std::pow(2.0, -((double) p.max_bias / 2.0) / n_head_log2);
+    std::vector<double> s(p.n_kv);
+    for (int seq = 0; seq < p.n_seq_q; ++seq) {
+        const int seq_kv = seq / (p.n_seq_q / p.n_seq_kv);
+        for (int t = 0; t < p.n_tokens; ++t) {
+            for (int h = 0; h < p.n_head; ++h) {
+                const int kvh = h / G;
+                const double slope = p.max_bias > 0.0f
+                    ? (h < n_head_log2 ? std::pow(m0, h + 1) : std::pow(m1, 2 * (h - n_head_log2) + 1)) : 1.0;
+                const float * q = reinterpret_cast<const float *>(
+                    reinterpret_cast<const uint8_t *>(p.q) + t * p.q_nb1 + h * p.q_nb2 + seq * p.q_nb3);
+                double M = -INFINITY;
+                for (int j = 0; j < p.n_kv; ++j) {
+                    double mv = 0.0;
+                    if (p.mask) {
+                        uint16_t mh;
+                        memcpy(&mh, reinterpret_cast<const uint8_t *>(p.mask) + t * p.mask_nb1 +
+                                        (seq % p.n_seq_mask) * p.mask_nb3 + 2 * j, 2);
+                        mv = half_to_float(mh);
+                    }
+                    if (std::isinf(mv)) { s[j] = -INFINITY; continue; }
+                    double dot = 0.0;
+                    for (int d = 0; d < p.D; ++d) dot += q[d] * kv_value(p, p.k, p.k_nb1, p.k_nb2, p.k_nb3, j, kvh, seq_kv, d);
+                    double x = dot * p.scale;
+                    if (p.softcap != 0.0f) x = p.softcap * std::tanh(x / p.softcap);
+                    s[j] = x + slope * mv;
+                    M = std::max(M, s[j]);
+                }
+                const double sink = p.sinks ? (double) p.sinks[h] : -INFINITY;
+                M = std::max(M, sink);
+                double S = p.sinks ? std::exp(sink - M) : 0.0;
+                double * o = &out[(((size_t) seq * p.n_tokens + t) * p.n_head + h) * p.D];
+                for (int j = 0; j < p.n_kv; ++j) {
+                    if (std::isinf(s[j])) continue;
+                    const double w = std::exp(s[j] - M);
+                    S += w;
+                    for (int d = 0; d < p.D; ++d) o[d] += w * kv_value(p, p.v, p.v_nb1, p.v_nb2, p.v_nb3, j, kvh, seq_kv, d);
+                }
+                for (int d = 0; d < p.D; ++d) o[d] = S > 0.0 ? o[d] / S : 0.0;
+            }
+        }
+    }
+    return out;
+}
+
+// ---- ggml nodes as llama.cpp builds them -------------------------------------------------------
+
+struct node_case {
+    const char * name;
+    int D = 128, n_head = 8, n_head_kv = 2, n_kv = 256, n_tokens = 1, n_seq = 1;
+    ggml_type type_k = GGML_TYPE_F16, type_v = GGML_TYPE_F16;
+    bool mask = true, sinks = false;
+    float max_bias = 0.0f, softcap = 0.0f;
+    int mask_heads = 1;          // mask->ne[2]
+    bool expect_accept = true;
+};
+
+int g_fail = 0;
+
+void fill_cache(ggml_tensor * t, fattn_bench::rng & g) {
+    const int64_t n = ggml_nelements(t);
+    std::vector<float> f(n);
+    for (float & x : f) x = (float) g.uniform(-1.0, 1.0);
+    if (t->type == GGML_TYPE_F32) {
+        memcpy(t->data, f.data(), n * 4);
+    } else {
+        ggml_quantize_chunk(t->type, f.data(), t->data, 0, n / t->ne[0], t->ne[0], nullptr);
+    }
+}
+
+void run_case(const node_case & c, uint64_t seed) {
+    ggml_init_params ip = {size_t(256) << 20, nullptr, false};
+    ggml_context * ctx = ggml_init(ip);
+    fattn_bench::rng g(seed);
+
+    // q: [D, n_head, n_tokens, n_seq] permuted to [D, n_tokens, n_head, n_seq]
+    ggml_tensor * q0 = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.D, c.n_head, c.n_tokens, c.n_seq);
+    ggml_tensor * q = ggml_permute(ctx, q0, 0, 2, 1, 3);
+    // cache: one row per token holding every kv head, kv_size > n_kv (the view is a prefix)
+    const int kv_size = c.n_kv + 64;
+    ggml_tensor * kc = ggml_new_tensor_2d(ctx, c.type_k, (int64_t) c.D * c.n_head_kv, (int64_t) kv_size * c.n_seq);
+    ggml_tensor * vc = ggml_new_tensor_2d(ctx, c.type_v, (int64_t) c.D * c.n_head_kv, (int64_t) kv_size * c.n_seq);
+    ggml_tensor * k = ggml_view_4d(ctx, kc, c.D, c.n_kv, c.n_head_kv, c.n_seq, kc->nb[1],
+                                   ggml_row_size(c.type_k, c.D), kc->nb[1] * kv_size, 0);
+    ggml_tensor * v = ggml_view_4d(ctx, vc, c.D, c.n_kv, c.n_head_kv, c.n_seq, vc->nb[1],
+                                   ggml_row_size(c.type_v, c.D), vc->nb[1] * kv_size, 0);
+    ggml_tensor * m = nullptr;
+    if (c.mask) m = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, c.n_kv, c.n_tokens, c.mask_heads, c.n_seq);
+    ggml_tensor * sk = c.sinks ? ggml_new_tensor_1d(ctx, GGML_TYPE_F32, c.n_head) : nullptr;
+
+    for (int64_t i = 0; i < ggml_nelements(q0); ++i) ((float *) q0->data)[i] = (float) g.uniform(-1.0, 1.0);
+    fill_cache(kc, g);
+    fill_cache(vc, g);
+    if (m) {
+        ggml_fp16_t * md = (ggml_fp16_t *) m->data;
+        for (int64_t i = 0; i < ggml_nelements(m); ++i) {
+            const int64_t key = i % c.n_kv;
+            const int64_t tok = (i / c.n_kv) % c.n_tokens;
+            const bool masked = key > c.n_kv - 40 + tok || (tok == 1 && c.n_tokens > 2);   // causal-ish tail, one dead row
+            md[i] = ggml_fp32_to_fp16(masked ? -INFINITY : (c.max_bias > 0.0f ? -(float) g.below(8) : 0.0f));
+        }
+    }
+    if (sk) for (int i = 0; i < c.n_head; ++i) ((float *) sk->data)[i] = (float) g.uniform(-3.0, 3.0);
+
+    ggml_tensor * out = ggml_flash_attn_ext(ctx, q, k, v, m, 1.0f / std::sqrt((float) c.D), c.max_bias, c.softcap);
+    ggml_flash_attn_ext_add_sinks(out, sk);
+    ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
+
+    lc::attn_params p;
+    const bool accepted = lc::fattn_params_from_node(out, p);
+    bool ok = accepted == c.expect_accept;
+    double rel = 0.0;
+    if (accepted) {
+        ggml_cgraph * gf = ggml_new_graph(ctx);
+        ggml_build_forward_expand(gf, out);
+        ggml_graph_compute_with_ctx(ctx, gf, 2);
+        const std::vector<double> ref = reference_params(p);
+        const float * o = (const float *) out->data;
+        double num = 0.0, den = 0.0;
+        bool finite = true;
+        for (size_t i = 0; i < ref.size(); ++i) {
+            finite &= std::isfinite(o[i]);
+            num += (o[i] - ref[i]) * (o[i] - ref[i]);
+            den += ref[i] * ref[i];
+        }
+        rel = std::sqrt(num / std::max(den, 1e-300));
+        // ggml's CPU path rounds q to f16 / q8_0 and accumulates f16 V in f16: a few 1e-3
+        ok = ok && finite && rel < 2e-2;
+    }
+    if (!ok) ++g_fail;
+    printf("  %s %-44s %s", ok ? "ok  " : "FAIL", c.name, accepted ? "accepted" : "declined");
+    if (accepted) printf("  rel_l2 vs ggml CPU %.2e  (%s path)", rel,
+                         lc::fattn_choose(p) == lc::fattn_path::decode ? "decode" : "prefill");
+    printf("\n");
+    ggml_free(ctx);
+}
+
+} // namespace
+
+int main() {
+    printf("hook translation: ggml FLASH_ATTN_EXT nodes -> attn_params, against ggml's CPU kernel\n");
+    std::vector<node_case> cases;
+    auto add = [&](node_case c) { cases.push_back(c); };
+    { node_case c; c.name = "decode f16 D128 G4"; add(c); }
+    { node_case c; c.name = "decode q8_0 D128 G4"; c.type_k = c.type_v = GGML_TYPE_Q8_0; add(c); }
+    { node_case c; c.name = "decode f16 D64 G1 sinks softcap"; c.D = 64; c.n_head = 4; c.n_head_kv = 4; c.sinks = true; c.softcap = 20.0f; add(c); }
+    { node_case c; c.name = "decode q8_0 D64 4 tokens ALiBi 2 seqs"; c.D = 64; c.type_k = c.type_v = GGML_TYPE_Q8_0; c.n_tokens = 4; c.max_bias = 8.0f; c.n_seq = 2; add(c); }
+    { node_case c; c.name = "prefill f16 D128 G4 37 tokens"; c.n_tokens = 37; add(c); }
+    { node_case c; c.name = "prefill q8_0 D64 G2 sinks ALiBi"; c.D = 64; c.type_k = c.type_v = GGML_TYPE_Q8_0; c.n_tokens = 20; c.sinks = true; c.max_bias = 8.0f; add(c); }
+    { node_case c; c.name = "prefill f16 no mask 2 seqs"; c.n_tokens = 9; c.mask = false; c.n_seq = 2; add(c); }
+    { node_case c; c.name = "declines: bf16 cache"; c.type_k = c.type_v = GGML_TYPE_BF16; c.expect_accept = false; add(c); }
+    { node_case c; c.name = "declines: q4_0 cache"; c.type_k = c.type_v = GGML_TYPE_Q4_0; c.expect_accept = false; add(c); }
+    { node_case c; c.name = "declines: K f16, V q8_0"; c.type_v = GGML_TYPE_Q8_0; c.expect_accept = false; add(c); }
+    { node_case c; c.name = "declines: head dim 96"; c.D = 96; c.expect_accept = false; add(c); }
+    { node_case c; c.name = "declines: mask per head"; c.mask_heads = 8; c.expect_accept = false; add(c); }
+    { node_case c; c.name = "declines: f32 cache"; c.type_k = c.type_v = GGML_TYPE_F32; c.expect_accept = false; add(c); }
+    uint64_t seed = 1;
+    for (const node_case & c : cases) run_case(c, seed++);
+    printf("hook translation: %zu cases, %d failed\n", cases.size(), g_fail);
+    return g_fail == 0 ? 0 : 1;
+}

@@ -4,12 +4,12 @@
 // fails on any compile error. Needs no GPU and no cuBLAS (our kernels use neither), so it
 // runs on CPU-only machines that have nvcc; where nvcc is absent it says so and exits 0.
 //
-// The hook glue (fattn_cuda_hook.cu) includes ggml's headers with the CUDA hook patch
-// applied, so the pinned llama.cpp tree is prepared first (no-op when already prepared).
+// The hook glue (fattn_cuda_hook.cu, fattn_ggml.cu) includes ggml's headers with the CUDA
+// hook patch applied: deps/llama.cpp as the build prepared it (prepared here if needed).
 //
 // Environment: LLAMAFUSE_CUDA_ARCH=90a (compute/sm suffix), NVCC=path/to/nvcc.
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -64,16 +64,20 @@ async function main() {
     }
     console.log(`check:cuda: ${version}; target sm_${arch}; ${sources.length} files`);
 
-    // ggml headers (patched) for the hook glue
-    let ggmlInclude = null;
-    try {
-        // loaded only now, so a machine without nvcc never needs node-llama-cpp's bundle
-        const { prepareLlamaCpp } = await import("./build-native.mjs");
-        const src = prepareLlamaCpp();
-        ggmlInclude = path.join(src, "ggml", "include");
-    } catch (err) {
-        console.error(`check:cuda: cannot prepare llama.cpp for the hook glue: ${err instanceof Error ? err.message : err}`);
-        return 1;
+    // ggml headers with the CUDA hook declared, for the hook glue. A tree that already has
+    // them is used as it is (no reset of deps/llama.cpp under someone's feet); otherwise the
+    // pinned tree is prepared the way the build prepares it.
+    let ggmlInclude = path.join(root, "deps", "llama.cpp", "ggml", "include");
+    const cudaHeader = path.join(ggmlInclude, "ggml-cuda.h");
+    if (!existsSync(cudaHeader) || !readFileSync(cudaHeader, "utf8").includes("ggml_backend_cuda_set_fattn_hook")) {
+        try {
+            // loaded only now, so a machine without nvcc never needs node-llama-cpp's bundle
+            const { prepareLlamaCpp } = await import("./build-native.mjs");
+            ggmlInclude = path.join(prepareLlamaCpp(), "ggml", "include");
+        } catch (err) {
+            console.error(`check:cuda: cannot prepare llama.cpp for the hook glue: ${err instanceof Error ? err.message : err}`);
+            return 1;
+        }
     }
 
     const outDir = mkdtempSync(path.join(tmpdir(), "llamafuse-check-cuda-"));

@@ -32,7 +32,11 @@ export interface ContextOptions {
     kvType?: KvType;
     /** Attention kernels: llamafuse's fused kernels (where they accept a shape) or ggml's. @default "fused" when built in, else "ggml" */
     attention?: AttentionMode;
-    /** How hard idle worker threads spin before sleeping, 0-100. @default 0 */
+    /**
+     * How hard idle worker threads spin before sleeping, 0-100 (ggml's poll level). Spinning
+     * keeps the per-op barriers cheap when there are cores to spare; 0 sleeps at once.
+     * @default 50
+     */
     threadPolling?: number;
 }
 
@@ -71,7 +75,7 @@ export function resolveContextOptions(info: ModelInfo, options: unknown): Resolv
     const threads = optInt(o, "threads", defaultThreads(), 1, 512);
     const kvType = optEnum(o, "kvType", "f16", Object.keys(KV_TYPES) as KvType[]);
     const attention = optEnum<AttentionMode>(o, "attention", binding().hasFusedAttention ? "fused" : "ggml", ["fused", "ggml"]);
-    const poll = optInt(o, "threadPolling", 0, 0, 100);
+    const poll = optInt(o, "threadPolling", 50, 0, 100);
     // Block-quantized caches store K/V rows in blocks of 32: llama.cpp asserts otherwise.
     if (!["f32", "f16", "bf16"].includes(kvType) && info.headDim % 32 !== 0) {
         throw invalidOption("kvType", `"f16", "bf16" or "f32" for this model (head size ${info.headDim} is not a multiple of 32)`, kvType);

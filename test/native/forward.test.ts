@@ -51,6 +51,33 @@ describe("logits equal an independent float64 llama forward", () => {
     });
 });
 
+describe("KV cache types", () => {
+    it("q8_0 and q4_0 caches track the f16 cache on a GQA model with head size 64", async () => {
+        const file = await cachedSynthModel({ layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 64, ff: 512, vocab: "llama-spm", type: "f16", seed: 11 });
+        const model = await loadModel(file);
+        const tokens = await model.tokenize(PROMPT.repeat(3));
+        const run = async (kvType: "f16" | "q8_0" | "q4_0") => {
+            const ctx = await model.createContext({ contextSize: 512, threads: 1, kvType });
+            const out = await ctx.forward({ sequence: 0, tokens, logits: "all" });
+            await ctx.dispose();
+            return out;
+        };
+        const f16 = await run("f16"), q8 = await run("q8_0"), q4 = await run("q4_0");
+        let e8 = 0, e4 = 0;
+        for (let i = 0; i < tokens.length; i++) {
+            e8 = Math.max(e8, relL2(q8.logits(0, i), f16.logits(0, i)));
+            e4 = Math.max(e4, relL2(q4.logits(0, i), f16.logits(0, i)));
+        }
+        console.log(`KV cache vs f16, worst relative L2 over ${tokens.length} positions: q8_0 ${e8.toExponential(2)}, q4_0 ${e4.toExponential(2)}`);
+        // Quantized K/V on a random-weight model: q8_0 stays close, q4_0 drifts more; both
+        // far from unrelated logits (relative L2 ~1.4) and in that order.
+        expect(e8).toBeLessThan(5e-2);
+        expect(e4).toBeLessThan(4e-1);
+        expect(e8).toBeLessThan(e4);
+        await model.dispose();
+    });
+});
+
 describe("batching", () => {
     it("several sequences of different lengths in one forward equal each alone", async () => {
         const prompts = ["Once upon a time", "The little dog ran to the park and", "She was happy. Then"];

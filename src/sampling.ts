@@ -158,6 +158,7 @@ export function resolveSampling(
         throw new LlamaError("ERR_INVALID_OPTION", "Give either grammar or jsonSchema, not both");
     }
     if (o.grammar !== undefined && !is.string(o.grammar)) throw invalidOption("grammar", "a GBNF grammar string", o.grammar);
+    if (is.string(o.grammar)) checkGrammarRepetitions(o.grammar);
     const grammar = o.jsonSchema !== undefined ? jsonSchemaToGrammar(o.jsonSchema) : ((o.grammar as string | undefined) ?? null);
 
     const options_: ResolvedSampling = {
@@ -169,6 +170,29 @@ export function resolveSampling(
     const native = { stages, grammar: grammar === "" ? null : grammar };
     const key = JSON.stringify(native, (_k, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as Float32Array, (x) => (x === -Infinity ? "-inf" : x)) : v));
     return { options: options_, native, key };
+}
+
+/**
+ * llama.cpp's GBNF parser checks most errors itself (and we turn those into
+ * ERR_INVALID_GRAMMAR), but a repetition {m,n} with n < m makes it loop for ever at this
+ * commit (n - m wraps around as an unsigned count). Catch that one here. Skips string
+ * literals, character classes and comments, where braces mean nothing.
+ */
+export function checkGrammarRepetitions(g: string): void {
+    for (let i = 0; i < g.length; i++) {
+        const c = g[i];
+        if (c === "#") {
+            while (i < g.length && g[i] !== "\n" && g[i] !== "\r") i++;
+        } else if (c === '"' || c === "[") {
+            const close = c === '"' ? '"' : "]";
+            for (i++; i < g.length && g[i] !== close; i++) if (g[i] === "\\") i++;
+        } else if (c === "{") {
+            const m = /^\{\s*(\d+)\s*(,\s*(\d*)\s*)?\}/.exec(g.slice(i));
+            if (m && m[3] && Number(m[3]) < Number(m[1])) {
+                throw new LlamaError("ERR_INVALID_GRAMMAR", `invalid GBNF grammar: repetition ${m[0]} has a maximum below its minimum`);
+            }
+        }
+    }
 }
 
 /**

@@ -8,7 +8,10 @@
 //   4. prefill TFLOP/s, dense and causal;
 //   then a short table (last, so a tail of the output holds it).
 //
-// usage: fattn_bench [--cpu-selftest] [--quick] [--no-timing] [--json FILE]
+// usage: fattn_bench [--cpu-selftest] [--quick] [--no-timing] [--json FILE] [--wgmma 0|1]
+//   --wgmma V: only the EXPERIMENTAL wgmma prefill kernel, descriptor variant V: checks,
+//   then times it if every check passed. Its own process, so that a fault in an unproven
+//   kernel cannot poison the CUDA context of the main run.
 
 #include "emulate.h"
 #include "reference.h"
@@ -18,6 +21,7 @@
 #include "fattn_cuda.cuh"
 #include "fattn_decode.cuh"
 #include "fattn_prefill.cuh"
+#include "fattn_prefill_wgmma.cuh"
 
 #include <cuda_runtime.h>
 
@@ -46,6 +50,7 @@ namespace {
 
 int g_sm = 0;
 size_t g_l2 = 0;
+int g_wgmma_variant = 0;
 
 // ---- device copies of a problem --------------------------------------------------------------
 
@@ -126,13 +131,14 @@ lc::attn_params make_params(const problem & pr, const device_problem & dp) {
 
 // ---- correctness -----------------------------------------------------------------------------
 
-enum class path { decode, prefill, dispatch, graph };
+enum class path { decode, prefill, dispatch, graph, wgmma };
 const char * path_name(path p) {
     switch (p) {
         case path::decode: return "decode";
         case path::prefill: return "prefill";
         case path::dispatch: return "dispatch";
         case path::graph: return "graph";
+        case path::wgmma: return "wgmma";
     }
     return "?";
 }
@@ -155,6 +161,9 @@ std::vector<float> run_path(path which, const problem & pr, device_problem & dp,
         }
         case path::prefill:
             lc::fattn_prefill(p, st);
+            break;
+        case path::wgmma:
+            lc::fattn_prefill_wgmma(p, g_wgmma_variant, st);
             break;
         case path::dispatch: {
             const size_t bytes = lc::fattn_scratch_bytes(p, g_sm);
@@ -199,6 +208,7 @@ double tolerance(path which, const problem & pr) {
         p.k = p.v = reinterpret_cast<const void *>(uintptr_t(256));
         return p;
     }();
+    if (which == path::wgmma) return 5e-3;
     const bool is_decode = which == path::decode ||
                            ((which == path::dispatch || which == path::graph) && lc::fattn_choose(probe) == lc::fattn_path::decode);
     return is_decode ? 1e-4 : 5e-3;
@@ -284,6 +294,37 @@ check_stats run_correctness(bool quick, cudaStream_t stream) {
     }
     printf("correctness: %d runs, %d failed; worst rel_l2 decode %.2e, prefill %.2e\n", st.run, st.failed,
            st.worst_decode, st.worst_prefill);
+    return st;
+}
+
+// The experimental wgmma prefill kernel on the prefill-shaped cases it takes (f16 caches).
+check_stats run_wgmma_checks(bool quick, cudaStream_t stream) {
+    printf("\n== correctness: EXPERIMENTAL wgmma prefill, V descriptor variant %d\n", g_wgmma_variant);
+    check_stats st;
+    rng g(777);
+    for (int D : {64, 128}) {
+        problem q;
+        q.D = D; q.n_head = 8; q.n_head_kv = 2; q.n_tokens = 130; q.n_kv = 300; q.causal = true; q.masked_rows = {5};
+        check_case(q, g.next(), {path::wgmma}, st, stream);
+        q.causal = false; q.sinks = true; q.max_bias = 8.0f; q.n_tokens = 64; q.n_kv = 64; q.masked_rows.clear();
+        check_case(q, g.next(), {path::wgmma}, st, stream);
+        q.sinks = false; q.max_bias = 0.0f; q.softcap = 50.0f; q.n_tokens = 75; q.n_kv = 113; q.n_seq = 2; q.mask = false;
+        check_case(q, g.next(), {path::wgmma}, st, stream);
+    }
+    for (int i = 0; i < (quick ? 4 : 16); ++i) {
+        problem p;
+        p.D = g.below(2) ? 128 : 64;
+        p.n_head_kv = 1 + g.below(4);
+        p.n_head = p.n_head_kv * (1 << g.below(4));
+        p.n_tokens = 5 + g.below(300);
+        p.n_kv = 1 + g.below(900);
+        p.causal = g.below(2);
+        if (g.below(3) == 0) p.n_kv_valid = g.below(p.n_kv + 1);
+        p.sinks = g.below(4) == 0;
+        if (g.below(5) == 0) p.softcap = 30.0f;
+        check_case(p, g.next(), {path::wgmma}, st, stream);
+    }
+    printf("wgmma variant %d: %d runs, %d failed; worst rel_l2 %.2e\n", g_wgmma_variant, st.run, st.failed, st.worst_prefill);
     return st;
 }
 
@@ -435,7 +476,7 @@ decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st) 
     return r;
 }
 
-prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t st) {
+prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t st, bool wgmma = false) {
     problem pr;
     pr.D = 128; pr.n_head = 32; pr.n_head_kv = 8; pr.n_tokens = n_tokens; pr.n_kv = n_tokens; pr.type = type;
     pr.mask = true; pr.causal = causal;
@@ -443,14 +484,17 @@ prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t s
     device_problem dp;
     dp.upload(pr, d);
     const lc::attn_params p = make_params(pr, dp);
-    const double ms = median_ms([&](int) { lc::fattn_prefill(p, st); }, 5, st);
+    const double ms = median_ms([&](int) {
+        if (wgmma) lc::fattn_prefill_wgmma(p, g_wgmma_variant, st);
+        else lc::fattn_prefill(p, st);
+    }, 5, st);
     dp.free_all();
     // matmul FLOPs actually needed: 2*D for Q.K^T plus 2*D for P.V per visible (query, key)
     double pairs = 0;
     for (int t = 0; t < n_tokens; ++t) pairs += causal ? t + 1 : n_tokens;   // n_kv == n_tokens
     const double flops = 4.0 * pr.D * pr.n_head * pairs;
     prefill_row r;
-    r.type = type == kv_kind::f16 ? "f16" : "q8_0";
+    r.type = std::string(type == kv_kind::f16 ? "f16" : "q8_0") + (wgmma ? "/wgmma" : "");
     r.mask = causal ? "causal" : "dense";
     r.n_tokens = n_tokens;
     r.us = ms * 1e3;
@@ -463,14 +507,16 @@ prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t s
 
 int main(int argc, char ** argv) {
     bool quick = false, timing = true;
+    int wgmma_variant = -1;
     const char * json_path = nullptr;
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--cpu-selftest")) return cpu_selftest();
         if (!strcmp(argv[i], "--quick")) quick = true;
         else if (!strcmp(argv[i], "--no-timing")) timing = false;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
+        else if (!strcmp(argv[i], "--wgmma") && i + 1 < argc) wgmma_variant = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--cpu-selftest] [--quick] [--no-timing] [--json FILE]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--cpu-selftest] [--quick] [--no-timing] [--json FILE] [--wgmma 0|1]\n", argv[0]);
             return 2;
         }
     }
@@ -489,6 +535,26 @@ int main(int argc, char ** argv) {
     }
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+
+    if (wgmma_variant >= 0) {
+        if (prop.major != 9) {
+            printf("wgmma: needs compute capability 9.0 (sm_90a); skipped\n");
+            return 0;
+        }
+        g_wgmma_variant = wgmma_variant;
+        const check_stats ws = run_wgmma_checks(quick, st);
+        std::vector<prefill_row> rows;
+        if (ws.failed == 0 && timing) {
+            printf("\n== prefill, wgmma variant %d: 32 q / 8 kv heads, D 128, n_kv = n_tokens\n", wgmma_variant);
+            for (bool causal : {false, true}) rows.push_back(time_prefill(kv_kind::f16, quick ? 2048 : 4096, causal, st, true));
+        }
+        printf("\n== wgmma summary: variant %d: %d/%d checks passed, worst rel_l2 %.2e", wgmma_variant,
+               ws.run - ws.failed, ws.run, ws.worst_prefill);
+        for (const prefill_row & r : rows) printf("; %s %s %.1f TFLOP/s", r.type.c_str(), r.mask.c_str(), r.tflops);
+        printf("\n");
+        CUDA_CHECK(cudaStreamDestroy(st));
+        return ws.failed == 0 ? 0 : 1;
+    }
 
     const check_stats cs = run_correctness(quick, st);
 

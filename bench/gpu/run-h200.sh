@@ -111,15 +111,33 @@ tail -1 "$OUT/selftest.txt" 2>/dev/null
 harness_rc=1
 if [ -n "$bench" ]; then
     log "harness: correctness + timing"
-    timeout $(( $(left) > 60 ? $(left) - 30 : 30 )) "$bench" --json "$OUT/harness.json" 2>&1 | tee "$OUT/harness.txt"
+    timeout $(( $(left) > 270 ? 240 : ($(left) > 60 ? $(left) - 30 : 30) )) "$bench" --json "$OUT/harness.json" 2>&1 | tee "$OUT/harness.txt"
     harness_rc=${PIPESTATUS[0]}
     log "harness exit $harness_rc"
+fi
+
+# ---- 2b. the experimental wgmma prefill, each descriptor variant in its own process ----------
+# Run while the llama.cpp build is still going (it costs nothing then), else after step 3.
+wgmma_done=""
+run_wgmma() {
+    wgmma_done=1
+    [ -n "$bench" ] || return 0
+    for variant in 0 1; do
+        if [ "$(left)" -gt 120 ]; then
+            log "EXPERIMENTAL wgmma prefill, variant $variant"
+            timeout 90 "$bench" --wgmma "$variant" >"$OUT/wgmma-$variant.txt" 2>&1
+            echo "  exit $?: $(grep -h '^== wgmma summary' "$OUT/wgmma-$variant.txt" | cut -c4-)"
+        fi
+    done
+}
+if [ -n "$build_pid" ] && kill -0 "$build_pid" 2>/dev/null; then
+    run_wgmma
 fi
 
 # ---- 3. llama.cpp's kernels vs ours through test-backend-ops ---------------------------------
 ggml_ok=0
 if [ -n "$build_pid" ]; then
-    wait_s=$(( $(left) - 150 ))
+    wait_s=$(( $(left) - 190 ))
     log "waiting up to ${wait_s}s for the test-backend-ops build"
     while kill -0 "$build_pid" 2>/dev/null && [ "$wait_s" -gt 0 ]; do sleep 5; wait_s=$((wait_s - 5)); done
     if kill -0 "$build_pid" 2>/dev/null; then
@@ -134,26 +152,30 @@ if [ -n "$build_pid" ]; then
 fi
 
 shapes='hsk=128,hsv=128,nh=8,nr23=\[4,1\]'
-if [ "$ggml_ok" = 1 ]; then
+if [ "$ggml_ok" = 1 ] && [ "$(left)" -gt 150 ]; then
     log "ggml check of our kernels (hook on) against ggml's CPU backend: FLASH_ATTN_EXT, D 64/128, f16/q8_0"
     LLAMAFUSE_CUDA_FATTN=1 timeout 90 "$tbo" test -b CUDA0 -o FLASH_ATTN_EXT \
         -p 'hsk=(64|128),hsv=(64|128),.*type_K=(f16|q8_0),type_V=(f16|q8_0)' >"$OUT/tbo-test-hook.txt" 2>&1
     echo "  exit $?: $(grep -c 'mOK' "$OUT/tbo-test-hook.txt") OK, $(grep -c 'mFAIL' "$OUT/tbo-test-hook.txt") FAIL; $(grep -E 'tests passed|hook ran' "$OUT/tbo-test-hook.txt" | tr '\n' ' ')"
     grep 'mFAIL' "$OUT/tbo-test-hook.txt" | head -5
-    if [ "$(left)" -gt 60 ]; then
+    if [ "$(left)" -gt 100 ]; then
         log "perf, hook off (ggml's kernels)"
-        timeout 60 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ggml.txt" 2>&1
+        timeout 45 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ggml.txt" 2>&1
         log "perf, hook on (ours)"
-        LLAMAFUSE_CUDA_FATTN=1 timeout 60 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ours.txt" 2>&1
+        LLAMAFUSE_CUDA_FATTN=1 timeout 45 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ours.txt" 2>&1
         grep -h 'hook ran' "$OUT/tbo-perf-ours.txt"
     fi
 fi
+
+[ -n "$wgmma_done" ] || run_wgmma
 
 # ---- 4. table -------------------------------------------------------------------------------
 log "done"
 echo
 echo "================ llamafuse CUDA attention, $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 sed -n '/^== summary/,$p' "$OUT/harness.txt" 2>/dev/null
+grep -h '^== wgmma summary' "$OUT"/wgmma-*.txt 2>/dev/null | cut -c4-
+[ -s "$OUT/tbo-test-hook.txt" ] && echo "ggml test -o FLASH_ATTN_EXT, hook on: $(grep -c 'mOK' "$OUT/tbo-test-hook.txt") OK, $(grep -c 'mFAIL' "$OUT/tbo-test-hook.txt") FAIL; $(grep -h 'hook ran' "$OUT/tbo-test-hook.txt")"
 if [ -s "$OUT/tbo-perf-ggml.txt" ] && [ -s "$OUT/tbo-perf-ours.txt" ]; then
     python3 - "$OUT/tbo-perf-ggml.txt" "$OUT/tbo-perf-ours.txt" <<'EOF'
 import re, sys

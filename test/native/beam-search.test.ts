@@ -1,0 +1,118 @@
+// Beam search: width 1 is greedy; wider beams never score below greedy here; reported
+// log-probs equal a separate forward's log-softmax; one batched forward per step; the
+// context is left clean; bad input.
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { loadModel, type Context, type Model } from "../../src/index.js";
+import { MODELS } from "../helpers/models.js";
+
+const PROMPTS = ["Once upon a time", "The little dog", "Tom and his friend went to the"];
+const T = 16;
+
+let model: Model;
+let ctx: Context;
+beforeAll(async () => {
+    model = await loadModel(MODELS.stories260K);
+    ctx = await model.createContext({ contextSize: 256, threads: 1, sequences: 4, attention: "ggml" });
+});
+afterAll(async () => {
+    await ctx.dispose();
+    await model.dispose();
+});
+
+/** Sum of log-softmax of `tokens` after `prompt`, from one independent forward (float64). */
+async function scoreByForward(prompt: Int32Array, tokens: number[]): Promise<number> {
+    const ref = await model.createContext({ contextSize: 256, threads: 1, attention: "ggml" });
+    const all = [...prompt, ...tokens];
+    const out = await ref.forward({ sequence: 0, tokens: all, logits: "all" });
+    let sum = 0;
+    for (let i = 0; i < tokens.length; i++) {
+        const row = out.logits(0, prompt.length - 1 + i);
+        let max = -Infinity;
+        for (const v of row) max = Math.max(max, v);
+        let z = 0;
+        for (const v of row) z += Math.exp(v - max);
+        sum += row[tokens[i]!]! - max - Math.log(z);
+    }
+    await ref.dispose();
+    return sum;
+}
+
+async function greedy(prompt: Int32Array, n: number): Promise<number[]> {
+    const out: number[] = [];
+    for await (const s of ctx.generate(prompt, { temperature: 0, maxTokens: n })) out.push(s.token);
+    await ctx.kv.clear();
+    return out;
+}
+
+describe("beamSearch", () => {
+    it("beams: 1 equals greedy", async () => {
+        for (const p of PROMPTS) {
+            const prompt = await model.tokenize(p);
+            const [h] = await ctx.beamSearch(prompt, { beams: 1, maxTokens: T });
+            expect(h!.tokens).toEqual(await greedy(prompt, T));
+            expect(h!.text).toBe(new TextDecoder().decode(Uint8Array.from(model.tokenPieces(h!.tokens, { special: false }).flatMap((x) => [...x]))));
+        }
+    });
+
+    it("with k beams the best score is at least greedy's, and log-probs match a separate forward", async () => {
+        for (const p of PROMPTS) {
+            const prompt = await model.tokenize(p);
+            const g = await greedy(prompt, T);
+            const gLogProb = await scoreByForward(prompt, g);
+            for (const beams of [2, 4]) {
+                const hyps = await ctx.beamSearch(prompt, { beams, maxTokens: T, lengthPenalty: 0 });
+                expect(hyps.length).toBeGreaterThan(0);
+                expect(hyps.length).toBeLessThanOrEqual(beams);
+                for (let i = 1; i < hyps.length; i++) expect(hyps[i - 1]!.score).toBeGreaterThanOrEqual(hyps[i]!.score);
+                expect(new Set(hyps.map((h) => h.tokens.join())).size).toBe(hyps.length);
+                // Scored the same way (one independent forward each): logits of a one-token step
+                // and of a whole-prompt batch differ in the last bits, which adds up over T tokens.
+                expect(await scoreByForward(prompt, hyps[0]!.tokens)).toBeGreaterThanOrEqual(gLogProb - 1e-6);
+                for (const h of hyps) {
+                    expect(h.score).toBe(h.logProb); // lengthPenalty 0
+                    expect(h.logProb).toBeCloseTo(await scoreByForward(prompt, h.tokens), 2);
+                }
+            }
+        }
+    });
+
+    it("lengthPenalty divides by length^penalty", async () => {
+        const prompt = await model.tokenize(PROMPTS[0]!);
+        const hyps = await ctx.beamSearch(prompt, { beams: 3, maxTokens: 8, lengthPenalty: 1 });
+        for (const h of hyps) expect(h.score).toBeCloseTo(h.logProb / h.tokens.length, 6);
+    });
+
+    it("one batched forward per step, one item per live beam; sequences are left empty", async () => {
+        const prompt = await model.tokenize(PROMPTS[1]!);
+        const spy = vi.spyOn(ctx, "forward");
+        await ctx.beamSearch(prompt, { beams: 4, maxTokens: 10 });
+        expect(spy.mock.calls.length).toBeLessThanOrEqual(10); // the prompt + at most 9 steps
+        for (const [items] of spy.mock.calls.slice(1)) {
+            const list = Array.isArray(items) ? items : [items];
+            expect(list.length).toBeGreaterThan(0);
+            expect(list.length).toBeLessThanOrEqual(4);
+            for (const it of list) expect(it.tokens.length).toBe(1);
+        }
+        spy.mockRestore();
+        for (let s = 0; s < 4; s++) expect((await ctx.kv.positions(s)).max).toBe(-1);
+    });
+
+    it("stop strings finish a hypothesis, cut before the match", async () => {
+        const prompt = await model.tokenize(PROMPTS[0]!);
+        const hyps = await ctx.beamSearch(prompt, { beams: 2, maxTokens: 20, stop: "Lily" });
+        for (const h of hyps) expect(h.text).not.toContain("Lily");
+        expect(hyps.some((h) => h.text.endsWith("named "))).toBe(true);
+    });
+
+    it("bad input", async () => {
+        const prompt = await model.tokenize(PROMPTS[0]!);
+        await expect(ctx.beamSearch(prompt, { beams: 5 })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION", message: expect.stringContaining("sequences") });
+        await expect(ctx.beamSearch(prompt, { beams: 0 })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        await expect(ctx.beamSearch(prompt, { beam: 2 } as never)).rejects.toThrow(/did you mean "beams"/);
+        await expect(ctx.beamSearch([], { beams: 2 })).rejects.toMatchObject({ code: "ERR_INVALID_BATCH" });
+        await expect(ctx.beamSearch([1, 1e9], { beams: 2 })).rejects.toMatchObject({ code: "ERR_INVALID_TOKEN" });
+        const ac = new AbortController();
+        ac.abort();
+        await expect(ctx.beamSearch(prompt, { beams: 2, signal: ac.signal })).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    });
+});

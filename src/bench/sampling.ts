@@ -1,0 +1,169 @@
+// Sampling benchmark (issue 4): time per sampled token for typical chains over 32K and 128K
+// vocabularies, and generation tokens/s on stories260K — llamafuse's native loop against
+// node-llama-cpp, same model file, same thread count, same run, alternating runs so that both
+// see the same machine noise. Medians of repeated runs.
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { packageRoot } from "../binding.js";
+import { loadModel, type Model } from "../model.js";
+import { createSampler, type SamplingOptions } from "../sampling.js";
+import { benchMeta, type BenchMeta } from "./meta.js";
+import { loadPeer } from "./peer.js";
+import { formatTable, median } from "./stats.js";
+
+export interface SamplingBenchOptions {
+    /** Thread counts for the generation rows. @default [1] */
+    threads?: number[];
+    /** Tokens generated per run. @default 256 */
+    tokens?: number;
+    /** Runs per measurement (the median is reported). @default 5 */
+    reps?: number;
+    /** Samples per chain timing. @default 200 */
+    samples?: number;
+    /** Directory with stories260K.gguf and llama-2-tiny-random.gguf. @default ../shared/models */
+    modelsDir?: string;
+}
+
+export interface SamplingBenchRow {
+    kind: "sample" | "generate";
+    /** What was measured: chain name (sample) or "greedy"/"default chain" (generate). */
+    name: string;
+    vocab: number;
+    threads: number | null;
+    /** Sample rows: median microseconds per sampled token. */
+    usPerToken?: number;
+    /** Generate rows: median tokens/s, ours and node-llama-cpp's, and ours / theirs. */
+    oursTokS?: number;
+    peerTokS?: number | null;
+    ratio?: number | null;
+    note?: string;
+}
+
+const CHAINS: Record<string, SamplingOptions> = {
+    greedy: { temperature: 0 },
+    "default (top-k 40, top-p .95, min-p .05, temp .8)": {},
+    "default + repeat penalty 1.1": { repeatPenalty: 1.1 },
+    "top-p .95 only (sorts the full vocab)": { topK: 0, minP: 0, topP: 0.95 },
+    "mirostat 2": { mirostat: 2 },
+};
+
+function syntheticLogits(n: number, seed: number): Float32Array {
+    // Roughly a model's shape: most logits near zero, a few large.
+    let s = seed >>> 0;
+    const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    return Float32Array.from({ length: n }, () => {
+        const u = Math.max(rnd(), 1e-12), v = rnd();
+        return 2.5 * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    });
+}
+
+async function timeChains(model: Model, samples: number, reps: number): Promise<SamplingBenchRow[]> {
+    const rows: SamplingBenchRow[] = [];
+    const V = model.info.vocabSize;
+    const logits = syntheticLogits(V, 1);
+    for (const [name, opts] of Object.entries(CHAINS)) {
+        const sampler = await createSampler(model, { ...opts, seed: 1 });
+        const per: number[] = [];
+        for (let r = 0; r < reps; r++) {
+            const t0 = performance.now();
+            for (let i = 0; i < samples; i++) await sampler.sample(logits);
+            per.push(((performance.now() - t0) * 1000) / samples);
+        }
+        await sampler.dispose();
+        rows.push({ kind: "sample", name, vocab: V, threads: null, usPerToken: median(per), note: "sampleLogits: copy + chain + promise round trip" });
+    }
+    return rows;
+}
+
+async function generationRows(file: string, threadsList: number[], n: number, reps: number): Promise<SamplingBenchRow[]> {
+    const rows: SamplingBenchRow[] = [];
+    const prompt = "Once upon a time";
+    const model = await loadModel(file);
+    const tokens = await model.tokenize(prompt);
+    const { peer, note } = await loadPeer();
+    const peerModel = peer ? await peer.llama.loadModel({ modelPath: file }) : null;
+    try {
+        for (const threads of threadsList) {
+            for (const [name, opts] of [["greedy", { temperature: 0 }], ["default chain", { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, seed: 1 }]] as const) {
+                const ctx = await model.createContext({ contextSize: 512, batchSize: 512, threads });
+                const pctx = peerModel ? await peerModel.createContext({ contextSize: 512, batchSize: 512, threads }) : null;
+                const pseq = pctx?.getSequence();
+                const ours: number[] = [], theirs: number[] = [];
+                const runOurs = async () => {
+                    await ctx.kv.clear();
+                    const t0 = performance.now();
+                    let k = 0;
+                    for await (const _ of ctx.generate(tokens, { ...opts, maxTokens: n, stopOnEog: false })) k++;
+                    return (k / (performance.now() - t0)) * 1000;
+                };
+                const runPeer = async () => {
+                    await pseq!.clearHistory();
+                    const t0 = performance.now();
+                    let k = 0;
+                    for await (const _ of pseq!.evaluate(Array.from(tokens) as never, opts.temperature === 0 ? { temperature: 0 } : { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, seed: 1 } as never)) {
+                        if (++k >= n) break;
+                    }
+                    return (k / (performance.now() - t0)) * 1000;
+                };
+                await runOurs(); // warm-up, both
+                if (pseq) await runPeer();
+                for (let r = 0; r < reps; r++) {
+                    ours.push(await runOurs());
+                    if (pseq) theirs.push(await runPeer());
+                }
+                const o = median(ours);
+                const p = pseq ? median(theirs) : null;
+                rows.push({
+                    kind: "generate", name, vocab: model.info.vocabSize, threads, oursTokS: o, peerTokS: p, ratio: p ? o / p : null,
+                    note: `${n} tokens incl. the ${tokens.length}-token prompt; ${peer ? "peer: " + note : note}`,
+                });
+                await ctx.dispose();
+                await pctx?.dispose();
+            }
+        }
+    } finally {
+        await peerModel?.dispose();
+        await peer?.dispose();
+        await model.dispose();
+    }
+    return rows;
+}
+
+/** Runs the whole sampling benchmark; rows are plain data (the CLI prints or saves them). */
+export async function runSamplingBench(options: SamplingBenchOptions = {}): Promise<{ meta: BenchMeta; rows: SamplingBenchRow[] }> {
+    const dir = options.modelsDir ?? process.env.LLAMAFUSE_TEST_MODELS ?? path.resolve(packageRoot, "..", "shared", "models");
+    const threads = options.threads ?? [1];
+    const reps = options.reps ?? 5;
+    const rows: SamplingBenchRow[] = [];
+
+    // 32K: the Llama-2 vocabulary (a real model file). 128K: Llama-3's vocabulary, loaded
+    // vocab-only from llama.cpp's test files (a chain needs only the vocabulary).
+    const v32 = path.join(dir, "llama-2-tiny-random.gguf");
+    const v128 = path.join(packageRoot, "deps", "llama.cpp", "models", "ggml-vocab-llama-bpe.gguf");
+    for (const [file, vocabOnly] of [[v32, false], [v128, true]] as const) {
+        if (!existsSync(file)) {
+            rows.push({ kind: "sample", name: "(skipped)", vocab: 0, threads: null, note: `missing ${file}` });
+            continue;
+        }
+        const m = await loadModel(file, { vocabOnly });
+        try {
+            rows.push(...(await timeChains(m, options.samples ?? 200, reps)));
+        } finally {
+            await m.dispose();
+        }
+    }
+
+    const stories = path.join(dir, "stories260K.gguf");
+    if (existsSync(stories)) rows.push(...(await generationRows(stories, threads, options.tokens ?? 256, reps)));
+    else rows.push({ kind: "generate", name: "(skipped)", vocab: 0, threads: null, note: `missing ${stories}` });
+    return { meta: benchMeta(threads[0] ?? 1, false), rows };
+}
+
+export function formatSamplingRows(rows: SamplingBenchRow[]): string {
+    const sample = rows.filter((r) => r.kind === "sample").map((r) => ({ chain: r.name, vocab: r.vocab, "µs/token": r.usPerToken ?? NaN }));
+    const gen = rows.filter((r) => r.kind === "generate").map((r) => ({
+        generate: r.name, threads: r.threads ?? "-", "ours tok/s": r.oursTokS ?? NaN, "node-llama-cpp tok/s": r.peerTokS ?? "n/a",
+        ratio: r.ratio != null ? `${r.ratio.toFixed(2)}x` : "n/a",
+    }));
+    return `${formatTable(sample)}\n\n${formatTable(gen)}`;
+}

@@ -98,13 +98,21 @@ export async function runAttentionBenchDetailed(options: AttentionBenchOptions =
                             scale: 1 / Math.sqrt(headDim), maxBias: 0, softcap: 0, layers, threads: o.threads,
                         });
                         try {
+                            // warm-up (first touch of pages, thread start), then the two kernels
+                            // alternate so that noise from other load hits both alike
                             const reps = decode ? o.reps[0] : o.reps[1];
-                            const time = async (mode: "fused" | "ggml") => {
-                                if (decode) await session.run(mode, 1); // warm-up (pages, threads)
-                                return median(await session.run(mode, reps));
-                            };
-                            const fusedUs = await time("fused");
-                            const ggmlUs = await time("ggml");
+                            if (decode) {
+                                await session.run("fused", 1);
+                                await session.run("ggml", 1);
+                            }
+                            const fused: number[] = [];
+                            const ggml: number[] = [];
+                            for (let i = 0; i < reps; i++) {
+                                fused.push(...(await session.run("fused", 1)));
+                                ggml.push(...(await session.run("ggml", 1)));
+                            }
+                            const fusedUs = median(fused);
+                            const ggmlUs = median(ggml);
                             const readGBs = kvBytes / fusedUs / 1e3;
                             const row: AttentionBenchRow = {
                                 headDim, gqa, depth, kvType, phase, ggmlUs, fusedUs, ratio: ggmlUs / fusedUs,

@@ -6,6 +6,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 
 #include <immintrin.h>
+#include <type_traits>
 
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
@@ -26,13 +27,19 @@ struct kv_f16 {
 };
 
 struct kv_q8_0 {
-    static inline __m256 load8(const char * row, int64_t d0) {
+    // the block scale of element d0, broadcast (convert it once per block, not per 8 values)
+    static inline __m256 scale(const char * row, int64_t d0) {
+        return _mm256_set1_ps(_cvtsh_ss(((const block_q8_0 *) row + d0 / QK8_0)->d));
+    }
+    static inline __m256 load8(const char * row, int64_t d0, __m256 d) {
         const block_q8_0 * b = (const block_q8_0 *) row + d0 / QK8_0;
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(b->d));
         const __m128i q = _mm_loadl_epi64((const __m128i *) (b->qs + d0 % QK8_0));
         return _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
     }
+    static inline __m256 load8(const char * row, int64_t d0) { return load8(row, d0, scale(row, d0)); }
 };
+
+template <class KV> constexpr bool is_q8_0 = std::is_same<KV, kv_q8_0>::value;
 
 inline float hsum(__m256 v) {
     __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -92,13 +99,30 @@ bool mask_avx2(const uint16_t * const * mrow, const float * slope, int R, int nk
 
 // R rows × U keys per step: R·U independent accumulators (8 when R divides 8), each K/V
 // vector loaded once and used by all R rows.
+inline void prefetch_row(const char * row, int bytes) {
+    for (int off = 0; off < bytes; off += 64) _mm_prefetch(row + off, _MM_HINT_T1);
+}
+
 template <int R, int U, class KV>
-inline void scores_step(const float * qs, int64_t DK, const char * k, size_t k_nb1, int j, float * s) {
+inline void scores_step(const float * qs, int64_t DK, const char * k, size_t k_nb1, int j, float * s, const prefetch_rows * pf) {
+    if (pf) {
+        for (int u = 0; u < U; u++) {
+            prefetch_row(pf->k + (j + u) * pf->k_nb1, pf->k_bytes);
+            prefetch_row(pf->v + (j + u) * pf->v_nb1, pf->v_bytes);
+        }
+    }
     __m256 acc[R * U];
     for (int i = 0; i < R * U; i++) acc[i] = _mm256_setzero_ps();
+    __m256 sc[U];
+    for (int u = 0; u < U; u++) sc[u] = _mm256_setzero_ps();  // set at d % 32 == 0 before use
     for (int64_t d = 0; d < DK; d += 8) {
         __m256 kv[U];
-        for (int u = 0; u < U; u++) kv[u] = KV::load8(k + (j + u) * k_nb1, d);
+        if constexpr (is_q8_0<KV>) {
+            if (d % QK8_0 == 0) for (int u = 0; u < U; u++) sc[u] = KV::scale(k + (j + u) * k_nb1, d);
+            for (int u = 0; u < U; u++) kv[u] = KV::load8(k + (j + u) * k_nb1, d, sc[u]);
+        } else {
+            for (int u = 0; u < U; u++) kv[u] = KV::load8(k + (j + u) * k_nb1, d);
+        }
         for (int r = 0; r < R; r++) {
             const __m256 q = _mm256_loadu_ps(qs + r * DK + d);
             for (int u = 0; u < U; u++) acc[r * U + u] = _mm256_fmadd_ps(q, kv[u], acc[r * U + u]);
@@ -114,11 +138,11 @@ inline void scores_step(const float * qs, int64_t DK, const char * k, size_t k_n
 }
 
 template <int R, class KV>
-void scores_avx2(const float * qs, int64_t DK, const char * k, size_t k_nb1, int nk, float * s) {
+void scores_avx2(const float * qs, int64_t DK, const char * k, size_t k_nb1, int nk, float * s, const prefetch_rows * pf) {
     constexpr int U = R >= 8 ? 1 : 8 / R;
     int j = 0;
-    for (; j + U <= nk; j += U) scores_step<R, U, KV>(qs, DK, k, k_nb1, j, s);
-    for (; j < nk; j++) scores_step<R, 1, KV>(qs, DK, k, k_nb1, j, s);
+    for (; j + U <= nk; j += U) scores_step<R, U, KV>(qs, DK, k, k_nb1, j, s, pf);
+    for (; j < nk; j++) scores_step<R, 1, KV>(qs, DK, k, k_nb1, j, s, pf);
 }
 
 void softmax_avx2(float * s, const float * mv, float softcap, int R, int nk, float * m, float * l, float * o, int64_t DV) {
@@ -174,18 +198,25 @@ void softmax_avx2(float * s, const float * mv, float softcap, int R, int nk, flo
 // o[r][d0 .. d0+8W) += Σ_j p[r][j]·v_j[d0 .. d0+8W): R·W accumulators in registers.
 template <int R, int W, class KV>
 inline void accum_cols(const float * p, const char * v, size_t v_nb1, int nk, float * o, int64_t DV, int64_t d0) {
-    __m256 acc[R][W];
-    for (int r = 0; r < R; r++) for (int w = 0; w < W; w++) acc[r][w] = _mm256_loadu_ps(o + r * DV + d0 + 8 * w);
+    __m256 acc[R * W];
+#pragma GCC unroll 16
+    for (int i = 0; i < R * W; i++) acc[i] = _mm256_loadu_ps(o + (i / W) * DV + d0 + 8 * (i % W));
     for (int j = 0; j < nk; j++) {
         const char * row = v + j * v_nb1;
         __m256 vv[W];
-        for (int w = 0; w < W; w++) vv[w] = KV::load8(row, d0 + 8 * w);
-        for (int r = 0; r < R; r++) {
-            const __m256 pr = _mm256_broadcast_ss(p + r * KB + j);
-            for (int w = 0; w < W; w++) acc[r][w] = _mm256_fmadd_ps(pr, vv[w], acc[r][w]);
+        if constexpr (is_q8_0<KV>) {  // 8·W <= 32 and d0 % (8·W) == 0: one block, one scale
+            const __m256 sc = KV::scale(row, d0);
+#pragma GCC unroll 16
+            for (int w = 0; w < W; w++) vv[w] = KV::load8(row, d0 + 8 * w, sc);
+        } else {
+#pragma GCC unroll 16
+            for (int w = 0; w < W; w++) vv[w] = KV::load8(row, d0 + 8 * w);
         }
+#pragma GCC unroll 16
+        for (int i = 0; i < R * W; i++) acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + (i / W) * KB + j), vv[i % W], acc[i]);
     }
-    for (int r = 0; r < R; r++) for (int w = 0; w < W; w++) _mm256_storeu_ps(o + r * DV + d0 + 8 * w, acc[r][w]);
+#pragma GCC unroll 16
+    for (int i = 0; i < R * W; i++) _mm256_storeu_ps(o + (i / W) * DV + d0 + 8 * (i % W), acc[i]);
 }
 
 template <int R, class KV>

@@ -33,10 +33,17 @@ const fattn_ops * select_ops() {
 // Decode and small batches use the dot-form loops (R <= RMAX rows, K/V streamed once per
 // group); larger batches the tiled GEMM-form loops (R <= RTILE rows, K/V blocks converted to
 // f32 once per group and reused by every row).
+//
+// A band is the set of groups one unit walks together, block by block: every (kv head,
+// head sub-group) of one (stream, token tile) on the dot-form path, so that a thread streams
+// the cache sequentially (a key's rows for all KV heads are adjacent in llama.cpp's cache,
+// while one head's rows are n_head_kv rows apart, a stride that defeats the prefetchers);
+// a single group on the tiled path, which is compute-bound.
 struct plan {
     bool tiled;
     int64_t rows;  // RMAX or RTILE
     int64_t G, gsub, n_gsub, T, n_ttiles, n_groups;
+    int64_t band, n_bands;
     int64_t n_chunks, chunk_len;
 };
 
@@ -50,10 +57,14 @@ plan make_plan(const fattn_params & p, int nth) {
     pl.T        = std::max<int64_t>(1, pl.rows / pl.gsub);
     pl.n_ttiles = (p.n_tokens + pl.T - 1) / pl.T;
     pl.n_groups = p.n_stream * p.n_head_kv * pl.n_gsub * pl.n_ttiles;
-    // Split the keys only when whole groups cannot keep nth threads evenly busy.
+    pl.band     = pl.tiled ? 1 : p.n_head_kv * pl.n_gsub;
+    pl.n_bands  = pl.n_groups / pl.band;
+    // Units are handed out dynamically, so a thread that loses its core to another process
+    // does not hold the others up. Split the keys into chunks (merged once at the end) when
+    // there are fewer than about 4 bands per thread.
     int64_t n_chunks = 1;
-    if (nth > 1 && pl.n_groups % nth != 0 && pl.n_groups < 4 * nth) {
-        n_chunks = std::min<int64_t>(nth, (p.n_kv + KB - 1) / KB);
+    if (nth > 1 && pl.n_bands < 4 * nth) {
+        n_chunks = std::min<int64_t>((4 * nth + pl.n_bands - 1) / pl.n_bands, (p.n_kv + KB - 1) / KB);
     }
     pl.chunk_len = ((p.n_kv + n_chunks - 1) / n_chunks + KB - 1) / KB * KB;
     pl.n_chunks  = (p.n_kv + pl.chunk_len - 1) / pl.chunk_len;
@@ -63,19 +74,21 @@ plan make_plan(const fattn_params & p, int nth) {
 constexpr size_t ALIGN = 64;
 size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
-// Per-thread scratch, sized for either path so the size never depends on the path chosen.
+// Per-thread scratch: the state of every row of a band (scaled q, o, m, l), one block of
+// scores and mask values, and the tiled path's f32 K/V block.
 struct scratch_layout {
-    size_t qs, o, s, mv, ml, kt, vf, total;
+    size_t qs, o, ml, s, mv, kt, vf, total;
 };
 
-scratch_layout scratch_for(const fattn_params & p) {
+scratch_layout scratch_for(const fattn_params & p, const plan & pl) {
+    const size_t slots = pl.band * pl.rows;
     scratch_layout sl;
     sl.qs = 0;
-    sl.o  = sl.qs + align_up(sizeof(float) * ROWS_MAX * p.DK);
-    sl.s  = sl.o  + align_up(sizeof(float) * ROWS_MAX * p.DV);
+    sl.o  = sl.qs + align_up(sizeof(float) * slots * p.DK);
+    sl.ml = sl.o  + align_up(sizeof(float) * slots * p.DV);
+    sl.s  = sl.ml + align_up(sizeof(float) * 2 * slots);
     sl.mv = sl.s  + align_up(sizeof(float) * ROWS_MAX * KB);
-    sl.ml = sl.mv + align_up(sizeof(float) * ROWS_MAX * KB);
-    sl.kt = sl.ml + align_up(sizeof(float) * 2 * ROWS_MAX);
+    sl.kt = sl.mv + align_up(sizeof(float) * ROWS_MAX * KB);
     sl.vf = sl.kt + align_up(sizeof(float) * KB * p.DK);
     sl.total = sl.vf + align_up(sizeof(float) * KB * p.DV);
     return sl;
@@ -85,7 +98,7 @@ size_t partial_floats(const fattn_params & p) { return (size_t) p.DV + 2; }
 
 size_t work_size_exact(const fattn_params & p, int nth) {
     const plan pl = make_plan(p, nth);
-    size_t n = ALIGN /* header: work counter */ + (size_t) nth * scratch_for(p).total;
+    size_t n = ALIGN /* header: work counter */ + (size_t) nth * scratch_for(p, pl).total;
     if (pl.n_chunks > 1) n += sizeof(float) * pl.n_groups * pl.rows * pl.n_chunks * partial_floats(p);
     return n + ALIGN /* for aligning wdata */;
 }
@@ -137,73 +150,98 @@ void finish_row(const fattn_params & p, int64_t h, float m, float l, const float
     for (int64_t d = 0; d < p.DV; d++) out[d] = o[d] * inv;
 }
 
-// One unit: the rows of group g against keys [c0, c1). Writes the rows' output, or their
-// (m, l, o) partials when part != null (layout [r][m, l, o[DV]], row stride part_stride).
-void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, const group & g,
-              int64_t c0, int64_t c1, char * scratch, float * part, size_t part_stride) {
-    const scratch_layout sl = scratch_for(p);
+// One unit: the groups gi0 .. gi0+band-1 against keys [c0, c1), block by block (all groups of
+// the band read one block before the next). Writes the rows' output, or their (m, l, o)
+// partials when partials != null (layout [group][r][chunk][m, l, o[DV]]).
+void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, int64_t gi0,
+              int64_t c0, int64_t c1, int64_t chunk, char * scratch, float * partials) {
+    const scratch_layout sl = scratch_for(p, pl);
     float * qs = (float *) (scratch + sl.qs);
     float * o  = (float *) (scratch + sl.o);
+    float * ml = (float *) (scratch + sl.ml);
     float * s  = (float *) (scratch + sl.s);
     float * mv = (float *) (scratch + sl.mv);
-    float * m  = (float *) (scratch + sl.ml);
-    float * l  = m + ROWS_MAX;
     float * kt = (float *) (scratch + sl.kt);
     float * vf = (float *) (scratch + sl.vf);
+    const int64_t nb = pl.band;
+    const int64_t rows = pl.rows;
 
-    const int R = g.R();
+    // per-row setup: scaled q, mask row, ALiBi slope; slot = b·rows + r
     const float qscale = p.softcap != 0.0f ? p.scale / p.softcap : p.scale;
     const uint16_t * mrow[ROWS_MAX];
     float slope[ROWS_MAX];
-    for (int r = 0; r < R; r++) {
-        const int64_t t = row_token(g, r), h = row_head(pl, g, r);
-        const float * q = (const float *) (p.q + t * p.q_nb1 + h * p.q_nb2 + g.s * p.q_nb3);
-        for (int64_t d = 0; d < p.DK; d++) qs[r * p.DK + d] = q[d] * qscale;
-        mrow[r]  = p.mask ? (const uint16_t *) (p.mask + t * p.m_nb1 + (h % p.m_ne2) * p.m_nb2 + (g.s % p.m_ne3) * p.m_nb3) : nullptr;
-        slope[r] = alibi_slope(p.max_bias, p.n_head, h);
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const group g = group_at(p, pl, gi0 + b);
+        for (int r = 0; r < g.R(); r++) {
+            const int64_t t = row_token(g, r), h = row_head(pl, g, r);
+            const float * q = (const float *) (p.q + t * p.q_nb1 + h * p.q_nb2 + g.s * p.q_nb3);
+            float * qr = qs + (b * rows + r) * p.DK;
+            for (int64_t d = 0; d < p.DK; d++) qr[d] = q[d] * qscale;
+            ml[2 * (b * rows + r)]     = -INFINITY;  // m
+            ml[2 * (b * rows + r) + 1] = 0.0f;       // l
+        }
     }
-    std::memset(o, 0, sizeof(float) * R * p.DV);
+    std::memset(o, 0, sizeof(float) * nb * rows * p.DV);
 
-    const int64_t skv = g.s / (p.n_stream / p.n_stream_kv);
-    const char * kb = p.k + g.hk * p.k_nb2 + skv * p.k_nb3;
-    const char * vb = p.v + g.hk * p.v_nb2 + skv * p.v_nb3;
     const int t = (int) p.type;
-    const scores_fn scores = pl.tiled ? nullptr : ops.scores[t][R - 1];
-    const accum_fn  accum  = pl.tiled ? nullptr : ops.accum[t][R - 1];
+    const int k_row_bytes = (int) (p.type == kv_type::f16 ? 2 * p.DK : p.DK / QK8_0 * sizeof(block_q8_0));
+    const int v_row_bytes = (int) (p.type == kv_type::f16 ? 2 * p.DV : p.DV / QK8_0 * sizeof(block_q8_0));
+    float m[ROWS_MAX], l[ROWS_MAX];
 
     for (int64_t j0 = c0; j0 < c1; j0 += KB) {
         const int nk = (int) std::min<int64_t>(KB, c1 - j0);
-        const float * mvp = nullptr;
-        if (p.mask) {
-            const uint16_t * mr[ROWS_MAX];
-            for (int r = 0; r < R; r++) mr[r] = mrow[r] + j0;
-            if (!ops.mask(mr, slope, R, nk, mv)) continue;  // fully masked block: skip its K/V
-            mvp = mv;
-        }
-        if (pl.tiled) {
-            ops.kconv[t](kb + j0 * p.k_nb1, p.k_nb1, nk, p.DK, kt);
-            ops.qk(qs, R, p.DK, kt, s);
-            ops.softmax(s, mvp, p.softcap, R, nk, m, l, o, p.DV);
-            ops.vconv[t](vb + j0 * p.v_nb1, p.v_nb1, nk, p.DV, vf);
-            ops.pv(s, R, vf, p.DV, o);
-        } else {
-            scores(qs, p.DK, kb + j0 * p.k_nb1, p.k_nb1, nk, s);
-            ops.softmax(s, mvp, p.softcap, R, nk, m, l, o, p.DV);
-            accum(s, vb + j0 * p.v_nb1, p.v_nb1, nk, o, p.DV);
+        for (int64_t b = 0; b < nb; b++) {
+            const group g = group_at(p, pl, gi0 + b);
+            const int R = g.R();
+            const float * mvp = nullptr;
+            if (p.mask) {
+                for (int r = 0; r < R; r++) {
+                    const int64_t tk = row_token(g, r), h = row_head(pl, g, r);
+                    mrow[r]  = (const uint16_t *) (p.mask + tk * p.m_nb1 + (h % p.m_ne2) * p.m_nb2 + (g.s % p.m_ne3) * p.m_nb3) + j0;
+                    slope[r] = alibi_slope(p.max_bias, p.n_head, h);
+                }
+                if (!ops.mask(mrow, slope, R, nk, mv)) continue;  // fully masked block: skip its K/V
+                mvp = mv;
+            }
+            const int64_t skv = g.s / (p.n_stream / p.n_stream_kv);
+            const char * kb = p.k + g.hk * p.k_nb2 + skv * p.k_nb3;
+            const char * vb = p.v + g.hk * p.v_nb2 + skv * p.v_nb3;
+            float * qg = qs + b * rows * p.DK;
+            float * og = o + b * rows * p.DV;
+            float * mlg = ml + 2 * b * rows;
+            for (int r = 0; r < R; r++) { m[r] = mlg[2 * r]; l[r] = mlg[2 * r + 1]; }
+            if (pl.tiled) {
+                ops.kconv[t](kb + j0 * p.k_nb1, p.k_nb1, nk, p.DK, kt);
+                ops.qk(qg, R, p.DK, kt, s);
+                ops.softmax(s, mvp, p.softcap, R, nk, m, l, og, p.DV);
+                ops.vconv[t](vb + j0 * p.v_nb1, p.v_nb1, nk, p.DV, vf);
+                ops.pv(s, R, vf, p.DV, og);
+            } else {
+                // prefetch this group's rows of the next block (never past n_kv)
+                const int64_t j1 = j0 + KB;
+                const prefetch_rows pf = { kb + j1 * p.k_nb1, vb + j1 * p.v_nb1, p.k_nb1, p.v_nb1, k_row_bytes, v_row_bytes };
+                ops.scores[t][R - 1](qg, p.DK, kb + j0 * p.k_nb1, p.k_nb1, nk, s, j1 + KB <= p.n_kv ? &pf : nullptr);
+                ops.softmax(s, mvp, p.softcap, R, nk, m, l, og, p.DV);
+                ops.accum[t][R - 1](s, vb + j0 * p.v_nb1, p.v_nb1, nk, og, p.DV);
+            }
+            for (int r = 0; r < R; r++) { mlg[2 * r] = m[r]; mlg[2 * r + 1] = l[r]; }
         }
     }
 
-    for (int r = 0; r < R; r++) {
-        if (part) {
-            float * pr = part + r * part_stride;
-            pr[0] = m[r];
-            pr[1] = l[r];
-            std::memcpy(pr + 2, o + r * p.DV, sizeof(float) * p.DV);
-        } else {
-            const int64_t h = row_head(pl, g, r);
-            finish_row(p, h, m[r], l[r], o + r * p.DV, dst_row(p, h, row_token(g, r), g.s));
+    const size_t pf = partial_floats(p);
+    for (int64_t b = 0; b < nb; b++) {
+        const group g = group_at(p, pl, gi0 + b);
+        for (int r = 0; r < g.R(); r++) {
+            const int64_t slot = b * rows + r;
+            if (partials) {
+                float * pr = partials + (((gi0 + b) * rows + r) * pl.n_chunks + chunk) * pf;
+                pr[0] = ml[2 * slot];
+                pr[1] = ml[2 * slot + 1];
+                std::memcpy(pr + 2, o + slot * p.DV, sizeof(float) * p.DV);
+            } else {
+                const int64_t h = row_head(pl, g, r);
+                finish_row(p, h, ml[2 * slot], ml[2 * slot + 1], o + slot * p.DV, dst_row(p, h, row_token(g, r), g.s));
+            }
         }
     }
 }
@@ -251,7 +289,7 @@ void fattn_compute(const fattn_params & p, int ith, int nth, void * wdata, size_
                    barrier_fn barrier, void * barrier_ctx) {
     const plan pl = make_plan(p, nth);
     const fattn_ops & ops = *select_ops();
-    const scratch_layout sl = scratch_for(p);
+    const scratch_layout sl = scratch_for(p, pl);
 
     char * base = (char *) (((uintptr_t) wdata + ALIGN - 1) / ALIGN * ALIGN);
     int * counter = (int *) base;
@@ -259,31 +297,25 @@ void fattn_compute(const fattn_params & p, int ith, int nth, void * wdata, size_
     float * partials = (float *) (base + ALIGN + (size_t) nth * sl.total);
     (void) wsize;
 
-    const int64_t n_units = pl.n_groups * pl.n_chunks;
-    if (pl.n_chunks == 1) {
-        // Whole groups. Decode: static round robin (equal work, no barrier). Batches: a shared
-        // counter, since under a causal mask token tiles differ in cost.
-        const bool dynamic = nth > 1 && p.n_tokens > 1;
-        if (dynamic) {
-            if (ith == 0) __atomic_store_n(counter, nth, __ATOMIC_RELAXED);
-            barrier(barrier_ctx);
-        }
-        for (int64_t u = ith; u < n_units;) {
-            run_unit(p, pl, ops, group_at(p, pl, u), 0, p.n_kv, scratch, nullptr, 0);
-            u = dynamic ? __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED) : u + nth;
-        }
-        return;
+    // Unit u = band u / n_chunks, key chunk u % n_chunks, taken from a shared counter (each
+    // thread starts with unit ith). Under a causal mask token tiles differ in cost, and on a
+    // shared machine threads differ in speed, so static shares would leave threads waiting.
+    const int64_t n_units = pl.n_bands * pl.n_chunks;
+    const bool split = pl.n_chunks > 1;
+    if (nth > 1) {
+        if (ith == 0) __atomic_store_n(counter, nth, __ATOMIC_RELAXED);
+        barrier(barrier_ctx);
     }
-
-    // Split keys: unit u = group u / n_chunks, chunk u % n_chunks; partials [group][r][chunk].
-    const size_t pf = partial_floats(p);
-    for (int64_t u = ith; u < n_units; u += nth) {
-        const int64_t gi = u / pl.n_chunks, c = u % pl.n_chunks;
+    for (int64_t u = ith; u < n_units; u = nth > 1 ? __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED) : u + 1) {
+        const int64_t bi = u / pl.n_chunks, c = u % pl.n_chunks;
         const int64_t c0 = c * pl.chunk_len, c1 = std::min(p.n_kv, c0 + pl.chunk_len);
-        float * part = partials + ((size_t) gi * pl.rows * pl.n_chunks + c) * pf;
-        run_unit(p, pl, ops, group_at(p, pl, gi), c0, c1, scratch, part, pl.n_chunks * pf);
+        run_unit(p, pl, ops, bi * pl.band, c0, c1, c, scratch, split ? partials : nullptr);
     }
+    if (!split) return;
+
+    // One merge of the key-chunk partials, rows spread over the threads.
     barrier(barrier_ctx);
+    const size_t pf = partial_floats(p);
     float * tmp = (float *) (scratch + sl.o);
     for (int64_t row = ith; row < pl.n_groups * pl.rows; row += nth) {
         const int64_t gi = row / pl.rows;

@@ -166,9 +166,9 @@ Napi::Value generate_start(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     NativeContext * c = NativeContext::Unwrap(info[0].As<Napi::Object>());
     NativeSampler * s = NativeSampler::Unwrap(info[1].As<Napi::Object>());
-    if (s->disposed()) return rejected(env, "ERR_DISPOSED", "the sampler is disposed");
-    if (!s->try_acquire()) return rejected(env, "ERR_BUSY", "the sampler is in use by another call");
-    Napi::Value bad = c->check_usable(env);
+    Napi::Value bad = s->check_usable(env);
+    if (!bad.IsEmpty()) return bad;
+    bad = c->check_usable(env);
     if (!bad.IsEmpty()) {
         s->release();
         return bad;

@@ -41,6 +41,7 @@ void NativeSampler::release() { busy_.store(false); }
 
 Napi::Value NativeSampler::check_usable(Napi::Env env) {
     if (disposed()) return rejected(env, "ERR_DISPOSED", "the sampler is disposed");
+    if (model_->disposed()) return rejected(env, "ERR_DISPOSED", "the model is disposed");
     if (!try_acquire()) return rejected(env, "ERR_BUSY", "the sampler is in use by another call");
     return Napi::Value();
 }
@@ -169,6 +170,7 @@ protected:
         Napi::Object obj = NativeSampler::constructor.New({});
         NativeSampler * s = NativeSampler::Unwrap(obj);
         s->model_ref_ = Napi::Persistent(model_obj_.Value());
+        s->model_ = m_;
         s->chain_ = chain_;
         s->grammar_ = grammar_smpl_;
         s->vocab_ = vocab_;
@@ -327,12 +329,16 @@ Napi::Value NativeSampler::Sample(const Napi::CallbackInfo & info) {
 // (a copy is taken on the main thread), for benchmarks and tests on known distributions.
 class SampleLogitsWorker : public PromiseWorker {
 public:
-    SampleLogitsWorker(const Napi::CallbackInfo & info, NativeSampler * s) : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), s_(s) {
+    SampleLogitsWorker(const Napi::CallbackInfo & info, NativeSampler * s, NativeModel * m) : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), s_(s), m_(m) {
+        m_->context_opened(); // the model refuses to be freed while this runs
         Napi::Float32Array l = info[0].As<Napi::Float32Array>();
         logits_.assign(l.Data(), l.Data() + l.ElementLength());
         n_top_ = info[1].As<Napi::Number>().Int32Value();
     }
-    ~SampleLogitsWorker() override { s_->release(); }
+    ~SampleLogitsWorker() override {
+        m_->context_closed();
+        s_->release();
+    }
 
 protected:
     void run() override { r_ = s_->sample_row(logits_.data(), (int32_t) logits_.size(), n_top_); }
@@ -340,6 +346,7 @@ protected:
 
 private:
     NativeSampler * s_;
+    NativeModel * m_;
     std::vector<float> logits_;
     int32_t n_top_;
     SampleResult r_;
@@ -353,12 +360,12 @@ Napi::Value NativeSampler::SampleLogits(const Napi::CallbackInfo & info) {
     }
     Napi::Value bad = check_usable(env);
     if (!bad.IsEmpty()) return bad;
-    return (new SampleLogitsWorker(info, this))->start();
+    return (new SampleLogitsWorker(info, this, model_))->start();
 }
 
 Napi::Value NativeSampler::Reset(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
-    if (disposed()) throw make_error(env, "ERR_DISPOSED", "the sampler is disposed");
+    if (disposed() || model_->disposed()) throw make_error(env, "ERR_DISPOSED", "the sampler is disposed");
     if (busy_.load()) throw make_error(env, "ERR_BUSY", "the sampler is in use by another call");
     reset();
     return env.Undefined();

@@ -43,6 +43,8 @@ public:
     void accept_history(const llama_token * tokens, size_t n);
     bool try_acquire();
     void release();
+    // A rejected promise (disposed sampler or model, or busy), or empty after taking the busy flag.
+    Napi::Value check_usable(Napi::Env env);
     bool disposed() const { return chain_ == nullptr; }
     int32_t n_vocab() const { return n_vocab_; }
 
@@ -52,12 +54,12 @@ private:
     Napi::Value SampleLogits(const Napi::CallbackInfo & info);
     Napi::Value Reset(const Napi::CallbackInfo & info);
     Napi::Value Dispose(const Napi::CallbackInfo & info);
-    Napi::Value check_usable(Napi::Env env);
     void free_native();
 
     friend class SamplerCreateWorker;
 
     Napi::ObjectReference model_ref_; // the vocabulary must outlive the grammar and DRY stages
+    NativeModel * model_ = nullptr;   // checked before each call: a disposed model has no vocabulary
     llama_sampler * chain_ = nullptr;
     llama_sampler * grammar_ = nullptr; // kept out of the chain: history feeds must skip it
     const llama_vocab * vocab_ = nullptr;

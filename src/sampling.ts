@@ -334,22 +334,25 @@ export function resetSampling(ctx: Context, sequence?: number): Promise<void> {
 export class Sampler {
     readonly options: ResolvedSampling;
     readonly vocabSize: number;
+    readonly #model: Model;
     #native: NativeSampler | null;
     #tail: Promise<unknown> = Promise.resolve();
 
     /** @internal use createSampler() */
-    constructor(native: NativeSampler, options: ResolvedSampling, vocabSize: number) {
+    constructor(native: NativeSampler, options: ResolvedSampling, model: Model) {
         this.#native = native;
         this.options = options;
-        this.vocabSize = vocabSize;
+        this.#model = model;
+        this.vocabSize = model.info.vocabSize;
     }
 
     #run<T>(job: (n: NativeSampler) => Promise<T> | T): Promise<T> {
-        const p = this.#tail.then(() => {
+        // Tracked by the model from the start, so that its dispose() waits for this call.
+        const p = this.#model.track(this.#tail.then(() => {
             if (!this.#native) throw new LlamaError("ERR_DISPOSED", "the sampler is disposed");
             const n = this.#native;
             return callNative(async () => job(n));
-        });
+        }));
         this.#tail = p.catch(() => {});
         return p;
     }
@@ -380,5 +383,5 @@ export async function createSampler(model: Model, options?: SamplingOptions): Pr
     const config = resolveSampling(options, model.info.vocabSize, 4096, [], "createSampler");
     const native = model.native;
     const n = await model.track(callNative(() => binding().NativeSampler.create(native, config.native)));
-    return new Sampler(n, config.options, model.info.vocabSize);
+    return new Sampler(n, config.options, model);
 }

@@ -291,6 +291,19 @@ describe("ctx.sample on real logits", () => {
     });
 });
 
+describe("a standalone Sampler", () => {
+    it("model.dispose() waits for its calls; afterwards it rejects with ERR_DISPOSED", async () => {
+        const m = await loadModel(MODELS.stories260K);
+        const s = await createSampler(m, { grammar: 'root ::= "a"+', seed: 1 });
+        const logits = new Float32Array(m.info.vocabSize);
+        const inFlight = s.sample(logits);
+        await m.dispose();
+        expect((await inFlight).token).toBeGreaterThanOrEqual(0);
+        await expect(s.sample(logits)).rejects.toMatchObject({ code: "ERR_DISPOSED" });
+        await expect(s.sample(new Float32Array(3))).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+    });
+});
+
 describe("grammars", () => {
     it("invalid GBNF: ERR_INVALID_GRAMMAR (never an abort)", async () => {
         const ctx = await model.createContext({ contextSize: 256, threads: 1 });

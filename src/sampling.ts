@@ -58,7 +58,13 @@ export interface SamplingOptions {
     penaltyLastN?: number;
     /** Added to tokens' logits; -Infinity bans a token. */
     logitBias?: Record<number, number> | Map<number, number>;
-    /** RNG seed (0 to 2^32-2); unset: random. The sequence of draws restarts from it on reset. */
+    /**
+     * RNG seed (0 to 2^32-2); unset: random. Same seed and same logits give the same token,
+     * whatever else was in the batch. The logits themselves can differ in their last bits
+     * with batch size and composition (llama.cpp picks kernels and reduction orders by batch
+     * shape), so a seeded run repeats exactly only with the same batching. The draws restart
+     * from the seed on reset (each generate() call resets).
+     */
     seed?: number;
     /** A GBNF grammar (root rule "root") that output must follow. */
     grammar?: string;

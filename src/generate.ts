@@ -147,6 +147,13 @@ export function generate(ctx: Context, promptOrTokens: string | ArrayLike<number
 
 async function* run(ctx: Context, text: string | null, given: Int32Array | null, p: Plan): AsyncGenerator<GenerateStep, GenerateSummary> {
     const prompt = given ?? (await ctx.model.tokenize(text!, { addSpecial: true }));
+    // The model's native handle, taken now: its memory lives as long as this context does,
+    // even once model.dispose() has begun (which waits for the context).
+    const nativeModel = ctx.model.native;
+    const piecesOf = (batch: Int32Array): Uint8Array[] => {
+        const { bytes, offsets } = nativeModel.tokenPieces(batch, false);
+        return Array.from(batch, (_, i) => bytes.subarray(offsets[i]!, offsets[i + 1]!));
+    };
     const ctrl = new Int32Array(new SharedArrayBuffer(3 * 4));
     const queue: GenerateStep[] = [];
     let wake: (() => void) | null = null;
@@ -171,17 +178,24 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
     let consumed = 0;
     let base = 0;
 
+    // Runs inside the native loop's delivery callback: it must not throw (an exception there
+    // would be uncaught), so a failure is recorded and stops the loop instead.
     const take = (batch: Int32Array) => {
-        const pieces = keep === null ? ctx.model.tokenPieces(batch, { special: false }) : [];
-        for (let i = 0; i < batch.length; i++) {
-            generated.push(batch[i]!); // every decoded token, so a trim knows what the cache holds
-            if (keep !== null) continue; // past a stop: trimmed away later
-            const r = matcher.push({ token: batch[i]!, text: decoder.decode(pieces[i], { stream: true }) });
-            queue.push(...r.out);
-            if (r.matched) {
-                keep = generated.length;
-                Atomics.store(ctrl, CTRL_STOP, 1);
+        try {
+            const pieces = keep === null ? piecesOf(batch) : [];
+            for (let i = 0; i < batch.length; i++) {
+                generated.push(batch[i]!); // every decoded token, so a trim knows what the cache holds
+                if (keep !== null) continue; // past a stop: trimmed away later
+                const r = matcher.push({ token: batch[i]!, text: decoder.decode(pieces[i], { stream: true }) });
+                queue.push(...r.out);
+                if (r.matched) {
+                    keep = generated.length;
+                    Atomics.store(ctrl, CTRL_STOP, 1);
+                }
             }
+        } catch (err) {
+            failure ??= err;
+            Atomics.store(ctrl, CTRL_STOP, 1);
         }
         notify();
     };

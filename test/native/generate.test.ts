@@ -234,6 +234,20 @@ describe("bad input", () => {
         await model.dispose();
     });
 
+    it("model.dispose() during a generation waits for it; tokens keep coming; nothing crashes", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        const tokens: number[] = [];
+        let disposing: Promise<void> | null = null;
+        for await (const s of ctx.generate("Once upon a time", { temperature: 0, maxTokens: 100, stopOnEog: false })) {
+            tokens.push(s.token);
+            if (tokens.length === 2) disposing = model.dispose();
+        }
+        expect(tokens.length).toBe(100);
+        await disposing;
+        expect(ctx.disposed).toBe(true);
+    });
+
     it("options are checked before anything runs", async () => {
         const model = await loadModel(MODELS.stories260K);
         const ctx = await model.createContext({ contextSize: 256, threads: 1 });

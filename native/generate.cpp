@@ -3,16 +3,14 @@
 #include "context.h"
 #include "sampling.h"
 
-#include <chrono>
 #include <memory>
 #include <mutex>
-#include <thread>
 
 namespace llamafuse {
 
 namespace {
 
-enum Ctrl { CTRL_ABORT = 0, CTRL_STOP = 1, CTRL_CONSUMED = 2 };
+enum Ctrl { CTRL_ABORT = 0, CTRL_STOP = 1 };
 
 // Tokens produced but not yet handed to JS; shared with the thread-safe function's calls,
 // which may run after the worker is gone.
@@ -41,7 +39,6 @@ public:
         Napi::Object o = info[4].As<Napi::Object>();
         max_tokens_ = get_i32(o, "maxTokens");
         stop_on_eog_ = get_bool(o, "stopOnEog");
-        window_ = get_i32(o, "window");
         reset_sampler_ = get_bool(o, "resetSampler");
         accept_prompt_ = get_bool(o, "acceptPrompt");
         Napi::Int32Array ctrl = info[5].As<Napi::Int32Array>();
@@ -83,7 +80,7 @@ protected:
         const std::vector<uint8_t> one_want(1, 1);
         reason_ = "maxTokens";
         for (int32_t i = 0; i < max_tokens_; ++i) {
-            if (!wait_for_room(i)) break;
+            if (!may_continue()) break;
             SampleResult r = s_->sample_row(c_->last_logits(seq_), n_vocab, -1);
             if (stop_on_eog_ && llama_vocab_is_eog(vocab, r.token)) {
                 reason_ = "eog";
@@ -117,15 +114,13 @@ protected:
 private:
     int32_t load(Ctrl k) const { return __atomic_load_n(ctrl_ + k, __ATOMIC_ACQUIRE); }
 
-    // False when the loop must end (abort or stop); waits while the consumer is `window`
-    // tokens behind (a consumer that stops early then wastes at most `window` decodes).
-    bool wait_for_room(int32_t produced) {
-        for (;;) {
-            if (load(CTRL_ABORT)) { reason_ = "aborted"; return false; }
-            if (load(CTRL_STOP)) { reason_ = "stop"; return false; }
-            if (produced - load(CTRL_CONSUMED) < window_) return true;
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
-        }
+    // False when the loop must end (abort, or stop: a stop string matched or the consumer left).
+    // The loop never waits for the consumer: a consumer may await other calls on this context
+    // inside its loop, and those are queued behind this generation.
+    bool may_continue() {
+        if (load(CTRL_ABORT)) { reason_ = "aborted"; return false; }
+        if (load(CTRL_STOP)) { reason_ = "stop"; return false; }
+        return true;
     }
 
     void deliver(llama_token t) {
@@ -151,7 +146,7 @@ private:
     Napi::ObjectReference sampler_ref_, ctrl_ref_;
     std::vector<llama_token> prompt_;
     llama_seq_id seq_;
-    int32_t max_tokens_, window_;
+    int32_t max_tokens_;
     bool stop_on_eog_, reset_sampler_, accept_prompt_;
     const int32_t * ctrl_;
     Napi::ThreadSafeFunction tsfn_;

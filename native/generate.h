@@ -4,7 +4,9 @@
 // fast one gets each token as it comes. JS steers the loop through a shared Int32Array:
 //   ctrl[0] abort   (polled between tokens and inside llama_decode)
 //   ctrl[1] stop    (a stop string matched, or the consumer left: finish after this token)
-//   ctrl[2] consumed (tokens the consumer has taken; the loop runs at most `window` ahead)
+// It never waits for the consumer (who may await other calls on the same context, queued
+// behind this one); a consumer that leaves early costs at most the tokens decoded meanwhile,
+// which src/generate.ts then trims from the KV cache.
 // The loop applies no policy: which sampler, when to stop on EOG, whether to reset the
 // sampler and feed it the prompt all come resolved from src/generate.ts.
 #pragma once
@@ -14,7 +16,7 @@
 namespace llamafuse {
 
 // generate(context, sampler, prompt: Int32Array, seq, opts, ctrl: Int32Array, onTokens)
-//   opts: { maxTokens, stopOnEog, window, resetSampler, acceptPrompt }
+//   opts: { maxTokens, stopOnEog, resetSampler, acceptPrompt }
 //   → Promise<{ reason, tail: Int32Array, generated }>
 Napi::Value generate_start(const Napi::CallbackInfo & info);
 

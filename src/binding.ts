@@ -112,8 +112,6 @@ export interface NativeSampler {
 export interface NativeGenerateOptions {
     maxTokens: number;
     stopOnEog: boolean;
-    /** Most tokens the loop may run ahead of the consumer. */
-    window: number;
     resetSampler: boolean;
     acceptPrompt: boolean;
 }
@@ -137,7 +135,7 @@ export interface NativeBinding extends NativeAttentionBinding {
     NativeSampler: {
         create(model: NativeModel, config: { stages: NativeSamplerStage[]; grammar: string | null }): Promise<NativeSampler>;
     };
-    /** ctrl: shared Int32Array [abort, stop, consumed]; onTokens gets batches as they come. */
+    /** ctrl: shared Int32Array [abort, stop]; onTokens gets batches as they come. */
     generate(
         context: NativeContext,
         sampler: NativeSampler,

@@ -39,9 +39,7 @@ export interface GenerateSummary {
 }
 
 const GENERATE_KEYS = ["maxTokens", "stop", "stopOnEog", "signal", "sequence"] as const;
-/** How many tokens the native loop may run ahead of a slow consumer. */
-const WINDOW = 64;
-const CTRL_ABORT = 0, CTRL_STOP = 1, CTRL_CONSUMED = 2;
+const CTRL_ABORT = 0, CTRL_STOP = 1;
 
 interface Plan {
     seq: number;
@@ -154,7 +152,7 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
         const { bytes, offsets } = nativeModel.tokenPieces(batch, false);
         return Array.from(batch, (_, i) => bytes.subarray(offsets[i]!, offsets[i + 1]!));
     };
-    const ctrl = new Int32Array(new SharedArrayBuffer(3 * 4));
+    const ctrl = new Int32Array(new SharedArrayBuffer(2 * 4));
     const queue: GenerateStep[] = [];
     let wake: (() => void) | null = null;
     const notify = () => {
@@ -205,7 +203,7 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
         base = native.kvPositions(p.seq).max + 1 + prompt.length;
         const sampler = await contextSampler(ctx, p.seq, p.sampling);
         const r = await binding().generate(native, sampler, prompt, p.seq, {
-            maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, window: WINDOW, resetSampler: true, acceptPrompt: true,
+            maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, resetSampler: true, acceptPrompt: true,
         }, ctrl, take);
         take(r.tail);
         nativeDone = true; // from here on, a consumer that leaves must trim by itself
@@ -240,7 +238,7 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
             if (p.signal?.aborted) throw abortedError("generate", p.signal.reason);
             if (queue.length > 0) {
                 const step = queue.shift()!;
-                Atomics.store(ctrl, CTRL_CONSUMED, ++consumed);
+                consumed++;
                 yield step;
                 continue;
             }

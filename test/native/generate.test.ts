@@ -161,6 +161,16 @@ describe("streaming, stop strings, abort and the state they leave", () => {
         await ctx.kv.clear();
     });
 
+    it("a consumer may await other calls on the same context inside its loop (no deadlock)", async () => {
+        const taken: number[] = [];
+        for await (const s of ctx.generate(prompt, { temperature: 0, maxTokens: 60, sequence: 0 })) {
+            taken.push(s.token);
+            await ctx.kv.positions(1); // queued behind the generation
+        }
+        expect(taken).toEqual(reference.tokens);
+        await ctx.kv.clear();
+    });
+
     it("an already-aborted signal throws ERR_ABORTED", () => {
         const ac = new AbortController();
         ac.abort();

@@ -264,30 +264,34 @@ void vconv_avx2(const char * v, size_t v_nb1, int nk, int64_t DV, float * vf) {
     }
 }
 
-// s[r][0..KB) for RR rows: RR×(KB/8) accumulators, kt rows broadcast-multiplied by q[r][d].
+// s[r][c0 .. c0+16) for RR rows: 2·RR accumulators; each kt vector feeds RR rows.
 template <int RR>
 inline void qk_rows(const float * qs, int64_t DK, const float * kt, float * s) {
     for (int c0 = 0; c0 < KB; c0 += 16) {
-        __m256 acc[RR][2];
-        for (int r = 0; r < RR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        __m256 acc[2 * RR];
+#pragma GCC unroll 16
+        for (int i = 0; i < 2 * RR; i++) acc[i] = _mm256_setzero_ps();
         for (int64_t d = 0; d < DK; d++) {
             const __m256 k0 = _mm256_loadu_ps(kt + d * KB + c0), k1 = _mm256_loadu_ps(kt + d * KB + c0 + 8);
+#pragma GCC unroll 16
             for (int r = 0; r < RR; r++) {
                 const __m256 q = _mm256_broadcast_ss(qs + r * DK + d);
-                acc[r][0] = _mm256_fmadd_ps(q, k0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(q, k1, acc[r][1]);
+                acc[2 * r]     = _mm256_fmadd_ps(q, k0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(q, k1, acc[2 * r + 1]);
             }
         }
+#pragma GCC unroll 16
         for (int r = 0; r < RR; r++) {
-            _mm256_storeu_ps(s + r * KB + c0, acc[r][0]);
-            _mm256_storeu_ps(s + r * KB + c0 + 8, acc[r][1]);
+            _mm256_storeu_ps(s + r * KB + c0, acc[2 * r]);
+            _mm256_storeu_ps(s + r * KB + c0 + 8, acc[2 * r + 1]);
         }
     }
 }
 
 void qk_avx2(const float * qs, int R, int64_t DK, const float * kt, float * s) {
     int r = 0;
-    for (; r + 4 <= R; r += 4) qk_rows<4>(qs + r * DK, DK, kt, s + r * KB);
+    for (; r + 6 <= R; r += 6) qk_rows<6>(qs + r * DK, DK, kt, s + r * KB);
+    for (; r + 2 <= R; r += 2) qk_rows<2>(qs + r * DK, DK, kt, s + r * KB);
     for (; r < R; r++) qk_rows<1>(qs + r * DK, DK, kt, s + r * KB);
 }
 
@@ -296,30 +300,34 @@ template <int RR>
 inline void pv_rows(const float * p, const float * vf, int64_t DV, float * o) {
     for (int64_t c0 = 0; c0 < DV; c0 += 16) {
         const bool two = c0 + 16 <= DV;  // DV % 8 == 0: the last step may be 8 wide
-        __m256 acc[RR][2];
+        __m256 acc[2 * RR];
+#pragma GCC unroll 16
         for (int r = 0; r < RR; r++) {
-            acc[r][0] = _mm256_loadu_ps(o + r * DV + c0);
-            acc[r][1] = two ? _mm256_loadu_ps(o + r * DV + c0 + 8) : _mm256_setzero_ps();
+            acc[2 * r]     = _mm256_loadu_ps(o + r * DV + c0);
+            acc[2 * r + 1] = two ? _mm256_loadu_ps(o + r * DV + c0 + 8) : _mm256_setzero_ps();
         }
         for (int j = 0; j < KB; j++) {
             const __m256 v0 = _mm256_loadu_ps(vf + j * DV + c0);
             const __m256 v1 = two ? _mm256_loadu_ps(vf + j * DV + c0 + 8) : _mm256_setzero_ps();
+#pragma GCC unroll 16
             for (int r = 0; r < RR; r++) {
                 const __m256 w = _mm256_broadcast_ss(p + r * KB + j);
-                acc[r][0] = _mm256_fmadd_ps(w, v0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(w, v1, acc[r][1]);
+                acc[2 * r]     = _mm256_fmadd_ps(w, v0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(w, v1, acc[2 * r + 1]);
             }
         }
+#pragma GCC unroll 16
         for (int r = 0; r < RR; r++) {
-            _mm256_storeu_ps(o + r * DV + c0, acc[r][0]);
-            if (two) _mm256_storeu_ps(o + r * DV + c0 + 8, acc[r][1]);
+            _mm256_storeu_ps(o + r * DV + c0, acc[2 * r]);
+            if (two) _mm256_storeu_ps(o + r * DV + c0 + 8, acc[2 * r + 1]);
         }
     }
 }
 
 void pv_avx2(const float * p, int R, const float * vf, int64_t DV, float * o) {
     int r = 0;
-    for (; r + 4 <= R; r += 4) pv_rows<4>(p + r * KB, vf, DV, o + r * DV);
+    for (; r + 6 <= R; r += 6) pv_rows<6>(p + r * KB, vf, DV, o + r * DV);
+    for (; r + 2 <= R; r += 2) pv_rows<2>(p + r * KB, vf, DV, o + r * DV);
     for (; r < R; r++) pv_rows<1>(p + r * KB, vf, DV, o + r * DV);
 }
 

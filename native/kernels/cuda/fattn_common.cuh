@@ -70,7 +70,6 @@ struct attn_params {
 };
 
 #ifdef __CUDACC__
-
 // Kernels with more than 48 KB of dynamic shared memory need the limit raised, once per
 // kernel and device. Done on a kernel's first launch on a device, which llama.cpp makes
 // outside CUDA graph capture (its warm-up runs the graph directly), as does the harness;
@@ -85,6 +84,19 @@ template <typename Tag, typename Kernel> inline void raise_smem_limit_once(Kerne
         raised[dev] = true;
     }
 }
+#endif // __CUDACC__
+
+// Device code below also compiles for bench/gpu/emu (LF_CUDA_EMU): a CPU emulation of the
+// CUDA subset the kernels use, which runs the real kernel code with one host thread per
+// CUDA thread, so the kernels' logic can be checked on a machine with no GPU.
+#if defined(__CUDACC__) || defined(LF_CUDA_EMU)
+
+// The kernels' dynamic shared memory (one declaration per kernel).
+#ifdef LF_CUDA_EMU
+#define LF_DYNAMIC_SMEM(name) uint8_t * name = ::lf_emu::block_smem()
+#else
+#define LF_DYNAMIC_SMEM(name) extern __shared__ __align__(16) uint8_t name[]
+#endif
 
 constexpr float LOG2E = 1.4426950408889634f;
 
@@ -105,6 +117,12 @@ __device__ __forceinline__ float exp2_diff(float a, float b) {
 }
 
 // ---- asynchronous global -> shared copies (sm_80+) ----------------------------------------
+#ifdef LF_CUDA_EMU
+__device__ __forceinline__ void cp_async_16(void * smem, const void * gmem) { ::lf_emu::cp_async(smem, gmem, 16); }
+__device__ __forceinline__ void cp_async_4(void * smem, const void * gmem) { ::lf_emu::cp_async(smem, gmem, 4); }
+__device__ __forceinline__ void cp_async_commit() { ::lf_emu::cp_async_commit(); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { ::lf_emu::cp_async_wait(N); }
+#else
 __device__ __forceinline__ void cp_async_16(void * smem, const void * gmem) {
     const unsigned s = (unsigned) __cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
@@ -119,6 +137,7 @@ __device__ __forceinline__ void cp_async_commit() {
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+#endif
 
 // ---- 8 consecutive cache values of one row, as f32 ----------------------------------------
 // chunk c covers values [8c, 8c+8). `row` points at the row's first byte (shared memory).
@@ -149,6 +168,6 @@ template <> __device__ __forceinline__ void load_chunk8<kv_type::q8_0>(const uin
     }
 }
 
-#endif // __CUDACC__
+#endif // __CUDACC__ || LF_CUDA_EMU
 
 } // namespace llamafuse::cuda

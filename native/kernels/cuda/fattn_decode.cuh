@@ -12,6 +12,9 @@
 
 namespace llamafuse::cuda {
 
+constexpr int DECODE_TILE = 32;            // keys per pipeline tile (decode_cfg::TK)
+constexpr int DECODE_BLOCKS_PER_SM = 2;    // fattn_decode_kernel's __launch_bounds__ minimum
+
 struct decode_plan {
     int G;           // q heads per kv head
     int rows;        // rows per kv head: G * n_tokens (row r = token r / G, head r % G)
@@ -30,6 +33,12 @@ decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm);
 
 // Scratch for the partials: n_splits * rows_total * (D + 2) floats, 256-byte aligned parts.
 size_t fattn_decode_scratch_bytes(const attn_params & p, int n_sm);
+
+// Scratch layout: part_o [n_splits][rows_total][D] f32 at 0, part_ml [n_splits][rows_total]
+// float2 at this byte offset.
+inline size_t fattn_decode_ml_offset(const decode_plan & pl, int D) {
+    return ((size_t) pl.n_splits * pl.rows_total * D * sizeof(float) + 255) & ~size_t(255);
+}
 
 // Launches the split kernel and the combine kernel on `stream`; nothing else (no sync,
 // no allocation), so it may run under CUDA graph capture.

@@ -1,0 +1,188 @@
+// Runs the real CUDA kernel code (decode + combine, mma.sync prefill) on the CPU through
+// cuda_emu.h and compares with the float64 reference, NaN-poisoned outputs and all — the
+// GPU harness's correctness checks, minus the GPU. Needs g++ (C++20) and the CUDA
+// toolkit's headers only. Small shapes: every CUDA thread is a host thread.
+//
+//   make -C bench/gpu emu-test && build/bench-gpu/emu_test
+
+#include "cuda_emu.h"   // first: defines the CUDA built-ins the kernel headers use
+
+#include "fattn_combine_kernel.cuh"
+#include "fattn_decode.cuh"
+#include "fattn_decode_kernel.cuh"
+#include "fattn_prefill_kernel.cuh"
+#include "fattn_decode_plan.cu"   // host-only: the split plan fattn_decode uses
+
+#include "../reference.h"
+
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace lc = llamafuse::cuda;
+using namespace fattn_bench;
+
+namespace {
+
+struct host_buffers {
+    host_data d;
+    std::vector<float> q_llama;   // q re-laid out as llama.cpp holds it
+    std::vector<float> dst;
+};
+
+lc::attn_params make_params(const problem & pr, host_buffers & b) {
+    lc::attn_params p;
+    // q as llama.cpp holds it: [seq][token][head][D] in memory, seen through a permuted
+    // view (token stride n_head*D*4, head stride D*4); make_data writes [seq][head][token][D]
+    const std::vector<float> & q = b.d.q;
+    b.q_llama.resize(q.size());
+    for (int s = 0; s < pr.n_seq; ++s)
+        for (int h = 0; h < pr.n_head; ++h)
+            for (int t = 0; t < pr.n_tokens; ++t)
+                for (int i = 0; i < pr.D; ++i)
+                    b.q_llama[(((size_t) s * pr.n_tokens + t) * pr.n_head + h) * pr.D + i] =
+                        q[(((size_t) s * pr.n_head + h) * pr.n_tokens + t) * pr.D + i];
+    p.q = b.q_llama.data();
+    p.q_nb1 = (int64_t) pr.n_head * pr.D * 4;
+    p.q_nb2 = (int64_t) pr.D * 4;
+    p.q_nb3 = (int64_t) pr.n_tokens * pr.n_head * pr.D * 4;
+    p.k = b.d.k.data();
+    p.v = b.d.v.data();
+    p.k_nb1 = p.v_nb1 = pr.k_nb1();
+    p.k_nb2 = p.v_nb2 = pr.k_nb2();
+    p.k_nb3 = p.v_nb3 = pr.k_nb3();
+    p.type = pr.type == kv_kind::f16 ? lc::kv_type::f16 : lc::kv_type::q8_0;
+    p.mask = pr.mask ? reinterpret_cast<const __half *>(b.d.mask.data()) : nullptr;
+    p.mask_nb1 = (int64_t) pr.n_kv * 2;
+    p.mask_nb3 = (int64_t) pr.n_tokens * pr.n_kv * 2;
+    p.n_seq_mask = pr.n_seq;
+    p.sinks = pr.sinks ? b.d.sinks.data() : nullptr;
+    b.dst.assign((size_t) pr.n_seq * pr.n_tokens * pr.n_head * pr.D, std::numeric_limits<float>::quiet_NaN());
+    p.dst = b.dst.data();
+    p.D = pr.D;
+    p.n_tokens = pr.n_tokens;
+    p.n_head = pr.n_head;
+    p.n_head_kv = pr.n_head_kv;
+    p.n_kv = pr.n_kv;
+    p.n_seq_q = pr.n_seq;
+    p.n_seq_kv = pr.n_seq;
+    p.scale = 1.0f / std::sqrt((float) pr.D);
+    p.max_bias = pr.max_bias;
+    p.softcap = pr.softcap;
+    return p;
+}
+
+template <int D, int NQ, lc::kv_type T>
+void run_decode_nq(const lc::attn_params & p, const lc::decode_plan & pl, float * o, float2 * ml) {
+    using C = lc::decode_cfg<D, NQ, T>;
+    lf_emu::launch(dim3(pl.n_splits, p.n_head_kv * pl.row_groups, p.n_seq_q), dim3(C::THREADS), C::SMEM, [&] {
+        lc::fattn_decode_kernel<D, NQ, T>(p, pl.G, pl.rows, pl.row_groups, pl.chunk, o, ml);
+    });
+}
+
+template <int D, lc::kv_type T>
+void run_decode_d(const lc::attn_params & p, const lc::decode_plan & pl, float * o, float2 * ml) {
+    switch (pl.nq) {
+        case 1: run_decode_nq<D, 1, T>(p, pl, o, ml); break;
+        case 2: run_decode_nq<D, 2, T>(p, pl, o, ml); break;
+        case 4: run_decode_nq<D, 4, T>(p, pl, o, ml); break;
+        default: run_decode_nq<D, 8, T>(p, pl, o, ml); break;
+    }
+}
+
+// what fattn_decode launches, with a small multiprocessor count so there are several splits
+void run_decode(const lc::attn_params & p, int n_sm) {
+    const lc::decode_plan pl = lc::fattn_decode_make_plan(p, n_sm);
+    std::vector<uint8_t> scratch(lc::fattn_decode_scratch_bytes(p, n_sm), 0xAA);
+    float * o = reinterpret_cast<float *>(scratch.data());
+    float2 * ml = reinterpret_cast<float2 *>(scratch.data() + lc::fattn_decode_ml_offset(pl, p.D));
+    if (p.type == lc::kv_type::f16) {
+        if (p.D == 64) run_decode_d<64, lc::kv_type::f16>(p, pl, o, ml);
+        else           run_decode_d<128, lc::kv_type::f16>(p, pl, o, ml);
+    } else {
+        if (p.D == 64) run_decode_d<64, lc::kv_type::q8_0>(p, pl, o, ml);
+        else           run_decode_d<128, lc::kv_type::q8_0>(p, pl, o, ml);
+    }
+    lf_emu::launch(dim3(pl.rows_total), dim3(p.D), 0, [&] {
+        lc::fattn_combine_kernel(p, o, ml, pl.n_splits, pl.G, pl.rows);
+    });
+}
+
+template <int D, lc::kv_type T> void run_prefill_t(const lc::attn_params & p) {
+    using C = lc::prefill_cfg<D, T>;
+    lf_emu::launch(dim3((p.n_tokens + C::BQ - 1) / C::BQ, p.n_head, p.n_seq_q), dim3(C::THREADS), C::SMEM,
+                   [&] { lc::fattn_prefill_kernel<D, T>(p); });
+}
+
+void run_prefill(const lc::attn_params & p) {
+    if (p.type == lc::kv_type::f16) {
+        if (p.D == 64) run_prefill_t<64, lc::kv_type::f16>(p);
+        else           run_prefill_t<128, lc::kv_type::f16>(p);
+    } else {
+        if (p.D == 64) run_prefill_t<64, lc::kv_type::q8_0>(p);
+        else           run_prefill_t<128, lc::kv_type::q8_0>(p);
+    }
+}
+
+int g_fail = 0;
+
+void check(const problem & pr, bool decode, uint64_t seed, int n_sm = 3) {
+    host_buffers b;
+    b.d = make_data(pr, seed);
+    const std::vector<double> ref = reference(pr, b.d);
+    const lc::attn_params p = make_params(pr, b);
+    if (decode) {
+        if (!lc::fattn_decode_supported(p)) {
+            printf("  FAIL decode does not support %s\n", pr.describe().c_str());
+            ++g_fail;
+            return;
+        }
+        run_decode(p, n_sm);
+    } else {
+        run_prefill(p);
+    }
+    // dst is [seq][token][head][D], as the reference
+    const compare_result c = compare(pr, b.dst, ref);
+    const double tol = decode ? 1e-4 : 5e-3;
+    const bool ok = c.pass(tol);
+    if (!ok) ++g_fail;
+    std::string extra;
+    if (decode) {
+        const lc::decode_plan pl = lc::fattn_decode_make_plan(p, n_sm);
+        extra = " splits " + std::to_string(pl.n_splits) + " x " + std::to_string(pl.chunk) + ", nq " + std::to_string(pl.nq);
+    }
+    printf("  %s %-7s rel_l2 %.2e nan %zu zero_bad %zu  %s%s\n", ok ? "ok  " : "FAIL", decode ? "decode" : "prefill",
+           c.rel_l2, c.n_nan, c.n_bad_zero, pr.describe().c_str(), extra.c_str());
+}
+
+} // namespace
+
+int main() {
+    printf("CUDA kernels on the CPU emulator vs the float64 reference\n");
+    for (kv_kind type : {kv_kind::f16, kv_kind::q8_0}) {
+        problem p;
+        p.type = type; p.D = 128; p.n_head = 8; p.n_head_kv = 2; p.n_tokens = 1;
+        p.n_kv = 300; p.n_kv_valid = 270;                                    // padded tail
+        check(p, true, 1);
+        p.D = 64; p.n_kv = 77; p.n_kv_valid = -1; p.sinks = true; p.max_bias = 8.0f;
+        check(p, true, 2);                                                   // sinks, ALiBi
+        p.sinks = false; p.max_bias = 0.0f; p.softcap = 20.0f; p.n_tokens = 2; p.masked_rows = {1};
+        check(p, true, 3);                                                   // soft-cap, dead row
+        p.D = 128; p.softcap = 0.0f; p.masked_rows.clear(); p.n_head = 16; p.n_head_kv = 2; p.n_tokens = 3; p.n_kv = 100;
+        check(p, true, 4);                                                   // G 8 x 3 tokens: 3 row groups of 8
+        p.n_head = 2; p.n_head_kv = 2; p.n_tokens = 1; p.n_seq = 2; p.n_kv = 33;
+        check(p, true, 5, 1);                                                // G 1, two sequences, one split
+
+        problem q;
+        q.type = type; q.D = 64; q.n_head = 2; q.n_head_kv = 1; q.n_tokens = 70; q.n_kv = 90; q.causal = true;
+        q.masked_rows = {3};
+        check(q, false, 6);                                                  // causal, tile edges, dead row
+        q.D = 128; q.causal = false; q.masked_rows.clear(); q.sinks = true; q.max_bias = 8.0f; q.n_tokens = 20; q.n_kv = 130;
+        check(q, false, 7);                                                  // sinks, ALiBi, partial tiles
+        q.sinks = false; q.max_bias = 0.0f; q.softcap = 30.0f; q.mask = false; q.n_seq = 2; q.n_tokens = 9; q.n_kv = 64;
+        check(q, false, 8);                                                  // no mask, soft-cap, 2 sequences
+    }
+    printf("emulated kernels: %d failed\n", g_fail);
+    return g_fail == 0 ? 0 : 1;
+}

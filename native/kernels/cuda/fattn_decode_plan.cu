@@ -1,0 +1,56 @@
+// Host side of the decode path that involves no CUDA call: which shapes it takes and how
+// the keys are split. A separate file so that bench/gpu/emu can compile it as plain C++.
+#include "fattn_decode.cuh"
+
+#include <algorithm>
+
+namespace llamafuse::cuda {
+
+
+bool fattn_decode_supported(const attn_params & p) {
+    if (p.D != 64 && p.D != 128) return false;
+    if (p.type != kv_type::f16 && p.type != kv_type::q8_0) return false;
+    if (p.n_head <= 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return false;
+    if (p.n_seq_kv <= 0 || p.n_seq_q % p.n_seq_kv != 0) return false;
+    if (p.n_kv <= 0 || p.n_tokens <= 0) return false;
+    // few tokens: G * n_tokens rows share each K/V read; more goes to the prefill kernel
+    if ((int64_t) (p.n_head / p.n_head_kv) * p.n_tokens > 32) return false;
+    // q is read as float4, K/V rows copied in 16-byte (f16) or 4-byte (q8_0) units
+    const int64_t qa = 16;
+    if (reinterpret_cast<uintptr_t>(p.q) % qa || p.q_nb1 % qa || p.q_nb2 % qa || p.q_nb3 % qa) return false;
+    const int64_t ka = p.type == kv_type::f16 ? 16 : 4;
+    for (const int64_t nb : {p.k_nb1, p.k_nb2, p.k_nb3, p.v_nb1, p.v_nb2, p.v_nb3}) {
+        if (nb % ka) return false;
+    }
+    if (reinterpret_cast<uintptr_t>(p.k) % ka || reinterpret_cast<uintptr_t>(p.v) % ka) return false;
+    if (p.mask && (p.mask_nb1 % 2 || p.mask_nb3 % 2 || p.n_seq_mask <= 0)) return false;
+    return true;
+}
+
+decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm) {
+    decode_plan pl{};
+    pl.G = p.n_head / p.n_head_kv;
+    pl.rows = pl.G * p.n_tokens;
+    pl.nq = pl.rows <= 1 ? 1 : pl.rows <= 2 ? 2 : pl.rows <= 4 ? 4 : 8;
+    pl.row_groups = (pl.rows + pl.nq - 1) / pl.nq;
+    // One full wave: __launch_bounds__ (DECODE_BLOCKS_PER_SM) and the shared memory allow two blocks per
+    // multiprocessor, so aim for 2 * n_sm blocks in all (a partial second wave would leave
+    // half the machine idle at the end), but keep at least two tiles per split so the
+    // pipeline has something to overlap and the combine stays small.
+    const int base = p.n_head_kv * pl.row_groups * p.n_seq_q;
+    const int tiles = (p.n_kv + DECODE_TILE - 1) / DECODE_TILE;
+    const int want = (DECODE_BLOCKS_PER_SM * std::max(n_sm, 1)) / base;
+    const int splits = std::max(1, std::min(want, tiles / 2));
+    pl.chunk = ((tiles + splits - 1) / splits) * DECODE_TILE;
+    pl.n_splits = (p.n_kv + pl.chunk - 1) / pl.chunk;
+    pl.rows_total = p.n_seq_q * p.n_head_kv * pl.rows;
+    return pl;
+}
+
+size_t fattn_decode_scratch_bytes(const attn_params & p, int n_sm) {
+    const decode_plan pl = fattn_decode_make_plan(p, n_sm);
+    const size_t n = (size_t) pl.n_splits * pl.rows_total;
+    return fattn_decode_ml_offset(pl, p.D) + ((n * sizeof(float2) + 255) & ~size_t(255));
+}
+
+} // namespace llamafuse::cuda

@@ -1,0 +1,171 @@
+// Generation speed against context depth: tg (tokens/s of single-token decode + sample) with
+// D tokens already in the KV cache, for llamafuse with its fused attention, llamafuse with
+// ggml's attention (switched at run time, same cache, same process) and node-llama-cpp
+// (flash attention on, as ours: both then run FLASH_ATTN_EXT, theirs with ggml's kernel).
+//
+// The default model is synthetic and attention-heavy: full multi-head attention (every query
+// head has its own K/V), 2 layers, head size 128 and a small FFN, so at 16K the KV cache
+// read per token (64 MiB) outweighs the weights (~20 MB at Q8_0). The depths are reached
+// by extending one cache (0 → 4K → 16K), so each prefill is paid once per runtime; after
+// each tg run the generated tokens are removed again.
+//
+// tg is timed from the first generated token to the last: the prompt's one-token decode is
+// left out for both runtimes, so each figure is (N - 1) decodes and samples.
+import type { Context } from "../context.js";
+import { loadModel } from "../model.js";
+import type { SynthOptions } from "../synth.js";
+import { cachedSynthModel } from "../synth-cache.js";
+import { benchTokens, loadPeer } from "./peer.js";
+import { median } from "./stats.js";
+
+type AttentionMode = "fused" | "ggml";
+
+export interface DepthBenchOptions {
+    /** GGUF to run. @default the synthetic DEPTH_MODEL (written once into the cache folder) */
+    model?: string;
+    /** KV depths, ascending. @default [0, 4096, 16384] */
+    depths?: number[];
+    /** Tokens per tg run. @default 32 */
+    genTokens?: number;
+    /** tg runs per figure (median reported). @default 3 */
+    reps?: number;
+    /** @default 2 */
+    threads?: number;
+    /** @default ["fused", "ggml"] (fused is skipped when the build has no fused kernels) */
+    modes?: AttentionMode[];
+    noPeer?: boolean;
+    /** Cache folder for the synthetic model. */
+    cacheDir?: string;
+    /** Progress lines (prefills take a while). */
+    log?: (line: string) => void;
+}
+
+export interface DepthBenchPoint {
+    depth: number;
+    /** tokens/s by runtime: "llamafuse fused", "llamafuse ggml", "node-llama-cpp". */
+    tg: Record<string, number | null>;
+    /** Prefill tokens/s that brought the cache to this depth (from the previous depth). */
+    prefill: Record<string, number | null>;
+}
+
+export interface DepthBenchResult {
+    model: string;
+    modelLabel: string;
+    threads: number;
+    genTokens: number;
+    points: DepthBenchPoint[];
+    peerNote: string;
+}
+
+/** Attention-heavy synthetic shape (see the file comment). */
+export const DEPTH_MODEL: Omit<SynthOptions, "output"> = {
+    architecture: "llama", layers: 2, embedding: 512, heads: 4, headsKv: 4, headDim: 128, ff: 512,
+    vocab: "llama-spm", contextLength: 32768, type: "q8_0", seed: 7, name: "llamafuse depth bench (attention-heavy, random weights)",
+};
+
+/** For smoke runs: the tiny preset. */
+export const DEPTH_MODEL_QUICK: Omit<SynthOptions, "output"> = { preset: "tiny", type: "f16", seed: 0, name: "llamafuse depth bench quick (random weights)" };
+
+export const PEER = "node-llama-cpp";
+export const ours = (mode: AttentionMode) => `llamafuse ${mode}`;
+
+/** Times N tokens of greedy generation from one token; returns tokens/s over tokens 2..N. */
+async function tgOurs(ctx: Context, first: number, n: number): Promise<number> {
+    let t1 = 0, tN = 0, k = 0;
+    for await (const _ of ctx.generate([first], { temperature: 0, maxTokens: n, stopOnEog: false })) {
+        tN = performance.now();
+        if (++k === 1) t1 = tN;
+    }
+    if (k < 2) throw new Error(`generation produced ${k} tokens`);
+    return (k - 1) / ((tN - t1) / 1000);
+}
+
+export async function runDepthBench(options: DepthBenchOptions = {}): Promise<DepthBenchResult> {
+    const depths = [...(options.depths ?? [0, 4096, 16384])].sort((a, b) => a - b);
+    const n = options.genTokens ?? 32;
+    const reps = options.reps ?? 3;
+    const threads = options.threads ?? 2;
+    const log = options.log ?? (() => {});
+    const modelPath = options.model ?? (await cachedSynthModel(DEPTH_MODEL, { dir: options.cacheDir, name: "bench-depth", onWrite: (f) => log(`writing the depth-bench model to ${f}`) }));
+    const maxDepth = depths[depths.length - 1]!;
+    const contextSize = maxDepth + n + 64;
+    const batch = 512;
+
+    const model = await loadModel(modelPath);
+    const { binding } = await import("../binding.js");
+    const modes = (options.modes ?? ["fused", "ggml"]).filter((m) => m !== "fused" || binding().hasFusedAttention);
+    const prompt = benchTokens(maxDepth + 1, model.info.vocabSize, 3);
+    const points: DepthBenchPoint[] = depths.map((depth) => ({ depth, tg: {}, prefill: {} }));
+    const label = `${model.info.name || modelPath} (${model.info.layers} layers, ${model.info.heads} heads/${model.info.headsKv} kv, head size ${model.info.headDim})`;
+
+    // --- llamafuse: one cache, extended depth by depth; each mode measured on it.
+    const ctx = await model.createContext({ contextSize, batchSize: batch, threads, attention: modes[0] ?? "ggml" });
+    try {
+        let at = 0;
+        for (const p of points) {
+            if (p.depth > at) {
+                await ctx.setAttention(modes[0] ?? "ggml");
+                log(`llamafuse: prefill ${at} → ${p.depth}`);
+                const t0 = performance.now();
+                for (let i = at; i < p.depth; i += batch) {
+                    await ctx.forward({ sequence: 0, tokens: prompt.slice(i, Math.min(p.depth, i + batch)), logits: "none" });
+                }
+                p.prefill[ours(modes[0] ?? "ggml")] = (p.depth - at) / ((performance.now() - t0) / 1000);
+                at = p.depth;
+            }
+            for (const mode of modes) {
+                await ctx.setAttention(mode);
+                const runs: number[] = [];
+                for (let r = 0; r < reps; r++) {
+                    runs.push(await tgOurs(ctx, prompt[p.depth]!, n));
+                    await ctx.kv.remove(0, p.depth, -1);
+                }
+                p.tg[ours(mode)] = median(runs);
+                log(`llamafuse ${mode}: tg${n} at depth ${p.depth}: ${p.tg[ours(mode)]!.toFixed(1)} tokens/s`);
+            }
+        }
+    } finally {
+        await ctx.dispose();
+        await model.dispose();
+    }
+
+    // --- node-llama-cpp: the same file, threads, cache size and tokens.
+    const { peer, note } = options.noPeer ? { peer: null, note: "peer skipped (--no-peer)" } : await loadPeer();
+    if (peer) {
+        const pm = await peer.llama.loadModel({ modelPath });
+        const pctx = await pm.createContext({ contextSize, batchSize: batch, threads, flashAttention: true });
+        const seq = pctx.getSequence();
+        try {
+            let at = 0;
+            for (const p of points) {
+                if (p.depth > at) {
+                    log(`node-llama-cpp: prefill ${at} → ${p.depth}`);
+                    const t0 = performance.now();
+                    await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(at, p.depth) as never);
+                    p.prefill[PEER] = (p.depth - at) / ((performance.now() - t0) / 1000);
+                    at = p.depth;
+                }
+                const runs: number[] = [];
+                for (let r = 0; r < reps; r++) {
+                    let t1 = 0, tN = 0, k = 0;
+                    for await (const _ of seq.evaluate([prompt[p.depth]!] as never, { temperature: 0 })) {
+                        tN = performance.now();
+                        if (++k === 1) t1 = tN;
+                        if (k >= n) break;
+                    }
+                    runs.push((k - 1) / ((tN - t1) / 1000));
+                    await seq.eraseContextTokenRanges([{ start: p.depth, end: seq.nextTokenIndex }]);
+                }
+                p.tg[PEER] = median(runs);
+                log(`node-llama-cpp: tg${n} at depth ${p.depth}: ${p.tg[PEER]!.toFixed(1)} tokens/s`);
+            }
+        } finally {
+            await pctx.dispose();
+            await pm.dispose();
+            await peer.dispose();
+        }
+    } else {
+        for (const p of points) p.tg[PEER] = null;
+    }
+    return { model: modelPath, modelLabel: label, threads, genTokens: n, points, peerNote: note };
+}

@@ -1,0 +1,77 @@
+// What a benchmark result must carry to be reproducible: the machine, the thread count, the
+// git commit, the llama.cpp commit and the peer's version, recorded in the same run.
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { arch, availableParallelism, cpus, platform, release, totalmem } from "node:os";
+import path from "node:path";
+import { packageRoot } from "../binding.js";
+import { LLAMA_CPP_COMMIT, systemInfo } from "../system.js";
+
+export interface BenchMeta {
+    date: string;
+    machine: { cpu: string; cores: number; memoryGB: number; os: string; arch: string };
+    node: string;
+    threads: number;
+    llamafuse: { version: string; gitCommit: string | null; gitDirty: boolean | null };
+    llamaCppCommit: string;
+    nodeLlamaCpp: string | null;
+    /** llama.cpp's CPU feature line for this build. */
+    systemInfo: string;
+    /** Path of a llama-bench binary, or why there is none. */
+    llamaBench: { path: string | null; note: string };
+    quick: boolean;
+}
+
+function git(args: string[]): string | null {
+    try {
+        return execFileSync("git", args, { cwd: packageRoot, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    } catch {
+        return null;
+    }
+}
+
+function packageVersion(file: string): string | null {
+    try {
+        return (JSON.parse(readFileSync(file, "utf8")) as { version?: string }).version ?? null;
+    } catch {
+        return null;
+    }
+}
+
+/** llama.cpp's own benchmark tool, if someone built it ($LLAMA_BENCH or the usual build folders). */
+export function findLlamaBench(): { path: string | null; note: string } {
+    const candidates = [
+        process.env.LLAMA_BENCH,
+        path.join(packageRoot, "deps", "llama.cpp", "build", "bin", "llama-bench"),
+        path.join(packageRoot, "build", "llama.cpp", "bin", "llama-bench"),
+    ].filter((p): p is string => !!p);
+    const found = candidates.find((p) => existsSync(p));
+    if (found) return { path: found, note: `found at ${found}, not run by this suite yet: compare by hand with the same model and -t` };
+    return { path: null, note: "llama-bench is not built here (the addon builds only the ggml and llama libraries); node-llama-cpp runs the same llama.cpp commit" };
+}
+
+export function benchMeta(threads: number, quick: boolean): BenchMeta {
+    const status = git(["status", "--porcelain", "--untracked-files=no"]);
+    return {
+        date: new Date().toISOString(),
+        machine: {
+            cpu: cpus()[0]?.model.trim() ?? "unknown",
+            cores: availableParallelism(),
+            memoryGB: Math.round(totalmem() / 2 ** 30),
+            os: `${platform()} ${release()}`,
+            arch: arch(),
+        },
+        node: process.version,
+        threads,
+        llamafuse: {
+            version: packageVersion(path.join(packageRoot, "package.json")) ?? "unknown",
+            gitCommit: git(["rev-parse", "HEAD"]),
+            gitDirty: status === null ? null : status.length > 0,
+        },
+        llamaCppCommit: LLAMA_CPP_COMMIT,
+        nodeLlamaCpp: packageVersion(path.join(packageRoot, "node_modules", "node-llama-cpp", "package.json")),
+        systemInfo: systemInfo(),
+        llamaBench: findLlamaBench(),
+        quick,
+    };
+}

@@ -1,0 +1,170 @@
+// The benchmark suites behind `llamafuse bench` and `npm run bench`, with one row shape for
+// all of them: what was measured, ours, the peer's, and the ratio (>1: llamafuse is better,
+// whether the unit is a rate or a time). Each suite has a --quick size for smoke runs.
+import path from "node:path";
+import { QUICK_OPTIONS, runAttentionBenchDetailed, type AttentionBenchOptions } from "./attention.js";
+import { DEPTH_MODEL_QUICK, PEER, ours, runDepthBench, type DepthBenchResult } from "./depth.js";
+import { defaultBenchModel, runForwardBench } from "./forward.js";
+import { runSamplingBench } from "./sampling.js";
+import { runTokenizeBench } from "./tokenize.js";
+import { cachedSynthModel } from "../synth-cache.js";
+
+export const SUITES = ["tokenize", "forward", "sampling", "attention", "depth"] as const;
+export type SuiteName = (typeof SUITES)[number];
+
+export interface BenchRow {
+    suite: SuiteName;
+    test: string;
+    /** Model or vocabulary file (basename), or the tensor shape for kernel rows. */
+    model: string;
+    threads: number;
+    unit: string;
+    llamafuse: number;
+    /** The peer measured in the same run (for attention rows: ggml's kernel, the one node-llama-cpp runs). */
+    nodeLlamaCpp: number | null;
+    /** >1: llamafuse is better (faster rate or shorter time). */
+    ratio: number | null;
+    /** llama.cpp's llama-bench, where it is built (it is not, here). */
+    llamaBench: number | null;
+}
+
+export interface SuiteOptions {
+    threads: number;
+    quick: boolean;
+    /** GGUF for the forward and depth suites (default: their own). */
+    model?: string;
+    noPeer?: boolean;
+    cacheDir?: string;
+    log: (line: string) => void;
+}
+
+export interface SuiteResult {
+    suite: SuiteName;
+    rows: BenchRow[];
+    /** What the peer column means in this suite, and anything a reader must know. */
+    notes: string[];
+    seconds: number;
+    /** The suite's own result, for the JSON (e.g. depth points for the chart). */
+    detail: unknown;
+}
+
+const isTime = (unit: string) => /s\/(call|op)$/.test(unit);
+
+/** The CLI's full attention configuration: sized to finish in a few minutes on 2 cores. */
+export const ATTENTION_DEFAULT: AttentionBenchOptions = {
+    headDims: [128], gqa: [1, 4, 8], depths: [4096, 16384], kvTypes: ["f16", "q8_0"], phases: ["decode", "prefill"], prefillTokens: 256, reps: [5, 1],
+};
+
+async function fallbackModel(o: SuiteOptions): Promise<string> {
+    return o.model ?? defaultBenchModel() ?? (await cachedSynthModel(DEPTH_MODEL_QUICK, { dir: o.cacheDir, name: "bench-tiny" }));
+}
+
+async function forwardSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const model = await fallbackModel(o);
+    // Quick still needs 100 prompt tokens: the overhead row feeds them one per call.
+    const sizes = o.quick ? { promptTokens: 128, genTokens: 16, reps: 2 } : { promptTokens: 512, genTokens: 128, reps: 5 };
+    const rows = await runForwardBench({ model, threads: [o.threads], noPeer: o.noPeer, ...sizes });
+    return {
+        suite: "forward",
+        rows: rows.map((r) => ({ suite: "forward", test: r.test, model: path.basename(model), threads: r.threads, unit: r.unit, llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: r.ratio, llamaBench: null })),
+        notes: ["tg: one forward per token with an argmax in JS (ours) vs sequence.evaluate (node-llama-cpp); overhead: one-token forwards with no logits"],
+        detail: rows,
+    };
+}
+
+async function tokenizeSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const rows = await runTokenizeBench({ noPeer: o.noPeer, ...(o.quick ? { textBytes: 16 * 1024, reps: 2 } : {}) });
+    const differ = rows.filter((r) => r.sameTokens === false).map((r) => r.vocab);
+    return {
+        suite: "tokenize",
+        rows: rows.map((r) => ({ suite: "tokenize", test: r.test, model: r.vocab, threads: 1, unit: r.unit, llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: r.ratio, llamaBench: null })),
+        notes: [
+            "tokenizers run on one thread; ours is async (a worker per call), the peer's is synchronous",
+            differ.length ? `WARNING: token ids differ from node-llama-cpp for ${differ.join(", ")}` : "token ids equal node-llama-cpp's on every vocabulary",
+        ],
+        detail: rows,
+    };
+}
+
+async function attentionSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const opts = { ...(o.quick ? QUICK_OPTIONS : ATTENTION_DEFAULT), threads: o.threads, onRow: (r: { phase: string; depth: number; ratio: number }) => o.log(`attention ${r.phase} depth ${r.depth}: ${r.ratio.toFixed(2)}x`) };
+    const res = await runAttentionBenchDetailed(opts);
+    return {
+        suite: "attention",
+        rows: res.rows.map((r) => ({
+            suite: "attention", test: `${r.phase} depth ${r.depth}`, model: `${r.kvType} D${r.headDim} GQA${r.gqa}`, threads: r.threads, unit: "µs/op",
+            llamafuse: r.fusedUs, nodeLlamaCpp: r.ggmlUs, ratio: r.ratio, llamaBench: null,
+        })),
+        notes: [
+            "peer column: ggml's FLASH_ATTN_EXT CPU kernel, the one node-llama-cpp runs (same llama.cpp commit), timed on identical tensors in this process",
+            `read bandwidth measured in this run: ${res.bandwidthGBs.toFixed(2)} GB/s (${o.threads} threads)`,
+        ],
+        detail: res,
+    };
+}
+
+async function depthSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const quick = o.quick ? { depths: [0, 256, 1024], genTokens: 8, reps: 2, model: o.model ?? (await cachedSynthModel(DEPTH_MODEL_QUICK, { dir: o.cacheDir, name: "bench-tiny" })) } : { model: o.model };
+    const res = await runDepthBench({ threads: o.threads, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log, ...quick });
+    const rows: BenchRow[] = [];
+    const name = path.basename(res.model);
+    for (const p of res.points) {
+        const peer = p.tg[PEER] ?? null;
+        for (const mode of ["fused", "ggml"] as const) {
+            const v = p.tg[ours(mode)];
+            if (v === undefined || v === null) continue;
+            rows.push({ suite: "depth", test: `tg${res.genTokens} @ ${p.depth} (${mode})`, model: name, threads: res.threads, unit: "tokens/s", llamafuse: v, nodeLlamaCpp: peer, ratio: peer ? v / peer : null, llamaBench: null });
+        }
+        const pre = Object.entries(p.prefill).find(([k]) => k.startsWith("llamafuse"));
+        if (pre) {
+            const pp = p.prefill[PEER] ?? null;
+            rows.push({ suite: "depth", test: `prefill to ${p.depth} (${pre[0].replace("llamafuse ", "")})`, model: name, threads: res.threads, unit: "tokens/s", llamafuse: pre[1]!, nodeLlamaCpp: pp, ratio: pp ? pre[1]! / pp : null, llamaBench: null });
+        }
+    }
+    return {
+        suite: "depth",
+        rows,
+        notes: [`model: ${res.modelLabel}`, "node-llama-cpp runs with flashAttention: true (as llamafuse), so both use FLASH_ATTN_EXT", res.peerNote],
+        detail: res satisfies DepthBenchResult,
+    };
+}
+
+async function samplingSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const sizes = o.quick ? { reps: 1, samples: 20, tokens: 16 } : {};
+    const res = await runSamplingBench({ threads: [o.threads], ...sizes });
+    const rows: BenchRow[] = [];
+    const notes: string[] = [];
+    for (const r of res.rows) {
+        if (r.note && r.name === "(skipped)") {
+            notes.push(`skipped: ${r.note}`);
+            continue;
+        }
+        if (r.kind === "sample") {
+            rows.push({ suite: "sampling", test: `sample: ${r.name}`, model: `vocab ${r.vocab}`, threads: 1, unit: "µs/token", llamafuse: r.usPerToken ?? NaN, nodeLlamaCpp: null, ratio: null, llamaBench: null });
+        } else {
+            rows.push({ suite: "sampling", test: `generate: ${r.name}`, model: "stories260K", threads: r.threads ?? o.threads, unit: "tokens/s", llamafuse: r.oursTokS ?? NaN, nodeLlamaCpp: r.peerTokS ?? null, ratio: r.ratio ?? null, llamaBench: null });
+        }
+    }
+    notes.push("sample rows: the chain alone on fixed logits (node-llama-cpp has no call that samples given logits, so no peer column); generate rows: the whole loop against node-llama-cpp");
+    return { suite: "sampling", rows, notes, detail: res.rows };
+}
+
+const RUNNERS: Record<SuiteName, (o: SuiteOptions) => Promise<Omit<SuiteResult, "seconds">>> = {
+    tokenize: tokenizeSuite,
+    forward: forwardSuite,
+    sampling: samplingSuite,
+    attention: attentionSuite,
+    depth: depthSuite,
+};
+
+export async function runSuite(name: SuiteName, o: SuiteOptions): Promise<SuiteResult> {
+    const t0 = performance.now();
+    const r = await RUNNERS[name](o);
+    // Ratios are "higher is better" for every unit: rates ours/peer, times peer/ours.
+    for (const row of r.rows) {
+        if (row.ratio === null && row.nodeLlamaCpp !== null && row.llamafuse > 0) {
+            row.ratio = isTime(row.unit) ? row.nodeLlamaCpp / row.llamafuse : row.llamafuse / row.nodeLlamaCpp;
+        }
+    }
+    return { ...r, seconds: (performance.now() - t0) / 1000 };
+}

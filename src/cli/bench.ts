@@ -1,0 +1,119 @@
+// `llamafuse bench [suite]` (and `npm run bench`): runs the suites, prints one table per
+// suite with node-llama-cpp beside llamafuse and the ratio, and writes the results (with
+// the machine, threads and commits) as JSON plus an SVG of tokens/s against depth.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import path from "node:path";
+import { Argument, Option, type Command } from "commander";
+import { depthChartSvg } from "../bench/chart.js";
+import { PEER, type DepthBenchResult } from "../bench/depth.js";
+import { benchMeta, type BenchMeta } from "../bench/meta.js";
+import { formatTable } from "../bench/stats.js";
+import { SUITES, runSuite, type SuiteName, type SuiteResult } from "../bench/suites.js";
+import { action, CliError } from "./common.js";
+import { parsePositive } from "./options.js";
+
+export interface BenchRunOptions {
+    suite: SuiteName | "all";
+    threads: number;
+    quick: boolean;
+    json: boolean;
+    out: string;
+    model?: string;
+    noPeer?: boolean;
+    cacheDir?: string;
+}
+
+export interface BenchReport {
+    meta: BenchMeta;
+    suites: SuiteResult[];
+    files: { json: string; chart: string | null };
+}
+
+function fmt(v: number | null): string | number {
+    return v === null ? "-" : v;
+}
+
+export function formatSuite(s: SuiteResult): string {
+    const head = `== ${s.suite} (${s.seconds.toFixed(0)} s)`;
+    const table = s.rows.length
+        ? formatTable(s.rows.map((r) => ({
+              test: r.test, model: r.model, threads: String(r.threads), unit: r.unit,
+              llamafuse: r.llamafuse, "node-llama-cpp": fmt(r.nodeLlamaCpp), ratio: r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`,
+          })))
+        : "(no rows)";
+    return [head, table, ...s.notes.map((n) => `  note: ${n}`)].join("\n");
+}
+
+function chartFor(meta: BenchMeta, d: DepthBenchResult): string {
+    const names = [...new Set(d.points.flatMap((p) => Object.keys(p.tg)))].sort((a, b) => (a === PEER ? 1 : b === PEER ? -1 : a.localeCompare(b)));
+    return depthChartSvg(
+        `tg${d.genTokens} tokens/s against context depth`,
+        `${path.basename(d.model)}; ${meta.threads} threads; ${meta.machine.cpu} (${meta.machine.cores} cores); llama.cpp ${meta.llamaCppCommit.slice(0, 8)}`,
+        names.map((name) => ({ name, points: d.points.map((p) => [p.depth, p.tg[name] ?? null] as [number, number | null]) })),
+    );
+}
+
+export async function runBench(o: BenchRunOptions): Promise<BenchReport> {
+    const names: SuiteName[] = o.suite === "all" ? [...SUITES] : [o.suite];
+    // Tables go to stdout, unless stdout carries the JSON.
+    const print = (s: string) => (o.json ? process.stderr : process.stdout).write(s + "\n");
+    const log = (s: string) => process.stderr.write(`  ${s}\n`);
+    const meta = benchMeta(o.threads, o.quick);
+    print(`llamafuse bench: ${names.join(", ")}${o.quick ? " (quick)" : ""}; ${meta.machine.cpu}, ${meta.machine.cores} cores, ${o.threads} threads; llamafuse ${meta.llamafuse.gitCommit?.slice(0, 8) ?? "?"}${meta.llamafuse.gitDirty ? "+dirty" : ""}, llama.cpp ${meta.llamaCppCommit.slice(0, 8)}, node-llama-cpp ${meta.nodeLlamaCpp ?? "missing"}`);
+    print(`llama-bench: ${meta.llamaBench.note}`);
+    print("medians of repeated runs; ratio > 1 means llamafuse is better. Small shared machines are noisy: compare ratios, not absolute numbers.\n");
+    const suites: SuiteResult[] = [];
+    for (const name of names) {
+        process.stderr.write(`running ${name} ...\n`);
+        const r = await runSuite(name, { threads: o.threads, quick: o.quick, model: o.model, noPeer: o.noPeer, cacheDir: o.cacheDir, log });
+        suites.push(r);
+        print(formatSuite(r) + "\n");
+    }
+    mkdirSync(o.out, { recursive: true });
+    const stamp = meta.date.replace(/[:.]/g, "-");
+    const base = path.join(o.out, `bench-${stamp}${o.quick ? "-quick" : ""}`);
+    const depth = suites.find((s) => s.suite === "depth")?.detail as DepthBenchResult | undefined;
+    const files = { json: `${base}.json`, chart: depth ? `${base}-depth.svg` : null };
+    const report: BenchReport = { meta, suites, files };
+    writeFileSync(files.json, JSON.stringify(report, null, 2) + "\n");
+    if (depth && files.chart) writeFileSync(files.chart, chartFor(meta, depth));
+    process.stderr.write(`results: ${files.json}${files.chart ? `, chart: ${files.chart}` : ""}\n`);
+    if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+    return report;
+}
+
+export function registerBench(program: Command): void {
+    program
+        .command("bench")
+        .description("benchmark llamafuse against node-llama-cpp (same llama.cpp, same files, same threads, same run)")
+        .addArgument(new Argument("[suite]", "which suite").choices([...SUITES, "all"]).default("all"))
+        .option("-t, --threads <n>", "threads for every runtime (default: cores, at most 8)", parsePositive)
+        .option("--quick", "small sizes: a smoke run in seconds, not a measurement")
+        .option("--json", "print the results as JSON on stdout (tables go to stderr)")
+        .option("--out <dir>", "where the JSON and the chart are written", path.join("bench", "results"))
+        .option("-m, --model <file>", "GGUF for the forward and depth suites (default: stories260K / the synthetic depth model)")
+        .option("--no-peer", "skip node-llama-cpp")
+        .addOption(new Option("--cache-dir <dir>", "where synthetic bench models are cached"))
+        .action(action(async (suite: string, opts: { threads?: number; quick?: boolean; json?: boolean; out: string; model?: string; peer: boolean; cacheDir?: string }) => {
+            if (suite !== "all" && !(SUITES as readonly string[]).includes(suite)) throw new CliError(`unknown suite ${suite}`);
+            await runBench({
+                suite: suite as SuiteName | "all",
+                threads: opts.threads ?? Math.min(8, availableParallelism()),
+                quick: !!opts.quick,
+                json: !!opts.json,
+                out: opts.out,
+                model: opts.model,
+                noPeer: !opts.peer,
+                cacheDir: opts.cacheDir,
+            });
+        }));
+}
+
+/** For bench/*.bench.ts: `llamafuse bench <suite> ...args` without the rest of the CLI. */
+export async function benchMain(suite: SuiteName | "all", args: string[]): Promise<void> {
+    const { Command } = await import("commander");
+    const program = new Command().name("llamafuse");
+    registerBench(program);
+    await program.parseAsync(["bench", suite, ...args], { from: "user" });
+}

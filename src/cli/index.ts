@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// The `llamafuse` command: one subcommand per job, each with --help. Errors are one line on
+// stderr and a non-zero exit code (set LLAMAFUSE_DEBUG=1 for the stack).
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Command } from "commander";
+import { packageRoot } from "../binding.js";
+import { registerBench } from "./bench.js";
+import { formatError } from "./common.js";
+import { registerDemo } from "./demo.js";
+import { registerGenerate } from "./generate.js";
+import { registerInspect } from "./inspect.js";
+import { registerRepl } from "./repl.js";
+import { registerSynth } from "./synth.js";
+
+function version(): string {
+    try {
+        return (JSON.parse(readFileSync(path.join(packageRoot, "package.json"), "utf8")) as { version: string }).version;
+    } catch {
+        return "unknown";
+    }
+}
+
+const program = new Command()
+    .name("llamafuse")
+    .description("LLM inference for Node.js: llama.cpp with fused attention kernels")
+    .version(version())
+    // Commander's own errors (unknown command, missing argument) as one line, like ours.
+    .configureOutput({ outputError: (s, write) => write(`${s.trimEnd().split("\n")[0]!.replace(/^error: /, "llamafuse: ")} (see --help)\n`) });
+
+registerInspect(program);
+registerGenerate(program);
+registerRepl(program);
+registerDemo(program);
+registerSynth(program);
+registerBench(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+    process.stderr.write(formatError(err) + "\n");
+    process.exitCode = 1;
+});

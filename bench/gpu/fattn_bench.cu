@@ -419,7 +419,7 @@ struct prefill_row {
 
 // Llama-3-8B attention shape, one layer per launch, layers rotated so the working set is
 // well beyond the L2.
-decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st) {
+decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st, int target_blocks = 0, bool quiet = false) {
     problem pr;
     pr.D = 128; pr.n_head = 32; pr.n_head_kv = 8; pr.n_tokens = 1; pr.n_kv = n_kv; pr.type = type;
     const size_t layer_bytes = pr.kv_bytes();   // one of K or V
@@ -454,10 +454,11 @@ decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st) 
         dp.v = dp.k + layer_bytes;
         layers[l] = make_params(pr, dp);
     }
-    const size_t scratch = lc::fattn_decode_scratch_bytes(layers[0], g_sm);
+    const lc::decode_plan pl = lc::fattn_decode_make_plan(layers[0], g_sm, target_blocks);
+    const size_t scratch = lc::fattn_decode_plan_scratch_bytes(pl, pr.D);
     dp.ensure_scratch(scratch);
     const double ms = median_ms([&](int i) {
-        lc::fattn_decode(layers[i % n_layers], dp.scratch, scratch, g_sm, st);
+        lc::fattn_decode_with_plan(layers[i % n_layers], pl, dp.scratch, scratch, st);
     }, std::max(64, 4 * n_layers), st);
     CUDA_CHECK(cudaFree(kv));
     dp.k = dp.v = nullptr;
@@ -470,7 +471,7 @@ decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st) 
     r.gbs = 2.0 * layer_bytes / (ms * 1e-3) / 1e9;
     r.pct = 100.0 * r.gbs / ceiling;
     r.floor_us = 2.0 * layer_bytes / (ceiling * 1e9) * 1e6;
-    const lc::decode_plan pl = lc::fattn_decode_make_plan(layers[0], g_sm);
+    if (quiet) return r;
     printf("  decode %-4s kv=%-6d %8.2f us/layer  %7.0f GB/s  %5.1f%% of copy  (floor %.2f us; %d layers rotated; %d splits x %d keys)\n",
            r.type.c_str(), n_kv, r.us, r.gbs, r.pct, r.floor_us, n_layers, pl.n_splits, pl.chunk);
     return r;
@@ -568,6 +569,17 @@ int main(int argc, char ** argv) {
         printf("\n== decode: Llama-3-8B attention, 32 q / 8 kv heads, D 128, 1 token\n");
         for (kv_kind t : {kv_kind::f16, kv_kind::q8_0}) {
             for (int n_kv : {4096, 16384, 32768}) dec.push_back(time_decode(t, n_kv, ceiling, st));
+        }
+        // how the split count moves decode time: blocks in the grid (kv heads x splits), a
+        // multiple of the multiprocessor count; the default is DECODE_BLOCKS_PER_SM x SMs
+        printf("\n== decode split sweep (f16): us/layer by target block count\n");
+        for (int n_kv : {4096, 16384, 32768}) {
+            printf("  kv=%-6d", n_kv);
+            for (int mult : {1, 2, 4, 8}) {
+                const decode_row r = time_decode(kv_kind::f16, n_kv, ceiling, st, mult * g_sm, true);
+                printf("  %d x SMs: %.2f us (%.1f%%)", mult, r.us, r.pct);
+            }
+            printf("\n");
         }
         printf("\n== prefill: 32 q / 8 kv heads, D 128, n_kv = n_tokens\n");
         for (kv_kind t : {kv_kind::f16, kv_kind::q8_0}) {

@@ -27,6 +27,7 @@ mkdir -p "$work"
 cd "$root"
 
 log() { echo "[$((SECONDS - T0))s] $*"; }
+kill_tree() { local c; for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done; kill "$1" 2>/dev/null; }
 left() { echo $((BUDGET - (SECONDS - T0))); }
 
 log "llamafuse CUDA attention run: $(date -u +%FT%TZ)"
@@ -99,7 +100,18 @@ if [ -x "$bench" ] && "$bench" --cpu-selftest >"$OUT/selftest.txt" 2>&1; then
     log "harness: using the binary prepare.sh built"
 else
     log "harness: building (sm_90a)"
-    if make -C bench/gpu -j"$JOBS" OUT="$work/bench" >"$OUT/harness-build.log" 2>&1; then
+    build_harness() {
+        if command -v make >/dev/null 2>&1; then
+            make -C bench/gpu -j"$JOBS" OUT="$work/bench"
+        else   # no make: one nvcc call
+            mkdir -p "$work/bench" && k=native/kernels/cuda &&
+            nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I"$k" -Ibench/gpu -o "$work/bench/fattn_bench" \
+                bench/gpu/fattn_bench.cu "$k"/fattn_decode.cu "$k"/fattn_decode_plan.cu "$k"/fattn_combine.cu \
+                "$k"/fattn_prefill.cu "$k"/fattn_prefill_wgmma.cu "$k"/fattn_cuda.cu \
+                bench/gpu/reference.cpp bench/gpu/emulate.cpp bench/gpu/selftest.cpp
+        fi
+    }
+    if build_harness >"$OUT/harness-build.log" 2>&1; then
         bench="$work/bench/fattn_bench"
         "$bench" --cpu-selftest >"$OUT/selftest.txt" 2>&1
     else
@@ -142,7 +154,7 @@ if [ -n "$build_pid" ]; then
     while kill -0 "$build_pid" 2>/dev/null && [ "$wait_s" -gt 0 ]; do sleep 5; wait_s=$((wait_s - 5)); done
     if kill -0 "$build_pid" 2>/dev/null; then
         log "test-backend-ops build not done in time: skipped ($(grep -c '^\[' "$OUT/ggml-build.log") steps logged)"
-        pkill -P "$build_pid" 2>/dev/null; kill "$build_pid" 2>/dev/null
+        kill_tree "$build_pid"
     elif wait "$build_pid" && [ -x "$tbo" ]; then
         ggml_ok=1
         log "test-backend-ops built"

@@ -8,7 +8,25 @@ void fattn_combine(const attn_params & p, const float * part_o, const float2 * p
     LF_CUDA_ASSERT(p.D > 0 && p.D <= 1024 && n_splits >= 1 && rows >= 1);
     LF_CUDA_ASSERT(p.dst != nullptr && part_o != nullptr && part_ml != nullptr);
     const int rows_total = p.n_seq_q * p.n_head_kv * rows;
-    fattn_combine_kernel<<<rows_total, p.D, 0, stream>>>(p, part_o, part_ml, n_splits, G, rows);
+    // Programmatic dependent launch on sm_90+: the combine grid is scheduled while the split
+    // kernel drains instead of after a full launch gap (it waits in griddep_wait()).
+    static int cc_major[64] = {};
+    int dev = 0;
+    cudaGetDevice(&dev);
+    if (dev >= 0 && dev < 64 && cc_major[dev] == 0) {
+        cudaDeviceGetAttribute(&cc_major[dev], cudaDevAttrComputeCapabilityMajor, dev);
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(rows_total);
+    cfg.blockDim = dim3(p.D);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = dev >= 0 && dev < 64 && cc_major[dev] >= 9 ? 1 : 0;
+    cudaLaunchKernelEx(&cfg, fattn_combine_kernel, p, part_o, part_ml, n_splits, G, rows);
 }
 
 } // namespace llamafuse::cuda

@@ -19,6 +19,8 @@ __global__ void fattn_combine_kernel(const attn_params p, const float * __restri
     const int t = r / G;
     const int h = kvh * G + r % G;
 
+    griddep_wait();   // launched as a dependent of the split kernel: its partials must be complete
+
     float M = -INFINITY;
     for (int s = 0; s < n_splits; ++s) {
         M = fmaxf(M, part_ml[(size_t) s * rows_total + row_id].x);

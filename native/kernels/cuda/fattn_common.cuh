@@ -116,6 +116,22 @@ __device__ __forceinline__ float exp2_diff(float a, float b) {
     return a == -INFINITY ? 0.0f : exp2f(a - b);
 }
 
+// ---- programmatic dependent launch (sm_90) --------------------------------------------------
+// A kernel launched with the programmatic-serialization attribute may start while the
+// kernel before it is still running; griddep_wait() blocks until that one has finished and
+// its writes are visible. griddep_launch_dependents() lets the next such kernel start early.
+// Both are no-ops before sm_90 (and in the emulator, which runs kernels one at a time).
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LF_CUDA_EMU)
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(LF_CUDA_EMU)
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // ---- asynchronous global -> shared copies (sm_80+) ----------------------------------------
 #ifdef LF_CUDA_EMU
 __device__ __forceinline__ void cp_async_16(void * smem, const void * gmem) { ::lf_emu::cp_async(smem, gmem, 16); }

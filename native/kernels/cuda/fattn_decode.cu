@@ -28,12 +28,13 @@ static void launch_decode_nq(const attn_params & p, const decode_plan & pl, floa
     }
 }
 
-void fattn_decode(const attn_params & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream) {
+void fattn_decode_with_plan(const attn_params & p, const decode_plan & pl, void * scratch, size_t scratch_bytes,
+                            cudaStream_t stream) {
     LF_CUDA_ASSERT(fattn_decode_supported(p));
     LF_CUDA_ASSERT(p.dst != nullptr && scratch != nullptr);
-    LF_CUDA_ASSERT(scratch_bytes >= fattn_decode_scratch_bytes(p, n_sm));
+    LF_CUDA_ASSERT(scratch_bytes >= fattn_decode_plan_scratch_bytes(pl, p.D));
+    LF_CUDA_ASSERT(pl.chunk % DECODE_TILE == 0 && (int64_t) pl.n_splits * pl.chunk >= p.n_kv);
 
-    const decode_plan pl = fattn_decode_make_plan(p, n_sm);
     float * part_o = static_cast<float *>(scratch);
     float2 * part_ml = reinterpret_cast<float2 *>(static_cast<uint8_t *>(scratch) + fattn_decode_ml_offset(pl, p.D));
 
@@ -45,6 +46,10 @@ void fattn_decode(const attn_params & p, void * scratch, size_t scratch_bytes, i
         else           launch_decode_nq<128, kv_type::q8_0>(p, pl, part_o, part_ml, stream);
     }
     fattn_combine(p, part_o, part_ml, pl.n_splits, pl.G, pl.rows, stream);
+}
+
+void fattn_decode(const attn_params & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream) {
+    fattn_decode_with_plan(p, fattn_decode_make_plan(p, n_sm), scratch, scratch_bytes, stream);
 }
 
 } // namespace llamafuse::cuda

@@ -42,6 +42,9 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
     using C = decode_cfg<D, NQ, T>;
     LF_DYNAMIC_SMEM(smem);
 
+    // The combine kernel may be scheduled now; it waits for this whole grid before reading.
+    griddep_launch_dependents();
+
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int li = lane % C::LPK;                  // lane within its group

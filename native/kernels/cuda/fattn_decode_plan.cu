@@ -27,7 +27,7 @@ bool fattn_decode_supported(const attn_params & p) {
     return true;
 }
 
-decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm) {
+decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm, int target_blocks) {
     decode_plan pl{};
     pl.G = p.n_head / p.n_head_kv;
     pl.rows = pl.G * p.n_tokens;
@@ -39,7 +39,8 @@ decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm) {
     // pipeline has something to overlap and the combine stays small.
     const int base = p.n_head_kv * pl.row_groups * p.n_seq_q;
     const int tiles = (p.n_kv + DECODE_TILE - 1) / DECODE_TILE;
-    const int want = (DECODE_BLOCKS_PER_SM * std::max(n_sm, 1)) / base;
+    const int target = target_blocks > 0 ? target_blocks : DECODE_BLOCKS_PER_SM * std::max(n_sm, 1);
+    const int want = target / base;
     const int splits = std::max(1, std::min(want, tiles / 2));
     pl.chunk = ((tiles + splits - 1) / splits) * DECODE_TILE;
     pl.n_splits = (p.n_kv + pl.chunk - 1) / pl.chunk;
@@ -47,10 +48,13 @@ decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm) {
     return pl;
 }
 
-size_t fattn_decode_scratch_bytes(const attn_params & p, int n_sm) {
-    const decode_plan pl = fattn_decode_make_plan(p, n_sm);
+size_t fattn_decode_plan_scratch_bytes(const decode_plan & pl, int D) {
     const size_t n = (size_t) pl.n_splits * pl.rows_total;
-    return fattn_decode_ml_offset(pl, p.D) + ((n * sizeof(float2) + 255) & ~size_t(255));
+    return fattn_decode_ml_offset(pl, D) + ((n * sizeof(float2) + 255) & ~size_t(255));
+}
+
+size_t fattn_decode_scratch_bytes(const attn_params & p, int n_sm) {
+    return fattn_decode_plan_scratch_bytes(fattn_decode_make_plan(p, n_sm), p.D);
 }
 
 } // namespace llamafuse::cuda

@@ -3,9 +3,11 @@
 // ggml's attention (switched at run time, same cache, same process) and node-llama-cpp
 // (flash attention on, as ours: both then run FLASH_ATTN_EXT, theirs with ggml's kernel).
 //
-// The default model is synthetic and attention-heavy: full multi-head attention (every query
-// head has its own K/V), 2 layers, head size 128 and a small FFN, so at 16K the KV cache
-// read per token (64 MiB) outweighs the weights (~20 MB at Q8_0). The depths are reached
+// The default model is synthetic and attention-heavy, with the attention shape of Llama-3
+// (head size 128, 4 query heads per KV head) on a small body: 2 layers, 8 query heads, a
+// 512-wide embedding and FFN. At 16K the KV cache read per token (2 layers × K,V × 2 heads
+// × 128 × 2 bytes × 16384 = 32 MiB) outweighs the weights (~22 MB at Q8_0, most of it the
+// 32000-token output matrix). The depths are reached
 // by extending one cache (0 → 4K → 16K), so each prefill is paid once per runtime; after
 // each tg run the generated tokens are removed again.
 //
@@ -59,7 +61,7 @@ export interface DepthBenchResult {
 
 /** Attention-heavy synthetic shape (see the file comment). */
 export const DEPTH_MODEL: Omit<SynthOptions, "output"> = {
-    architecture: "llama", layers: 2, embedding: 512, heads: 4, headsKv: 4, headDim: 128, ff: 512,
+    architecture: "llama", layers: 2, embedding: 512, heads: 8, headsKv: 2, headDim: 128, ff: 512,
     vocab: "llama-spm", contextLength: 32768, type: "q8_0", seed: 7, name: "llamafuse depth bench (attention-heavy, random weights)",
 };
 

@@ -26,12 +26,9 @@ export async function timedGenerate(
     prompt: ArrayLike<number>,
     options: GenerateOptions,
     onText: (text: string) => void,
-    /** Receives each token as it comes (kept by the caller if generation throws). */
-    tokens: number[] = [],
+    /** Filled as tokens come, so a caller still has them (and their timing) if generation throws. */
+    partial: PartialGeneration = newPartial(),
 ): Promise<TimedGeneration> {
-    const started = performance.now();
-    let first = 0, last = 0;
-    let text = "";
     const it = ctx.generate(prompt, options);
     let reason = "maxTokens";
     for (;;) {
@@ -40,16 +37,33 @@ export async function timedGenerate(
             reason = r.value.reason;
             break;
         }
-        last = performance.now();
-        if (tokens.length === 0) first = last;
-        tokens.push(r.value.token);
-        text += r.value.text;
+        partial.last = performance.now();
+        if (partial.tokens.length === 0) partial.first = partial.last;
+        partial.tokens.push(r.value.token);
+        partial.text += r.value.text;
         if (r.value.text) onText(r.value.text);
     }
+    return finishGeneration(partial, prompt.length, reason);
+}
+
+export interface PartialGeneration {
+    started: number;
+    first: number;
+    last: number;
+    tokens: number[];
+    text: string;
+}
+
+export function newPartial(): PartialGeneration {
+    return { started: performance.now(), first: 0, last: 0, tokens: [], text: "" };
+}
+
+export function finishGeneration(p: PartialGeneration, promptTokens: number, reason: string): TimedGeneration {
+    const n = p.tokens.length;
     return {
-        text, tokens: [...tokens], promptTokens: prompt.length, reason,
-        promptTokensPerSecond: tokens.length > 0 && prompt.length > 0 ? prompt.length / ((first - started) / 1000) : null,
-        tokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / ((last - first) / 1000) : null,
+        text: p.text, tokens: [...p.tokens], promptTokens, reason,
+        promptTokensPerSecond: n > 0 && promptTokens > 0 ? promptTokens / ((p.first - p.started) / 1000) : null,
+        tokensPerSecond: n > 1 ? (n - 1) / ((p.last - p.first) / 1000) : null,
     };
 }
 

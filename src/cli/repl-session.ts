@@ -6,7 +6,7 @@ import type { Context } from "../context.js";
 import { LlamaError } from "../errors.js";
 import type { Model } from "../model.js";
 import { resolveSampling, type SamplingOptions } from "../sampling.js";
-import { formatRate, timedGenerate, type TimedGeneration } from "./generate.js";
+import { finishGeneration, formatRate, newPartial, timedGenerate, type TimedGeneration } from "./generate.js";
 
 export interface ReplSessionOptions {
     /** Most tokens per answer. */
@@ -221,27 +221,22 @@ export class ReplSession {
         this.#cached = prompt.slice(0, keep);
         const controller = new AbortController();
         this.#current = controller;
-        const generated: number[] = [];
-        let shown = "";
-        const show = (t: string) => {
-            shown += t;
-            this.#opts.write(t);
-        };
+        const partial = newPartial();
         let result: TimedGeneration;
         try {
-            result = await timedGenerate(this.#ctx, fresh, { ...this.sampling, maxTokens, signal: controller.signal }, show, generated);
+            result = await timedGenerate(this.#ctx, fresh, { ...this.sampling, maxTokens, signal: controller.signal }, (t) => this.#opts.write(t), partial);
             this.#opts.write("\n");
         } catch (err) {
             if (!(err instanceof LlamaError && err.code === "ERR_ABORTED")) throw err;
             this.#opts.write(" [stopped]\n");
-            result = { text: shown, tokens: [...generated], promptTokens: fresh.length, reason: "aborted", promptTokensPerSecond: null, tokensPerSecond: null };
+            result = finishGeneration(partial, fresh.length, "aborted");
         } finally {
             this.#current = null;
         }
         // What the cache holds now: the prompt and every generated token it kept (an
         // end-of-generation token is not decoded; an interrupted answer keeps what was shown).
         const held = (await this.#ctx.kv.positions(0)).max + 1;
-        this.#cached = [...prompt, ...generated].slice(0, held);
+        this.#cached = [...prompt, ...partial.tokens].slice(0, held);
         if (this.#cached.length < held) {
             // Tokens we did not see (an interrupted answer): drop them so the record is exact.
             await this.#ctx.kv.remove(0, this.#cached.length, -1);

@@ -2,6 +2,7 @@
 // In a terminal, Ctrl-C stops the answer being generated and keeps the session; Ctrl-C
 // at an empty prompt twice, Ctrl-D or /quit leaves. From a pipe, it answers each line and
 // exits at the end of input.
+import path from "node:path";
 import { createInterface } from "node:readline";
 import type { Command } from "commander";
 import type { Model } from "../model.js";
@@ -34,7 +35,7 @@ export function banner(model: Model, session: ReplSession, label?: string): stri
     const i = model.info;
     const random = isSynthetic(model) ? "\n  RANDOM WEIGHTS: a synthetic model, so its text is noise (it shows the runtime, not a language model)" : "";
     return [
-        `llamafuse repl: ${label ?? (i.name || model.path)}`,
+        `llamafuse repl: ${label ?? `${path.basename(model.path)}${i.name ? ` (${i.name})` : ""}`}`,
         `  ${i.architecture}, ${(i.parameters / 1e6).toFixed(2)}M parameters, ${i.layers} layers, vocab ${i.vocabSize}; context ${session.context.contextSize} tokens, ${session.context.threads} threads`,
         `  ${session.chat ? "chat mode (the model's chat template)" : "completion mode (no chat template: each line is a prompt)"}; /help for commands, Ctrl-C stops an answer${random}`,
     ].join("\n");

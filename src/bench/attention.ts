@@ -6,7 +6,6 @@
 // Times are measured natively around ggml_graph_compute and divided by the number of ops;
 // rows report the median of the repetitions. The machine's read bandwidth is measured in the
 // same run (threads summing a 512 MiB buffer) to give each row's bandwidth fraction.
-import { fileURLToPath } from "node:url";
 import { AttentionBenchSession, type AttentionKvType, kvRowBytes, measureReadBandwidth } from "../attention.js";
 
 export type AttentionPhase = "decode" | "prefill";
@@ -147,24 +146,3 @@ export function formatAttentionRow(r: AttentionBenchRow): string {
 
 export const ATTENTION_TABLE_HEADER =
     "phase    kv      D   G  depth   ggml µs  fused µs    ratio    GB/s   %bw";
-
-async function main(argv: string[]): Promise<void> {
-    const json = argv.includes("--json");
-    const quick = argv.includes("--quick");
-    const ti = argv.indexOf("--threads");
-    const threads = ti >= 0 ? Number(argv[ti + 1]) : 2;
-    if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads needs a positive integer, got ${argv[ti + 1]}`);
-    const log = (s: string) => (json ? process.stderr : process.stdout).write(s + "\n");
-    log(`attention kernel: llamafuse fused vs ggml, ${threads} threads, median µs per op${quick ? " (quick)" : ""}`);
-    log(ATTENTION_TABLE_HEADER);
-    const res = await runAttentionBenchDetailed({ ...(quick ? QUICK_OPTIONS : {}), threads, onRow: (r) => log(formatAttentionRow(r)) });
-    log(`read bandwidth (${threads} threads): ${res.bandwidthGBs.toFixed(2)} GB/s; decode: ${8} KV heads; prefill: 1 KV head`);
-    if (json) process.stdout.write(JSON.stringify(res.rows, null, 2) + "\n");
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-    main(process.argv.slice(2)).catch((err) => {
-        console.error(err);
-        process.exit(1);
-    });
-}

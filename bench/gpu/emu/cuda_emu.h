@@ -61,6 +61,8 @@ struct block_state {
         words.resize(n_threads / 32);
         ptrs.resize(n_threads / 32);
         frags.resize(n_threads / 32);
+        wg_a.resize(n_threads);
+        wg_desc.resize(n_threads);
         or_acc[0] = or_acc[1] = 0;
     }
     int n_threads;
@@ -70,7 +72,10 @@ struct block_state {
     std::vector<std::array<uint32_t, 32>> words;
     std::vector<std::array<const void *, 32>> ptrs;
     std::vector<std::array<lane_frag, 32>> frags;
+    std::vector<std::array<uint32_t, 4>> wg_a;   // wgmma A fragments of the warpgroup
+    std::vector<uint64_t> wg_desc;
     std::atomic<int> or_acc[2];
+    std::atomic<int> wg_desc_mismatch{0};
 };
 
 struct thread_state {
@@ -167,6 +172,53 @@ inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
     }
     warp_sync();
     for (int e = 0; e < 4; ++e) c[e] = out[e];
+}
+
+// wgmma.mma_async m64nNk16 .f32.f16.f16 with A from registers, for a block that is one
+// warpgroup (128 threads). The model it follows (no-swizzle layouts only):
+//   A: warp w holds rows 16w..16w+15 in mma.sync's A fragment layout;
+//   D: warp w's rows, 8-column chunk j at d[4j .. 4j+3] in mma.sync's C layout;
+//   B from the descriptor: start address, LBO (between core matrices adjacent along K),
+//     SBO (between core matrices adjacent along N), all in 16-byte units; a core matrix is
+//     8 rows of 16 bytes, 128 contiguous bytes. K-major (trans = false): a core row is 8
+//     consecutive K of one n; MN-major (trans = true): 8 consecutive n of one k.
+inline void wgmma_rs(float * d, int N, const uint32_t (&a)[4], uint64_t desc, int scale_d, bool trans) {
+    block_state & b = *tls.blk;
+    const int t = linear_tid();
+    for (int i = 0; i < 4; ++i) b.wg_a[t][i] = a[i];
+    b.wg_desc[t] = desc;
+    b.bar.arrive_and_wait();
+    if (b.wg_desc[t] != b.wg_desc[0]) b.wg_desc_mismatch = 1;
+    const uint32_t start = (uint32_t) (desc & 0x3fff) << 4;
+    const uint32_t lbo = (uint32_t) ((desc >> 16) & 0x3fff) << 4;
+    const uint32_t sbo = (uint32_t) ((desc >> 32) & 0x3fff) << 4;
+    const uint8_t * base = block_smem();
+    auto B = [&](int k, int n) {
+        const uint32_t off = trans ? start + (k / 8) * lbo + (n / 8) * sbo + (k % 8) * 16 + (n % 8) * 2
+                                   : start + (k / 8) * lbo + (n / 8) * sbo + (n % 8) * 16 + (k % 8) * 2;
+        uint16_t h;
+        std::memcpy(&h, base + off, 2);
+        return half_bits_to_float(h);
+    };
+    auto A = [&](int row, int k) {
+        const int r = row % 16;
+        const int owner = (row / 16) * 32 + (r % 8) * 4 + (k % 8) / 2;
+        const uint32_t w = b.wg_a[owner][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)];
+        return half_bits_to_float((uint16_t) (w >> (16 * (k & 1))));
+    };
+    const int w = t / 32, lane = t % 32;
+    std::vector<float> out(N / 2);
+    for (int j = 0; j < N / 8; ++j) {
+        for (int e = 0; e < 4; ++e) {
+            const int row = 16 * w + lane / 4 + (e >= 2 ? 8 : 0);
+            const int col = 8 * j + 2 * (lane % 4) + (e & 1);
+            float acc = 0.0f;
+            for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
+            out[4 * j + e] = (scale_d ? d[4 * j + e] : 0.0f) + acc;
+        }
+    }
+    b.bar.arrive_and_wait();
+    for (int i = 0; i < N / 2; ++i) d[i] = out[i];
 }
 
 // Runs `body` as a grid of blocks, one host thread per CUDA thread, blocks in turn.

@@ -12,7 +12,11 @@ namespace llamafuse::cuda::wgmma {
 // offset (LBO: between core matrices adjacent along K) and stride-dimension byte offset
 // (SBO: between core matrices adjacent along M/N), each in 16-byte units.
 __device__ __forceinline__ uint64_t make_desc(const void * smem, uint32_t lbo, uint32_t sbo) {
+#ifdef LF_CUDA_EMU
+    const uint32_t addr = (uint32_t) (static_cast<const uint8_t *>(smem) - ::lf_emu::block_smem());
+#else
     const uint32_t addr = (uint32_t) __cvta_generic_to_shared(smem);
+#endif
     uint64_t d = 0;
     d |= (uint64_t) ((addr >> 4) & 0x3fff);
     d |= (uint64_t) ((lbo >> 4) & 0x3fff) << 16;
@@ -20,6 +24,23 @@ __device__ __forceinline__ uint64_t make_desc(const void * smem, uint32_t lbo, u
     return d;   // base offset 0, layout type 0 (no swizzle)
 }
 
+#ifdef LF_CUDA_EMU
+// bench/gpu/emu: computed at issue, synchronously; ordering primitives are no-ops
+__device__ __forceinline__ void fence() {}
+__device__ __forceinline__ void commit() {}
+template <int N> __device__ __forceinline__ void wait() {}
+template <int N> __device__ __forceinline__ void fence_operands(float (&)[N]) {}
+__device__ __forceinline__ void fence_proxy_async_smem() {}
+__device__ __forceinline__ void wgmma_m64n64k16_rs_k(float (&d)[32], const uint32_t (&a)[4], uint64_t desc, int scale_d) {
+    ::lf_emu::wgmma_rs(d, 64, a, desc, scale_d, false);
+}
+__device__ __forceinline__ void wgmma_m64n64k16_rs_t(float (&d)[32], const uint32_t (&a)[4], uint64_t desc, int scale_d) {
+    ::lf_emu::wgmma_rs(d, 64, a, desc, scale_d, true);
+}
+__device__ __forceinline__ void wgmma_m64n128k16_rs_t(float (&d)[64], const uint32_t (&a)[4], uint64_t desc, int scale_d) {
+    ::lf_emu::wgmma_rs(d, 128, a, desc, scale_d, true);
+}
+#else
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wait() {
@@ -35,8 +56,9 @@ template <int N> __device__ __forceinline__ void fence_operands(float (&d)[N]) {
 __device__ __forceinline__ void fence_proxy_async_smem() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+#endif
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(LF_CUDA_EMU)
 // D (64x64 f32, += unless scale_d == 0) = A (64x16 f16, registers) . B (16x64 f16, smem descriptor,
 // K-major)
 __device__ __forceinline__ void wgmma_m64n64k16_rs_k(float (&d)[32], const uint32_t (&a)[4], uint64_t desc, int scale_d) {

@@ -278,6 +278,17 @@ inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
     return r;
 }
 
+inline int __any_sync(unsigned, int v) {
+    auto & words = ::lf_emu::tls.blk->words[::lf_emu::warp_id()];
+    const int lane = ::lf_emu::lane_id();
+    words[lane] = v ? 1u : 0u;
+    ::lf_emu::warp_sync();
+    int r = 0;
+    for (int i = 0; i < 32; ++i) r |= (int) words[i];
+    ::lf_emu::warp_sync();
+    return r;
+}
+
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned) x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }

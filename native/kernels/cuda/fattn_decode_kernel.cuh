@@ -127,6 +127,9 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
                          : nullptr;
     }
 
+    // all the block's rows on one token (G >= NQ with one token per row group): mask read once
+    const bool one_token = (rg * NQ) / G == min(rg * NQ + NQ - 1, rows - 1) / G;
+
     float m[NQ], l[NQ], acc[NQ][C::DPL];
 #pragma unroll
     for (int q = 0; q < NQ; ++q) {
@@ -191,11 +194,13 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
         for (int u = 0; u < C::KPG; ++u) {
             const int key = kt0 + u * C::NG + group;
             const bool valid = key < k_end;
+            // one token for all rows (decode of one token: the common case): one mask read
+            const float mv0 = (one_token && mrow[0] != nullptr && valid) ? __half2float(mrow[0][key]) : 0.0f;
 #pragma unroll
             for (int q = 0; q < NQ; ++q) {
                 float x = softcap ? cap_l2 * tanhf(s[u][q]) : s[u][q];
-                float mv = 0.0f;
-                if (mrow[q] != nullptr && valid) {
+                float mv = mv0;
+                if (!one_token && mrow[q] != nullptr && valid) {
                     mv = __half2float(mrow[q][key]);
                 }
                 s[u][q] = (!valid || mv == -INFINITY) ? -INFINITY : fmaf(slope_l2[q], mv, x);
@@ -203,6 +208,7 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
         }
 
         // online softmax, once per tile: new max, rescale acc and sum, probabilities
+        float a_scale[NQ];
 #pragma unroll
         for (int q = 0; q < NQ; ++q) {
             float mt = s[0][q];
@@ -211,18 +217,30 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
                 mt = fmaxf(mt, s[u][q]);
             }
             const float mn = fmaxf(m[q], mt);
-            const float a = exp2_diff(m[q], mn);
+            a_scale[q] = exp2_diff(m[q], mn);
             m[q] = mn;
-            l[q] *= a;
-#pragma unroll
-            for (int j = 0; j < C::DPL; ++j) {
-                acc[q][j] *= a;
-            }
+            l[q] *= a_scale[q];
 #pragma unroll
             for (int u = 0; u < C::KPG; ++u) {
                 const float pr = s[u][q] == -INFINITY ? 0.0f : exp2f(s[u][q] - mn);
                 s[u][q] = pr;
                 l[q] += pr;
+            }
+        }
+        // Rescale the accumulators only when some running max moved: after the first tiles
+        // it rarely does, and the multiplies are a tenth of the loop's instructions.
+        bool moved = false;
+#pragma unroll
+        for (int q = 0; q < NQ; ++q) {
+            moved |= a_scale[q] != 1.0f;
+        }
+        if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+            for (int q = 0; q < NQ; ++q) {
+#pragma unroll
+                for (int j = 0; j < C::DPL; ++j) {
+                    acc[q][j] *= a_scale[q];
+                }
             }
         }
 

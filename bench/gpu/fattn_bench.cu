@@ -8,7 +8,8 @@
 //   4. prefill TFLOP/s, dense and causal;
 //   then a short table (last, so a tail of the output holds it).
 //
-// usage: fattn_bench [--cpu-selftest] [--quick] [--no-timing] [--json FILE] [--wgmma 0|1]
+// usage: fattn_bench [--cpu-selftest] [--quick] [--tiny] [--no-timing] [--json FILE] [--wgmma 0|1]
+//   --tiny: four small shapes, no timing (for compute-sanitizer runs)
 //   --wgmma V: only the EXPERIMENTAL wgmma prefill kernel, descriptor variant V: checks,
 //   then times it if every check passed. Its own process, so that a fault in an unproven
 //   kernel cannot poison the CUDA context of the main run.
@@ -234,12 +235,27 @@ void check_case(const problem & pr, uint64_t seed, const std::vector<path> & pat
     dp.free_all();
 }
 
-check_stats run_correctness(bool quick, cudaStream_t stream) {
+check_stats run_correctness(bool quick, bool tiny, cudaStream_t stream) {
     printf("\n== correctness: CUDA kernels vs float64 CPU reference (NaN-poisoned outputs)\n");
     check_stats st;
     rng g(12345);
     const std::vector<path> dec_paths = {path::decode, path::dispatch, path::graph};
     const std::vector<path> pre_paths = {path::prefill, path::dispatch};
+
+    if (tiny) {   // a few small shapes, every kernel once: for compute-sanitizer runs
+        problem d;
+        d.D = 128; d.n_head = 8; d.n_head_kv = 2; d.n_kv = 300; d.n_kv_valid = 270;
+        check_case(d, g.next(), {path::decode, path::graph}, st, stream);
+        d.D = 64; d.type = kv_kind::q8_0; d.n_tokens = 2; d.sinks = true; d.n_kv = 77; d.n_kv_valid = -1;
+        check_case(d, g.next(), {path::decode}, st, stream);
+        problem q;
+        q.D = 64; q.n_head = 2; q.n_head_kv = 1; q.n_tokens = 70; q.n_kv = 90; q.causal = true;
+        check_case(q, g.next(), {path::prefill}, st, stream);
+        q.D = 128; q.type = kv_kind::q8_0; q.causal = false; q.sinks = true; q.n_tokens = 20; q.n_kv = 130;
+        check_case(q, g.next(), {path::prefill}, st, stream);
+        printf("correctness (tiny): %d runs, %d failed\n", st.run, st.failed);
+        return st;
+    }
 
     // fixed edge cases first
     for (kv_kind type : {kv_kind::f16, kv_kind::q8_0}) {
@@ -507,17 +523,18 @@ prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t s
 } // namespace
 
 int main(int argc, char ** argv) {
-    bool quick = false, timing = true;
+    bool quick = false, timing = true, tiny = false;
     int wgmma_variant = -1;
     const char * json_path = nullptr;
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--cpu-selftest")) return cpu_selftest();
         if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--tiny")) { tiny = true; timing = false; }
         else if (!strcmp(argv[i], "--no-timing")) timing = false;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
         else if (!strcmp(argv[i], "--wgmma") && i + 1 < argc) wgmma_variant = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--cpu-selftest] [--quick] [--no-timing] [--json FILE] [--wgmma 0|1]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--cpu-selftest] [--quick] [--tiny] [--no-timing] [--json FILE] [--wgmma 0|1]\n", argv[0]);
             return 2;
         }
     }
@@ -557,7 +574,7 @@ int main(int argc, char ** argv) {
         return ws.failed == 0 ? 0 : 1;
     }
 
-    const check_stats cs = run_correctness(quick, st);
+    const check_stats cs = run_correctness(quick, tiny, st);
 
     std::vector<decode_row> dec;
     std::vector<prefill_row> pre;

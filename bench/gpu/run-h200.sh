@@ -149,7 +149,7 @@ fi
 # ---- 3. llama.cpp's kernels vs ours through test-backend-ops ---------------------------------
 ggml_ok=0
 if [ -n "$build_pid" ]; then
-    wait_s=$(( $(left) - 190 ))
+    wait_s=$(( $(left) - 150 ))
     log "waiting up to ${wait_s}s for the test-backend-ops build"
     while kill -0 "$build_pid" 2>/dev/null && [ "$wait_s" -gt 0 ]; do sleep 5; wait_s=$((wait_s - 5)); done
     if kill -0 "$build_pid" 2>/dev/null; then
@@ -164,22 +164,33 @@ if [ -n "$build_pid" ]; then
 fi
 
 shapes='hsk=128,hsv=128,nh=8,nr23=\[4,1\]'
-if [ "$ggml_ok" = 1 ] && [ "$(left)" -gt 150 ]; then
+if [ "$ggml_ok" = 1 ] && [ "$(left)" -gt 120 ]; then
     log "ggml check of our kernels (hook on) against ggml's CPU backend: FLASH_ATTN_EXT, D 64/128, f16/q8_0"
-    LLAMAFUSE_CUDA_FATTN=1 timeout 90 "$tbo" test -b CUDA0 -o FLASH_ATTN_EXT \
+    LLAMAFUSE_CUDA_FATTN=1 timeout 60 "$tbo" test -b CUDA0 -o FLASH_ATTN_EXT \
         -p 'hsk=(64|128),hsv=(64|128),.*type_K=(f16|q8_0),type_V=(f16|q8_0)' >"$OUT/tbo-test-hook.txt" 2>&1
     echo "  exit $?: $(grep -c 'mOK' "$OUT/tbo-test-hook.txt") OK, $(grep -c 'mFAIL' "$OUT/tbo-test-hook.txt") FAIL; $(grep -E 'tests passed|hook ran' "$OUT/tbo-test-hook.txt" | tr '\n' ' ')"
     grep 'mFAIL' "$OUT/tbo-test-hook.txt" | head -5
-    if [ "$(left)" -gt 100 ]; then
+    if [ "$(left)" -gt 85 ]; then
         log "perf, hook off (ggml's kernels)"
-        timeout 45 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ggml.txt" 2>&1
+        timeout 40 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ggml.txt" 2>&1
         log "perf, hook on (ours)"
-        LLAMAFUSE_CUDA_FATTN=1 timeout 45 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ours.txt" 2>&1
+        LLAMAFUSE_CUDA_FATTN=1 timeout 40 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ours.txt" 2>&1
         grep -h 'hook ran' "$OUT/tbo-perf-ours.txt"
     fi
 fi
 
 [ -n "$wgmma_done" ] || run_wgmma
+
+# ---- 3b. compute-sanitizer on a few small shapes, if time is left (memcheck, racecheck) --------
+if [ -n "$bench" ] && command -v compute-sanitizer >/dev/null 2>&1; then
+    for tool in memcheck racecheck; do
+        if [ "$(left)" -gt 75 ]; then
+            log "compute-sanitizer --tool $tool (tiny set)"
+            timeout 60 compute-sanitizer --tool "$tool" --error-exitcode 3 "$bench" --tiny >"$OUT/sanitizer-$tool.txt" 2>&1
+            echo "  exit $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|correctness \(tiny\)' "$OUT/sanitizer-$tool.txt" | tr '\n' ' ')"
+        fi
+    done
+fi
 
 # ---- 4. table -------------------------------------------------------------------------------
 log "done"
@@ -187,6 +198,7 @@ echo
 echo "================ llamafuse CUDA attention, $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 sed -n '/^== summary/,$p' "$OUT/harness.txt" 2>/dev/null
 grep -h '^== wgmma summary' "$OUT"/wgmma-*.txt 2>/dev/null | cut -c4-
+for f in "$OUT"/sanitizer-*.txt; do [ -s "$f" ] && echo "$(basename "$f" .txt): $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$f" | tr '\n' ' ')"; done
 [ -s "$OUT/tbo-test-hook.txt" ] && echo "ggml test -o FLASH_ATTN_EXT, hook on: $(grep -c 'mOK' "$OUT/tbo-test-hook.txt") OK, $(grep -c 'mFAIL' "$OUT/tbo-test-hook.txt") FAIL; $(grep -h 'hook ran' "$OUT/tbo-test-hook.txt")"
 if [ -s "$OUT/tbo-perf-ggml.txt" ] && [ -s "$OUT/tbo-perf-ours.txt" ]; then
     python3 - "$OUT/tbo-perf-ggml.txt" "$OUT/tbo-perf-ours.txt" <<'EOF'

@@ -7,7 +7,11 @@
 // The hook glue (fattn_cuda_hook.cu, fattn_ggml.cu) includes ggml's headers with the CUDA
 // hook patch applied: deps/llama.cpp as the build prepared it (prepared here if needed).
 //
-// Environment: LLAMAFUSE_CUDA_ARCH=90a (compute/sm suffix), NVCC=path/to/nvcc.
+// Then (unless --no-emu) it builds bench/gpu/emu/emu_test with the host C++ compiler and
+// runs it: the real decode / combine / prefill kernel code on a CPU emulation of CUDA,
+// against a float64 reference. That checks the kernels' logic on machines with no GPU.
+//
+// Environment: LLAMAFUSE_CUDA_ARCH=90a (compute/sm suffix), NVCC=path/to/nvcc, CXX.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -107,7 +111,40 @@ async function main() {
         rmSync(outDir, { recursive: true, force: true });
     }
     console.log(`check:cuda: ${sources.length - failed}/${sources.length} compiled; spill bytes (stores + loads, all kernels): ${spills}`);
-    return failed ? 1 : 0;
+    if (failed) return 1;
+    return process.argv.includes("--no-emu") ? 0 : runEmulator();
+}
+
+// The kernels on the CPU emulator (bench/gpu/emu): one g++ compile, then the run.
+function runEmulator() {
+    const benchDir = path.join(root, "bench", "gpu");
+    // the toolkit's include folder as nvcc reports it (nvcc may be a wrapper script)
+    const dry = spawnSync(nvcc, ["--dryrun", "-x", "c++", "-c", "/dev/null", "-o", "/dev/null"], { encoding: "utf8" });
+    const inc = `${dry.stdout ?? ""}${dry.stderr ?? ""}`.match(/INCLUDES="-I([^"]*)"/);
+    if (!inc) {
+        console.log("check:cuda: emulator skipped: could not find the CUDA include folder from nvcc --dryrun");
+        return 0;
+    }
+    const outDir = mkdtempSync(path.join(tmpdir(), "llamafuse-emu-"));
+    try {
+        const exe = path.join(outDir, "emu_test");
+        const cxx = process.env.CXX || "g++";
+        const args = ["-std=c++20", "-O1", "-pthread", "-DLF_CUDA_EMU", "-I", kernelDir, "-I", path.join(benchDir, "emu"),
+            "-I", inc[1], "-o", exe, path.join(benchDir, "emu", "emu_test.cpp"), path.join(benchDir, "reference.cpp")];
+        const b = spawnSync(cxx, args, { encoding: "utf8" });
+        if (b.status !== 0) {
+            console.log(`FAIL emulator build\n${b.stdout ?? ""}${b.stderr ?? ""}`);
+            return 1;
+        }
+        const r = spawnSync(exe, [], { encoding: "utf8", timeout: 900_000 });
+        const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+        const lines = out.trim().split("\n");
+        for (const l of lines) if (/FAIL/.test(l)) console.log(l);
+        console.log(`check:cuda: ${lines[lines.length - 1]} (kernels on the CPU emulator, ${lines.filter((l) => /^\s+ok/.test(l)).length} cases ok)`);
+        return r.status === 0 ? 0 : 1;
+    } finally {
+        rmSync(outDir, { recursive: true, force: true });
+    }
 }
 
 process.exitCode = await main();

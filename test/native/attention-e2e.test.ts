@@ -134,6 +134,8 @@ describe("fused vs ggml attention, synthetic GQA models", () => {
                     expect(res.stats.declined).toBe(0);
                     expect(res.stats.fused).toBeGreaterThanOrEqual(res.afterFused.fused + 2 * STEPS);
                     console.log(`${s.name} ${kvType}: prompt rel L2 ${res.promptErr.toExponential(2)}, decode fused vs ggml ${res.stepVsGgml.toExponential(2)}, decode vs batch: fused ${res.stepErr.toExponential(2)}, ggml ${res.ggmlStepErr.toExponential(2)}; argmax agreed ${res.agree}/${STEPS}`);
+                    // With a q8_0 cache ggml rounds q to q8_0 before q·k (ours keeps q in f32; ~1e-6
+                    // from float64 at the op level), so fused vs ggml is ~4e-3 there, ~4e-4 with f16.
                     expect(res.promptErr).toBeLessThanOrEqual(5e-3);
                     expect(res.stepVsGgml).toBeLessThanOrEqual(5e-3);
                     expect(res.stepErr).toBeLessThanOrEqual(5e-3);

@@ -52,6 +52,7 @@ namespace {
 int g_sm = 0;
 size_t g_l2 = 0;
 int g_wgmma_variant = 0;
+int g_wgmma_wg = 1;   // warpgroups per block of the wgmma kernel
 
 // ---- device copies of a problem --------------------------------------------------------------
 
@@ -164,7 +165,7 @@ std::vector<float> run_path(path which, const problem & pr, device_problem & dp,
             lc::fattn_prefill(p, st);
             break;
         case path::wgmma:
-            lc::fattn_prefill_wgmma(p, g_wgmma_variant, st);
+            lc::fattn_prefill_wgmma(p, g_wgmma_variant, st, g_wgmma_wg);
             break;
         case path::dispatch: {
             const size_t bytes = lc::fattn_scratch_bytes(p, g_sm);
@@ -296,6 +297,8 @@ check_stats run_correctness(bool quick, bool tiny, cudaStream_t stream) {
         p.n_head_kv = 1 + g.below(4);
         p.n_head = p.n_head_kv * G;
         const bool decode = g.below(2);
+        if (!decode) p.n_head_kv = 1 + g.below(2);   // <= 16 heads for prefill: quick reference
+        p.n_head = p.n_head_kv * G;
         p.n_tokens = decode ? 1 + g.below(4) : 5 + g.below(200);
         p.n_kv = decode ? 1 + g.below(9000) : 1 + g.below(700);
         if (g.below(3) == 0) p.n_kv_valid = g.below(p.n_kv + 1);
@@ -315,7 +318,7 @@ check_stats run_correctness(bool quick, bool tiny, cudaStream_t stream) {
 
 // The experimental wgmma prefill kernel on the prefill-shaped cases it takes (f16 caches).
 check_stats run_wgmma_checks(bool quick, cudaStream_t stream) {
-    printf("\n== correctness: EXPERIMENTAL wgmma prefill, V descriptor variant %d\n", g_wgmma_variant);
+    printf("\n== correctness: EXPERIMENTAL wgmma prefill, V descriptor variant %d, %d warpgroup(s)\n", g_wgmma_variant, g_wgmma_wg);
     check_stats st;
     rng g(777);
     for (int D : {64, 128}) {
@@ -330,17 +333,17 @@ check_stats run_wgmma_checks(bool quick, cudaStream_t stream) {
     for (int i = 0; i < (quick ? 4 : 16); ++i) {
         problem p;
         p.D = g.below(2) ? 128 : 64;
-        p.n_head_kv = 1 + g.below(4);
+        p.n_head_kv = 1 + g.below(2);                 // <= 16 heads: the float64 reference stays quick
         p.n_head = p.n_head_kv * (1 << g.below(4));
-        p.n_tokens = 5 + g.below(300);
-        p.n_kv = 1 + g.below(900);
+        p.n_tokens = 5 + g.below(200);
+        p.n_kv = 1 + g.below(600);
         p.causal = g.below(2);
         if (g.below(3) == 0) p.n_kv_valid = g.below(p.n_kv + 1);
         p.sinks = g.below(4) == 0;
         if (g.below(5) == 0) p.softcap = 30.0f;
         check_case(p, g.next(), {path::wgmma}, st, stream);
     }
-    printf("wgmma variant %d: %d runs, %d failed; worst rel_l2 %.2e\n", g_wgmma_variant, st.run, st.failed, st.worst_prefill);
+    printf("wgmma variant %d, %d wg: %d runs, %d failed; worst rel_l2 %.2e\n", g_wgmma_variant, g_wgmma_wg, st.run, st.failed, st.worst_prefill);
     return st;
 }
 
@@ -502,7 +505,7 @@ prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t s
     dp.upload(pr, d);
     const lc::attn_params p = make_params(pr, dp);
     const double ms = median_ms([&](int) {
-        if (wgmma) lc::fattn_prefill_wgmma(p, g_wgmma_variant, st);
+        if (wgmma) lc::fattn_prefill_wgmma(p, g_wgmma_variant, st, g_wgmma_wg);
         else lc::fattn_prefill(p, st);
     }, 5, st);
     dp.free_all();
@@ -511,7 +514,7 @@ prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t s
     for (int t = 0; t < n_tokens; ++t) pairs += causal ? t + 1 : n_tokens;   // n_kv == n_tokens
     const double flops = 4.0 * pr.D * pr.n_head * pairs;
     prefill_row r;
-    r.type = std::string(type == kv_kind::f16 ? "f16" : "q8_0") + (wgmma ? "/wgmma" : "");
+    r.type = std::string(type == kv_kind::f16 ? "f16" : "q8_0") + (wgmma ? "/wgmma" + std::to_string(g_wgmma_wg) + "wg" : "");
     r.mask = causal ? "causal" : "dense";
     r.n_tokens = n_tokens;
     r.us = ms * 1e3;
@@ -560,18 +563,25 @@ int main(int argc, char ** argv) {
             return 0;
         }
         g_wgmma_variant = wgmma_variant;
-        const check_stats ws = run_wgmma_checks(quick, st);
+        int failed = 0, runs = 0;
+        double worst = 0.0;
         std::vector<prefill_row> rows;
-        if (ws.failed == 0 && timing) {
-            printf("\n== prefill, wgmma variant %d: 32 q / 8 kv heads, D 128, n_kv = n_tokens\n", wgmma_variant);
-            for (bool causal : {false, true}) rows.push_back(time_prefill(kv_kind::f16, quick ? 2048 : 4096, causal, st, true));
+        for (int wg : {1, 2}) {
+            g_wgmma_wg = wg;
+            printf("\n-- %d warpgroup(s) per block\n", wg);
+            const check_stats ws = run_wgmma_checks(quick, st);
+            failed += ws.failed;
+            runs += ws.run;
+            worst = std::max(worst, ws.worst_prefill);
+            if (ws.failed == 0 && timing) {
+                for (bool causal : {false, true}) rows.push_back(time_prefill(kv_kind::f16, quick ? 2048 : 4096, causal, st, true));
+            }
         }
-        printf("\n== wgmma summary: variant %d: %d/%d checks passed, worst rel_l2 %.2e", wgmma_variant,
-               ws.run - ws.failed, ws.run, ws.worst_prefill);
+        printf("\n== wgmma summary: variant %d: %d/%d checks passed, worst rel_l2 %.2e", wgmma_variant, runs - failed, runs, worst);
         for (const prefill_row & r : rows) printf("; %s %s %.1f TFLOP/s", r.type.c_str(), r.mask.c_str(), r.tflops);
         printf("\n");
         CUDA_CHECK(cudaStreamDestroy(st));
-        return ws.failed == 0 ? 0 : 1;
+        return failed == 0 ? 0 : 1;
     }
 
     const check_stats cs = run_correctness(quick, tiny, st);

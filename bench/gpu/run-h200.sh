@@ -135,9 +135,9 @@ run_wgmma() {
     wgmma_done=1
     [ -n "$bench" ] || return 0
     for variant in 0 1; do
-        if [ "$(left)" -gt 120 ]; then
-            log "EXPERIMENTAL wgmma prefill, variant $variant"
-            timeout 90 "$bench" --wgmma "$variant" >"$OUT/wgmma-$variant.txt" 2>&1
+        if [ "$(left)" -gt 150 ]; then
+            log "EXPERIMENTAL wgmma prefill, variant $variant (1 and 2 warpgroups per block)"
+            timeout 120 "$bench" --wgmma "$variant" >"$OUT/wgmma-$variant.txt" 2>&1
             echo "  exit $?: $(grep -h '^== wgmma summary' "$OUT/wgmma-$variant.txt" | cut -c4-)"
         fi
     done

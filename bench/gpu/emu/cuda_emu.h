@@ -58,6 +58,7 @@ struct block_state {
         : n_threads(n_threads), smem(new uint8_t[smem_bytes + 128]), bar(n_threads) {
         std::memset(smem.get(), 0xAA, smem_bytes + 128);
         for (int w = 0; w < n_threads / 32; ++w) warp_bar.emplace_back(std::make_unique<std::barrier<>>(32));
+        for (int g = 0; g < n_threads / 128; ++g) wg_bar.emplace_back(std::make_unique<std::barrier<>>(128));
         words.resize(n_threads / 32);
         ptrs.resize(n_threads / 32);
         frags.resize(n_threads / 32);
@@ -69,6 +70,7 @@ struct block_state {
     std::unique_ptr<uint8_t[]> smem;
     std::barrier<> bar;
     std::vector<std::unique_ptr<std::barrier<>>> warp_bar;
+    std::vector<std::unique_ptr<std::barrier<>>> wg_bar;   // warpgroups (wgmma)
     std::vector<std::array<uint32_t, 32>> words;
     std::vector<std::array<const void *, 32>> ptrs;
     std::vector<std::array<lane_frag, 32>> frags;
@@ -174,8 +176,8 @@ inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
     for (int e = 0; e < 4; ++e) c[e] = out[e];
 }
 
-// wgmma.mma_async m64nNk16 .f32.f16.f16 with A from registers, for a block that is one
-// warpgroup (128 threads). The model it follows (no-swizzle layouts only):
+// wgmma.mma_async m64nNk16 .f32.f16.f16 with A from registers, issued by the calling
+// thread's warpgroup (128 consecutive threads). The model it follows (no-swizzle only):
 //   A: warp w holds rows 16w..16w+15 in mma.sync's A fragment layout;
 //   D: warp w's rows, 8-column chunk j at d[4j .. 4j+3] in mma.sync's C layout;
 //   B from the descriptor: start address, LBO (between core matrices adjacent along K),
@@ -185,10 +187,12 @@ inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
 inline void wgmma_rs(float * d, int N, const uint32_t (&a)[4], uint64_t desc, int scale_d, bool trans) {
     block_state & b = *tls.blk;
     const int t = linear_tid();
+    const int g0 = (t / 128) * 128;   // the warpgroup's first thread
+    std::barrier<> & bar = *b.wg_bar[t / 128];
     for (int i = 0; i < 4; ++i) b.wg_a[t][i] = a[i];
     b.wg_desc[t] = desc;
-    b.bar.arrive_and_wait();
-    if (b.wg_desc[t] != b.wg_desc[0]) b.wg_desc_mismatch = 1;
+    bar.arrive_and_wait();
+    if (b.wg_desc[t] != b.wg_desc[g0]) b.wg_desc_mismatch = 1;
     const uint32_t start = (uint32_t) (desc & 0x3fff) << 4;
     const uint32_t lbo = (uint32_t) ((desc >> 16) & 0x3fff) << 4;
     const uint32_t sbo = (uint32_t) ((desc >> 32) & 0x3fff) << 4;
@@ -202,11 +206,11 @@ inline void wgmma_rs(float * d, int N, const uint32_t (&a)[4], uint64_t desc, in
     };
     auto A = [&](int row, int k) {
         const int r = row % 16;
-        const int owner = (row / 16) * 32 + (r % 8) * 4 + (k % 8) / 2;
+        const int owner = g0 + (row / 16) * 32 + (r % 8) * 4 + (k % 8) / 2;
         const uint32_t w = b.wg_a[owner][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)];
         return half_bits_to_float((uint16_t) (w >> (16 * (k & 1))));
     };
-    const int w = t / 32, lane = t % 32;
+    const int w = (t - g0) / 32, lane = t % 32;   // warp within the warpgroup: rows 16w..
     std::vector<float> out(N / 2);
     for (int j = 0; j < N / 8; ++j) {
         for (int e = 0; e < 4; ++e) {
@@ -217,7 +221,7 @@ inline void wgmma_rs(float * d, int N, const uint32_t (&a)[4], uint64_t desc, in
             out[4 * j + e] = (scale_d ? d[4 * j + e] : 0.0f) + acc;
         }
     }
-    b.bar.arrive_and_wait();
+    bar.arrive_and_wait();
     for (int i = 0; i < N / 2; ++i) d[i] = out[i];
 }
 

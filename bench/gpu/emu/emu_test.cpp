@@ -126,15 +126,15 @@ void run_prefill(const lc::attn_params & p) {
     }
 }
 
-template <int D, int V> void run_wgmma_t(const lc::attn_params & p) {
-    using C = lc::wg_cfg<D>;
+template <int D, int V, int WG> void run_wgmma_t(const lc::attn_params & p) {
+    using C = lc::wg_cfg<D, WG>;
     lf_emu::launch(dim3((p.n_tokens + C::BQ - 1) / C::BQ, p.n_head, p.n_seq_q), dim3(C::THREADS), C::SMEM,
-                   [&] { lc::fattn_prefill_wgmma_kernel<D, V>(p); });
+                   [&] { lc::fattn_prefill_wgmma_kernel<D, V, WG>(p); });
 }
 
-void run_wgmma(const lc::attn_params & p, int variant) {
-    if (p.D == 64) variant == 0 ? run_wgmma_t<64, 0>(p) : run_wgmma_t<64, 1>(p);
-    else           variant == 0 ? run_wgmma_t<128, 0>(p) : run_wgmma_t<128, 1>(p);
+template <int WG> void run_wgmma(const lc::attn_params & p, int variant) {
+    if (p.D == 64) variant == 0 ? run_wgmma_t<64, 0, WG>(p) : run_wgmma_t<64, 1, WG>(p);
+    else           variant == 0 ? run_wgmma_t<128, 0, WG>(p) : run_wgmma_t<128, 1, WG>(p);
 }
 
 int g_fail = 0;
@@ -142,7 +142,7 @@ int g_fail = 0;
 // The wgmma kernel under the emulator's descriptor model: variant 0 is the model's own
 // convention and must pass; variant 1 (LBO/SBO swapped for V) must not, which shows the
 // two variants really differ. Only the GPU can say which convention the hardware uses.
-void check_wgmma(const problem & pr, uint64_t seed) {
+void check_wgmma(const problem & pr, uint64_t seed, int wg) {
     host_buffers b;
     b.d = make_data(pr, seed);
     const std::vector<double> ref = reference(pr, b.d);
@@ -150,15 +150,15 @@ void check_wgmma(const problem & pr, uint64_t seed) {
     bool pass[2];
     for (int v = 0; v < 2; ++v) {
         const lc::attn_params p = make_params(pr, b);   // fresh NaN-poisoned dst
-        run_wgmma(p, v);
+        wg == 1 ? run_wgmma<1>(p, v) : run_wgmma<2>(p, v);
         const compare_result c = compare(pr, b.dst, ref);
         rel[v] = c.n_nan ? INFINITY : c.rel_l2;
         pass[v] = c.pass(5e-3);
     }
     const bool ok = pass[0] && !pass[1];
     if (!ok) ++g_fail;
-    printf("  %s wgmma   variant 0 rel_l2 %.2e, variant 1 %.2e (must differ)  %s\n", ok ? "ok  " : "FAIL", rel[0], rel[1],
-           pr.describe().c_str());
+    printf("  %s wgmma   %d wg: variant 0 rel_l2 %.2e, variant 1 %.2e (must differ)  %s\n", ok ? "ok  " : "FAIL", wg,
+           rel[0], rel[1], pr.describe().c_str());
 }
 
 void check(const problem & pr, bool decode, uint64_t seed, int n_sm = 3) {
@@ -220,9 +220,11 @@ int main() {
     {
         problem w;
         w.D = 64; w.n_head = 2; w.n_head_kv = 1; w.n_tokens = 70; w.n_kv = 90; w.causal = true; w.masked_rows = {3};
-        check_wgmma(w, 9);
-        w.D = 128; w.causal = false; w.masked_rows.clear(); w.sinks = true; w.n_tokens = 20; w.n_kv = 130;
-        check_wgmma(w, 10);
+        check_wgmma(w, 9, 1);
+        check_wgmma(w, 9, 2);
+        w.D = 128; w.causal = false; w.masked_rows.clear(); w.sinks = true; w.n_tokens = 150; w.n_kv = 130;
+        check_wgmma(w, 10, 1);
+        check_wgmma(w, 10, 2);
     }
     printf("emulated kernels: %d failed\n", g_fail);
     return g_fail == 0 ? 0 : 1;

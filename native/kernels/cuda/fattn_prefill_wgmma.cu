@@ -8,22 +8,27 @@ bool fattn_prefill_wgmma_supported(const attn_params & p) {
     return p.type == kv_type::f16 && fattn_prefill_supported(p);
 }
 
-template <int D, int VARIANT>
+template <int D, int VARIANT, int WG>
 static void launch_wgmma(const attn_params & p, cudaStream_t stream) {
-    using C = wg_cfg<D>;
-    auto kernel = fattn_prefill_wgmma_kernel<D, VARIANT>;
-    raise_smem_limit_once<wg_cfg<D>>(kernel, C::SMEM);
+    using C = wg_cfg<D, WG>;
+    auto kernel = fattn_prefill_wgmma_kernel<D, VARIANT, WG>;
+    raise_smem_limit_once<C>(kernel, C::SMEM);
     const dim3 grid((p.n_tokens + C::BQ - 1) / C::BQ, p.n_head, p.n_seq_q);
     kernel<<<grid, C::THREADS, C::SMEM, stream>>>(p);
 }
 
-void fattn_prefill_wgmma(const attn_params & p, int variant, cudaStream_t stream) {
+template <int D, int WG> static void launch_wgmma_v(const attn_params & p, int variant, cudaStream_t stream) {
+    if (variant == 0) launch_wgmma<D, 0, WG>(p, stream);
+    else              launch_wgmma<D, 1, WG>(p, stream);
+}
+
+void fattn_prefill_wgmma(const attn_params & p, int variant, cudaStream_t stream, int warpgroups) {
     LF_CUDA_ASSERT(fattn_prefill_wgmma_supported(p));
-    LF_CUDA_ASSERT(p.dst != nullptr && (variant == 0 || variant == 1));
+    LF_CUDA_ASSERT(p.dst != nullptr && (variant == 0 || variant == 1) && (warpgroups == 1 || warpgroups == 2));
     if (p.D == 64) {
-        variant == 0 ? launch_wgmma<64, 0>(p, stream) : launch_wgmma<64, 1>(p, stream);
+        warpgroups == 1 ? launch_wgmma_v<64, 1>(p, variant, stream) : launch_wgmma_v<64, 2>(p, variant, stream);
     } else {
-        variant == 0 ? launch_wgmma<128, 0>(p, stream) : launch_wgmma<128, 1>(p, stream);
+        warpgroups == 1 ? launch_wgmma_v<128, 1>(p, variant, stream) : launch_wgmma_v<128, 2>(p, variant, stream);
     }
 }
 

@@ -7,9 +7,11 @@
 
 namespace llamafuse::cuda {
 
-template <int D> struct wg_cfg {
-    static constexpr int THREADS = 128;            // one warpgroup
-    static constexpr int BQ = 64;                  // query rows: wgmma's M
+// WG warpgroups per block, 64 query rows each, sharing every K/V tile: WG = 2 halves the
+// K/V traffic from L2 per FLOP (at one block per multiprocessor instead of two).
+template <int D, int WG> struct wg_cfg {
+    static constexpr int THREADS = 128 * WG;
+    static constexpr int BQ = 64 * WG;             // query rows: wgmma's M per warpgroup
     static constexpr int BK = 64;                  // keys per tile: N of S, K of P.V
     static constexpr int LDQ = D + 8;              // Q staging row stride (ldmatrix, padded)
     static constexpr int Q_BYTES = BQ * LDQ * 2;
@@ -22,10 +24,10 @@ template <int D> struct wg_cfg {
 };
 
 // grid: x = block of 64 query tokens, y = q head, z = q sequence
-template <int D, int VARIANT>
-__global__ void __launch_bounds__(128, 2) fattn_prefill_wgmma_kernel(const attn_params p) {
+template <int D, int VARIANT, int WG>
+__global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1) fattn_prefill_wgmma_kernel(const attn_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(LF_CUDA_EMU)
-    using C = wg_cfg<D>;
+    using C = wg_cfg<D, WG>;
     LF_DYNAMIC_SMEM(smem);
     __half * sQ = reinterpret_cast<__half *>(smem);
     uint8_t * sKV = smem + C::Q_BYTES;   // [stage][K | V][TILE_BYTES]

@@ -150,6 +150,12 @@ void finish_row(const fattn_params & p, int64_t h, float m, float l, const float
     for (int64_t d = 0; d < p.DV; d++) out[d] = o[d] * inv;
 }
 
+inline void prefetch_block(const char * rows, size_t nb1, int n, int row_bytes) {
+    for (int j = 0; j < n; j++) {
+        for (int off = 0; off < row_bytes; off += 64) __builtin_prefetch(rows + j * nb1 + off, 0, 3);
+    }
+}
+
 // One unit: the groups gi0 .. gi0+band-1 against keys [c0, c1), block by block (all groups of
 // the band read one block before the next). Writes the rows' output, or their (m, l, o)
 // partials when partials != null (layout [group][r][chunk][m, l, o[DV]]).
@@ -211,10 +217,15 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
             float * mlg = ml + 2 * b * rows;
             for (int r = 0; r < R; r++) { m[r] = mlg[2 * r]; l[r] = mlg[2 * r + 1]; }
             if (pl.tiled) {
+                // next block's K rows load while this block's q·kᵀ runs, its V rows during p·v
+                const int64_t j1 = j0 + KB;
+                const int npf = (int) std::max<int64_t>(0, std::min<int64_t>(KB, p.n_kv - j1));
                 ops.kconv[t](kb + j0 * p.k_nb1, p.k_nb1, nk, p.DK, kt);
+                prefetch_block(kb + j1 * p.k_nb1, p.k_nb1, npf, k_row_bytes);
                 ops.qk(qg, R, p.DK, kt, s);
                 ops.softmax(s, mvp, p.softcap, R, nk, m, l, og, p.DV);
                 ops.vconv[t](vb + j0 * p.v_nb1, p.v_nb1, nk, p.DV, vf);
+                prefetch_block(vb + j1 * p.v_nb1, p.v_nb1, npf, v_row_bytes);
                 ops.pv(s, R, vf, p.DV, og);
             } else {
                 // prefetch this group's rows of the next block (never past n_kv)

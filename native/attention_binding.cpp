@@ -24,7 +24,6 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -218,16 +217,20 @@ struct bench_session {
     std::atomic<bool> busy{false};
 
     bench_session(const op_shape & s, int layers, int threads_) : graph(s, layers), threads(threads_), pool(threads_) {
-        std::mt19937_64 rng(42);
-        std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+        // xorshift64: hundreds of MB of caches fill in a fraction of a second
+        uint64_t x = 0x9E3779B97F4A7C15ull;
+        auto u = [&x]() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            return (float) ((x >> 40) * (2.0 / 16777216.0) - 1.0);  // [-1, 1)
+        };
         float * q = (float *) graph.q->data;
-        for (int64_t i = 0; i < ggml_nelements(graph.q); i++) q[i] = u(rng);
+        for (int64_t i = 0; i < ggml_nelements(graph.q); i++) q[i] = u();
         std::vector<float> row(std::max(s.DK, s.DV));
         for (size_t l = 0; l < graph.k.size(); l++) {
             for (ggml_tensor * t : { graph.k[l], graph.v[l] }) {
                 const int64_t n = t->ne[0];
                 for (int64_t r = 0; r < ggml_nrows(t); r++) {
-                    for (int64_t i = 0; i < n; i++) row[i] = u(rng);
+                    for (int64_t i = 0; i < n; i++) row[i] = u();
                     ggml_quantize_chunk(t->type, row.data(), (char *) t->data + r * t->nb[1], 0, 1, n, nullptr);
                 }
             }

@@ -3,6 +3,7 @@
 #include "context.h"
 #include "sampling.h"
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 
@@ -123,14 +124,22 @@ private:
         return true;
     }
 
+    // Wakes the event loop at most once per kDeliverInterval: a tiny model makes a token every
+    // few hundred microseconds, and waking JS for each one costs the decode thread CPU time on
+    // small machines. A token waits at most max(interval, one decode); the rest arrive with
+    // the completion.
+    static constexpr std::chrono::microseconds kDeliverInterval{1000};
+
     void deliver(llama_token t) {
         bool call = false;
+        const auto now = std::chrono::steady_clock::now();
         {
             std::lock_guard<std::mutex> lock(out_->mu);
             out_->tokens.push_back(t);
-            if (!out_->notify_pending) call = out_->notify_pending = true;
+            if (!out_->notify_pending && now - last_notify_ >= kDeliverInterval) call = out_->notify_pending = true;
         }
         if (!call) return;
+        last_notify_ = now;
         std::shared_ptr<Outbox> box = out_;
         tsfn_.NonBlockingCall([box](Napi::Env env, Napi::Function fn) {
             std::vector<llama_token> got = box->take();
@@ -153,6 +162,7 @@ private:
     std::shared_ptr<Outbox> out_;
     std::string reason_ = "maxTokens";
     int32_t generated_ = 0;
+    std::chrono::steady_clock::time_point last_notify_{};
 };
 
 } // namespace

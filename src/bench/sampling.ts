@@ -2,12 +2,13 @@
 // vocabularies, and generation tokens/s on stories260K — llamafuse's native loop against
 // node-llama-cpp, same model file, same thread count, same run, alternating runs so that both
 // see the same machine noise. Medians of repeated runs.
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { packageRoot } from "../binding.js";
+import { binding, packageRoot } from "../binding.js";
 import { loadModel, type Model } from "../model.js";
 import { createSampler, type SamplingOptions } from "../sampling.js";
-import { benchMeta, type BenchMeta } from "./meta.js";
+import { benchMeta, findLlamaBench, type BenchMeta } from "./meta.js";
 import { loadPeer } from "./peer.js";
 import { formatTable, median } from "./stats.js";
 
@@ -30,12 +31,17 @@ export interface SamplingBenchRow {
     name: string;
     vocab: number;
     threads: number | null;
+    /** Generate rows: the attention kernels our context used. */
+    attention?: string;
     /** Sample rows: median microseconds per sampled token. */
     usPerToken?: number;
     /** Generate rows: median tokens/s, ours and node-llama-cpp's, and ours / theirs. */
     oursTokS?: number;
     peerTokS?: number | null;
     ratio?: number | null;
+    /** llama.cpp's own llama-bench tg (greedy rows, where a llama-bench binary is found), and ours / it. */
+    llamaBenchTokS?: number | null;
+    llamaBenchRatio?: number | null;
     note?: string;
 }
 
@@ -83,9 +89,12 @@ async function generationRows(file: string, threadsList: number[], n: number, re
     const { peer, note } = await loadPeer();
     const peerModel = peer ? await peer.llama.loadModel({ modelPath: file }) : null;
     try {
-        for (const threads of threadsList) {
+        // ggml's attention is like for like with both peers (the loop's own cost); fused is
+        // what llamafuse runs by default where its kernels are built in.
+        const modes = binding().hasFusedAttention ? (["ggml", "fused"] as const) : (["ggml"] as const);
+        for (const threads of threadsList) for (const attention of modes) {
             for (const [name, opts] of [["greedy", { temperature: 0 }], ["default chain", { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, seed: 1 }]] as const) {
-                const ctx = await model.createContext({ contextSize: 512, batchSize: 512, threads });
+                const ctx = await model.createContext({ contextSize: 512, batchSize: 512, threads, attention });
                 const pctx = peerModel ? await peerModel.createContext({ contextSize: 512, batchSize: 512, threads }) : null;
                 const pseq = pctx?.getSequence();
                 const ours: number[] = [], theirs: number[] = [];
@@ -113,8 +122,10 @@ async function generationRows(file: string, threadsList: number[], n: number, re
                 }
                 const o = median(ours);
                 const p = pseq ? median(theirs) : null;
+                const lb = name === "greedy" && attention === "ggml" ? llamaBenchTg(file, threads, n, reps) : null;
                 rows.push({
-                    kind: "generate", name, vocab: model.info.vocabSize, threads, oursTokS: o, peerTokS: p, ratio: p ? o / p : null,
+                    kind: "generate", name, attention, vocab: model.info.vocabSize, threads, oursTokS: o, peerTokS: p, ratio: p ? o / p : null,
+                    llamaBenchTokS: lb, llamaBenchRatio: lb ? o / lb : null,
                     note: `${n} tokens incl. the ${tokens.length}-token prompt; ${peer ? "peer: " + note : note}`,
                 });
                 await ctx.dispose();
@@ -127,6 +138,18 @@ async function generationRows(file: string, threadsList: number[], n: number, re
         await model.dispose();
     }
     return rows;
+}
+
+/** llama-bench's tg (tokens/s, flash attention on as in our contexts), or null where it is not built. */
+function llamaBenchTg(file: string, threads: number, n: number, reps: number): number | null {
+    const bin = findLlamaBench().path;
+    if (!bin) return null;
+    try {
+        const out = execFileSync(bin, ["-m", file, "-t", String(threads), "-p", "0", "-n", String(n), "-r", String(reps), "-fa", "1", "-o", "json"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+        return (JSON.parse(out) as { avg_ts: number }[])[0]?.avg_ts ?? null;
+    } catch {
+        return null;
+    }
 }
 
 /** Runs the whole sampling benchmark; rows are plain data (the CLI prints or saves them). */
@@ -162,8 +185,10 @@ export async function runSamplingBench(options: SamplingBenchOptions = {}): Prom
 export function formatSamplingRows(rows: SamplingBenchRow[]): string {
     const sample = rows.filter((r) => r.kind === "sample").map((r) => ({ chain: r.name, vocab: r.vocab, "µs/token": r.usPerToken ?? NaN }));
     const gen = rows.filter((r) => r.kind === "generate").map((r) => ({
-        generate: r.name, threads: r.threads ?? "-", "ours tok/s": r.oursTokS ?? NaN, "node-llama-cpp tok/s": r.peerTokS ?? "n/a",
+        generate: r.name, attention: r.attention ?? "-", threads: r.threads ?? "-", "ours tok/s": r.oursTokS ?? NaN, "node-llama-cpp tok/s": r.peerTokS ?? "n/a",
         ratio: r.ratio != null ? `${r.ratio.toFixed(2)}x` : "n/a",
+        "llama-bench tok/s": r.llamaBenchTokS ?? "n/a",
+        "vs llama-bench": r.llamaBenchRatio != null ? `${r.llamaBenchRatio.toFixed(2)}x` : "n/a",
     }));
     return `${formatTable(sample)}\n\n${formatTable(gen)}`;
 }

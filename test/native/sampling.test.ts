@@ -2,7 +2,7 @@
 // through the same native chain) and on real logits; reproducibility by seed; log-probs
 // against an independent log-softmax; grammars; and bad input.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSampler, loadModel, type Model, type SamplingOptions } from "../../src/index.js";
+import { createSampler, loadModel, resetSampling, type Model, type SamplingOptions } from "../../src/index.js";
 import { MODELS } from "../helpers/models.js";
 
 let model: Model;
@@ -268,6 +268,9 @@ describe("ctx.sample on real logits", () => {
         for (let i = 0; i < 3; i++) penalized.push((await ctx.sample(0, { temperature: 0, presencePenalty: 100 })).token);
         expect(new Set(plain).size).toBe(1); // same logits, greedy: same token
         expect(new Set(penalized).size).toBe(3); // each pick is banned for the next
+        // resetSampling forgets the history: the first pick comes back.
+        await resetSampling(ctx, 0);
+        expect((await ctx.sample(0, { temperature: 0, presencePenalty: 100 })).token).toBe(penalized[0]);
         await ctx.dispose();
     });
 

@@ -6,7 +6,7 @@
 //                                            threadpool registered fused or not (or ggml's use_ref
 //                                            path); returns the output. Keep shapes small.
 //   attentionBenchCreate(spec) -> Promise<session>, attentionBenchRun(session, mode, reps)
-//   -> Promise<Float64Array µs per op>, attentionBenchFree(session), measureReadBandwidth(...)
+//   -> Promise<{wallUs, cpuUs}> per op per rep, attentionBenchFree(session), measureReadBandwidth(...)
 // Tensors are laid out as llama.cpp lays them out: q [DK, n_head, n_tokens, n_stream] and K/V
 // caches [D, n_head_kv, n_kv, n_stream], permuted to the op's order, so the kernels see the
 // same (non-contiguous) views they see inside a model.
@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -98,16 +99,22 @@ struct attn_graph {
     attn_graph(const attn_graph &) = delete;
     attn_graph & operator=(const attn_graph &) = delete;
 
-    // Computes the whole graph on tp; returns seconds spent in ggml_graph_compute.
-    double compute(ggml_threadpool * tp, int threads, run_mode mode, std::vector<uint8_t> & work) {
+    // Computes the whole graph on tp; returns seconds spent in ggml_graph_compute (wall) and,
+    // in *cpu, the process CPU time it took (all threads, spinning included): on a machine
+    // shared with other load, CPU time of a one-thread run is the steadier measure.
+    double compute(ggml_threadpool * tp, int threads, run_mode mode, std::vector<uint8_t> & work, double * cpu = nullptr) {
         attention_set_fused(tp, mode == run_mode::fused);
         ggml_cplan plan = ggml_graph_plan(graph, threads, tp);
         if (work.size() < plan.work_size) work.resize(plan.work_size);
         plan.work_data = work.data();
         plan.use_ref = mode == run_mode::ref;
+        timespec c0, c1;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
         const auto t0 = std::chrono::steady_clock::now();
         const ggml_status st = ggml_graph_compute(graph, &plan);
         const auto t1 = std::chrono::steady_clock::now();
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+        if (cpu) *cpu = (double) (c1.tv_sec - c0.tv_sec) + 1e-9 * (double) (c1.tv_nsec - c0.tv_nsec);
         attention_set_fused(tp, false);
         if (st != GGML_STATUS_SUCCESS) throw CodedError("ERR_NATIVE", "ggml_graph_compute failed");
         return std::chrono::duration<double>(t1 - t0).count();
@@ -271,18 +278,27 @@ public:
 protected:
     void run() override {
         const double n_ops = (double) s_->graph.out.size();
-        for (int i = 0; i < reps_; i++) times_.push_back(1e6 * s_->graph.compute(s_->pool.tp, s_->threads, mode_, s_->work) / n_ops);
+        for (int i = 0; i < reps_; i++) {
+            double cpu = 0;
+            times_.push_back(1e6 * s_->graph.compute(s_->pool.tp, s_->threads, mode_, s_->work, &cpu) / n_ops);
+            cpu_.push_back(1e6 * cpu / n_ops);
+        }
     }
     Napi::Value result(Napi::Env env) override {
-        Napi::Float64Array a = Napi::Float64Array::New(env, times_.size());
-        std::copy(times_.begin(), times_.end(), a.Data());
-        return a;
+        Napi::Float64Array wall = Napi::Float64Array::New(env, times_.size());
+        std::copy(times_.begin(), times_.end(), wall.Data());
+        Napi::Float64Array cpu = Napi::Float64Array::New(env, cpu_.size());
+        std::copy(cpu_.begin(), cpu_.end(), cpu.Data());
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("wallUs", wall);
+        o.Set("cpuUs", cpu);
+        return o;
     }
 private:
     session_ptr s_;
     run_mode mode_;
     int reps_;
-    std::vector<double> times_;
+    std::vector<double> times_, cpu_;
 };
 
 session_ptr & session_of(const Napi::Value & v) {

@@ -80,8 +80,8 @@ export interface NativeAttentionBinding {
     /** Synchronous: blocks the event loop; for tests with small shapes only. */
     attentionCompute(spec: AttentionComputeSpec): Float32Array;
     attentionBenchCreate(shape: AttentionBenchShape): Promise<NativeAttentionSession>;
-    /** Microseconds per op (graph time / layers), one entry per repetition. */
-    attentionBenchRun(session: NativeAttentionSession, mode: AttentionRunMode, reps: number): Promise<Float64Array>;
+    /** Microseconds per op (graph time / layers), one entry per repetition: wall clock, and process CPU time. */
+    attentionBenchRun(session: NativeAttentionSession, mode: AttentionRunMode, reps: number): Promise<{ wallUs: Float64Array; cpuUs: Float64Array }>;
     attentionBenchFree(session: NativeAttentionSession): void;
     /** GB/s per repetition, `threads` threads reading disjoint slices of a `bytes` buffer. */
     measureReadBandwidth(bytes: number, threads: number, reps: number): Promise<Float64Array>;
@@ -167,11 +167,15 @@ export class AttentionBenchSession {
         return new AttentionBenchSession(await callNative(() => binding().attentionBenchCreate(shape)));
     }
 
-    /** Microseconds per op for each of `reps` runs. */
-    async run(mode: AttentionRunMode, reps: number): Promise<number[]> {
+    /**
+     * Microseconds per op for each of `reps` runs: wall clock, or process CPU time (all pool
+     * threads, spin-waits included; with one thread, the steadier measure on a shared machine).
+     */
+    async run(mode: AttentionRunMode, reps: number, clock: "wall" | "cpu" = "wall"): Promise<number[]> {
         if (!this.session) throw new LlamaError("ERR_DISPOSED", "the attention bench session is disposed");
         const s = this.session;
-        return Array.from(await callNative(() => binding().attentionBenchRun(s, mode, reps)));
+        const r = await callNative(() => binding().attentionBenchRun(s, mode, reps));
+        return Array.from(clock === "cpu" ? r.cpuUs : r.wallUs);
     }
 
     dispose(): void {

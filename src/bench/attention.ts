@@ -29,6 +29,11 @@ export interface AttentionBenchOptions {
     prefillTokens?: number;
     /** Timed repetitions per kernel (after one warm-up): decode / prefill. @default [5, 2] */
     reps?: [number, number];
+    /**
+     * wall: elapsed time. cpu: process CPU time per thread (use with threads: 1 on a machine
+     * shared with other load, where wall times swing several-fold). @default "wall"
+     */
+    clock?: "wall" | "cpu";
     /** Called after each row (progress). */
     onRow?: (row: AttentionBenchRow) => void;
 }
@@ -54,6 +59,7 @@ export interface AttentionBenchRow {
 
 export interface AttentionBenchResult {
     threads: number;
+    clock: "wall" | "cpu";
     /** Median read bandwidth measured in this run, GB/s. */
     bandwidthGBs: number;
     rows: AttentionBenchRow[];
@@ -76,7 +82,7 @@ export async function runAttentionBenchDetailed(options: AttentionBenchOptions =
     const o = {
         headDims: [64, 128], gqa: [1, 4, 8], depths: [4096, 16384, 32768],
         kvTypes: ["f16", "q8_0"] as const, phases: ["decode", "prefill"] as AttentionPhase[],
-        threads: 2, headsKv: 8, prefillTokens: 512, reps: [5, 2] as [number, number], ...options,
+        threads: 2, headsKv: 8, prefillTokens: 512, reps: [5, 2] as [number, number], clock: "wall" as const, ...options,
     };
     const bw = median(await measureReadBandwidth(512 << 20, o.threads, 5));
     const rows: AttentionBenchRow[] = [];
@@ -107,8 +113,8 @@ export async function runAttentionBenchDetailed(options: AttentionBenchOptions =
                             const fused: number[] = [];
                             const ggml: number[] = [];
                             for (let i = 0; i < reps; i++) {
-                                fused.push(...(await session.run("fused", 1)));
-                                ggml.push(...(await session.run("ggml", 1)));
+                                fused.push(...(await session.run("fused", 1, o.clock)));
+                                ggml.push(...(await session.run("ggml", 1, o.clock)));
                             }
                             const fusedUs = median(fused);
                             const ggmlUs = median(ggml);
@@ -127,7 +133,7 @@ export async function runAttentionBenchDetailed(options: AttentionBenchOptions =
             }
         }
     }
-    return { threads: o.threads, bandwidthGBs: bw, rows };
+    return { threads: o.threads, clock: o.clock, bandwidthGBs: bw, rows };
 }
 
 /** The rows of the attention benchmark (used by `llamafuse bench attention`). */

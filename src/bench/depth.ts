@@ -29,7 +29,7 @@ export interface DepthBenchOptions {
     depths?: number[];
     /** Tokens per tg run. @default 32 */
     genTokens?: number;
-    /** tg runs per figure (median reported). @default 3 */
+    /** tg runs per figure (median reported). @default 5 */
     reps?: number;
     /** @default 2 */
     threads?: number;
@@ -85,7 +85,7 @@ async function tgOurs(ctx: Context, first: number, n: number): Promise<number> {
 export async function runDepthBench(options: DepthBenchOptions = {}): Promise<DepthBenchResult> {
     const depths = [...(options.depths ?? [0, 4096, 16384])].sort((a, b) => a - b);
     const n = options.genTokens ?? 32;
-    const reps = options.reps ?? 3;
+    const reps = options.reps ?? 5;
     const threads = options.threads ?? 2;
     const log = options.log ?? (() => {});
     const modelPath = options.model ?? (await cachedSynthModel(DEPTH_MODEL, { dir: options.cacheDir, name: "bench-depth", onWrite: (f) => log(`writing the depth-bench model to ${f}`) }));
@@ -100,74 +100,63 @@ export async function runDepthBench(options: DepthBenchOptions = {}): Promise<De
     const points: DepthBenchPoint[] = depths.map((depth) => ({ depth, tg: {}, prefill: {} }));
     const label = `${model.info.name || modelPath} (${model.info.layers} layers, ${model.info.heads} heads/${model.info.headsKv} kv, head size ${model.info.headDim})`;
 
-    // --- llamafuse: one cache, extended depth by depth; each mode measured on it.
+    // Both runtimes hold their cache at once, and their tg runs alternate (ours fused, ours
+    // ggml, the peer, again and again): on a shared machine every runtime then sees the same
+    // noise, which keeps the ratios honest even when the absolute numbers move.
     const ctx = await model.createContext({ contextSize, batchSize: batch, threads, attention: modes[0] ?? "ggml" });
+    const { peer, note } = options.noPeer ? { peer: null, note: "peer skipped (--no-peer)" } : await loadPeer();
+    const pm = peer ? await peer.llama.loadModel({ modelPath }) : null;
+    const pctx = pm ? await pm.createContext({ contextSize, batchSize: batch, threads, flashAttention: true }) : null;
+    const seq = pctx?.getSequence() ?? null;
     try {
         let at = 0;
         for (const p of points) {
             if (p.depth > at) {
                 await ctx.setAttention(modes[0] ?? "ggml");
                 log(`llamafuse: prefill ${at} → ${p.depth}`);
-                const t0 = performance.now();
+                let t0 = performance.now();
                 for (let i = at; i < p.depth; i += batch) {
                     await ctx.forward({ sequence: 0, tokens: prompt.slice(i, Math.min(p.depth, i + batch)), logits: "none" });
                 }
                 p.prefill[ours(modes[0] ?? "ggml")] = (p.depth - at) / ((performance.now() - t0) / 1000);
-                at = p.depth;
-            }
-            for (const mode of modes) {
-                await ctx.setAttention(mode);
-                const runs: number[] = [];
-                for (let r = 0; r < reps; r++) {
-                    runs.push(await tgOurs(ctx, prompt[p.depth]!, n));
-                    await ctx.kv.remove(0, p.depth, -1);
-                }
-                p.tg[ours(mode)] = median(runs);
-                log(`llamafuse ${mode}: tg${n} at depth ${p.depth}: ${p.tg[ours(mode)]!.toFixed(1)} tokens/s`);
-            }
-        }
-    } finally {
-        await ctx.dispose();
-        await model.dispose();
-    }
-
-    // --- node-llama-cpp: the same file, threads, cache size and tokens.
-    const { peer, note } = options.noPeer ? { peer: null, note: "peer skipped (--no-peer)" } : await loadPeer();
-    if (peer) {
-        const pm = await peer.llama.loadModel({ modelPath });
-        const pctx = await pm.createContext({ contextSize, batchSize: batch, threads, flashAttention: true });
-        const seq = pctx.getSequence();
-        try {
-            let at = 0;
-            for (const p of points) {
-                if (p.depth > at) {
+                if (seq) {
                     log(`node-llama-cpp: prefill ${at} → ${p.depth}`);
-                    const t0 = performance.now();
+                    t0 = performance.now();
                     await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(at, p.depth) as never);
                     p.prefill[PEER] = (p.depth - at) / ((performance.now() - t0) / 1000);
-                    at = p.depth;
                 }
-                const runs: number[] = [];
-                for (let r = 0; r < reps; r++) {
+                at = p.depth;
+            }
+            const runs: Record<string, number[]> = {};
+            for (let r = 0; r < reps; r++) {
+                for (const mode of modes) {
+                    await ctx.setAttention(mode);
+                    (runs[ours(mode)] ??= []).push(await tgOurs(ctx, prompt[p.depth]!, n));
+                    await ctx.kv.remove(0, p.depth, -1);
+                }
+                if (seq) {
                     let t1 = 0, tN = 0, k = 0;
                     for await (const _ of seq.evaluate([prompt[p.depth]!] as never, { temperature: 0 })) {
                         tN = performance.now();
                         if (++k === 1) t1 = tN;
                         if (k >= n) break;
                     }
-                    runs.push((k - 1) / ((tN - t1) / 1000));
+                    (runs[PEER] ??= []).push((k - 1) / ((tN - t1) / 1000));
                     await seq.eraseContextTokenRanges([{ start: p.depth, end: seq.nextTokenIndex }]);
                 }
-                p.tg[PEER] = median(runs);
-                log(`node-llama-cpp: tg${n} at depth ${p.depth}: ${p.tg[PEER]!.toFixed(1)} tokens/s`);
             }
-        } finally {
-            await pctx.dispose();
-            await pm.dispose();
-            await peer.dispose();
+            if (!seq) p.tg[PEER] = null;
+            for (const [name, xs] of Object.entries(runs)) {
+                p.tg[name] = median(xs);
+                log(`${name}: tg${n} at depth ${p.depth}: ${p.tg[name]!.toFixed(1)} tokens/s`);
+            }
         }
-    } else {
-        for (const p of points) p.tg[PEER] = null;
+    } finally {
+        await ctx.dispose();
+        await model.dispose();
+        await pctx?.dispose();
+        await pm?.dispose();
+        await peer?.dispose();
     }
     return { model: modelPath, modelLabel: label, threads, genTokens: n, points, peerNote: note };
 }

@@ -2,7 +2,7 @@
 // git commit, the llama.cpp commit and the peer's version, recorded in the same run.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { arch, availableParallelism, cpus, platform, release, totalmem } from "node:os";
+import { arch, availableParallelism, cpus, loadavg, platform, release, totalmem } from "node:os";
 import path from "node:path";
 import { packageRoot } from "../binding.js";
 import { LLAMA_CPP_COMMIT, systemInfo } from "../system.js";
@@ -20,6 +20,8 @@ export interface BenchMeta {
     /** Path of a llama-bench binary, or why there is none. */
     llamaBench: { path: string | null; note: string };
     quick: boolean;
+    /** 1-minute load average when the run started: above the core count, other work shared the CPUs. */
+    loadAverage: number;
 }
 
 function git(args: string[]): string | null {
@@ -73,5 +75,6 @@ export function benchMeta(threads: number, quick: boolean): BenchMeta {
         systemInfo: systemInfo(),
         llamaBench: findLlamaBench(),
         quick,
+        loadAverage: Math.round(loadavg()[0]! * 100) / 100,
     };
 }

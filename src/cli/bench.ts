@@ -2,7 +2,7 @@
 // suite with node-llama-cpp beside llamafuse and the ratio, and writes the results (with
 // the machine, threads and commits) as JSON plus an SVG of tokens/s against depth.
 import { mkdirSync, writeFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import path from "node:path";
 import { Argument, Option, type Command } from "commander";
 import { depthChartSvg } from "../bench/chart.js";
@@ -28,6 +28,7 @@ export interface BenchReport {
     meta: BenchMeta;
     suites: SuiteResult[];
     files: { json: string; chart: string | null };
+    loadAverageAtEnd?: number;
 }
 
 function fmt(v: number | null): string | number {
@@ -62,6 +63,9 @@ export async function runBench(o: BenchRunOptions): Promise<BenchReport> {
     const meta = benchMeta(o.threads, o.quick);
     print(`llamafuse bench: ${names.join(", ")}${o.quick ? " (quick)" : ""}; ${meta.machine.cpu}, ${meta.machine.cores} cores, ${o.threads} threads; llamafuse ${meta.llamafuse.gitCommit?.slice(0, 8) ?? "?"}${meta.llamafuse.gitDirty ? "+dirty" : ""}, llama.cpp ${meta.llamaCppCommit.slice(0, 8)}, node-llama-cpp ${meta.nodeLlamaCpp ?? "missing"}`);
     print(`llama-bench: ${meta.llamaBench.note}`);
+    if (meta.loadAverage > meta.machine.cores) {
+        print(`WARNING: load average ${meta.loadAverage} on ${meta.machine.cores} cores: other processes share the CPUs, and spinning thread pools suffer most; numbers will be noisy`);
+    }
     print("medians of repeated runs; ratio > 1 means llamafuse is better. Small shared machines are noisy: compare ratios, not absolute numbers.\n");
     const suites: SuiteResult[] = [];
     for (const name of names) {
@@ -76,11 +80,13 @@ export async function runBench(o: BenchRunOptions): Promise<BenchReport> {
     const depth = suites.find((s) => s.suite === "depth")?.detail as DepthBenchResult | undefined;
     const files = { json: `${base}.json`, chart: depth ? `${base}-depth.svg` : null };
     const report: BenchReport = { meta, suites, files };
-    writeFileSync(files.json, JSON.stringify(report, null, 2) + "\n");
+    // The load at the end too: a run is only as quiet as its noisiest minute.
+    const finished = { ...report, loadAverageAtEnd: Math.round(loadavg()[0]! * 100) / 100 };
+    writeFileSync(files.json, JSON.stringify(finished, null, 2) + "\n");
     if (depth && files.chart) writeFileSync(files.chart, chartFor(meta, depth));
     process.stderr.write(`results: ${files.json}${files.chart ? `, chart: ${files.chart}` : ""}\n`);
-    if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
-    return report;
+    if (o.json) process.stdout.write(JSON.stringify(finished, null, 2) + "\n");
+    return finished;
 }
 
 export function registerBench(program: Command): void {

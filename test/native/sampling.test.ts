@@ -2,6 +2,7 @@
 // through the same native chain) and on real logits; reproducibility by seed; log-probs
 // against an independent log-softmax; grammars; and bad input.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { contextSampler, resolveSampling } from "../../src/sampling.js";
 import { createSampler, loadModel, resetSampling, type Model, type SamplingOptions } from "../../src/index.js";
 import { MODELS } from "../helpers/models.js";
 
@@ -271,6 +272,24 @@ describe("ctx.sample on real logits", () => {
         // resetSampling forgets the history: the first pick comes back.
         await resetSampling(ctx, 0);
         expect((await ctx.sample(0, { temperature: 0, presencePenalty: 100 })).token).toBe(penalized[0]);
+        await ctx.dispose();
+    });
+
+    it("the native chain is built once per (sequence, option set), not per token", async () => {
+        const ctx = await model.createContext({ contextSize: 256, threads: 1, sequences: 2 });
+        const chain = (seq: number, o: SamplingOptions) => contextSampler(ctx, seq, resolveSampling(o, V, ctx.contextSize));
+        const a = await chain(0, { temperature: 0.7, seed: 3 });
+        expect(await chain(0, { seed: 3, temperature: 0.7 })).toBe(a); // same set, other key order
+        expect(await chain(1, { temperature: 0.7, seed: 3 })).not.toBe(a); // another sequence: its own chain
+        expect(await chain(0, { temperature: 0.5, seed: 3 })).not.toBe(a); // another option set
+        // ctx.sample uses that cached object: resetting it directly resets what ctx.sample sees.
+        const opts = { temperature: 0, presencePenalty: 100 };
+        const p = await chain(0, opts);
+        await ctx.forward({ sequence: 0, tokens: [1, 403] });
+        const t1 = (await ctx.sample(0, opts)).token;
+        expect((await ctx.sample(0, opts)).token).not.toBe(t1); // history in the cached chain
+        p.reset();
+        expect((await ctx.sample(0, opts)).token).toBe(t1);
         await ctx.dispose();
     });
 

@@ -90,7 +90,16 @@ export class ReplSession {
         const text = line.trim();
         if (text === "") return;
         if (text.startsWith("/")) return this.#command(text);
-        await this.#turn(line);
+        try {
+            await this.#turn(line);
+        } catch (err) {
+            // The cache may hold part of a failed turn: start the next one from a clean slate.
+            this.#current = null;
+            this.#cached = [];
+            if (this.chat && this.#messages.at(-1)?.role === "user") this.#messages.pop();
+            await this.#ctx.kv.clear().catch(() => {});
+            throw err;
+        }
     }
 
     async dispose(): Promise<void> {

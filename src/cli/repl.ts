@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import type { Command } from "commander";
 import type { Model } from "../model.js";
 import type { SamplingOptions } from "../sampling.js";
-import { action, isSynthetic, note, openModel } from "./common.js";
+import { action, formatError, isSynthetic, note, openModel } from "./common.js";
 import { addModelFlags, addSamplingFlags, contextOptionsFrom, loadOptionsFrom, parsePositive, samplingOptionsFrom, type ModelFlags, type SamplingFlags } from "./options.js";
 import { ReplSession } from "./repl-session.js";
 
@@ -64,7 +64,14 @@ export async function runRepl(model: Model, o: ReplRunOptions): Promise<void> {
         if (tty) rl.prompt();
         for await (const line of rl) {
             interruptedIdle = false;
-            if ((await session.handle(line)) === "quit") break;
+            try {
+                if ((await session.handle(line)) === "quit") break;
+            } catch (err) {
+                // One failed turn (e.g. the context filled up) does not end the session;
+                // from a pipe, the exit code still says that something failed.
+                note(formatError(err));
+                if (!tty) process.exitCode = 1;
+            }
             if (tty) rl.prompt();
         }
     } finally {

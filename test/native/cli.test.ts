@@ -236,6 +236,14 @@ describe.skipIf(!haveStories)("on stories260K", () => {
         expect(r.stdout.split("\n")[1]).toBe(ref.text);
     });
 
+    it("repl: a turn that fails is one error line, the session goes on, and the exit code says so", async () => {
+        // An invalid grammar passes option checks but fails when its sampler is built (in the turn).
+        const r = await run(["repl", stories, "--grammar", "root ::= (", "--threads", "1"], "Hello\n/stats\n");
+        expect(r.code).toBe(1);
+        expect(r.stderr.trimEnd().split("\n").at(-1)).toMatch(/^llamafuse: .*grammar.*\(ERR_INVALID_GRAMMAR\)$/);
+        expect(r.stdout).toMatch(/^total: 0 answers/m);
+    });
+
     it("npm start runs the scripted demo when stdin is not a terminal", async () => {
         const npm = process.platform === "win32" ? "npm.cmd" : "npm";
         const r = await run(["start", "--silent"], undefined, 120_000, npm, []);

@@ -21,7 +21,9 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -55,8 +57,10 @@ struct lane_frag {
 
 struct block_state {
     explicit block_state(int n_threads, size_t smem_bytes)
-        : n_threads(n_threads), smem(new uint8_t[smem_bytes + 128]), bar(n_threads) {
-        std::memset(smem.get(), 0xAA, smem_bytes + 128);
+        : n_threads(n_threads), smem_bytes(smem_bytes),
+          smem(static_cast<uint8_t *>(::operator new[](smem_bytes ? smem_bytes : 1, std::align_val_t(128)))),
+          bar(n_threads) {
+        std::memset(smem.get(), 0xAA, smem_bytes);   // exact size: an overflow is an overflow
         for (int w = 0; w < n_threads / 32; ++w) warp_bar.emplace_back(std::make_unique<std::barrier<>>(32));
         for (int g = 0; g < n_threads / 128; ++g) wg_bar.emplace_back(std::make_unique<std::barrier<>>(128));
         words.resize(n_threads / 32);
@@ -67,7 +71,11 @@ struct block_state {
         or_acc[0] = or_acc[1] = 0;
     }
     int n_threads;
-    std::unique_ptr<uint8_t[]> smem;
+    size_t smem_bytes;
+    struct aligned_delete {
+        void operator()(uint8_t * p) const { ::operator delete[](p, std::align_val_t(128)); }
+    };
+    std::unique_ptr<uint8_t[], aligned_delete> smem;
     std::barrier<> bar;
     std::vector<std::unique_ptr<std::barrier<>>> warp_bar;
     std::vector<std::unique_ptr<std::barrier<>>> wg_bar;   // warpgroups (wgmma)
@@ -91,11 +99,7 @@ struct thread_state {
 
 inline thread_local thread_state tls;
 
-inline uint8_t * block_smem() {
-    // 128-byte aligned, like a kernel's dynamic shared memory
-    const uintptr_t p = reinterpret_cast<uintptr_t>(tls.blk->smem.get());
-    return reinterpret_cast<uint8_t *>((p + 127) & ~uintptr_t(127));
-}
+inline uint8_t * block_smem() { return tls.blk->smem.get(); }   // 128-byte aligned, like the hardware's
 inline int linear_tid() { return (int) tls.tid.x; }
 inline int warp_id() { return linear_tid() / 32; }
 inline int lane_id() { return linear_tid() % 32; }
@@ -200,6 +204,9 @@ inline void wgmma_rs(float * d, int N, const uint32_t (&a)[4], uint64_t desc, in
     auto B = [&](int k, int n) {
         const uint32_t off = trans ? start + (k / 8) * lbo + (n / 8) * sbo + (k % 8) * 16 + (n % 8) * 2
                                    : start + (k / 8) * lbo + (n / 8) * sbo + (n % 8) * 16 + (k % 8) * 2;
+        if ((size_t) off + 2 > b.smem_bytes) {
+            return std::numeric_limits<float>::quiet_NaN();   // outside the block's shared memory
+        }
         uint16_t h;
         std::memcpy(&h, base + off, 2);
         return half_bits_to_float(h);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 // Launchers check what they assume; a failed check is a bug in the caller (the hook only
 // hands over shapes that fattn_*_supported accepted), so it aborts like GGML_ASSERT does.
@@ -170,17 +171,32 @@ template <> __device__ __forceinline__ void load_chunk8<kv_type::f16>(const uint
     }
 }
 
+// int8 -> f32 without the conversion unit (quarter rate on sm_8x/9x): the byte, biased by
+// 128, becomes the low mantissa byte of 2^23 (one byte permute), and one subtraction of
+// 2^23 + 128 leaves the exact integer. u holds four biased bytes (x ^ 0x80 each).
+__device__ __forceinline__ float biased_byte_to_float(uint32_t u, int i) {
+#ifdef LF_CUDA_EMU
+    const uint32_t bits = 0x4B000000u | ((u >> (8 * i)) & 0xffu);
+    float f;
+    memcpy(&f, &bits, 4);
+#else
+    const float f = __int_as_float((int) __byte_perm(u, 0x4B000000u, 0x7440u | (unsigned) i));
+#endif
+    return f - 8388736.0f;
+}
+
 template <> __device__ __forceinline__ void load_chunk8<kv_type::q8_0>(const uint8_t * row, int c, float out[8]) {
     // block b = c / 4 holds values [32b, 32b+32): f16 scale, then 32 int8; the chunk's 8 bytes
     // start at an even offset only, so read them as four 16-bit words.
     const uint8_t * blk = row + (c >> 2) * 34;
     const float d = __half2float(*reinterpret_cast<const __half *>(blk));
     const uint16_t * qs = reinterpret_cast<const uint16_t *>(blk + 2 + (c & 3) * 8);
+    const uint32_t u0 = ((uint32_t) qs[0] | ((uint32_t) qs[1] << 16)) ^ 0x80808080u;
+    const uint32_t u1 = ((uint32_t) qs[2] | ((uint32_t) qs[3] << 16)) ^ 0x80808080u;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        const uint16_t w = qs[i];
-        out[2 * i + 0] = d * (float) (int8_t) (w & 0xff);
-        out[2 * i + 1] = d * (float) (int8_t) (w >> 8);
+        out[i] = d * biased_byte_to_float(u0, i);
+        out[4 + i] = d * biased_byte_to_float(u1, i);
     }
 }
 

@@ -207,6 +207,11 @@ int main() {
         check(p, true, 4);                                                   // G 8 x 3 tokens: 3 row groups of 8
         p.n_head = 2; p.n_head_kv = 2; p.n_tokens = 1; p.n_seq = 2; p.n_kv = 33;
         check(p, true, 5, 1);                                                // G 1, two sequences, one split
+        p.n_seq = 1; p.n_kv = 1;
+        check(p, true, 11);                                                  // a single key
+        p.n_kv = 200; p.n_kv_valid = 0; p.sinks = true;
+        check(p, true, 12);                                                  // every key masked: exactly 0
+        p.n_kv_valid = -1; p.sinks = false;
 
         problem q;
         q.type = type; q.D = 64; q.n_head = 2; q.n_head_kv = 1; q.n_tokens = 70; q.n_kv = 90; q.causal = true;
@@ -216,6 +221,11 @@ int main() {
         check(q, false, 7);                                                  // sinks, ALiBi, partial tiles
         q.sinks = false; q.max_bias = 0.0f; q.softcap = 30.0f; q.mask = false; q.n_seq = 2; q.n_tokens = 9; q.n_kv = 64;
         check(q, false, 8);                                                  // no mask, soft-cap, 2 sequences
+        q.mask = true; q.softcap = 0.0f; q.n_seq = 1; q.n_tokens = 17; q.n_kv = 200; q.n_kv_valid = 70;
+        check(q, false, 13);                                                 // fully masked tiles skipped
+        q.n_kv_valid = 0;
+        check(q, false, 14);                                                 // every key masked: exactly 0
+        q.n_kv_valid = -1;
     }
     {
         problem w;

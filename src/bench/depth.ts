@@ -127,22 +127,31 @@ export async function runDepthBench(options: DepthBenchOptions = {}): Promise<De
                 }
                 at = p.depth;
             }
-            const runs: Record<string, number[]> = {};
-            for (let r = 0; r < reps; r++) {
-                for (const mode of modes) {
-                    await ctx.setAttention(mode);
-                    (runs[ours(mode)] ??= []).push(await tgOurs(ctx, prompt[p.depth]!, n));
-                    await ctx.kv.remove(0, p.depth, -1);
-                }
-                if (seq) {
+            const runners: [string, () => Promise<number>][] = modes.map((mode) => [ours(mode), async () => {
+                await ctx.setAttention(mode);
+                const v = await tgOurs(ctx, prompt[p.depth]!, n);
+                await ctx.kv.remove(0, p.depth, -1);
+                return v;
+            }]);
+            if (seq) {
+                runners.push([PEER, async () => {
                     let t1 = 0, tN = 0, k = 0;
                     for await (const _ of seq.evaluate([prompt[p.depth]!] as never, { temperature: 0 })) {
                         tN = performance.now();
                         if (++k === 1) t1 = tN;
                         if (k >= n) break;
                     }
-                    (runs[PEER] ??= []).push((k - 1) / ((tN - t1) / 1000));
                     await seq.eraseContextTokenRanges([{ start: p.depth, end: seq.nextTokenIndex }]);
+                    return (k - 1) / ((tN - t1) / 1000);
+                }]);
+            }
+            const runs: Record<string, number[]> = {};
+            for (let r = 0; r < reps; r++) {
+                // The order rotates, so no runtime always runs right after another one's
+                // thread pool (which may still be spinning) or always first.
+                for (let i = 0; i < runners.length; i++) {
+                    const [name, once] = runners[(i + r) % runners.length]!;
+                    (runs[name] ??= []).push(await once());
                 }
             }
             if (!seq) p.tg[PEER] = null;

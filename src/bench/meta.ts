@@ -48,7 +48,7 @@ export function findLlamaBench(): { path: string | null; note: string } {
         path.join(packageRoot, "build", "llama.cpp", "bin", "llama-bench"),
     ].filter((p): p is string => !!p);
     const found = candidates.find((p) => existsSync(p));
-    if (found) return { path: found, note: `found at ${found}, not run by this suite yet: compare by hand with the same model and -t` };
+    if (found) return { path: found, note: `found at ${found}: the sampling suite's generate rows run it (same model, same -t); other suites do not yet` };
     return { path: null, note: "llama-bench is not built here (the addon builds only the ggml and llama libraries); node-llama-cpp runs the same llama.cpp commit" };
 }
 

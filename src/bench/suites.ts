@@ -142,7 +142,10 @@ async function samplingSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "second
         if (r.kind === "sample") {
             rows.push({ suite: "sampling", test: `sample: ${r.name}`, model: `vocab ${r.vocab}`, threads: 1, unit: "µs/token", llamafuse: r.usPerToken ?? NaN, nodeLlamaCpp: null, ratio: null, llamaBench: null });
         } else {
-            rows.push({ suite: "sampling", test: `generate: ${r.name}`, model: "stories260K", threads: r.threads ?? o.threads, unit: "tokens/s", llamafuse: r.oursTokS ?? NaN, nodeLlamaCpp: r.peerTokS ?? null, ratio: r.ratio ?? null, llamaBench: null });
+            rows.push({
+                suite: "sampling", test: `generate: ${r.name}${r.attention ? ` (${r.attention})` : ""}`, model: "stories260K", threads: r.threads ?? o.threads, unit: "tokens/s",
+                llamafuse: r.oursTokS ?? NaN, nodeLlamaCpp: r.peerTokS ?? null, ratio: r.ratio ?? null, llamaBench: r.llamaBenchTokS ?? null,
+            });
         }
     }
     notes.push("sample rows: the chain alone on fixed logits (node-llama-cpp has no call that samples given logits, so no peer column); generate rows: the whole loop against node-llama-cpp");

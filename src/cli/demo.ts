@@ -85,11 +85,11 @@ export function registerDemo(program: Command): void {
             .option("--synthetic", "use the synthetic random-weights model even when stories260K is present")
             .option("--cache-dir <dir>", "where the synthetic model is written (default: the package's .cache/, else ~/.cache/llamafuse)")
             .option("--script", "run the scripted demo even in a terminal"),
-    ).action(action(async (given: string | undefined, opts: DemoFlags) => {
+    ).action(action(async (given: string | undefined, opts: DemoFlags, cmd: Command) => {
         const choice = await chooseDemoModel(given, opts);
         // The demo is short and friendly: 64 tokens per answer unless asked otherwise.
         const o = replOptionsFrom(opts);
-        if (!process.argv.some((a) => a === "-n" || a.startsWith("--n-predict"))) o.maxTokens = 64;
+        if (cmd.getOptionValueSource("nPredict") === "default") o.maxTokens = 64;
         if (o.sampling.seed === undefined) o.sampling.seed = 42; // the same demo each run
         const model = await openModel(choice.path, loadOptionsFrom(opts), true);
         try {

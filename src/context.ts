@@ -2,7 +2,7 @@
 // for any mix of sequences in one call; kv edits the cache; state saves and restores it.
 // Every call goes through one queue per context, so llama.cpp never runs two at once.
 import { availableParallelism } from "node:os";
-import { binding, type NativeContext } from "./binding.js";
+import { binding, type NativeContext, type NativeContextCreateOptions } from "./binding.js";
 import { LlamaError, abortedError, disposedError, fromNative } from "./errors.js";
 import type { Model, ModelInfo } from "./model.js";
 import { SerialQueue, abortFlag } from "./queue.js";
@@ -41,16 +41,8 @@ export interface ContextOptions {
 }
 
 export interface ResolvedContextOptions {
-    native: {
-        contextSize: number;
-        batchSize: number;
-        ubatchSize: number;
-        sequences: number;
-        threads: number;
-        kvType: number;
-        poll: number;
-        attention: AttentionMode;
-    };
+    /** Exactly what the addon reads (every field resolved). */
+    native: NativeContextCreateOptions;
     kvType: KvType;
 }
 

@@ -9,12 +9,19 @@ void fattn_combine(const attn_params & p, const float * part_o, const float2 * p
     LF_CUDA_ASSERT(p.dst != nullptr && part_o != nullptr && part_ml != nullptr);
     const int rows_total = p.n_seq_q * p.n_head_kv * rows;
     // Programmatic dependent launch on sm_90+: the combine grid is scheduled while the split
-    // kernel drains instead of after a full launch gap (it waits in griddep_wait()).
-    static int cc_major[64] = {};
+    // kernel drains instead of after a full launch gap (it waits in griddep_wait()). Only
+    // when the loaded kernel was compiled for sm_90+: code JIT-compiled from older PTX has
+    // no griddepcontrol in it and would read the partials too early (ggml-cuda checks the
+    // same). Looked up once per device, on the first launch (outside graph capture).
+    static int pdl_ok[64] = {};   // 0 unknown, 1 yes, 2 no
     int dev = 0;
     cudaGetDevice(&dev);
-    if (dev >= 0 && dev < 64 && cc_major[dev] == 0) {
-        cudaDeviceGetAttribute(&cc_major[dev], cudaDevAttrComputeCapabilityMajor, dev);
+    if (dev >= 0 && dev < 64 && pdl_ok[dev] == 0) {
+        int major = 0;
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        cudaFuncAttributes fa = {};
+        const bool have = cudaFuncGetAttributes(&fa, fattn_combine_kernel) == cudaSuccess;
+        pdl_ok[dev] = major >= 9 && have && fa.ptxVersion >= 90 ? 1 : 2;
     }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(rows_total);
@@ -25,7 +32,7 @@ void fattn_combine(const attn_params & p, const float * part_o, const float2 * p
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = dev >= 0 && dev < 64 && cc_major[dev] >= 9 ? 1 : 0;
+    cfg.numAttrs = dev >= 0 && dev < 64 && pdl_ok[dev] == 1 ? 1 : 0;
     cudaLaunchKernelEx(&cfg, fattn_combine_kernel, p, part_o, part_ml, n_splits, G, rows);
 }
 

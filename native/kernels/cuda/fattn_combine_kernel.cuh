@@ -6,8 +6,12 @@
 namespace llamafuse::cuda {
 
 // One block per output row, one thread per value of the head dim.
-__global__ void fattn_combine_kernel(const attn_params p, const float * __restrict__ part_o,
-                                     const float2 * __restrict__ part_ml, int n_splits, int G, int rows) {
+// No __restrict__ on the partials: with programmatic dependent launch the split kernel may
+// still be writing them when this one starts, and restrict would let the compiler hoist
+// their (non-coherent) loads above griddep_wait() (the same reason ggml-cuda drops
+// __restrict__ under PDL).
+__global__ void fattn_combine_kernel(const attn_params p, const float * part_o,
+                                     const float2 * part_ml, int n_splits, int G, int rows) {
     const int row_id = blockIdx.x;
     const int rows_total = gridDim.x;
     const int d = threadIdx.x;

@@ -39,6 +39,10 @@ export interface SamplingBenchRow {
     oursTokS?: number;
     peerTokS?: number | null;
     ratio?: number | null;
+    /** Generate rows: tokens per second of process CPU time (steadier on a shared machine). */
+    oursTokPerCpuS?: number;
+    peerTokPerCpuS?: number | null;
+    cpuRatio?: number | null;
     /** llama.cpp's own llama-bench tg (greedy rows, where a llama-bench binary is found), and ours / it. */
     llamaBenchTokS?: number | null;
     llamaBenchRatio?: number | null;
@@ -97,34 +101,51 @@ async function generationRows(file: string, threadsList: number[], n: number, re
                 const ctx = await model.createContext({ contextSize: 512, batchSize: 512, threads, attention });
                 const pctx = peerModel ? await peerModel.createContext({ contextSize: 512, batchSize: 512, threads }) : null;
                 const pseq = pctx?.getSequence();
-                const ours: number[] = [], theirs: number[] = [];
-                const runOurs = async () => {
-                    await ctx.kv.clear();
+                // Wall-clock tokens/s, and tokens per second of this process's CPU time (all its
+                // threads): the second is steadier on a shared machine, where wall time also
+                // measures how long the scheduler kept us waiting. Both runtimes run in-process.
+                const ours: number[] = [], theirs: number[] = [], oursCpu: number[] = [], theirsCpu: number[] = [];
+                const timed = async (run: () => Promise<number>, wall: number[], cpu: number[]) => {
+                    const c0 = process.cpuUsage();
                     const t0 = performance.now();
+                    const k = await run();
+                    const ms = performance.now() - t0;
+                    const c = process.cpuUsage(c0);
+                    wall.push((k / ms) * 1000);
+                    cpu.push((k / ((c.user + c.system) / 1000)) * 1000);
+                };
+                const runOurs = async () => {
                     let k = 0;
                     for await (const _ of ctx.generate(tokens, { ...opts, maxTokens: n, stopOnEog: false })) k++;
-                    return (k / (performance.now() - t0)) * 1000;
+                    return k;
                 };
                 const runPeer = async () => {
-                    await pseq!.clearHistory();
-                    const t0 = performance.now();
                     let k = 0;
                     for await (const _ of pseq!.evaluate(Array.from(tokens) as never, opts.temperature === 0 ? { temperature: 0 } : { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, seed: 1 } as never)) {
                         if (++k >= n) break;
                     }
-                    return (k / (performance.now() - t0)) * 1000;
+                    return k;
                 };
+                const reset = async () => {
+                    await ctx.kv.clear();
+                    await pseq?.clearHistory();
+                };
+                await reset();
                 await runOurs(); // warm-up, both
                 if (pseq) await runPeer();
                 for (let r = 0; r < reps; r++) {
-                    ours.push(await runOurs());
-                    if (pseq) theirs.push(await runPeer());
+                    await reset();
+                    await timed(runOurs, ours, oursCpu);
+                    if (pseq) await timed(runPeer, theirs, theirsCpu);
                 }
                 const o = median(ours);
                 const p = pseq ? median(theirs) : null;
+                const oc = median(oursCpu);
+                const pc = pseq ? median(theirsCpu) : null;
                 const lb = name === "greedy" && attention === "ggml" ? llamaBenchTg(file, threads, n, reps) : null;
                 rows.push({
                     kind: "generate", name, attention, vocab: model.info.vocabSize, threads, oursTokS: o, peerTokS: p, ratio: p ? o / p : null,
+                    oursTokPerCpuS: oc, peerTokPerCpuS: pc, cpuRatio: pc ? oc / pc : null,
                     llamaBenchTokS: lb, llamaBenchRatio: lb ? o / lb : null,
                     note: `${n} tokens incl. the ${tokens.length}-token prompt; ${peer ? "peer: " + note : note}`,
                 });
@@ -187,6 +208,9 @@ export function formatSamplingRows(rows: SamplingBenchRow[]): string {
     const gen = rows.filter((r) => r.kind === "generate").map((r) => ({
         generate: r.name, attention: r.attention ?? "-", threads: r.threads ?? "-", "ours tok/s": r.oursTokS ?? NaN, "node-llama-cpp tok/s": r.peerTokS ?? "n/a",
         ratio: r.ratio != null ? `${r.ratio.toFixed(2)}x` : "n/a",
+        "ours tok/cpu-s": r.oursTokPerCpuS ?? NaN,
+        "peer tok/cpu-s": r.peerTokPerCpuS ?? "n/a",
+        "cpu ratio": r.cpuRatio != null ? `${r.cpuRatio.toFixed(2)}x` : "n/a",
         "llama-bench tok/s": r.llamaBenchTokS ?? "n/a",
         "vs llama-bench": r.llamaBenchRatio != null ? `${r.llamaBenchRatio.toFixed(2)}x` : "n/a",
     }));

@@ -1,9 +1,10 @@
 // Sampling benchmark (issue 4): µs per sampled token for typical chains over 32K and 128K
 // vocabularies; generation tokens/s on stories260K, llamafuse's native loop vs node-llama-cpp
-// (same model, same threads, same run). Targets, reported and not asserted: ≥ 2x node-llama-cpp.
-// Run (after npm run build): node dist/bench/sampling.js is not built from here; use
-//   npx tsc && node --input-type=module -e "import('./dist/bench/sampling.js').then(async m => console.log(m.formatSamplingRows((await m.runSamplingBench()).rows)))"
-// or through tsx: tsx bench/sampling.bench.ts [--json] [--threads 1,2] [--reps 5] [--tokens 256]
+// (same model, same threads, same run, alternating runs), wall-clock and per CPU-second.
+// Targets, reported and not asserted: ≥ 2x node-llama-cpp, ≥ 0.9x llama-bench tg.
+// Run: tsx bench/sampling.bench.ts [--json] [--threads 1,2] [--reps 5] [--tokens 256]
+// With LLAMA_BENCH=/path/to/llama-bench, llama.cpp's own tg is measured in the same run.
+// The logic lives in src/bench/sampling.ts (compiled to dist/, so the CLI can call it).
 import { parseArgs } from "node:util";
 import { formatSamplingRows, runSamplingBench } from "../src/bench/sampling.js";
 

@@ -68,18 +68,42 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
     auto load_tile = [&](int tile, int stage) {
         uint8_t * sk = smem + stage * C::STAGE_BYTES;
         uint8_t * sv = sk + C::TK * C::ROW;
-        constexpr int UPR = C::ROW / C::CP;
+        constexpr int UPR = C::ROW / C::CP;   // copy units per row
         const int kt0 = k_begin + tile * C::TK;
-        for (int i = threadIdx.x; i < C::TK * UPR; i += C::THREADS) {
-            const int kk = i / UPR;
-            const int off = (i % UPR) * C::CP;
-            const int64_t key = min(kt0 + kk, p.n_kv - 1);
-            if constexpr (C::CP == 16) {
-                cp_async_16(sk + kk * C::ROW + off, kbase + key * p.k_nb1 + off);
-                cp_async_16(sv + kk * C::ROW + off, vbase + key * p.v_nb1 + off);
-            } else {
-                cp_async_4(sk + kk * C::ROW + off, kbase + key * p.k_nb1 + off);
-                cp_async_4(sv + kk * C::ROW + off, vbase + key * p.v_nb1 + off);
+        if constexpr (C::THREADS % UPR == 0 && C::TK % (C::THREADS / UPR) == 0) {
+            // f16: a thread copies the same 16-byte column of rows kk0, kk0 + RS, ...: one
+            // pointer per tile, stepped by RS rows (the index math is most of the copy cost)
+            constexpr int RS = C::THREADS / UPR;
+            const int kk0 = threadIdx.x / UPR;
+            const int off = (threadIdx.x % UPR) * C::CP;
+            if (kt0 + C::TK <= p.n_kv) {
+                const uint8_t * ks = kbase + (int64_t) (kt0 + kk0) * p.k_nb1 + off;
+                const uint8_t * vs = vbase + (int64_t) (kt0 + kk0) * p.v_nb1 + off;
+#pragma unroll
+                for (int j = 0; j < C::TK / RS; ++j) {
+                    cp_async_16(sk + (kk0 + j * RS) * C::ROW + off, ks + (int64_t) j * RS * p.k_nb1);
+                    cp_async_16(sv + (kk0 + j * RS) * C::ROW + off, vs + (int64_t) j * RS * p.v_nb1);
+                }
+            } else {   // the cache's last tile: rows past its end re-read the last row
+#pragma unroll
+                for (int j = 0; j < C::TK / RS; ++j) {
+                    const int64_t key = min(kt0 + kk0 + j * RS, p.n_kv - 1);
+                    cp_async_16(sk + (kk0 + j * RS) * C::ROW + off, kbase + key * p.k_nb1 + off);
+                    cp_async_16(sv + (kk0 + j * RS) * C::ROW + off, vbase + key * p.v_nb1 + off);
+                }
+            }
+        } else {
+            for (int i = threadIdx.x; i < C::TK * UPR; i += C::THREADS) {
+                const int kk = i / UPR;
+                const int off = (i % UPR) * C::CP;
+                const int64_t key = min(kt0 + kk, p.n_kv - 1);
+                if constexpr (C::CP == 16) {
+                    cp_async_16(sk + kk * C::ROW + off, kbase + key * p.k_nb1 + off);
+                    cp_async_16(sv + kk * C::ROW + off, vbase + key * p.v_nb1 + off);
+                } else {
+                    cp_async_4(sk + kk * C::ROW + off, kbase + key * p.k_nb1 + off);
+                    cp_async_4(sv + kk * C::ROW + off, vbase + key * p.v_nb1 + off);
+                }
             }
         }
     };
@@ -129,6 +153,7 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
 
     // all the block's rows on one token (G >= NQ with one token per row group): mask read once
     const bool one_token = (rg * NQ) / G == min(rg * NQ + NQ - 1, rows - 1) / G;
+    const bool has_mask = p.mask != nullptr;
 
     float m[NQ], l[NQ], acc[NQ][C::DPL];
 #pragma unroll
@@ -194,16 +219,23 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
         for (int u = 0; u < C::KPG; ++u) {
             const int key = kt0 + u * C::NG + group;
             const bool valid = key < k_end;
-            // one token for all rows (decode of one token: the common case): one mask read
-            const float mv0 = (one_token && mrow[0] != nullptr && valid) ? __half2float(mrow[0][key]) : 0.0f;
+            const int keyc = min(key, k_end - 1);   // always readable: loads need no branch
+            float mv[NQ];
+            if (has_mask) {
+                // one token for all rows (decode of one token: the common case): one read
+                const float m0 = __half2float(mrow[0][keyc]);
+#pragma unroll
+                for (int q = 0; q < NQ; ++q) {
+                    mv[q] = (one_token || q == 0) ? m0 : __half2float(mrow[q][keyc]);
+                }
+            } else {
+#pragma unroll
+                for (int q = 0; q < NQ; ++q) mv[q] = 0.0f;
+            }
 #pragma unroll
             for (int q = 0; q < NQ; ++q) {
-                float x = softcap ? cap_l2 * tanhf(s[u][q]) : s[u][q];
-                float mv = mv0;
-                if (!one_token && mrow[q] != nullptr && valid) {
-                    mv = __half2float(mrow[q][key]);
-                }
-                s[u][q] = (!valid || mv == -INFINITY) ? -INFINITY : fmaf(slope_l2[q], mv, x);
+                const float x = softcap ? cap_l2 * tanhf(s[u][q]) : s[u][q];
+                s[u][q] = (!valid || mv[q] == -INFINITY) ? -INFINITY : fmaf(slope_l2[q], mv[q], x);
             }
         }
 
@@ -220,9 +252,11 @@ fattn_decode_kernel(const attn_params p, const int G, const int rows, const int 
             a_scale[q] = exp2_diff(m[q], mn);
             m[q] = mn;
             l[q] *= a_scale[q];
+            // exp2(-inf - finite) is 0: only an all-masked row so far (mn = -inf) needs care
+            const float mn_safe = mn == -INFINITY ? 0.0f : mn;
 #pragma unroll
             for (int u = 0; u < C::KPG; ++u) {
-                const float pr = s[u][q] == -INFINITY ? 0.0f : exp2f(s[u][q] - mn);
+                const float pr = fast_exp2(s[u][q] - mn_safe);
                 s[u][q] = pr;
                 l[q] += pr;
             }

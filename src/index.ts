@@ -12,3 +12,7 @@ export type { SamplingOptions, SampleResult, ResolvedSampling } from "./sampling
 export { jsonSchemaToGrammar } from "./json-schema.js";
 export type { GenerateOptions, GenerateStep, GenerateSummary } from "./generate.js";
 export type { BeamSearchOptions, BeamHypothesis } from "./beam-search.js";
+export { kernelStats, kernelStatsReset } from "./attention.js";
+export type { AttentionKernelStats } from "./attention.js";
+export { synthModel, planSynthModel, synthPresets } from "./synth.js";
+export type { SynthOptions, SynthResult, SynthPreset, SynthType } from "./synth.js";

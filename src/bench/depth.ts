@@ -11,8 +11,12 @@
 // by extending one cache (0 → 4K → 16K), so each prefill is paid once per runtime; after
 // each tg run the generated tokens are removed again.
 //
-// tg is timed from the first generated token to the last: the prompt's one-token decode is
-// left out for both runtimes, so each figure is (N - 1) decodes and samples.
+// tg is timed from the call to the arrival of the last token and counts decodes: ours
+// decodes the one-token prompt and each of its N tokens (a token is decoded before it is
+// delivered), the peer decodes the prompt and the tokens before its (N+1)th, so both
+// figures are N+1 one-token decodes (and samples) over the same wall time. Timing from the
+// first token instead would be wrong for ours: its native loop runs ahead of JS, so several
+// tokens can arrive at once.
 import type { Context } from "../context.js";
 import { loadModel } from "../model.js";
 import type { SynthOptions } from "../synth.js";
@@ -69,17 +73,20 @@ export const DEPTH_MODEL: Omit<SynthOptions, "output"> = {
 export const DEPTH_MODEL_QUICK: Omit<SynthOptions, "output"> = { preset: "tiny", type: "f16", seed: 0, name: "llamafuse depth bench quick (random weights)" };
 
 export const PEER = "node-llama-cpp";
+/** Filled in by the suite where llama-bench is built (src/bench/suites.ts). */
+export const LLAMA_BENCH = "llama-bench";
 export const ours = (mode: AttentionMode) => `llamafuse ${mode}`;
 
-/** Times N tokens of greedy generation from one token; returns tokens/s over tokens 2..N. */
+/** Greedy generation of n tokens from one token: decodes (n + 1) per second. */
 async function tgOurs(ctx: Context, first: number, n: number): Promise<number> {
-    let t1 = 0, tN = 0, k = 0;
+    let tEnd = 0, k = 0;
+    const t0 = performance.now();
     for await (const _ of ctx.generate([first], { temperature: 0, maxTokens: n, stopOnEog: false })) {
-        tN = performance.now();
-        if (++k === 1) t1 = tN;
+        tEnd = performance.now();
+        k++;
     }
-    if (k < 2) throw new Error(`generation produced ${k} tokens`);
-    return (k - 1) / ((tN - t1) / 1000);
+    if (k !== n) throw new Error(`generation produced ${k} of ${n} tokens`);
+    return (k + 1) / ((tEnd - t0) / 1000);
 }
 
 export async function runDepthBench(options: DepthBenchOptions = {}): Promise<DepthBenchResult> {
@@ -135,14 +142,15 @@ export async function runDepthBench(options: DepthBenchOptions = {}): Promise<De
             }]);
             if (seq) {
                 runners.push([PEER, async () => {
-                    let t1 = 0, tN = 0, k = 0;
+                    let tEnd = 0, k = 0;
+                    const t0 = performance.now();
+                    // Its (n+1)th token arrives after n+1 decodes: the prompt and n tokens.
                     for await (const _ of seq.evaluate([prompt[p.depth]!] as never, { temperature: 0 })) {
-                        tN = performance.now();
-                        if (++k === 1) t1 = tN;
-                        if (k >= n) break;
+                        tEnd = performance.now();
+                        if (++k >= n + 1) break;
                     }
                     await seq.eraseContextTokenRanges([{ start: p.depth, end: seq.nextTokenIndex }]);
-                    return (k - 1) / ((tN - t1) / 1000);
+                    return k / ((tEnd - t0) / 1000);
                 }]);
             }
             const runs: Record<string, number[]> = {};

@@ -42,14 +42,16 @@ function packageVersion(file: string): string | null {
 
 /** llama.cpp's own benchmark tool, if someone built it ($LLAMA_BENCH or the usual build folders). */
 export function findLlamaBench(): { path: string | null; note: string } {
-    const candidates = [
-        process.env.LLAMA_BENCH,
-        path.join(packageRoot, "deps", "llama.cpp", "build", "bin", "llama-bench"),
-        path.join(packageRoot, "build", "llama.cpp", "bin", "llama-bench"),
-    ].filter((p): p is string => !!p);
+    const dirs = [
+        process.env.LLAMA_CPP_BIN_DIR,
+        path.join(packageRoot, "build", "bin"),
+        path.join(packageRoot, "build", "llama.cpp", "bin"),
+        path.join(packageRoot, "deps", "llama.cpp", "build", "bin"),
+    ].filter((d): d is string => !!d);
+    const candidates = [process.env.LLAMA_BENCH, ...dirs.map((d) => path.join(d, "llama-bench"))].filter((p): p is string => !!p);
     const found = candidates.find((p) => existsSync(p));
-    if (found) return { path: found, note: `found at ${found}: the sampling suite's generate rows run it (same model, same -t); other suites do not yet` };
-    return { path: null, note: "llama-bench is not built here (the addon builds only the ggml and llama libraries); node-llama-cpp runs the same llama.cpp commit" };
+    if (found) return { path: found, note: `${found}: run on the same model files and thread count for the forward (pp, tg), sampling (generate) and depth (tg) rows` };
+    return { path: null, note: "llama-bench is not built here (build with LLAMAFUSE_LLAMA_TOOLS=1, or set $LLAMA_BENCH); node-llama-cpp runs the same llama.cpp commit" };
 }
 
 export function benchMeta(threads: number, quick: boolean): BenchMeta {

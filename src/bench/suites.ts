@@ -3,8 +3,10 @@
 // whether the unit is a rate or a time). Each suite has a --quick size for smoke runs.
 import path from "node:path";
 import { QUICK_OPTIONS, runAttentionBenchDetailed, type AttentionBenchOptions } from "./attention.js";
-import { DEPTH_MODEL_QUICK, PEER, ours, runDepthBench, type DepthBenchResult } from "./depth.js";
+import { DEPTH_MODEL_QUICK, LLAMA_BENCH, PEER, ours, runDepthBench, type DepthBenchResult } from "./depth.js";
 import { defaultBenchModel, runForwardBench } from "./forward.js";
+import { runLlamaBench } from "./llama-bench.js";
+import { findLlamaBench } from "./meta.js";
 import { runSamplingBench } from "./sampling.js";
 import { runTokenizeBench } from "./tokenize.js";
 import { cachedSynthModel } from "../synth-cache.js";
@@ -64,9 +66,12 @@ async function forwardSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds
     // Quick still needs 100 prompt tokens: the overhead row feeds them one per call.
     const sizes = o.quick ? { promptTokens: 128, genTokens: 16, reps: 2 } : { promptTokens: 512, genTokens: 128, reps: 5 };
     const rows = await runForwardBench({ model, threads: [o.threads], noPeer: o.noPeer, ...sizes });
+    const bin = findLlamaBench().path;
+    const lb = bin ? await runLlamaBench(bin, { model, threads: o.threads, nPrompt: sizes.promptTokens, nGen: sizes.genTokens, reps: sizes.reps }) : null;
+    const third = (test: string) => (test.startsWith("pp") ? lb?.pp : test.startsWith("tg") ? lb?.tg : null) ?? null;
     return {
         suite: "forward",
-        rows: rows.map((r) => ({ suite: "forward", test: r.test, model: path.basename(model), threads: r.threads, unit: r.unit, llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: r.ratio, llamaBench: null })),
+        rows: rows.map((r) => ({ suite: "forward", test: r.test, model: path.basename(model), threads: r.threads, unit: r.unit, llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: r.ratio, llamaBench: third(r.test) })),
         notes: ["tg: one forward per token with an argmax in JS (ours) vs sequence.evaluate (node-llama-cpp); overhead: one-token forwards with no logits"],
         detail: rows,
     };
@@ -108,12 +113,20 @@ async function depthSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">
     const res = await runDepthBench({ threads: o.threads, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log, ...quick });
     const rows: BenchRow[] = [];
     const name = path.basename(res.model);
+    // llama-bench pays its own prefill to each depth on every repetition: two are enough.
+    const bin = findLlamaBench().path;
+    for (const p of res.points) {
+        if (!bin) break;
+        o.log(`llama-bench: tg${res.genTokens} at depth ${p.depth}`);
+        const lb = await runLlamaBench(bin, { model: res.model, threads: res.threads, nPrompt: 0, nGen: res.genTokens, depth: p.depth, reps: 2 });
+        p.tg[LLAMA_BENCH] = lb?.tg ?? null;
+    }
     for (const p of res.points) {
         const peer = p.tg[PEER] ?? null;
         for (const mode of ["fused", "ggml"] as const) {
             const v = p.tg[ours(mode)];
             if (v === undefined || v === null) continue;
-            rows.push({ suite: "depth", test: `tg${res.genTokens} @ ${p.depth} (${mode})`, model: name, threads: res.threads, unit: "tokens/s", llamafuse: v, nodeLlamaCpp: peer, ratio: peer ? v / peer : null, llamaBench: null });
+            rows.push({ suite: "depth", test: `tg${res.genTokens} @ ${p.depth} (${mode})`, model: name, threads: res.threads, unit: "tokens/s", llamafuse: v, nodeLlamaCpp: peer, ratio: peer ? v / peer : null, llamaBench: p.tg[LLAMA_BENCH] ?? null });
         }
         const pre = Object.entries(p.prefill).find(([k]) => k.startsWith("llamafuse"));
         if (pre) {

@@ -8,7 +8,8 @@
 //   4. prefill TFLOP/s, dense and causal;
 //   then a short table (last, so a tail of the output holds it).
 //
-// usage: fattn_bench [--cpu-selftest] [--quick] [--tiny] [--no-timing] [--json FILE] [--wgmma 0|1]
+// usage: fattn_bench [--cpu-selftest] [--quick] [--tiny] [--no-timing] [--json FILE] [--wgmma 0|1] [--decode-mma]
+//   --decode-mma: only the EXPERIMENTAL tensor-core decode (checks, then f16 timings)
 //   --tiny: four small shapes, no timing (for compute-sanitizer runs)
 //   --wgmma V: only the EXPERIMENTAL wgmma prefill kernel, descriptor variant V: checks,
 //   then times it if every check passed. Its own process, so that a fault in an unproven
@@ -21,6 +22,7 @@
 #include "fattn_common.cuh"
 #include "fattn_cuda.cuh"
 #include "fattn_decode.cuh"
+#include "fattn_decode_mma.cuh"
 #include "fattn_prefill.cuh"
 #include "fattn_prefill_wgmma.cuh"
 
@@ -134,7 +136,7 @@ lc::attn_params make_params(const problem & pr, const device_problem & dp) {
 
 // ---- correctness -----------------------------------------------------------------------------
 
-enum class path { decode, prefill, dispatch, graph, wgmma };
+enum class path { decode, prefill, dispatch, graph, wgmma, decode_mma };
 const char * path_name(path p) {
     switch (p) {
         case path::decode: return "decode";
@@ -142,6 +144,7 @@ const char * path_name(path p) {
         case path::dispatch: return "dispatch";
         case path::graph: return "graph";
         case path::wgmma: return "wgmma";
+        case path::decode_mma: return "dec-mma";
     }
     return "?";
 }
@@ -168,6 +171,12 @@ std::vector<float> run_path(path which, const problem & pr, device_problem & dp,
         case path::wgmma:
             lc::fattn_prefill_wgmma(p, g_wgmma_variant, st, g_wgmma_wg);
             break;
+        case path::decode_mma: {
+            const size_t bytes = lc::fattn_decode_plan_scratch_bytes(lc::fattn_decode_mma_make_plan(p, g_sm), p.D);
+            dp.ensure_scratch(bytes);
+            lc::fattn_decode_mma(p, dp.scratch, bytes, g_sm, st);
+            break;
+        }
         case path::dispatch: {
             const size_t bytes = lc::fattn_scratch_bytes(p, g_sm);
             dp.ensure_scratch(std::max<size_t>(bytes, 256));
@@ -220,7 +229,7 @@ double tolerance(path which, const problem & pr) {
         p.k = p.v = reinterpret_cast<const void *>(uintptr_t(256));
         return p;
     }();
-    if (which == path::wgmma) return 5e-3;
+    if (which == path::wgmma || which == path::decode_mma) return 5e-3;   // f16 tensor-core operands
     const bool is_decode = which == path::decode ||
                            ((which == path::dispatch || which == path::graph) && lc::fattn_choose(probe) == lc::fattn_path::decode);
     return is_decode ? 1e-4 : 5e-3;
@@ -357,6 +366,40 @@ check_stats run_wgmma_checks(bool quick, cudaStream_t stream) {
     return st;
 }
 
+// The experimental tensor-core decode on the decode shapes it takes (f16 caches).
+check_stats run_decode_mma_checks(bool quick, cudaStream_t stream) {
+    printf("\n== correctness: EXPERIMENTAL tensor-core decode\n");
+    check_stats st;
+    rng g(4242);
+    for (int D : {64, 128}) {
+        problem p;
+        p.D = D; p.n_head = 32; p.n_head_kv = 8; p.n_kv = 4096 + 256; p.n_kv_valid = 4096 + 37;
+        check_case(p, g.next(), {path::decode_mma}, st, stream);
+        p.n_kv = 1; p.n_kv_valid = -1;
+        check_case(p, g.next(), {path::decode_mma}, st, stream);
+        p.n_kv = 777; p.n_tokens = 4; p.sinks = true; p.max_bias = 8.0f; p.n_head = 16; p.n_head_kv = 2; p.masked_rows = {2};
+        check_case(p, g.next(), {path::decode_mma}, st, stream);
+        p.sinks = false; p.max_bias = 0.0f; p.softcap = 30.0f; p.n_head = 8; p.n_head_kv = 8; p.n_tokens = 1; p.n_seq = 2;
+        p.masked_rows.clear();
+        check_case(p, g.next(), {path::decode_mma}, st, stream);
+    }
+    for (int i = 0; i < (quick ? 4 : 16); ++i) {
+        problem p;
+        p.D = g.below(2) ? 128 : 64;
+        const int Gs[] = {1, 2, 4, 8};
+        p.n_head_kv = 1 + g.below(4);
+        p.n_head = p.n_head_kv * Gs[g.below(4)];
+        p.n_tokens = 1 + g.below(4);
+        p.n_kv = 1 + g.below(9000);
+        if (g.below(3) == 0) p.n_kv_valid = g.below(p.n_kv + 1);
+        p.sinks = g.below(4) == 0;
+        if (g.below(5) == 0) p.max_bias = 8.0f;
+        check_case(p, g.next(), {path::decode_mma}, st, stream);
+    }
+    printf("decode-mma: %d runs, %d failed; worst rel_l2 %.2e\n", st.run, st.failed, st.worst_prefill);
+    return st;
+}
+
 // ---- timing ----------------------------------------------------------------------------------
 
 // Median time of one launch: `iters` launches (launch(i), i = 0..iters-1) are captured in a
@@ -448,7 +491,8 @@ struct prefill_row {
 
 // Llama-3-8B attention shape, one layer per launch, layers rotated so the working set is
 // well beyond the L2.
-decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st, int target_blocks = 0, bool quiet = false) {
+decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st, int target_blocks = 0, bool quiet = false,
+                       bool mma = false) {
     problem pr;
     pr.D = 128; pr.n_head = 32; pr.n_head_kv = 8; pr.n_tokens = 1; pr.n_kv = n_kv; pr.type = type;
     const size_t layer_bytes = pr.kv_bytes();   // one of K or V
@@ -483,18 +527,20 @@ decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st, 
         dp.v = dp.k + layer_bytes;
         layers[l] = make_params(pr, dp);
     }
-    const lc::decode_plan pl = lc::fattn_decode_make_plan(layers[0], g_sm, target_blocks);
+    const lc::decode_plan pl = mma ? lc::fattn_decode_mma_make_plan(layers[0], g_sm)
+                                   : lc::fattn_decode_make_plan(layers[0], g_sm, target_blocks);
     const size_t scratch = lc::fattn_decode_plan_scratch_bytes(pl, pr.D);
     dp.ensure_scratch(scratch);
     const double ms = median_ms([&](int i) {
-        lc::fattn_decode_with_plan(layers[i % n_layers], pl, dp.scratch, scratch, st);
+        if (mma) lc::fattn_decode_mma(layers[i % n_layers], dp.scratch, scratch, g_sm, st);
+        else     lc::fattn_decode_with_plan(layers[i % n_layers], pl, dp.scratch, scratch, st);
     }, std::max(64, 4 * n_layers), st);
     CUDA_CHECK(cudaFree(kv));
     dp.k = dp.v = nullptr;
     dp.free_all();
 
     decode_row r;
-    r.type = type == kv_kind::f16 ? "f16" : "q8_0";
+    r.type = std::string(type == kv_kind::f16 ? "f16" : "q8_0") + (mma ? "/mma" : "");
     r.n_kv = n_kv;
     r.us = ms * 1e3;
     r.gbs = 2.0 * layer_bytes / (ms * 1e-3) / 1e9;
@@ -538,6 +584,7 @@ prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t s
 int main(int argc, char ** argv) {
     bool quick = false, timing = true, tiny = false;
     int wgmma_variant = -1;
+    bool decode_mma = false;
     const char * json_path = nullptr;
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--cpu-selftest")) return cpu_selftest();
@@ -546,8 +593,9 @@ int main(int argc, char ** argv) {
         else if (!strcmp(argv[i], "--no-timing")) timing = false;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
         else if (!strcmp(argv[i], "--wgmma") && i + 1 < argc) wgmma_variant = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--decode-mma")) decode_mma = true;
         else {
-            fprintf(stderr, "usage: %s [--cpu-selftest] [--quick] [--tiny] [--no-timing] [--json FILE] [--wgmma 0|1]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--cpu-selftest] [--quick] [--tiny] [--no-timing] [--json FILE] [--wgmma 0|1] [--decode-mma]\n", argv[0]);
             return 2;
         }
     }
@@ -566,6 +614,21 @@ int main(int argc, char ** argv) {
     }
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+
+    if (decode_mma) {   // EXPERIMENTAL tensor-core decode, in its own process like --wgmma
+        const check_stats ms = run_decode_mma_checks(quick, st);
+        std::vector<decode_row> rows;
+        if (ms.failed == 0 && timing) {
+            const double ceiling = copy_ceiling_gbs(st);
+            printf("\n== decode, tensor cores (copy ceiling %.0f GB/s)\n", ceiling);
+            for (int n_kv : {4096, 16384, 32768}) rows.push_back(time_decode(kv_kind::f16, n_kv, ceiling, st, 0, false, true));
+        }
+        printf("\n== decode-mma summary: %d/%d checks passed, worst rel_l2 %.2e", ms.run - ms.failed, ms.run, ms.worst_prefill);
+        for (const decode_row & r : rows) printf("; kv=%d %.2f us (%.1f%% of copy)", r.n_kv, r.us, r.pct);
+        printf("\n");
+        CUDA_CHECK(cudaStreamDestroy(st));
+        return ms.failed == 0 ? 0 : 1;
+    }
 
     if (wgmma_variant >= 0) {
         if (prop.major != 9) {

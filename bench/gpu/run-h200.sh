@@ -134,6 +134,11 @@ wgmma_done=""
 run_wgmma() {
     wgmma_done=1
     [ -n "$bench" ] || return 0
+    if [ "$(left)" -gt 150 ]; then
+        log "EXPERIMENTAL tensor-core decode"
+        timeout 120 "$bench" --decode-mma >"$OUT/decode-mma.txt" 2>&1
+        echo "  exit $?: $(grep -h '^== decode-mma summary' "$OUT/decode-mma.txt" | cut -c4-)"
+    fi
     for variant in 0 1; do
         if [ "$(left)" -gt 150 ]; then
             log "EXPERIMENTAL wgmma prefill, variant $variant (1 and 2 warpgroups per block)"
@@ -197,6 +202,7 @@ log "done"
 echo
 echo "================ llamafuse CUDA attention, $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 sed -n '/^== summary/,$p' "$OUT/harness.txt" 2>/dev/null
+grep -h '^== decode-mma summary' "$OUT"/decode-mma.txt 2>/dev/null | cut -c4-
 grep -h '^== wgmma summary' "$OUT"/wgmma-*.txt 2>/dev/null | cut -c4-
 for f in "$OUT"/sanitizer-*.txt; do [ -s "$f" ] && echo "$(basename "$f" .txt): $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$f" | tr '\n' ' ')"; done
 [ -s "$OUT/tbo-test-hook.txt" ] && echo "ggml test -o FLASH_ATTN_EXT, hook on: $(grep -c 'mOK' "$OUT/tbo-test-hook.txt") OK, $(grep -c 'mFAIL' "$OUT/tbo-test-hook.txt") FAIL; $(grep -h 'hook ran' "$OUT/tbo-test-hook.txt")"

@@ -10,6 +10,7 @@
 #include "fattn_combine_kernel.cuh"
 #include "fattn_decode.cuh"
 #include "fattn_decode_kernel.cuh"
+#include "fattn_decode_mma_kernel.cuh"
 #include "fattn_prefill_kernel.cuh"
 #include "fattn_prefill_wgmma_kernel.cuh"
 #include "fattn_decode_plan.cu"   // host-only: the split plan fattn_decode uses
@@ -17,6 +18,7 @@
 #include "../reference.h"
 
 #include <cstdio>
+#include <type_traits>
 #include <limits>
 #include <string>
 #include <vector>
@@ -110,6 +112,26 @@ void run_decode(const lc::attn_params & p, int n_sm) {
     });
 }
 
+// what fattn_decode_mma launches
+void run_decode_mma(const lc::attn_params & p, int n_sm) {
+    const lc::decode_plan pl = lc::fattn_decode_mma_make_plan(p, n_sm);
+    std::vector<uint8_t> scratch(lc::fattn_decode_plan_scratch_bytes(pl, p.D), 0xAA);
+    float * o = reinterpret_cast<float *>(scratch.data());
+    float2 * ml = reinterpret_cast<float2 *>(scratch.data() + lc::fattn_decode_ml_offset(pl, p.D));
+    auto run = [&](auto d_tag) {
+        constexpr int D = decltype(d_tag)::value;
+        using C = lc::decode_mma_cfg<D>;
+        lf_emu::launch(dim3(pl.n_splits, p.n_head_kv * pl.row_groups, p.n_seq_q), dim3(C::THREADS), C::SMEM, [&] {
+            lc::fattn_decode_mma_kernel<D>(p, pl.G, pl.rows, pl.row_groups, pl.chunk, o, ml);
+        });
+    };
+    if (p.D == 64) run(std::integral_constant<int, 64>());
+    else           run(std::integral_constant<int, 128>());
+    lf_emu::launch(dim3(pl.rows_total), dim3(p.D), 0, [&] {
+        lc::fattn_combine_kernel(p, o, ml, pl.n_splits, pl.G, pl.rows);
+    });
+}
+
 template <int D, lc::kv_type T> void run_prefill_t(const lc::attn_params & p) {
     using C = lc::prefill_cfg<D, T>;
     lf_emu::launch(dim3((p.n_tokens + C::BQ - 1) / C::BQ, p.n_head, p.n_seq_q), dim3(C::THREADS), C::SMEM,
@@ -159,6 +181,20 @@ void check_wgmma(const problem & pr, uint64_t seed, int wg) {
     if (!ok) ++g_fail;
     printf("  %s wgmma   %d wg: variant 0 rel_l2 %.2e, variant 1 %.2e (must differ)  %s\n", ok ? "ok  " : "FAIL", wg,
            rel[0], rel[1], pr.describe().c_str());
+}
+
+void check_decode_mma(const problem & pr, uint64_t seed, int n_sm = 3) {
+    host_buffers b;
+    b.d = make_data(pr, seed);
+    const std::vector<double> ref = reference(pr, b.d);
+    const lc::attn_params p = make_params(pr, b);
+    run_decode_mma(p, n_sm);
+    const compare_result c = compare(pr, b.dst, ref);
+    const bool ok = c.pass(5e-3);
+    if (!ok) ++g_fail;
+    const lc::decode_plan pl = lc::fattn_decode_mma_make_plan(p, n_sm);
+    printf("  %s dec-mma rel_l2 %.2e nan %zu zero_bad %zu  %s splits %d x %d, row groups %d\n", ok ? "ok  " : "FAIL", c.rel_l2,
+           c.n_nan, c.n_bad_zero, pr.describe().c_str(), pl.n_splits, pl.chunk, pl.row_groups);
 }
 
 void check(const problem & pr, bool decode, uint64_t seed, int n_sm = 3) {
@@ -226,6 +262,21 @@ int main() {
         q.n_kv_valid = 0;
         check(q, false, 14);                                                 // every key masked: exactly 0
         q.n_kv_valid = -1;
+    }
+    {   // the experimental tensor-core decode (f16)
+        problem d;
+        d.D = 128; d.n_head = 8; d.n_head_kv = 2; d.n_kv = 300; d.n_kv_valid = 270;
+        check_decode_mma(d, 21);
+        d.D = 64; d.n_kv = 77; d.n_kv_valid = -1; d.sinks = true; d.max_bias = 8.0f; d.softcap = 20.0f;
+        check_decode_mma(d, 22);
+        d.sinks = false; d.max_bias = 0.0f; d.softcap = 0.0f; d.n_tokens = 2; d.masked_rows = {1};
+        check_decode_mma(d, 23);
+        d.D = 128; d.masked_rows.clear(); d.n_head = 16; d.n_head_kv = 2; d.n_tokens = 3; d.n_kv = 200;
+        check_decode_mma(d, 24);                                             // 24 rows: two row groups
+        d.n_head = 2; d.n_head_kv = 2; d.n_tokens = 1; d.n_seq = 2; d.n_kv = 33;
+        check_decode_mma(d, 25, 1);
+        d.n_seq = 1; d.n_kv = 200; d.n_kv_valid = 0;
+        check_decode_mma(d, 26);                                             // all masked: 0
     }
     {
         problem w;

@@ -1,6 +1,7 @@
 // Host side of the decode path that involves no CUDA call: which shapes it takes and how
 // the keys are split. A separate file so that bench/gpu/emu can compile it as plain C++.
 #include "fattn_decode.cuh"
+#include "fattn_decode_mma.cuh"
 
 #include <algorithm>
 
@@ -55,6 +56,29 @@ size_t fattn_decode_plan_scratch_bytes(const decode_plan & pl, int D) {
 
 size_t fattn_decode_scratch_bytes(const attn_params & p, int n_sm) {
     return fattn_decode_plan_scratch_bytes(fattn_decode_make_plan(p, n_sm), p.D);
+}
+
+// ---- the experimental tensor-core decode (fattn_decode_mma) ---------------------------------
+
+bool fattn_decode_mma_supported(const attn_params & p) {
+    return p.type == kv_type::f16 && fattn_decode_supported(p);
+}
+
+decode_plan fattn_decode_mma_make_plan(const attn_params & p, int n_sm) {
+    constexpr int TILE = 64;   // DECODE_MMA_TILE
+    decode_plan pl{};
+    pl.G = p.n_head / p.n_head_kv;
+    pl.rows = pl.G * p.n_tokens;
+    pl.nq = 16;
+    pl.row_groups = (pl.rows + 15) / 16;
+    const int base = p.n_head_kv * pl.row_groups * p.n_seq_q;
+    const int tiles = (p.n_kv + TILE - 1) / TILE;
+    const int want = (DECODE_BLOCKS_PER_SM * std::max(n_sm, 1)) / base;
+    const int splits = std::max(1, std::min(want, tiles / 2));
+    pl.chunk = ((tiles + splits - 1) / splits) * TILE;
+    pl.n_splits = (p.n_kv + pl.chunk - 1) / pl.chunk;
+    pl.rows_total = p.n_seq_q * p.n_head_kv * pl.rows;
+    return pl;
 }
 
 } // namespace llamafuse::cuda

@@ -99,17 +99,18 @@ bool mask_avx2(const uint16_t * const * mrow, const float * slope, int R, int nk
 
 // R rows × U keys per step: R·U independent accumulators (8 when R divides 8), each K/V
 // vector loaded once and used by all R rows.
-inline void prefetch_row(const char * row, int bytes) {
-    for (int off = 0; off < bytes; off += 64) _mm_prefetch(row + off, _MM_HINT_T1);
+// Lines [base + len·j0/KB, base + len·j1/KB), each line once (start aligned down to 64 bytes).
+inline void prefetch_part(const char * base, size_t len, int j0, int j1) {
+    const uintptr_t a = ((uintptr_t) base + len * j0 / KB) & ~(uintptr_t) 63;
+    const uintptr_t e = (uintptr_t) base + len * j1 / KB;
+    for (uintptr_t p = a; p < e; p += 64) _mm_prefetch((const char *) p, _MM_HINT_T1);
 }
 
 template <int R, int U, class KV>
-inline void scores_step(const float * qs, int64_t DK, const char * k, size_t k_nb1, int j, float * s, const prefetch_rows * pf) {
+inline void scores_step(const float * qs, int64_t DK, const char * k, size_t k_nb1, int j, float * s, const prefetch_range * pf) {
     if (pf) {
-        for (int u = 0; u < U; u++) {
-            prefetch_row(pf->k + (j + u) * pf->k_nb1, pf->k_bytes);
-            prefetch_row(pf->v + (j + u) * pf->v_nb1, pf->v_bytes);
-        }
+        prefetch_part(pf->k, pf->k_len, j, j + U);
+        prefetch_part(pf->v, pf->v_len, j, j + U);
     }
     __m256 acc[R * U];
     for (int i = 0; i < R * U; i++) acc[i] = _mm256_setzero_ps();
@@ -138,7 +139,7 @@ inline void scores_step(const float * qs, int64_t DK, const char * k, size_t k_n
 }
 
 template <int R, class KV>
-void scores_avx2(const float * qs, int64_t DK, const char * k, size_t k_nb1, int nk, float * s, const prefetch_rows * pf) {
+void scores_avx2(const float * qs, int64_t DK, const char * k, size_t k_nb1, int nk, float * s, const prefetch_range * pf) {
     constexpr int U = R >= 8 ? 1 : 8 / R;
     int j = 0;
     for (; j + U <= nk; j += U) scores_step<R, U, KV>(qs, DK, k, k_nb1, j, s, pf);
@@ -150,7 +151,17 @@ void softmax_avx2(float * s, const float * mv, float softcap, int R, int nk, flo
     for (int r = 0; r < R; r++) {
         float * row = s + r * KB;
         if (softcap != 0.0f) {
-            for (int j = 0; j < nk; j++) row[j] = softcap * std::tanh(row[j]);
+            // cap·tanh(x) = cap·sign(x)·(1 − e^{−2|x|}) / (1 + e^{−2|x|}); absolute error ~1e-7·cap
+            const __m256 cap = _mm256_set1_ps(softcap), one = _mm256_set1_ps(1.0f);
+            const __m256 sign = _mm256_set1_ps(-0.0f);
+            int j = 0;
+            for (; j + 8 <= nk; j += 8) {
+                const __m256 x = _mm256_loadu_ps(row + j);
+                const __m256 e = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(sign, x)));
+                const __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+                _mm256_storeu_ps(row + j, _mm256_mul_ps(cap, _mm256_or_ps(t, _mm256_and_ps(sign, x))));
+            }
+            for (; j < nk; j++) row[j] = softcap * std::tanh(row[j]);
         }
         if (mv) {
             for (int j = 0; j < KB; j += 8) {

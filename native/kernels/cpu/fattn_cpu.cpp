@@ -1,7 +1,8 @@
 // Driver of the fused CPU attention: splits the op into groups of query rows that share one
 // K/V head (all G heads of a GQA group, and several tokens when G is small), walks the keys in
-// blocks with an online softmax, and either writes the result or, when there are too few groups
-// to keep every thread busy, splits the keys across threads and merges once after a barrier.
+// blocks with an online softmax, and either writes the result or, when there are too few units
+// of work to keep every thread busy (decode), splits the keys into chunks and merges the
+// chunks' partial results once, after a barrier.
 #include "fattn_cpu.h"
 #include "fattn_common.h"
 #include "fattn_kernels.h"
@@ -192,6 +193,8 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
     const int t = (int) p.type;
     const int k_row_bytes = (int) (p.type == kv_type::f16 ? 2 * p.DK : p.DK / QK8_0 * sizeof(block_q8_0));
     const int v_row_bytes = (int) (p.type == kv_type::f16 ? 2 * p.DV : p.DV / QK8_0 * sizeof(block_q8_0));
+    const bool heads_adjacent = !pl.tiled && p.k_nb2 == (size_t) k_row_bytes && p.v_nb2 == (size_t) v_row_bytes &&
+                                p.k_nb1 == p.n_head_kv * p.k_nb2 && p.v_nb1 == p.n_head_kv * p.v_nb2;
     float m[ROWS_MAX], l[ROWS_MAX];
 
     for (int64_t j0 = c0; j0 < c1; j0 += KB) {
@@ -228,9 +231,19 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
                 prefetch_block(vb + j1 * p.v_nb1, p.v_nb1, npf, v_row_bytes);
                 ops.pv(s, R, vf, p.DV, og);
             } else {
-                // prefetch this group's rows of the next block (never past n_kv)
+                // This group's slice of the next block (never past n_kv): in llama.cpp's cache a
+                // key's rows for all KV heads are adjacent, so the band's next block is one range;
+                // otherwise each group fetches its own rows' span.
                 const int64_t j1 = j0 + KB;
-                const prefetch_rows pf = { kb + j1 * p.k_nb1, vb + j1 * p.v_nb1, p.k_nb1, p.v_nb1, k_row_bytes, v_row_bytes };
+                prefetch_range pf;
+                if (heads_adjacent) {
+                    const char * k1 = p.k + skv * p.k_nb3 + j1 * p.k_nb1;
+                    const char * v1 = p.v + skv * p.v_nb3 + j1 * p.v_nb1;
+                    const size_t kl = KB * p.k_nb1, vl = KB * p.v_nb1;
+                    pf = { k1 + kl * b / nb, v1 + vl * b / nb, kl / nb, vl / nb };
+                } else {
+                    pf = { kb + j1 * p.k_nb1, vb + j1 * p.v_nb1, (KB - 1) * p.k_nb1 + k_row_bytes, (KB - 1) * p.v_nb1 + v_row_bytes };
+                }
                 ops.scores[t][R - 1](qg, p.DK, kb + j0 * p.k_nb1, p.k_nb1, nk, s, j1 + KB <= p.n_kv ? &pf : nullptr);
                 ops.softmax(s, mvp, p.softcap, R, nk, m, l, og, p.DV);
                 ops.accum[t][R - 1](s, vb + j0 * p.v_nb1, p.v_nb1, nk, og, p.DV);

@@ -18,17 +18,18 @@ constexpr int RTILE   = 48;  // query rows per group, tiled path (batches; a mul
 constexpr int ROWS_MAX = RTILE;
 
 using mask_fn    = bool (*)(const uint16_t * const * mrow, const float * slope, int R, int nk, float * mv);
-// The next block's K and V rows, prefetched while this block is scored: a cache's rows for one
-// KV head are n_head_kv rows apart, a stride the hardware prefetchers do not follow across pages.
-struct prefetch_rows {
+// Byte ranges of the next block's K and V that this call prefetches (into L2), spread evenly
+// over its KB keys. The dot-form driver gives each group of a band one slice of the band's next
+// block, so the whole block is fetched once, in order: the hardware prefetchers alone do not
+// keep up with a band's interleaved, page-crossing reads.
+struct prefetch_range {
     const char * k;
     const char * v;
-    size_t k_nb1, v_nb1;
-    int k_bytes, v_bytes;
+    size_t k_len, v_len;
 };
 
 using scores_fn  = void (*)(const float * qs, int64_t DK, const char * k, size_t k_nb1, int nk, float * s,
-                            const prefetch_rows * pf);
+                            const prefetch_range * pf);
 using softmax_fn = void (*)(float * s, const float * mv, float softcap, int R, int nk,
                             float * m, float * l, float * o, int64_t DV);
 using accum_fn   = void (*)(const float * p, const char * v, size_t v_nb1, int nk, float * o, int64_t DV);

@@ -39,7 +39,7 @@ bool mask_portable(const uint16_t * const * mrow, const float * slope, int R, in
 }
 
 template <int R, class KV>
-void scores_portable(const float * qs, int64_t DK, const char * k, size_t k_nb1, int nk, float * s, const prefetch_rows *) {
+void scores_portable(const float * qs, int64_t DK, const char * k, size_t k_nb1, int nk, float * s, const prefetch_range *) {
     float kf[8];
     for (int j = 0; j < nk; j++) {
         const char * row = k + j * k_nb1;

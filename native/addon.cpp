@@ -10,10 +10,7 @@
 
 #include "llama.h"
 
-#if __has_include("attention_binding.h")
 #include "attention_binding.h"
-#define LLAMAFUSE_HAS_ATTENTION_BINDING 1
-#endif
 
 using namespace llamafuse;
 
@@ -25,9 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     llama_backend_init();
     log_install();
     abort_guard_install();
-#if LLAMAFUSE_HAS_FUSED_ATTENTION
     attention_switch_install();
-#endif
     exports.Set("NativeModel", NativeModel::define(env));
     exports.Set("NativeContext", NativeContext::define(env));
     exports.Set("NativeSampler", NativeSampler::define(env));
@@ -35,10 +30,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
     exports.Set("supportsMmap", Napi::Boolean::New(env, llama_supports_mmap()));
     exports.Set("supportsGpuOffload", Napi::Boolean::New(env, llama_supports_gpu_offload()));
-    exports.Set("hasFusedAttention", Napi::Boolean::New(env, LLAMAFUSE_HAS_FUSED_ATTENTION != 0));
-#ifdef LLAMAFUSE_HAS_ATTENTION_BINDING
+    exports.Set("hasFusedAttention", Napi::Boolean::New(env, true));
     attention_binding_register(env, exports);
-#endif
     return exports;
 }
 

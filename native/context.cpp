@@ -44,7 +44,7 @@ void NativeContext::free_native() {
         if (model_) model_->context_closed();
     }
     if (threadpool_) {
-        attention_switch_set(threadpool_, false);
+        attention_switch_forget(threadpool_);
         ggml_threadpool_free(threadpool_);
         threadpool_ = nullptr;
     }

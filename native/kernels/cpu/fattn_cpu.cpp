@@ -75,7 +75,7 @@ plan make_plan(const fattn_params & p, int nth) {
 constexpr size_t ALIGN = 64;
 size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
-// Per-thread scratch: the state of every row of a band (scaled q, o, m, l), one block of
+// Per-thread scratch: the state of every row of a band (scaled q, o, m, l, ALiBi slope), one block of
 // scores and mask values, and the tiled path's f32 K/V block.
 struct scratch_layout {
     size_t qs, o, ml, s, mv, kt, vf, total;
@@ -87,7 +87,7 @@ scratch_layout scratch_for(const fattn_params & p, const plan & pl) {
     sl.qs = 0;
     sl.o  = sl.qs + align_up(sizeof(float) * slots * p.DK);
     sl.ml = sl.o  + align_up(sizeof(float) * slots * p.DV);
-    sl.s  = sl.ml + align_up(sizeof(float) * 2 * slots);
+    sl.s  = sl.ml + align_up(sizeof(float) * 3 * slots);
     sl.mv = sl.s  + align_up(sizeof(float) * ROWS_MAX * KB);
     sl.kt = sl.mv + align_up(sizeof(float) * ROWS_MAX * KB);
     sl.vf = sl.kt + align_up(sizeof(float) * KB * p.DK);
@@ -184,8 +184,9 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
             const float * q = (const float *) (p.q + t * p.q_nb1 + h * p.q_nb2 + g.s * p.q_nb3);
             float * qr = qs + (b * rows + r) * p.DK;
             for (int64_t d = 0; d < p.DK; d++) qr[d] = q[d] * qscale;
-            ml[2 * (b * rows + r)]     = -INFINITY;  // m
-            ml[2 * (b * rows + r) + 1] = 0.0f;       // l
+            ml[3 * (b * rows + r)]     = -INFINITY;  // m
+            ml[3 * (b * rows + r) + 1] = 0.0f;       // l
+            ml[3 * (b * rows + r) + 2] = alibi_slope(p.max_bias, p.n_head, h);
         }
     }
     std::memset(o, 0, sizeof(float) * nb * rows * p.DV);
@@ -207,7 +208,7 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
                 for (int r = 0; r < R; r++) {
                     const int64_t tk = row_token(g, r), h = row_head(pl, g, r);
                     mrow[r]  = (const uint16_t *) (p.mask + tk * p.m_nb1 + (h % p.m_ne2) * p.m_nb2 + (g.s % p.m_ne3) * p.m_nb3) + j0;
-                    slope[r] = alibi_slope(p.max_bias, p.n_head, h);
+                    slope[r] = ml[3 * (b * rows + r) + 2];
                 }
                 if (!ops.mask(mrow, slope, R, nk, mv)) continue;  // fully masked block: skip its K/V
                 mvp = mv;
@@ -217,8 +218,8 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
             const char * vb = p.v + g.hk * p.v_nb2 + skv * p.v_nb3;
             float * qg = qs + b * rows * p.DK;
             float * og = o + b * rows * p.DV;
-            float * mlg = ml + 2 * b * rows;
-            for (int r = 0; r < R; r++) { m[r] = mlg[2 * r]; l[r] = mlg[2 * r + 1]; }
+            float * mlg = ml + 3 * b * rows;
+            for (int r = 0; r < R; r++) { m[r] = mlg[3 * r]; l[r] = mlg[3 * r + 1]; }
             if (pl.tiled) {
                 // next block's K rows load while this block's q·kᵀ runs, its V rows during p·v
                 const int64_t j1 = j0 + KB;
@@ -248,7 +249,7 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
                 ops.softmax(s, mvp, p.softcap, R, nk, m, l, og, p.DV);
                 ops.accum[t][R - 1](s, vb + j0 * p.v_nb1, p.v_nb1, nk, og, p.DV);
             }
-            for (int r = 0; r < R; r++) { mlg[2 * r] = m[r]; mlg[2 * r + 1] = l[r]; }
+            for (int r = 0; r < R; r++) { mlg[3 * r] = m[r]; mlg[3 * r + 1] = l[r]; }
         }
     }
 
@@ -259,12 +260,12 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
             const int64_t slot = b * rows + r;
             if (partials) {
                 float * pr = partials + (((gi0 + b) * rows + r) * pl.n_chunks + chunk) * pf;
-                pr[0] = ml[2 * slot];
-                pr[1] = ml[2 * slot + 1];
+                pr[0] = ml[3 * slot];
+                pr[1] = ml[3 * slot + 1];
                 std::memcpy(pr + 2, o + slot * p.DV, sizeof(float) * p.DV);
             } else {
                 const int64_t h = row_head(pl, g, r);
-                finish_row(p, h, ml[2 * slot], ml[2 * slot + 1], o + slot * p.DV, dst_row(p, h, row_token(g, r), g.s));
+                finish_row(p, h, ml[3 * slot], ml[3 * slot + 1], o + slot * p.DV, dst_row(p, h, row_token(g, r), g.s));
             }
         }
     }

@@ -14,7 +14,7 @@ namespace cpu {
 
 constexpr int KB      = 32;  // keys per block
 constexpr int RMAX    = 8;   // query rows per group, dot-form path (decode, small batches)
-constexpr int RTILE   = 48;  // query rows per group, tiled path (batches; a multiple of the 6-row microkernel)
+constexpr int RTILE   = 96;  // query rows per group, tiled path (batches; a multiple of the 6-row microkernel)
 constexpr int ROWS_MAX = RTILE;
 
 using mask_fn    = bool (*)(const uint16_t * const * mrow, const float * slope, int R, int nk, float * mv);

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 namespace llamafuse {
 namespace cpu {
@@ -41,7 +42,7 @@ const fattn_ops * select_ops() {
 // while one head's rows are n_head_kv rows apart, a stride that defeats the prefetchers);
 // a single group on the tiled path, which is compute-bound.
 struct plan {
-    bool tiled;
+    bool tiled, dynamic;
     int64_t rows;  // RMAX or RTILE
     int64_t G, gsub, n_gsub, T, n_ttiles, n_groups;
     int64_t band, n_bands;
@@ -60,13 +61,18 @@ plan make_plan(const fattn_params & p, int nth) {
     pl.n_groups = p.n_stream * p.n_head_kv * pl.n_gsub * pl.n_ttiles;
     pl.band     = pl.tiled ? 1 : p.n_head_kv * pl.n_gsub;
     pl.n_bands  = pl.n_groups / pl.band;
-    // Units are handed out dynamically, so a thread that loses its core to another process
-    // does not hold the others up. Split the keys into chunks (merged once at the end) when
-    // there are fewer than about 4 bands per thread.
+    // Batches hand units out dynamically (under a causal mask token tiles differ in cost) and
+    // split the keys when there are fewer than about 4 bands per thread. Decode units all cost
+    // the same: they are dealt out statically (no barrier before them, one fewer place to wait
+    // for a thread that lost its core), with keys split so every thread gets an equal share.
+    pl.dynamic = nth > 1 && p.n_tokens > 1;
     int64_t n_chunks = 1;
-    if (nth > 1 && pl.n_bands < 4 * nth) {
-        n_chunks = std::min<int64_t>((4 * nth + pl.n_bands - 1) / pl.n_bands, (p.n_kv + KB - 1) / KB);
+    if (pl.dynamic && pl.n_bands < 4 * nth) {
+        n_chunks = (4 * nth + pl.n_bands - 1) / pl.n_bands;
+    } else if (!pl.dynamic && nth > 1 && pl.n_bands % nth != 0 && pl.n_bands < 4 * nth) {
+        n_chunks = nth / std::gcd<int64_t>(pl.n_bands, nth);
     }
+    n_chunks = std::min<int64_t>(n_chunks, (p.n_kv + KB - 1) / KB);
     pl.chunk_len = ((p.n_kv + n_chunks - 1) / n_chunks + KB - 1) / KB * KB;
     pl.n_chunks  = (p.n_kv + pl.chunk_len - 1) / pl.chunk_len;
     return pl;
@@ -322,16 +328,15 @@ void fattn_compute(const fattn_params & p, int ith, int nth, void * wdata, size_
     float * partials = (float *) (base + ALIGN + (size_t) nth * sl.total);
     (void) wsize;
 
-    // Unit u = band u / n_chunks, key chunk u % n_chunks, taken from a shared counter (each
-    // thread starts with unit ith). Under a causal mask token tiles differ in cost, and on a
-    // shared machine threads differ in speed, so static shares would leave threads waiting.
+    // Unit u = band u / n_chunks, key chunk u % n_chunks: dealt round robin, or (batches) taken
+    // from a shared counter, each thread starting with unit ith.
     const int64_t n_units = pl.n_bands * pl.n_chunks;
     const bool split = pl.n_chunks > 1;
-    if (nth > 1) {
+    if (pl.dynamic) {
         if (ith == 0) __atomic_store_n(counter, nth, __ATOMIC_RELAXED);
         barrier(barrier_ctx);
     }
-    for (int64_t u = ith; u < n_units; u = nth > 1 ? __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED) : u + 1) {
+    for (int64_t u = ith; u < n_units; u = pl.dynamic ? __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED) : u + nth) {
         const int64_t bi = u / pl.n_chunks, c = u % pl.n_chunks;
         const int64_t c0 = c * pl.chunk_len, c1 = std::min(p.n_kv, c0 + pl.chunk_len);
         run_unit(p, pl, ops, bi * pl.band, c0, c1, c, scratch, split ? partials : nullptr);

@@ -70,7 +70,8 @@ function makeCase(i: number): Case {
     const r = rng(1000 + i);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
     const kvType: AttentionKvType = r() < 0.5 ? "f16" : "q8_0";
-    let DK = pick([64, 80, 96, 128, 256] as const) as number;
+    // 64-256 as in real models; 8 and 16 as in ../shared/models' tiny ones
+    let DK = pick([64, 80, 96, 128, 256, 64, 128, 8, 16] as const) as number;
     if (kvType === "q8_0" && DK % 32 !== 0) DK = pick([64, 96, 128, 256]);
     const G = pick([1, 2, 4, 8]);
     const nHeadKv = r() < 0.7 ? 1 : 2;

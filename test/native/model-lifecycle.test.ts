@@ -94,6 +94,7 @@ describe("memory", () => {
         for (let i = 0; i < 50; i++) await cycle();
         global.gc?.();
         const grown = process.memoryUsage().rss - rss0;
+        console.log(`resident growth after 50 load/dispose cycles: ${(grown / 1048576).toFixed(1)} MB`);
         expect(grown).toBeLessThan(24 * 1024 * 1024);
     });
 });

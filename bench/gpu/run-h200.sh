@@ -17,12 +17,12 @@ set -uo pipefail
 
 T0=$SECONDS
 BUDGET=${BUDGET:-500}
-OUT=${OUT:-/tmp/fattn-out}
+OUT=${OUT:-${TMPDIR:-/tmp}/fattn-out}
 JOBS=${JOBS:-$(nproc)}
 mkdir -p "$OUT"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 stage="$root/.fattn-stage"
-work=/tmp/fattn-work
+work=${TMPDIR:-/tmp}/fattn-work
 mkdir -p "$work"
 cd "$root"
 

@@ -3,8 +3,8 @@
 // the AVX2 and portable inner loops; no ggml or Node needed. Not part of the addon build
 // (CMake globs only native/kernels/cpu/*.cpp). Build and run from the repository root:
 //   K=native/kernels/cpu; g++ -O2 -march=native -std=c++17 -I$K $K/harness/fattn_check.cpp \
-//     $K/fattn_cpu.cpp $K/fattn_portable.cpp $K/fattn_avx2.cpp $K/fattn_ref.cpp -lpthread -o /tmp/fattn_check
-//   /tmp/fattn_check 500
+//     $K/fattn_cpu.cpp $K/fattn_portable.cpp $K/fattn_avx2.cpp $K/fattn_ref.cpp -lpthread -o fattn_check
+//   ./fattn_check 500
 #include "fattn_cpu.h"
 #include "fattn_common.h"
 #include <immintrin.h>

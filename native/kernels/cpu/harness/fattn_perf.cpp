@@ -1,8 +1,8 @@
 // Standalone timing of the fused CPU attention kernels (no ggml): one op over `layers` distinct
 // caches laid out as llama.cpp's ([D, n_head_kv, n_kv]), CPU time per thread so that other
 // load on a shared machine does not count. Build as fattn_check.cpp, then:
-//   /tmp/fattn_perf D G depth q8(0|1) n_tokens n_head_kv [threads]
-//   e.g. /tmp/fattn_perf 128 4 16384 0 1 8 1     (decode)   /tmp/fattn_perf 128 4 4096 0 512 1 1 (prefill)
+//   ./fattn_perf D G depth q8(0|1) n_tokens n_head_kv [threads]
+//   e.g. ./fattn_perf 128 4 16384 0 1 8 1     (decode)   ./fattn_perf 128 4 4096 0 512 1 1 (prefill)
 #include "fattn_cpu.h"
 #include "fattn_common.h"
 #include <immintrin.h>

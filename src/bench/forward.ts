@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { loadModel } from "../model.js";
 import { packageRoot } from "../binding.js";
-import { formatTable, median, medianMs } from "./stats.js";
+import { formatTable, interleavedMedianMs, median } from "./stats.js";
 
 export interface ForwardBenchOptions {
     /** GGUF to run. @default ../shared/models/stories260K.gguf beside the package, when present */
@@ -75,29 +75,37 @@ export async function runForwardBench(options: ForwardBenchOptions = {}): Promis
         const pctx = peerModel ? await peerModel.createContext({ contextSize: ctxSize, batchSize: nPrompt, threads }) : null;
         const pseq = pctx?.getSequence();
 
-        // pp: the whole prompt in one call.
-        const ppOurs = await medianMs("pp ours", async () => {
-            await ctx.kv.clear();
-            await ctx.forward({ sequence: 0, tokens: prompt });
-        }, { iterations: reps });
-        const ppPeer = pseq ? await medianMs("pp peer", async () => {
-            await pseq.clearHistory();
-            await pseq.evaluateWithoutGeneratingNewTokens(prompt as never);
-        }, { iterations: reps }) : null;
-        rows.push(row(`pp${nPrompt}`, threads, nPrompt / (ppOurs / 1000), ppPeer === null ? null : nPrompt / (ppPeer / 1000)));
+        // pp: the whole prompt in one call. Ours and the peer's runs alternate, round by round.
+        const pp = await interleavedMedianMs({
+            ours: async () => {
+                await ctx.kv.clear();
+                await ctx.forward({ sequence: 0, tokens: prompt });
+            },
+            ...(pseq && {
+                peer: async () => {
+                    await pseq.clearHistory();
+                    await pseq.evaluateWithoutGeneratingNewTokens(prompt as never);
+                },
+            }),
+        }, reps);
+        rows.push(row(`pp${nPrompt}`, threads, nPrompt / (pp.ours! / 1000), pp.peer === undefined ? null : nPrompt / (pp.peer / 1000)));
 
         // tg: greedy decode, one token per call (sampling in JS: an argmax).
-        const tgOurs = await medianMs("tg ours", async () => {
-            await ctx.kv.clear();
-            let next = bos;
-            for (let i = 0; i < nGen; i++) next = argmax((await ctx.forward({ sequence: 0, tokens: [next] })).logits(0));
-        }, { iterations: reps });
-        const tgPeer = pseq ? await medianMs("tg peer", async () => {
-            await pseq.clearHistory();
-            let n = 0;
-            for await (const _ of pseq.evaluate([bos] as never, { temperature: 0 })) if (++n >= nGen) break;
-        }, { iterations: reps }) : null;
-        rows.push(row(`tg${nGen}`, threads, nGen / (tgOurs / 1000), tgPeer === null ? null : nGen / (tgPeer / 1000)));
+        const tg = await interleavedMedianMs({
+            ours: async () => {
+                await ctx.kv.clear();
+                let next = bos;
+                for (let i = 0; i < nGen; i++) next = argmax((await ctx.forward({ sequence: 0, tokens: [next] })).logits(0));
+            },
+            ...(pseq && {
+                peer: async () => {
+                    await pseq.clearHistory();
+                    let n = 0;
+                    for await (const _ of pseq.evaluate([bos] as never, { temperature: 0 })) if (++n >= nGen) break;
+                },
+            }),
+        }, reps);
+        rows.push(row(`tg${nGen}`, threads, nGen / (tg.ours! / 1000), tg.peer === undefined ? null : nGen / (tg.peer / 1000)));
 
         // Per-call overhead: one-token forwards with no output wanted vs the peer's evaluate-only call.
         const calls = 100;

@@ -28,3 +28,24 @@ export function formatTable(rows: Record<string, string | number>[]): string {
     const line = (vals: string[]) => vals.map((v, i) => v.padStart(widths[i]!)).join("  ");
     return [line(cols), line(widths.map((w) => "-".repeat(w))), ...rows.map((r) => line(cols.map((c) => String(cell(r[c]!)))))].join("\n");
 }
+
+/**
+ * Median milliseconds per call of several tasks measured in alternation: each round runs
+ * every task once (a tinybench run of one iteration each), so a change in the machine's load
+ * hits all of them alike instead of whichever happened to run then. One warm-up round first.
+ */
+export async function interleavedMedianMs(tasks: Record<string, () => Promise<unknown> | unknown>, rounds: number): Promise<Record<string, number>> {
+    const bench = new Bench({ name: "interleaved", iterations: 1, time: 0, warmup: false });
+    for (const [name, fn] of Object.entries(tasks)) bench.add(name, fn);
+    const samples: Record<string, number[]> = Object.fromEntries(Object.keys(tasks).map((k) => [k, []]));
+    for (let r = 0; r <= rounds; r++) {
+        await bench.run();
+        if (r === 0) continue; // warm-up
+        for (const task of bench.tasks) {
+            const result = task.result as { latency?: { mean: number }; error?: unknown; state?: string };
+            if (!result.latency) throw new Error(`benchmark ${task.name} failed: ${String(result.error ?? result.state)}`);
+            samples[task.name]!.push(result.latency.mean);
+        }
+    }
+    return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
+}

@@ -8,7 +8,7 @@
 //   LLAMAFUSE_PORTABLE=1   build for a generic CPU instead of -march=native
 //   LLAMAFUSE_CUDA=1       build ggml's CUDA backend and our CUDA kernels (needs nvcc + cuBLAS)
 //   LLAMAFUSE_CUDA_ARCHITECTURES=90a   CUDA architectures (default 90a, Hopper)
-//   LLAMAFUSE_LLAMA_TOOLS=1  also build llama-bench, test-backend-ops, test-tokenizer-0
+//   LLAMAFUSE_LLAMA_TOOLS=1  also build llama.cpp's llama-bench (a baseline for benchmarks)
 //   LLAMAFUSE_JOBS=N       parallel compile jobs (default: number of CPUs)
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -93,8 +93,19 @@ function buildAddon() {
         `--CDLLAMAFUSE_LLAMA_TOOLS=${flag("LLAMAFUSE_LLAMA_TOOLS") ? "ON" : "OFF"}`,
     ];
     if (flag("LLAMAFUSE_CUDA")) defs.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.LLAMAFUSE_CUDA_ARCHITECTURES || "90a"}`);
+    // Configure every time (a few seconds when nothing changed): `cmake-js build` alone skips
+    // configuring an existing build folder, and the options above would not take effect.
+    run(process.execPath, [cmakeJs, "configure", "--log-level", "warn", ...defs], { cwd: root });
     run(process.execPath, [cmakeJs, "build", "--log-level", "warn", "--parallel", jobs, "--target", "llamafuse", ...defs], { cwd: root });
+    if (flag("LLAMAFUSE_LLAMA_TOOLS")) {
+        // llama.cpp's own tools from the same tree, as baselines (binaries land in build/bin).
+        // Its tests/ folder (test-backend-ops, test-tokenizer-0) is skipped under cmake-js by
+        // llama.cpp itself; bench/gpu/ggml builds test-backend-ops on its own.
+        run("cmake", ["--build", path.join(root, "build"), "--parallel", jobs, "--target", ...LLAMA_TOOLS], { cwd: root });
+    }
 }
+
+const LLAMA_TOOLS = ["llama-bench"];
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
     try {

@@ -70,6 +70,26 @@ struct attn_params {
     float softcap = 0.0f;   // 0 = off
 };
 
+// What every kernel of ours needs of a node, whatever its phase: head size 64 or 128, f16 or
+// q8_0 K/V, whole GQA groups and stream broadcasts, and the alignment of the vector loads
+// (q as float4, K/V rows in 16-byte (f16) or 4-byte (q8_0) units, the f16 mask in halves).
+inline bool fattn_layout_supported(const attn_params & p) {
+    if (p.D != 64 && p.D != 128) return false;
+    if (p.type != kv_type::f16 && p.type != kv_type::q8_0) return false;
+    if (p.n_head <= 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return false;
+    if (p.n_seq_kv <= 0 || p.n_seq_q % p.n_seq_kv != 0) return false;
+    if (p.n_kv <= 0 || p.n_tokens <= 0) return false;
+    const int64_t qa = 16;
+    if (reinterpret_cast<uintptr_t>(p.q) % qa || p.q_nb1 % qa || p.q_nb2 % qa || p.q_nb3 % qa) return false;
+    const int64_t ka = p.type == kv_type::f16 ? 16 : 4;
+    for (const int64_t nb : {p.k_nb1, p.k_nb2, p.k_nb3, p.v_nb1, p.v_nb2, p.v_nb3}) {
+        if (nb % ka) return false;
+    }
+    if (reinterpret_cast<uintptr_t>(p.k) % ka || reinterpret_cast<uintptr_t>(p.v) % ka) return false;
+    if (p.mask && (p.mask_nb1 % 2 || p.mask_nb3 % 2 || p.n_seq_mask <= 0)) return false;
+    return true;
+}
+
 #ifdef __CUDACC__
 // Kernels with more than 48 KB of dynamic shared memory need the limit raised, once per
 // kernel and device. Done on a kernel's first launch on a device, which llama.cpp makes

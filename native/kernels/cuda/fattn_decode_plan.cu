@@ -9,23 +9,9 @@ namespace llamafuse::cuda {
 
 
 bool fattn_decode_supported(const attn_params & p) {
-    if (p.D != 64 && p.D != 128) return false;
-    if (p.type != kv_type::f16 && p.type != kv_type::q8_0) return false;
-    if (p.n_head <= 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return false;
-    if (p.n_seq_kv <= 0 || p.n_seq_q % p.n_seq_kv != 0) return false;
-    if (p.n_kv <= 0 || p.n_tokens <= 0) return false;
+    if (!fattn_layout_supported(p)) return false;
     // few tokens: G * n_tokens rows share each K/V read; more goes to the prefill kernel
-    if ((int64_t) (p.n_head / p.n_head_kv) * p.n_tokens > 32) return false;
-    // q is read as float4, K/V rows copied in 16-byte (f16) or 4-byte (q8_0) units
-    const int64_t qa = 16;
-    if (reinterpret_cast<uintptr_t>(p.q) % qa || p.q_nb1 % qa || p.q_nb2 % qa || p.q_nb3 % qa) return false;
-    const int64_t ka = p.type == kv_type::f16 ? 16 : 4;
-    for (const int64_t nb : {p.k_nb1, p.k_nb2, p.k_nb3, p.v_nb1, p.v_nb2, p.v_nb3}) {
-        if (nb % ka) return false;
-    }
-    if (reinterpret_cast<uintptr_t>(p.k) % ka || reinterpret_cast<uintptr_t>(p.v) % ka) return false;
-    if (p.mask && (p.mask_nb1 % 2 || p.mask_nb3 % 2 || p.n_seq_mask <= 0)) return false;
-    return true;
+    return (int64_t) (p.n_head / p.n_head_kv) * p.n_tokens <= 32;
 }
 
 decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm, int target_blocks) {

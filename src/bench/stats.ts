@@ -39,6 +39,9 @@ export async function interleavedMedianMs(tasks: Record<string, () => Promise<un
     for (const [name, fn] of Object.entries(tasks)) bench.add(name, fn);
     const samples: Record<string, number[]> = Object.fromEntries(Object.keys(tasks).map((k) => [k, []]));
     for (let r = 0; r <= rounds; r++) {
+        // A tinybench task runs once and then keeps its result: without the reset every
+        // later round would return the first round's figures without running anything.
+        bench.reset();
         await bench.run();
         if (r === 0) continue; // warm-up
         for (const task of bench.tasks) {

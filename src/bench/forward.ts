@@ -20,6 +20,10 @@ export interface ForwardBenchOptions {
     reps?: number;
     /** Skip node-llama-cpp. @default false */
     noPeer?: boolean;
+    /** Measure the per-call overhead row (100 one-token forwards; slow on large models). @default true */
+    overhead?: boolean;
+    /** Add a tg row for our native `generate` loop (greedy) against the peer's evaluate. @default false */
+    generate?: boolean;
 }
 
 export interface ForwardBenchRow {
@@ -106,6 +110,32 @@ export async function runForwardBench(options: ForwardBenchOptions = {}): Promis
             }),
         }, reps);
         rows.push(row(`tg${nGen}`, threads, nGen / (tg.ours! / 1000), tg.peer === undefined ? null : nGen / (tg.peer / 1000)));
+
+        if (options.generate) {
+            // tg through the native generate loop (sampling and the next decode stay in C++),
+            // greedy, against the same peer loop as above.
+            const gen = await interleavedMedianMs({
+                ours: async () => {
+                    await ctx.kv.clear();
+                    let n = 0;
+                    for await (const _ of ctx.generate([bos], { temperature: 0, maxTokens: nGen, stopOnEog: false })) n++;
+                    if (n !== nGen) throw new Error(`generate produced ${n} of ${nGen} tokens`);
+                },
+                ...(pseq && {
+                    peer: async () => {
+                        await pseq.clearHistory();
+                        let n = 0;
+                        for await (const _ of pseq.evaluate([bos] as never, { temperature: 0 })) if (++n >= nGen) break;
+                    },
+                }),
+            }, reps);
+            rows.push(row(`tg${nGen} (generate)`, threads, nGen / (gen.ours! / 1000), gen.peer === undefined ? null : nGen / (gen.peer / 1000)));
+        }
+        if (options.overhead === false) {
+            await ctx.dispose();
+            await pctx?.dispose();
+            continue;
+        }
 
         // Per-call overhead: one-token forwards with no output wanted vs the peer's evaluate-only call.
         const calls = 100;

@@ -11,7 +11,7 @@ import { runSamplingBench } from "./sampling.js";
 import { runTokenizeBench } from "./tokenize.js";
 import { cachedSynthModel } from "../synth-cache.js";
 
-export const SUITES = ["tokenize", "forward", "sampling", "attention", "depth"] as const;
+export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth"] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 export interface BenchRow {
@@ -73,6 +73,26 @@ async function forwardSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds
         suite: "forward",
         rows: rows.map((r) => ({ suite: "forward", test: r.test, model: path.basename(model), threads: r.threads, unit: r.unit, llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: r.ratio, llamaBench: third(r.test) })),
         notes: ["tg: one forward per token with an argmax in JS (ours) vs sequence.evaluate (node-llama-cpp); overhead: one-token forwards with no logits"],
+        detail: rows,
+    };
+}
+
+/** The 1B-class shape of the targets: Llama-3.2-1B's (16 layers, 2048 wide, 128K vocabulary), Q4_0, random weights. */
+export const MODEL_1B = { preset: "llama-3.2-1b", type: "q4_0", seed: 1 } as const;
+
+// pp and tg at depth 0 on a 1B-class Q4_0 model, where the matrix products dominate: the
+// same llama.cpp on both sides, so this row shows what our own layers cost or save.
+async function forward1bSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const model = o.model ?? (await cachedSynthModel(MODEL_1B, { dir: o.cacheDir, name: "bench-1b", onWrite: (f) => o.log(`writing ${f} (random weights, once)`) }));
+    const sizes = o.quick ? { promptTokens: 32, genTokens: 4, reps: 2 } : { promptTokens: 128, genTokens: 32, reps: 7 };
+    const rows = await runForwardBench({ model, threads: [o.threads], noPeer: o.noPeer, overhead: false, generate: true, ...sizes });
+    return {
+        suite: "forward-1b",
+        rows: rows.map((r) => ({ suite: "forward-1b", test: r.test, model: path.basename(model), threads: r.threads, unit: r.unit, llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: r.ratio, llamaBench: null })),
+        notes: [
+            "model: synthetic llama-3.2-1b shape, Q4_0, random weights; node-llama-cpp with its default context options",
+            "tg: one forward per token with an argmax in JS; tg (generate): our native greedy loop; the peer: sequence.evaluate at temperature 0",
+        ],
         detail: rows,
     };
 }
@@ -168,6 +188,7 @@ async function samplingSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "second
 const RUNNERS: Record<SuiteName, (o: SuiteOptions) => Promise<Omit<SuiteResult, "seconds">>> = {
     tokenize: tokenizeSuite,
     forward: forwardSuite,
+    "forward-1b": forward1bSuite,
     sampling: samplingSuite,
     attention: attentionSuite,
     depth: depthSuite,

@@ -384,4 +384,20 @@ describe("bench", () => {
         expect(svg).toContain("llamafuse ggml");
         expect((svg.match(/<polyline /g) ?? []).length).toBeGreaterThanOrEqual(2);
     }, 300_000);
+
+    it.skipIf(!haveStories)("bench forward-1b --quick on a given model: pp, the JS tg loop and the native generate loop, each beside the peer", async () => {
+        const out = path.join(tmp, "results-1b");
+        const r = await run(["bench", "forward-1b", "--quick", "--json", "--threads", "1", "--model", stories, "--out", out], undefined, 300_000);
+        expect(r.code, r.stderr).toBe(0);
+        const report = JSON.parse(r.stdout) as { suites: { suite: string; rows: { test: string; model: string; llamafuse: number; nodeLlamaCpp: number | null; ratio: number | null }[] }[] };
+        expect(report.suites.map((s) => s.suite)).toEqual(["forward-1b"]);
+        const rows = report.suites[0]!.rows;
+        expect(rows.map((x) => x.test)).toEqual(["pp32", "tg4", "tg4 (generate)"]);
+        for (const x of rows) {
+            expect(x.model).toBe(path.basename(stories));
+            expect(x.llamafuse).toBeGreaterThan(0);
+            expect(x.nodeLlamaCpp).toBeGreaterThan(0);
+            expect(x.ratio).toBeCloseTo(x.llamafuse / x.nodeLlamaCpp!, 6);
+        }
+    }, 300_000);
 });

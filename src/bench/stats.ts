@@ -35,6 +35,12 @@ export function formatTable(rows: Record<string, string | number>[]): string {
  * hits all of them alike instead of whichever happened to run then. One warm-up round first.
  */
 export async function interleavedMedianMs(tasks: Record<string, () => Promise<unknown> | unknown>, rounds: number): Promise<Record<string, number>> {
+    const samples = await interleavedSamplesMs(tasks, rounds);
+    return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
+}
+
+/** As interleavedMedianMs, but every timed round's milliseconds (for pooling several runs). */
+export async function interleavedSamplesMs(tasks: Record<string, () => Promise<unknown> | unknown>, rounds: number): Promise<Record<string, number[]>> {
     const bench = new Bench({ name: "interleaved", iterations: 1, time: 0, warmup: false });
     for (const [name, fn] of Object.entries(tasks)) bench.add(name, fn);
     const samples: Record<string, number[]> = Object.fromEntries(Object.keys(tasks).map((k) => [k, []]));
@@ -50,5 +56,5 @@ export async function interleavedMedianMs(tasks: Record<string, () => Promise<un
             samples[task.name]!.push(result.latency.mean);
         }
     }
-    return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
+    return samples;
 }

@@ -81,7 +81,26 @@ find_libcuda() {
 
 tbo="$work/ggml-build/test-backend-ops"
 build_pid=""
-if [ -d "$stage/llama.cpp/ggml" ] && find_cublas; then
+prebuilt=""
+have_cublas=""
+[ -d "$stage/llama.cpp/ggml" ] && find_cublas && have_cublas=1
+# The binary prebuild-ggml.sh linked elsewhere against stand-ins for cuBLAS and the driver:
+# used if every library and symbol resolves here (LD_BIND_NOW), which spares the build.
+if [ -n "$have_cublas" ] && [ -f "$stage/bin/test-backend-ops.xz" ]; then
+    export LD_LIBRARY_PATH="$cuda_home/lib64:$cuda_home/lib:$(ls -d "$cuda_home"/targets/*/lib 2>/dev/null | tr '\n' ':')${LD_LIBRARY_PATH:-}"
+    pre="$work/test-backend-ops.prebuilt"
+    { xz -dc "$stage/bin/test-backend-ops.xz" 2>/dev/null ||
+      python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$stage/bin/test-backend-ops.xz"; } >"$pre"
+    chmod +x "$pre"
+    if LD_BIND_NOW=1 "$pre" --list-ops >"$OUT/tbo-prebuilt-check.txt" 2>&1; then
+        tbo="$pre"; prebuilt=1
+        log "test-backend-ops: the prebuilt binary runs here (no build)"
+    else
+        log "test-backend-ops: the prebuilt binary does not start here, building instead:"
+        tail -3 "$OUT/tbo-prebuilt-check.txt"; ldd "$pre" 2>&1 | grep 'not found'
+    fi
+fi
+if [ -z "$prebuilt" ] && [ -n "$have_cublas" ]; then
     find_libcuda
     (
         cmake -S bench/gpu/ggml -B "$work/ggml-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -90,7 +109,7 @@ if [ -d "$stage/llama.cpp/ggml" ] && find_cublas; then
     ) >"$OUT/ggml-build.log" 2>&1 &
     build_pid=$!
     log "test-backend-ops build started (pid $build_pid, log ggml-build.log)"
-else
+elif [ -z "$prebuilt" ]; then
     log "test-backend-ops: skipped (no staged tree or no cuBLAS)"
 fi
 
@@ -153,6 +172,7 @@ fi
 
 # ---- 3. llama.cpp's kernels vs ours through test-backend-ops ---------------------------------
 ggml_ok=0
+[ -n "$prebuilt" ] && ggml_ok=1
 if [ -n "$build_pid" ]; then
     wait_s=$(( $(left) - 150 ))
     log "waiting up to ${wait_s}s for the test-backend-ops build"

@@ -1,7 +1,7 @@
 // Standalone harness for llamafuse's CUDA attention kernels (no Node, no llama.cpp):
 //   1. correctness: random shapes against the float64 CPU reference, outputs poisoned
 //      with NaN before each launch, every path (decode, prefill, dispatcher, graph replay);
-//   2. the copy ceiling: a large device-to-device copy, bytes read + written;
+//   2. the ceilings: a large device-to-device copy (bytes read + written) and a read-only pass;
 //   3. decode timings (Llama-3-8B attention: 32 q heads, 8 kv heads, D 128) at 4K/16K/32K,
 //      f16 and q8_0, rotating over per-layer KV buffers that together exceed the L2 several
 //      times, so every layer's K/V really comes from HBM;
@@ -9,7 +9,7 @@
 //   then a short table (last, so a tail of the output holds it).
 //
 // usage: fattn_bench [--cpu-selftest] [--quick] [--tiny] [--no-timing] [--json FILE] [--wgmma 0|1] [--decode-mma]
-//   --decode-mma: only the EXPERIMENTAL tensor-core decode (checks, then f16 timings)
+//   --decode-mma: only the tensor-core decode's own checks, then its f16 timings
 //   --tiny: four small shapes, no timing (for compute-sanitizer runs)
 //   --wgmma V: only the EXPERIMENTAL wgmma prefill kernel, descriptor variant V: checks,
 //   then times it if every check passed. Its own process, so that a fault in an unproven
@@ -219,8 +219,8 @@ std::vector<float> run_path(path which, const problem & pr, device_problem & dp,
     return out;
 }
 
-// Tolerances: the decode path is f32 throughout (f32 CPU-path bar, 1e-4); the prefill path
-// has f16 tensor-core operands (5e-3).
+// Tolerances: the FFMA decode is f32 throughout (f32 CPU-path bar, 1e-4); the tensor-core
+// paths (f16 decode, prefill) have f16 operands (5e-3).
 double tolerance(path which, const problem & pr) {
     const lc::attn_params probe = [&] {
         device_problem none;
@@ -230,9 +230,11 @@ double tolerance(path which, const problem & pr) {
         return p;
     }();
     if (which == path::wgmma || which == path::decode_mma) return 5e-3;   // f16 tensor-core operands
-    const bool is_decode = which == path::decode ||
-                           ((which == path::dispatch || which == path::graph) && lc::fattn_choose(probe) == lc::fattn_path::decode);
-    return is_decode ? 1e-4 : 5e-3;
+    // the FFMA decode is f32 throughout; the dispatcher's other paths (f16 decode on tensor
+    // cores, prefill) have f16 operands
+    const bool f32_path = which == path::decode ||
+                          ((which == path::dispatch || which == path::graph) && lc::fattn_choose(probe) == lc::fattn_path::decode);
+    return f32_path ? 1e-4 : 5e-3;
 }
 
 void check_case(const problem & pr, uint64_t seed, const std::vector<path> & paths, check_stats & st, cudaStream_t stream) {
@@ -366,9 +368,10 @@ check_stats run_wgmma_checks(bool quick, cudaStream_t stream) {
     return st;
 }
 
-// The experimental tensor-core decode on the decode shapes it takes (f16 caches).
+// The tensor-core decode (fattn_run's f16 decode) on the decode shapes it takes, called
+// directly: the dispatcher's checks above reach it only through the shapes they draw.
 check_stats run_decode_mma_checks(bool quick, cudaStream_t stream) {
-    printf("\n== correctness: EXPERIMENTAL tensor-core decode\n");
+    printf("\n== correctness: tensor-core decode\n");
     check_stats st;
     rng g(4242);
     for (int D : {64, 128}) {
@@ -462,25 +465,70 @@ __global__ void fill_random_q8_0(uint8_t * p, size_t n_blocks, uint64_t seed) {
     }
 }
 
-double copy_ceiling_gbs(cudaStream_t st) {
+// The memory ceilings, measured here: decode only reads K/V, so its bar is the read
+// bandwidth; the copy (bytes read + written) is the usual yardstick, taken as the better of
+// cudaMemcpy and a 16-byte-per-thread copy kernel (cudaMemcpy alone measured well under
+// what the card copies with a kernel).
+struct ceilings {
+    double copy_api = 0, copy_kernel = 0, read = 0;
+    double copy() const { return std::max(copy_api, copy_kernel); }
+};
+
+__global__ void copy_vec(const int4 * __restrict__ a, int4 * __restrict__ b, size_t n) {
+    const size_t stride = (size_t) gridDim.x * blockDim.x;
+    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += stride) b[i] = a[i];
+}
+
+// Reads every 16 bytes once, four loads in flight per thread; the XOR keeps the loads alive
+// and the store never happens for random data.
+__global__ void read_vec(const int4 * __restrict__ a, size_t n, int * __restrict__ sink) {
+    const size_t stride = (size_t) gridDim.x * blockDim.x;
+    int acc = 0;
+    size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        const int4 x0 = a[i], x1 = a[i + stride], x2 = a[i + 2 * stride], x3 = a[i + 3 * stride];
+        acc ^= x0.x ^ x0.y ^ x0.z ^ x0.w ^ x1.x ^ x1.y ^ x1.z ^ x1.w ^ x2.x ^ x2.y ^ x2.z ^ x2.w ^ x3.x ^ x3.y ^ x3.z ^ x3.w;
+    }
+    for (; i < n; i += stride) acc ^= a[i].x ^ a[i].y ^ a[i].z ^ a[i].w;
+    if (acc == 0x7fffffff) *sink = acc;
+}
+
+ceilings measure_ceilings(cudaStream_t st) {
     const size_t bytes = size_t(1) << 30;   // 1 GiB each way: ~20x the L2
+    const size_t n16 = bytes / 16;
     void *a, *b;
+    int * sink;
     CUDA_CHECK(cudaMalloc(&a, bytes));
     CUDA_CHECK(cudaMalloc(&b, bytes));
+    CUDA_CHECK(cudaMalloc(&sink, sizeof(int)));
     fill_random_f16<<<1024, 256, 0, st>>>((__half *) a, bytes / 2, 1);
     CUDA_CHECK(cudaGetLastError());
-    const double ms = median_ms([&](int) {
+    const int blocks = 8 * g_sm;
+    ceilings c;
+    double ms = median_ms([&](int) {
         CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st));
     }, 10, st);
+    c.copy_api = 2.0 * bytes / (ms * 1e-3) / 1e9;
+    ms = median_ms([&](int) { copy_vec<<<blocks, 256, 0, st>>>((const int4 *) a, (int4 *) b, n16); }, 10, st);
+    c.copy_kernel = 2.0 * bytes / (ms * 1e-3) / 1e9;
+    ms = median_ms([&](int) { read_vec<<<blocks, 256, 0, st>>>((const int4 *) a, n16, sink); }, 10, st);
+    c.read = bytes / (ms * 1e-3) / 1e9;
     CUDA_CHECK(cudaFree(a));
     CUDA_CHECK(cudaFree(b));
-    return 2.0 * bytes / (ms * 1e-3) / 1e9;   // read + write
+    CUDA_CHECK(cudaFree(sink));
+    return c;
+}
+
+void print_ceilings(const ceilings & c) {
+    printf("  copy, read + write: cudaMemcpy %.0f GB/s, 16-byte kernel %.0f GB/s -> copy ceiling %.0f GB/s\n",
+           c.copy_api, c.copy_kernel, c.copy());
+    printf("  read only (16-byte loads, 4 in flight): %.0f GB/s -> read ceiling\n", c.read);
 }
 
 struct decode_row {
     std::string type;
     int n_kv;
-    double us, gbs, pct, floor_us;
+    double us, gbs, pct, pct_read, floor_us;   // pct: of the copy ceiling; floor: K+V at the read ceiling
 };
 
 struct prefill_row {
@@ -491,7 +539,7 @@ struct prefill_row {
 
 // Llama-3-8B attention shape, one layer per launch, layers rotated so the working set is
 // well beyond the L2.
-decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st, int target_blocks = 0, bool quiet = false,
+decode_row time_decode(kv_kind type, int n_kv, const ceilings & ceiling, cudaStream_t st, int target_blocks = 0, bool quiet = false,
                        bool mma = false) {
     problem pr;
     pr.D = 128; pr.n_head = 32; pr.n_head_kv = 8; pr.n_tokens = 1; pr.n_kv = n_kv; pr.type = type;
@@ -544,11 +592,12 @@ decode_row time_decode(kv_kind type, int n_kv, double ceiling, cudaStream_t st, 
     r.n_kv = n_kv;
     r.us = ms * 1e3;
     r.gbs = 2.0 * layer_bytes / (ms * 1e-3) / 1e9;
-    r.pct = 100.0 * r.gbs / ceiling;
-    r.floor_us = 2.0 * layer_bytes / (ceiling * 1e9) * 1e6;
+    r.pct = 100.0 * r.gbs / ceiling.copy();
+    r.pct_read = 100.0 * r.gbs / ceiling.read;
+    r.floor_us = 2.0 * layer_bytes / (ceiling.read * 1e9) * 1e6;
     if (quiet) return r;
-    printf("  decode %-4s kv=%-6d %8.2f us/layer  %7.0f GB/s  %5.1f%% of copy  (floor %.2f us; %d layers rotated; %d splits x %d keys)\n",
-           r.type.c_str(), n_kv, r.us, r.gbs, r.pct, r.floor_us, n_layers, pl.n_splits, pl.chunk);
+    printf("  decode %-8s kv=%-6d %8.2f us/layer  %7.0f GB/s  %5.1f%% of copy  %5.1f%% of read  (floor %.2f us; %d layers rotated; %d splits x %d keys)\n",
+           r.type.c_str(), n_kv, r.us, r.gbs, r.pct, r.pct_read, r.floor_us, n_layers, pl.n_splits, pl.chunk);
     return r;
 }
 
@@ -615,16 +664,18 @@ int main(int argc, char ** argv) {
     cudaStream_t st;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
 
-    if (decode_mma) {   // EXPERIMENTAL tensor-core decode, in its own process like --wgmma
+    if (decode_mma) {   // the tensor-core decode alone: its checks, then its f16 timings
         const check_stats ms = run_decode_mma_checks(quick, st);
         std::vector<decode_row> rows;
         if (ms.failed == 0 && timing) {
-            const double ceiling = copy_ceiling_gbs(st);
-            printf("\n== decode, tensor cores (copy ceiling %.0f GB/s)\n", ceiling);
+            printf("\n== ceilings\n");
+            const ceilings ceiling = measure_ceilings(st);
+            print_ceilings(ceiling);
+            printf("\n== decode, tensor cores\n");
             for (int n_kv : {4096, 16384, 32768}) rows.push_back(time_decode(kv_kind::f16, n_kv, ceiling, st, 0, false, true));
         }
         printf("\n== decode-mma summary: %d/%d checks passed, worst rel_l2 %.2e", ms.run - ms.failed, ms.run, ms.worst_prefill);
-        for (const decode_row & r : rows) printf("; kv=%d %.2f us (%.1f%% of copy)", r.n_kv, r.us, r.pct);
+        for (const decode_row & r : rows) printf("; kv=%d %.2f us (%.1f%% of copy, %.1f%% of read)", r.n_kv, r.us, r.pct, r.pct_read);
         printf("\n");
         CUDA_CHECK(cudaStreamDestroy(st));
         return ms.failed == 0 ? 0 : 1;
@@ -657,16 +708,24 @@ int main(int argc, char ** argv) {
         return failed == 0 ? 0 : 1;
     }
 
-    const check_stats cs = run_correctness(quick, tiny, st);
+    check_stats cs = run_correctness(quick, tiny, st);
+    if (!tiny) {
+        const check_stats ms = run_decode_mma_checks(quick, st);
+        cs.run += ms.run;
+        cs.failed += ms.failed;
+        cs.worst_prefill = std::max(cs.worst_prefill, ms.worst_prefill);
+    }
 
     std::vector<decode_row> dec;
     std::vector<prefill_row> pre;
-    double ceiling = 0.0;
+    ceilings ceiling;
     if (timing) {
-        printf("\n== copy ceiling\n");
-        ceiling = copy_ceiling_gbs(st);
-        printf("  device-to-device copy: %.0f GB/s (read + write)\n", ceiling);
+        printf("\n== ceilings\n");
+        ceiling = measure_ceilings(st);
+        print_ceilings(ceiling);
         printf("\n== decode: Llama-3-8B attention, 32 q / 8 kv heads, D 128, 1 token\n");
+        // f16/mma: the tensor-core decode fattn_run uses for f16; f16: the FFMA decode beside it
+        for (int n_kv : {4096, 16384, 32768}) dec.push_back(time_decode(kv_kind::f16, n_kv, ceiling, st, 0, false, true));
         for (kv_kind t : {kv_kind::f16, kv_kind::q8_0}) {
             for (int n_kv : {4096, 16384, 32768}) dec.push_back(time_decode(t, n_kv, ceiling, st));
         }
@@ -690,11 +749,12 @@ int main(int argc, char ** argv) {
     if (json_path) {
         FILE * f = fopen(json_path, "w");
         if (f) {
-            fprintf(f, "{\"device\":\"%s\",\"sm\":%d,\"copy_gbs\":%.1f,\"checks\":%d,\"failed\":%d,", prop.name, g_sm, ceiling, cs.run, cs.failed);
+            fprintf(f, "{\"device\":\"%s\",\"sm\":%d,\"copy_gbs\":%.1f,\"copy_api_gbs\":%.1f,\"copy_kernel_gbs\":%.1f,\"read_gbs\":%.1f,\"checks\":%d,\"failed\":%d,",
+                    prop.name, g_sm, ceiling.copy(), ceiling.copy_api, ceiling.copy_kernel, ceiling.read, cs.run, cs.failed);
             fprintf(f, "\"worst_rel_l2\":{\"decode\":%.3e,\"prefill\":%.3e},\"decode\":[", cs.worst_decode, cs.worst_prefill);
             for (size_t i = 0; i < dec.size(); ++i)
-                fprintf(f, "%s{\"type\":\"%s\",\"n_kv\":%d,\"us\":%.3f,\"gbs\":%.1f,\"pct_copy\":%.1f}", i ? "," : "",
-                        dec[i].type.c_str(), dec[i].n_kv, dec[i].us, dec[i].gbs, dec[i].pct);
+                fprintf(f, "%s{\"type\":\"%s\",\"n_kv\":%d,\"us\":%.3f,\"gbs\":%.1f,\"pct_copy\":%.1f,\"pct_read\":%.1f}", i ? "," : "",
+                        dec[i].type.c_str(), dec[i].n_kv, dec[i].us, dec[i].gbs, dec[i].pct, dec[i].pct_read);
             fprintf(f, "],\"prefill\":[");
             for (size_t i = 0; i < pre.size(); ++i)
                 fprintf(f, "%s{\"type\":\"%s\",\"mask\":\"%s\",\"n_tokens\":%d,\"us\":%.1f,\"tflops\":%.1f}", i ? "," : "",
@@ -705,13 +765,14 @@ int main(int argc, char ** argv) {
     }
 
     printf("\n== summary (%s)\n", prop.name);
-    printf("correctness: %d/%d passed; worst rel_l2 decode %.2e (tol 1e-4), prefill %.2e (tol 5e-3)\n",
+    printf("correctness: %d/%d passed; worst rel_l2 f32 paths %.2e (tol 1e-4), f16 tensor-core paths %.2e (tol 5e-3)\n",
            cs.run - cs.failed, cs.run, cs.worst_decode, cs.worst_prefill);
     if (timing) {
-        printf("copy ceiling %.0f GB/s\n", ceiling);
-        printf("| decode | kv | us/layer | GB/s | %% copy | floor us |\n");
+        printf("copy ceiling %.0f GB/s (cudaMemcpy %.0f, kernel %.0f), read ceiling %.0f GB/s\n", ceiling.copy(), ceiling.copy_api,
+               ceiling.copy_kernel, ceiling.read);
+        printf("| decode | kv | us/layer | GB/s | %% copy | %% read | floor us |\n");
         for (const decode_row & r : dec)
-            printf("| %s | %d | %.2f | %.0f | %.1f | %.2f |\n", r.type.c_str(), r.n_kv, r.us, r.gbs, r.pct, r.floor_us);
+            printf("| %s | %d | %.2f | %.0f | %.1f | %.1f | %.2f |\n", r.type.c_str(), r.n_kv, r.us, r.gbs, r.pct, r.pct_read, r.floor_us);
         printf("| prefill | mask | T | us | TFLOP/s |\n");
         for (const prefill_row & r : pre)
             printf("| %s | %s | %d | %.1f | %.1f |\n", r.type.c_str(), r.mask.c_str(), r.n_tokens, r.us, r.tflops);

@@ -148,16 +148,12 @@ if [ -n "$bench" ]; then
 fi
 
 # ---- 2b. the experimental wgmma prefill, each descriptor variant in its own process ----------
+# (the tensor-core decode, fattn_run's f16 decode, is checked and timed in the main run above)
 # Run while the llama.cpp build is still going (it costs nothing then), else after step 3.
 wgmma_done=""
 run_wgmma() {
     wgmma_done=1
     [ -n "$bench" ] || return 0
-    if [ "$(left)" -gt 150 ]; then
-        log "EXPERIMENTAL tensor-core decode"
-        timeout 120 "$bench" --decode-mma >"$OUT/decode-mma.txt" 2>&1
-        echo "  exit $?: $(grep -h '^== decode-mma summary' "$OUT/decode-mma.txt" | cut -c4-)"
-    fi
     for variant in 0 1; do
         if [ "$(left)" -gt 150 ]; then
             log "EXPERIMENTAL wgmma prefill, variant $variant (1 and 2 warpgroups per block)"
@@ -191,15 +187,16 @@ fi
 shapes='hsk=128,hsv=128,nh=8,nr23=\[4,1\]'
 if [ "$ggml_ok" = 1 ] && [ "$(left)" -gt 120 ]; then
     log "ggml check of our kernels (hook on) against ggml's CPU backend: FLASH_ATTN_EXT, D 64/128, f16/q8_0"
-    LLAMAFUSE_CUDA_FATTN=1 timeout 60 "$tbo" test -b CUDA0 -o FLASH_ATTN_EXT \
+    # LLAMAFUSE_CUDA_FATTN_PREFILL=1: our prefill too, which the hook otherwise leaves to ggml's kernel
+    LLAMAFUSE_CUDA_FATTN=1 LLAMAFUSE_CUDA_FATTN_PREFILL=1 timeout 60 "$tbo" test -b CUDA0 -o FLASH_ATTN_EXT \
         -p 'hsk=(64|128),hsv=(64|128),.*type_K=(f16|q8_0),type_V=(f16|q8_0)' >"$OUT/tbo-test-hook.txt" 2>&1
     echo "  exit $?: $(grep -c 'mOK' "$OUT/tbo-test-hook.txt") OK, $(grep -c 'mFAIL' "$OUT/tbo-test-hook.txt") FAIL; $(grep -E 'tests passed|hook ran' "$OUT/tbo-test-hook.txt" | tr '\n' ' ')"
     grep 'mFAIL' "$OUT/tbo-test-hook.txt" | head -5
     if [ "$(left)" -gt 85 ]; then
         log "perf, hook off (ggml's kernels)"
-        timeout 40 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ggml.txt" 2>&1
-        log "perf, hook on (ours)"
-        LLAMAFUSE_CUDA_FATTN=1 timeout 40 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ours.txt" 2>&1
+        timeout 60 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ggml.txt" 2>&1
+        log "perf, hook on (ours, prefill included)"
+        LLAMAFUSE_CUDA_FATTN=1 LLAMAFUSE_CUDA_FATTN_PREFILL=1 timeout 60 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ours.txt" 2>&1
         grep -h 'hook ran' "$OUT/tbo-perf-ours.txt"
     fi
 fi
@@ -222,7 +219,6 @@ log "done"
 echo
 echo "================ llamafuse CUDA attention, $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 sed -n '/^== summary/,$p' "$OUT/harness.txt" 2>/dev/null
-grep -h '^== decode-mma summary' "$OUT"/decode-mma.txt 2>/dev/null | cut -c4-
 grep -h '^== wgmma summary' "$OUT"/wgmma-*.txt 2>/dev/null | cut -c4-
 for f in "$OUT"/sanitizer-*.txt; do [ -s "$f" ] && echo "$(basename "$f" .txt): $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$f" | tr '\n' ' ')"; done
 [ -s "$OUT/tbo-test-hook.txt" ] && echo "ggml test -o FLASH_ATTN_EXT, hook on: $(grep -c 'mOK' "$OUT/tbo-test-hook.txt") OK, $(grep -c 'mFAIL' "$OUT/tbo-test-hook.txt") FAIL; $(grep -h 'hook ran' "$OUT/tbo-test-hook.txt")"
@@ -248,4 +244,7 @@ for k in sorted(g):
         print(f"| {k[0]} | {k[1]} | {k[2]} | {g[k]:.1f} | {o[k]:.1f} | {g[k] / o[k]:.2f}x |")
 EOF
 fi
+# The device tool returns at most 8 files from $OUT: keep the main ones, archive the rest.
+tar -C "$OUT" -czf "$work/logs.tar.gz" . 2>/dev/null && mv "$work/logs.tar.gz" "$OUT/logs.tar.gz" &&
+    find "$OUT" -maxdepth 1 -type f ! -name logs.tar.gz ! -name 'harness.*' ! -name 'tbo-perf-*' -delete
 exit $harness_rc

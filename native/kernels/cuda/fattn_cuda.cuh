@@ -10,9 +10,10 @@
 
 namespace llamafuse::cuda {
 
-enum class fattn_path { none, decode, prefill };
+enum class fattn_path { none, decode, decode_mma, prefill };
 
-// decode while G * n_tokens rows fit one or a few blocks per kv head, prefill beyond
+// decode while G * n_tokens rows fit one or a few blocks per kv head (f16 caches on the
+// tensor-core decode, q8_0 on the FFMA one), prefill beyond
 fattn_path fattn_choose(const attn_params & p);
 
 size_t fattn_scratch_bytes(const attn_params & p, int n_sm);

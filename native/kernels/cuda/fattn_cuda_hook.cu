@@ -9,20 +9,31 @@
 #include "ggml-cuda.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 namespace llamafuse {
 namespace {
 
 std::atomic<bool> g_enabled{true};
 std::atomic<bool> g_installed{false};
+std::atomic<bool> g_prefill{false};
 std::atomic<unsigned long long> g_runs{0};
+
+// Where ours runs: only where it measured faster than ggml-cuda's own kernel. On an H200
+// (bench/gpu, test-backend-ops perf, Llama-3-8B shape) ggml's mma.sync prefill took 1083 us
+// against our 2674 us for 4096 tokens, so prefill stays with ggml unless asked for
+// (LLAMAFUSE_CUDA_FATTN_PREFILL=1, for benchmarking our prefill kernel); decode is ours.
+bool ours_is_faster(const cuda::attn_params & p) {
+    return cuda::fattn_choose(p) != cuda::fattn_path::prefill || g_prefill.load(std::memory_order_relaxed);
+}
 
 bool hook_accepts(const ggml_tensor * dst, int cc, int n_sm) {
     (void) n_sm;
     if (!g_enabled.load(std::memory_order_relaxed)) return false;
     if (cc < 800) return false;   // cp.async, ldmatrix, mma.sync m16n8k16
     cuda::attn_params p;
-    return cuda::fattn_params_from_node(dst, p);
+    return cuda::fattn_params_from_node(dst, p) && ours_is_faster(p);
 }
 
 size_t hook_scratch_size(const ggml_tensor * dst, int cc, int n_sm) {
@@ -46,6 +57,8 @@ const ggml_cuda_fattn_hook k_hook = {hook_accepts, hook_scratch_size, hook_run};
 } // namespace
 
 void attention_cuda_hook_install() {
+    const char * prefill = std::getenv("LLAMAFUSE_CUDA_FATTN_PREFILL");
+    g_prefill.store(prefill != nullptr && std::strcmp(prefill, "1") == 0);
     g_installed.store(true);
     ggml_backend_cuda_set_fattn_hook(&k_hook);
 }

@@ -4,7 +4,10 @@
 //
 // CUDA has no per-context threadpool to hang a switch on, so the switch is process-wide:
 // attention_cuda_set_enabled(false) makes the hook decline every node (ggml's kernels run),
-// true makes it take the shapes our kernels support. Each change also tells ggml-cuda to
+// true makes it take the shapes our kernels support and run faster than ggml's: decode,
+// not prefill (ggml's mma.sync prefill measured 2.5x faster on an H200; set
+// LLAMAFUSE_CUDA_FATTN_PREFILL=1 before install to route prefill to ours anyway, for
+// benchmarking). Each change also tells ggml-cuda to
 // re-capture its CUDA graphs, so the switch applies from the next graph compute on.
 // Call it between computes, not while one is in flight.
 //

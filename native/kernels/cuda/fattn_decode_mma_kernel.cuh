@@ -1,5 +1,5 @@
 #pragma once
-// EXPERIMENTAL split-KV decode on tensor cores (see fattn_decode_mma.cuh). Same partials as
+// Split-KV decode on tensor cores (see fattn_decode_mma.cuh). Same partials as
 // fattn_decode_kernel (merged by fattn_combine), different inner loop: the kv head's rows
 // (G q heads x tokens, padded to 16) are the M of mma.sync m16n8k16, so one HMMA replaces
 // ~40 FFMA/convert instructions per key and the loop stops being instruction-bound.

@@ -11,6 +11,10 @@
 // runs it: the real decode / combine / prefill kernel code on a CPU emulation of CUDA,
 // against a float64 reference. That checks the kernels' logic on machines with no GPU.
 //
+// Last (unless --no-params), where the addon's CPU build of ggml exists (npm install made
+// it), bench/gpu's params_test: the hook's translation of real ggml FLASH_ATTN_EXT nodes,
+// checked against ggml's own CPU kernel, and the hook's policy (which shapes it takes).
+//
 // Environment: LLAMAFUSE_CUDA_ARCH=90a (compute/sm suffix), NVCC=path/to/nvcc, CXX.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
@@ -112,7 +116,34 @@ async function main() {
     }
     console.log(`check:cuda: ${sources.length - failed}/${sources.length} compiled; spill bytes (stores + loads, all kernels): ${spills}`);
     if (failed) return 1;
-    return process.argv.includes("--no-emu") ? 0 : runEmulator();
+    const emu = process.argv.includes("--no-emu") ? 0 : runEmulator();
+    if (emu !== 0) return emu;
+    return process.argv.includes("--no-params") ? 0 : runParamsTest();
+}
+
+// bench/gpu/ggml/params_test: nvcc for our objects, linked with the addon's static CPU ggml.
+function runParamsTest() {
+    const ggmlLib = path.join(root, "build", "llama.cpp", "ggml", "src");
+    if (!existsSync(path.join(ggmlLib, "libggml-cpu.a"))) {
+        console.log("check:cuda: hook translation test skipped: the addon is not built (npm install builds it)");
+        return 0;
+    }
+    const outDir = mkdtempSync(path.join(tmpdir(), "llamafuse-params-"));
+    try {
+        const make = spawnSync("make", ["-C", path.join(root, "bench", "gpu"), "-j2", `OUT=${outDir}`, `GGML_LIB=${ggmlLib}`,
+            `NVCC=${nvcc}`, `ARCH=${arch}`, "params-test"], { encoding: "utf8" });
+        if (make.status !== 0) {
+            console.log(`FAIL hook translation test build\n${make.stdout ?? ""}${make.stderr ?? ""}`);
+            return 1;
+        }
+        const r = spawnSync(path.join(outDir, "params_test"), [], { encoding: "utf8", timeout: 300_000 });
+        const lines = `${r.stdout ?? ""}${r.stderr ?? ""}`.trim().split("\n");
+        for (const l of lines) if (/FAIL/.test(l)) console.log(l);
+        console.log(`check:cuda: ${lines[lines.length - 1]}`);
+        return r.status === 0 ? 0 : 1;
+    } finally {
+        rmSync(outDir, { recursive: true, force: true });
+    }
 }
 
 // The kernels on the CPU emulator (bench/gpu/emu): one g++ compile, then the run.

@@ -187,8 +187,8 @@ fi
 shapes='hsk=128,hsv=128,nh=8,nr23=\[4,1\]'
 if [ "$ggml_ok" = 1 ] && [ "$(left)" -gt 120 ]; then
     log "ggml check of our kernels (hook on) against ggml's CPU backend: FLASH_ATTN_EXT, D 64/128, f16/q8_0"
-    # LLAMAFUSE_CUDA_FATTN_PREFILL=1: our prefill too, which the hook otherwise leaves to ggml's kernel
-    LLAMAFUSE_CUDA_FATTN=1 LLAMAFUSE_CUDA_FATTN_PREFILL=1 timeout 60 "$tbo" test -b CUDA0 -o FLASH_ATTN_EXT \
+    # LLAMAFUSE_CUDA_FATTN_ALL=1: prefill and short decodes too, which the hook otherwise leaves to ggml
+    LLAMAFUSE_CUDA_FATTN=1 LLAMAFUSE_CUDA_FATTN_ALL=1 timeout 60 "$tbo" test -b CUDA0 -o FLASH_ATTN_EXT \
         -p 'hsk=(64|128),hsv=(64|128),.*type_K=(f16|q8_0),type_V=(f16|q8_0)' >"$OUT/tbo-test-hook.txt" 2>&1
     echo "  exit $?: $(grep -c 'mOK' "$OUT/tbo-test-hook.txt") OK, $(grep -c 'mFAIL' "$OUT/tbo-test-hook.txt") FAIL; $(grep -E 'tests passed|hook ran' "$OUT/tbo-test-hook.txt" | tr '\n' ' ')"
     grep 'mFAIL' "$OUT/tbo-test-hook.txt" | head -5
@@ -196,7 +196,7 @@ if [ "$ggml_ok" = 1 ] && [ "$(left)" -gt 120 ]; then
         log "perf, hook off (ggml's kernels)"
         timeout 60 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ggml.txt" 2>&1
         log "perf, hook on (ours, prefill included)"
-        LLAMAFUSE_CUDA_FATTN=1 LLAMAFUSE_CUDA_FATTN_PREFILL=1 timeout 60 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ours.txt" 2>&1
+        LLAMAFUSE_CUDA_FATTN=1 LLAMAFUSE_CUDA_FATTN_ALL=1 timeout 60 "$tbo" perf -b CUDA0 -o FLASH_ATTN_EXT -p "$shapes" >"$OUT/tbo-perf-ours.txt" 2>&1
         grep -h 'hook ran' "$OUT/tbo-perf-ours.txt"
     fi
 fi

@@ -10,14 +10,17 @@
 //   make -C bench/gpu params-test && build/bench-gpu/params_test
 
 #include "fattn_cuda.cuh"
+#include "fattn_cuda_hook.h"
 #include "fattn_ggml.cuh"
 #include "reference.h"
 
 #include "ggml-cpu.h"
+#include "ggml-cuda.h"
 #include "ggml.h"
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -118,11 +121,8 @@ void fill_cache(ggml_tensor * t, fattn_bench::rng & g) {
     }
 }
 
-void run_case(const node_case & c, uint64_t seed) {
-    ggml_init_params ip = {size_t(256) << 20, nullptr, false};
-    ggml_context * ctx = ggml_init(ip);
-    fattn_bench::rng g(seed);
-
+// The FLASH_ATTN_EXT node for `c`, with random data, in `ctx`.
+ggml_tensor * build_node(ggml_context * ctx, const node_case & c, fattn_bench::rng & g) {
     // q: [D, n_head, n_tokens, n_seq] permuted to [D, n_tokens, n_head, n_seq]
     ggml_tensor * q0 = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.D, c.n_head, c.n_tokens, c.n_seq);
     ggml_tensor * q = ggml_permute(ctx, q0, 0, 2, 1, 3);
@@ -155,6 +155,23 @@ void run_case(const node_case & c, uint64_t seed) {
     ggml_tensor * out = ggml_flash_attn_ext(ctx, q, k, v, m, 1.0f / std::sqrt((float) c.D), c.max_bias, c.softcap);
     ggml_flash_attn_ext_add_sinks(out, sk);
     ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
+    return out;
+}
+
+const char * path_name(lc::fattn_path path) {
+    switch (path) {
+        case lc::fattn_path::decode: return "decode";
+        case lc::fattn_path::decode_mma: return "tensor-core decode";
+        case lc::fattn_path::prefill: return "prefill";
+        default: return "none";
+    }
+}
+
+void run_case(const node_case & c, uint64_t seed) {
+    ggml_init_params ip = {size_t(256) << 20, nullptr, false};
+    ggml_context * ctx = ggml_init(ip);
+    fattn_bench::rng g(seed);
+    ggml_tensor * out = build_node(ctx, c, g);
 
     lc::attn_params p;
     const bool accepted = lc::fattn_params_from_node(out, p);
@@ -179,13 +196,64 @@ void run_case(const node_case & c, uint64_t seed) {
     }
     if (!ok) ++g_fail;
     printf("  %s %-44s %s", ok ? "ok  " : "FAIL", c.name, accepted ? "accepted" : "declined");
-    if (accepted) printf("  rel_l2 vs ggml CPU %.2e  (%s path)", rel,
-                         lc::fattn_choose(p) == lc::fattn_path::decode ? "decode" : "prefill");
+    if (accepted) printf("  rel_l2 vs ggml CPU %.2e  (%s path)", rel, path_name(lc::fattn_choose(p)));
     printf("\n");
     ggml_free(ctx);
 }
 
+// ---- the hook's policy: which accepted shapes it actually takes ----------------------------------
+// The hook as ggml-cuda would receive it, caught by a stand-in for ggml-cuda's setter.
+ggml_cuda_fattn_hook g_hook{};
+int g_policy_cases = 0;
+
+void policy_case(const char * name, node_case c, int cc, bool expect) {
+    ggml_init_params ip = {size_t(256) << 20, nullptr, false};
+    ggml_context * ctx = ggml_init(ip);
+    fattn_bench::rng g(7);
+    ggml_tensor * out = build_node(ctx, c, g);
+    const bool took = g_hook.accepts != nullptr && g_hook.accepts(out, cc, 132);
+    const bool ok = took == expect;
+    ++g_policy_cases;
+    if (!ok) ++g_fail;
+    printf("  %s %-58s %s\n", ok ? "ok  " : "FAIL", name, took ? "taken" : "left to ggml");
+    ggml_free(ctx);
+}
+
+void run_policy_cases() {
+    node_case dec4k;  dec4k.n_head = 32; dec4k.n_head_kv = 8; dec4k.n_kv = 4096;
+    node_case dec8k = dec4k;  dec8k.n_kv = 8192;
+    node_case q8_16k = dec4k; q8_16k.n_kv = 16384; q8_16k.type_k = q8_16k.type_v = GGML_TYPE_Q8_0;
+    node_case pre = dec8k;    pre.n_tokens = 37;
+    node_case bf16 = dec8k;   bf16.type_k = bf16.type_v = GGML_TYPE_BF16;
+
+    unsetenv("LLAMAFUSE_CUDA_FATTN_ALL");
+    llamafuse::attention_cuda_hook_install();
+    printf("hook policy (default: where ours measured faster on an H200)\n");
+    policy_case("decode f16, 4K keys (ggml's faster)", dec4k, 900, false);
+    policy_case("decode f16, 8K keys", dec8k, 900, true);
+    policy_case("decode q8_0, 16K keys", q8_16k, 900, true);
+    policy_case("prefill f16, 37 tokens (ggml's faster)", pre, 900, false);
+    policy_case("decode f16, 8K keys, sm_75 device", dec8k, 750, false);
+    policy_case("decode bf16 (unsupported)", bf16, 900, false);
+    llamafuse::attention_cuda_set_enabled(false);
+    policy_case("decode f16, 8K keys, switch off", dec8k, 900, false);
+    llamafuse::attention_cuda_set_enabled(true);
+
+    setenv("LLAMAFUSE_CUDA_FATTN_ALL", "1", 1);
+    llamafuse::attention_cuda_hook_install();
+    printf("hook policy with LLAMAFUSE_CUDA_FATTN_ALL=1 (every supported shape)\n");
+    policy_case("decode f16, 4K keys", dec4k, 900, true);
+    policy_case("prefill f16, 37 tokens", pre, 900, true);
+    policy_case("decode bf16 (unsupported)", bf16, 900, false);
+    unsetenv("LLAMAFUSE_CUDA_FATTN_ALL");
+}
+
 } // namespace
+
+// ggml-cuda is not linked here: this stands in for its setter and keeps the hook it is given.
+void ggml_backend_cuda_set_fattn_hook(const ggml_cuda_fattn_hook * hook) {
+    g_hook = hook ? *hook : ggml_cuda_fattn_hook{};
+}
 
 int main() {
     printf("hook translation: ggml FLASH_ATTN_EXT nodes -> attn_params, against ggml's CPU kernel\n");
@@ -206,6 +274,7 @@ int main() {
     { node_case c; c.name = "declines: f32 cache"; c.type_k = c.type_v = GGML_TYPE_F32; c.expect_accept = false; add(c); }
     uint64_t seed = 1;
     for (const node_case & c : cases) run_case(c, seed++);
-    printf("hook translation: %zu cases, %d failed\n", cases.size(), g_fail);
+    run_policy_cases();
+    printf("hook translation and policy: %zu + %d cases, %d failed\n", cases.size(), g_policy_cases, g_fail);
     return g_fail == 0 ? 0 : 1;
 }

@@ -17,15 +17,25 @@ namespace {
 
 std::atomic<bool> g_enabled{true};
 std::atomic<bool> g_installed{false};
-std::atomic<bool> g_prefill{false};
+std::atomic<bool> g_take_all{false};
 std::atomic<unsigned long long> g_runs{0};
 
 // Where ours runs: only where it measured faster than ggml-cuda's own kernel. On an H200
-// (bench/gpu, test-backend-ops perf, Llama-3-8B shape) ggml's mma.sync prefill took 1083 us
-// against our 2674 us for 4096 tokens, so prefill stays with ggml unless asked for
-// (LLAMAFUSE_CUDA_FATTN_PREFILL=1, for benchmarking our prefill kernel); decode is ours.
+// (bench/gpu, test-backend-ops perf, Llama-3-8B shape: 32 q / 8 kv heads of 128):
+//   prefill, 4096 tokens: ggml's mma.sync kernel 1104 us, ours 2729 us (f16; q8_0 alike)
+//   decode, 1 token, f16:  4K keys 0.85x (ggml faster), 8K 1.06x, 16K 1.15x, 32K 1.34x, 64K 1.47x
+//   decode, 1 token, q8_0: 4K 0.99x, 16K 1.57x, 32K 1.75x
+// So prefill stays with ggml, and decode is ours from 8K keys on. LLAMAFUSE_CUDA_FATTN_ALL=1
+// (read at install) takes every shape our kernels support, for tests and benchmarks.
+constexpr int k_decode_min_kv = 8192;
+
 bool ours_is_faster(const cuda::attn_params & p) {
-    return cuda::fattn_choose(p) != cuda::fattn_path::prefill || g_prefill.load(std::memory_order_relaxed);
+    if (g_take_all.load(std::memory_order_relaxed)) return true;
+    switch (cuda::fattn_choose(p)) {
+        case cuda::fattn_path::decode:
+        case cuda::fattn_path::decode_mma: return p.n_kv >= k_decode_min_kv;
+        default: return false;
+    }
 }
 
 bool hook_accepts(const ggml_tensor * dst, int cc, int n_sm) {
@@ -57,8 +67,8 @@ const ggml_cuda_fattn_hook k_hook = {hook_accepts, hook_scratch_size, hook_run};
 } // namespace
 
 void attention_cuda_hook_install() {
-    const char * prefill = std::getenv("LLAMAFUSE_CUDA_FATTN_PREFILL");
-    g_prefill.store(prefill != nullptr && std::strcmp(prefill, "1") == 0);
+    const char * all = std::getenv("LLAMAFUSE_CUDA_FATTN_ALL");
+    g_take_all.store(all != nullptr && std::strcmp(all, "1") == 0);
     g_installed.store(true);
     ggml_backend_cuda_set_fattn_hook(&k_hook);
 }

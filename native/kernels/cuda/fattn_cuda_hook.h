@@ -4,10 +4,10 @@
 //
 // CUDA has no per-context threadpool to hang a switch on, so the switch is process-wide:
 // attention_cuda_set_enabled(false) makes the hook decline every node (ggml's kernels run),
-// true makes it take the shapes our kernels support and run faster than ggml's: decode,
-// not prefill (ggml's mma.sync prefill measured 2.5x faster on an H200; set
-// LLAMAFUSE_CUDA_FATTN_PREFILL=1 before install to route prefill to ours anyway, for
-// benchmarking). Each change also tells ggml-cuda to
+// true makes it take the shapes our kernels support where they measured faster than ggml's
+// on an H200: decode from 8K keys on, not prefill (fattn_cuda_hook.cu has the numbers; set
+// LLAMAFUSE_CUDA_FATTN_ALL=1 before install to take every supported shape, for tests and
+// benchmarks). Each change also tells ggml-cuda to
 // re-capture its CUDA graphs, so the switch applies from the next graph compute on.
 // Call it between computes, not while one is in flight.
 //

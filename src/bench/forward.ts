@@ -3,9 +3,10 @@
 // file, same thread count, same run). Each figure is the median of several timed runs.
 import { existsSync } from "node:fs";
 import path from "node:path";
+import type { Context } from "../context.js";
 import { loadModel, type Model } from "../model.js";
 import { packageRoot } from "../binding.js";
-import type { Llama, LlamaModel } from "node-llama-cpp";
+import type { Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
 import { formatTable, interleavedSamplesMs, median } from "./stats.js";
 
 export interface ForwardBenchOptions {
@@ -84,16 +85,19 @@ export async function runForwardBench(options: ForwardBenchOptions = {}): Promis
     const orders: ("ours" | "peer")[] = peerLlama ? ["ours", "peer"] : ["ours"];
     const roundsPerPhase = Math.max(1, Math.ceil(reps / orders.length));
     const phases: PhaseSamples[][] = [];
-    for (const first of orders) {
-        const loaded = await loadBoth(modelPath, peerLlama, first);
-        try {
-            phases.push(await measurePhase(loaded, threadsList, { nPrompt, nGen, rounds: roundsPerPhase, options }));
-        } finally {
-            await loaded.model.dispose();
-            await loaded.peerModel?.dispose();
+    try {
+        for (const first of orders) {
+            const loaded = await loadBoth(modelPath, peerLlama, first);
+            try {
+                phases.push(await measurePhase(loaded, threadsList, { nPrompt, nGen, rounds: roundsPerPhase, options }));
+            } finally {
+                await loaded.model.dispose();
+                await loaded.peerModel?.dispose();
+            }
         }
+    } finally {
+        await peerLlama?.dispose();
     }
-    await peerLlama?.dispose();
 
     const rows: ForwardBenchRow[] = [];
     const pooled = (pick: (p: PhaseSamples) => Samples | undefined, t: number, key: string) =>
@@ -138,75 +142,86 @@ async function measurePhase(
     for (const threads of threadsList) {
         const ctx = await model.createContext({ contextSize: ctxSize, batchSize: nPrompt, threads });
         const pctx = peerModel ? await peerModel.createContext({ contextSize: ctxSize, batchSize: nPrompt, threads }) : null;
-        const pseq = pctx?.getSequence();
-        const peerGreedy = pseq && (async () => {
-            await pseq.clearHistory();
-            let n = 0;
-            for await (const _ of pseq.evaluate([bos] as never, { temperature: 0 })) if (++n >= nGen) break;
-        });
-        const phase: PhaseSamples = { pp: {}, tg: {} };
+        try {
+            out.push(await measureContexts(ctx, pctx, { prompt, bos, nGen, rounds, options }));
+        } finally {
+            await ctx.dispose();
+            await pctx?.dispose();
+        }
+    }
+    return out;
+}
 
-        // pp: the whole prompt in one call. Ours and the peer's runs alternate, round by round.
-        phase.pp = await interleavedSamplesMs({
-            ours: async () => {
-                await ctx.kv.clear();
-                await ctx.forward({ sequence: 0, tokens: prompt });
+async function measureContexts(
+    ctx: Context,
+    pctx: LlamaContext | null,
+    { prompt, bos, nGen, rounds, options }: { prompt: number[]; bos: number; nGen: number; rounds: number; options: ForwardBenchOptions },
+): Promise<PhaseSamples> {
+    const pseq = pctx?.getSequence();
+    const peerGreedy = pseq && (async () => {
+        await pseq.clearHistory();
+        let n = 0;
+        for await (const _ of pseq.evaluate([bos] as never, { temperature: 0 })) if (++n >= nGen) break;
+    });
+    const phase: PhaseSamples = { pp: {}, tg: {} };
+
+    // pp: the whole prompt in one call. Ours and the peer's runs alternate, round by round.
+    phase.pp = await interleavedSamplesMs({
+        ours: async () => {
+            await ctx.kv.clear();
+            await ctx.forward({ sequence: 0, tokens: prompt });
+        },
+        ...(pseq && {
+            peer: async () => {
+                await pseq.clearHistory();
+                await pseq.evaluateWithoutGeneratingNewTokens(prompt as never);
             },
-            ...(pseq && {
-                peer: async () => {
-                    await pseq.clearHistory();
-                    await pseq.evaluateWithoutGeneratingNewTokens(prompt as never);
-                },
-            }),
-        }, rounds);
+        }),
+    }, rounds);
 
-        // tg: greedy decode, one token per call (sampling in JS: an argmax).
-        phase.tg = await interleavedSamplesMs({
+    // tg: greedy decode, one token per call (sampling in JS: an argmax).
+    phase.tg = await interleavedSamplesMs({
+        ours: async () => {
+            await ctx.kv.clear();
+            let next = bos;
+            for (let i = 0; i < nGen; i++) next = argmax((await ctx.forward({ sequence: 0, tokens: [next] })).logits(0));
+        },
+        ...(peerGreedy && { peer: peerGreedy }),
+    }, rounds);
+
+    if (options.generate) {
+        // tg through the native generate loop (sampling and the next decode stay in C++),
+        // greedy, against the same peer loop as above.
+        phase.gen = await interleavedSamplesMs({
             ours: async () => {
                 await ctx.kv.clear();
-                let next = bos;
-                for (let i = 0; i < nGen; i++) next = argmax((await ctx.forward({ sequence: 0, tokens: [next] })).logits(0));
+                let n = 0;
+                for await (const _ of ctx.generate([bos], { temperature: 0, maxTokens: nGen, stopOnEog: false })) n++;
+                if (n !== nGen) throw new Error(`generate produced ${n} of ${nGen} tokens`);
             },
             ...(peerGreedy && { peer: peerGreedy }),
         }, rounds);
-
-        if (options.generate) {
-            // tg through the native generate loop (sampling and the next decode stay in C++),
-            // greedy, against the same peer loop as above.
-            phase.gen = await interleavedSamplesMs({
-                ours: async () => {
-                    await ctx.kv.clear();
-                    let n = 0;
-                    for await (const _ of ctx.generate([bos], { temperature: 0, maxTokens: nGen, stopOnEog: false })) n++;
-                    if (n !== nGen) throw new Error(`generate produced ${n} of ${nGen} tokens`);
-                },
-                ...(peerGreedy && { peer: peerGreedy }),
-            }, rounds);
-        }
-
-        if (options.overhead !== false) {
-            // Per-call overhead: one-token forwards with no output wanted vs the peer's evaluate-only call.
-            const calls = 100;
-            const overhead = { ours: [] as number[], peer: [] as number[] };
-            for (let r = 0; r < rounds; r++) {
-                await ctx.kv.clear();
-                let t0 = performance.now();
-                for (let i = 0; i < calls; i++) await ctx.forward({ sequence: 0, tokens: [prompt[i]!], logits: "none" });
-                overhead.ours.push(((performance.now() - t0) * 1000) / calls);
-                if (pseq) {
-                    await pseq.clearHistory();
-                    t0 = performance.now();
-                    for (let i = 0; i < calls; i++) await pseq.evaluateWithoutGeneratingNewTokens([prompt[i]!] as never);
-                    overhead.peer.push(((performance.now() - t0) * 1000) / calls);
-                }
-            }
-            phase.overhead = overhead;
-        }
-        out.push(phase);
-        await ctx.dispose();
-        await pctx?.dispose();
     }
-    return out;
+
+    if (options.overhead !== false) {
+        // Per-call overhead: one-token forwards with no output wanted vs the peer's evaluate-only call.
+        const calls = 100;
+        const overhead = { ours: [] as number[], peer: [] as number[] };
+        for (let r = 0; r < rounds; r++) {
+            await ctx.kv.clear();
+            let t0 = performance.now();
+            for (let i = 0; i < calls; i++) await ctx.forward({ sequence: 0, tokens: [prompt[i]!], logits: "none" });
+            overhead.ours.push(((performance.now() - t0) * 1000) / calls);
+            if (pseq) {
+                await pseq.clearHistory();
+                t0 = performance.now();
+                for (let i = 0; i < calls; i++) await pseq.evaluateWithoutGeneratingNewTokens([prompt[i]!] as never);
+                overhead.peer.push(((performance.now() - t0) * 1000) / calls);
+            }
+        }
+        phase.overhead = overhead;
+    }
+    return phase;
 }
 
 function row(test: string, threads: number, ours: number, peer: number | null): ForwardBenchRow {

@@ -7,6 +7,7 @@
 //   ./fattn_check 500
 #include "fattn_cpu.h"
 #include "fattn_common.h"
+#include "spin_barrier.h"
 #include <immintrin.h>
 #include <atomic>
 #include <thread>
@@ -17,13 +18,6 @@
 #include <chrono>
 using namespace llamafuse::cpu;
 
-struct barrier_t { std::atomic<int> n{0}, gen{0}; int nth; };
-static void barrier(void * ctx) {
-    barrier_t * b = (barrier_t *) ctx;
-    int g = b->gen.load();
-    if (b->n.fetch_add(1) == b->nth - 1) { b->n = 0; b->gen++; }
-    else while (b->gen.load() == g) {}
-}
 static uint16_t f2h(float f) { return _cvtss_sh(f, 0); }
 
 int main(int argc, char ** argv) {

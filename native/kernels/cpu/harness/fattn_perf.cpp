@@ -5,6 +5,7 @@
 //   e.g. ./fattn_perf 128 4 16384 0 1 8 1     (decode)   ./fattn_perf 128 4 4096 0 512 1 1 (prefill)
 #include "fattn_cpu.h"
 #include "fattn_common.h"
+#include "spin_barrier.h"
 #include <immintrin.h>
 #include <atomic>
 #include <thread>
@@ -16,13 +17,6 @@
 #include <algorithm>
 #include <ctime>
 using namespace llamafuse::cpu;
-struct barrier_t { std::atomic<int> n{0}, gen{0}; int nth; };
-static void barrier(void * ctx) {
-    barrier_t * b = (barrier_t *) ctx;
-    int g = b->gen.load();
-    if (b->n.fetch_add(1) == b->nth - 1) { b->n = 0; b->gen++; }
-    else while (b->gen.load() == g) {}
-}
 int main(int argc, char ** argv) {
     int D = atoi(argv[1]), G = atoi(argv[2]), depth = atoi(argv[3]), q8 = atoi(argv[4]), N = atoi(argv[5]), nhkv = atoi(argv[6]);
     int nth = argc > 7 ? atoi(argv[7]) : 2;

@@ -14,5 +14,5 @@ export type { GenerateOptions, GenerateStep, GenerateSummary } from "./generate.
 export type { BeamSearchOptions, BeamHypothesis } from "./beam-search.js";
 export { kernelStats, kernelStatsReset } from "./attention.js";
 export type { AttentionKernelStats } from "./attention.js";
-export { synthModel, planSynthModel, synthPresets } from "./synth.js";
-export type { SynthOptions, SynthResult, SynthPreset, SynthType } from "./synth.js";
+export { synthModel, planSynthModel, synthPresets } from "./synth/index.js";
+export type { SynthOptions, SynthResult, SynthPreset, SynthType } from "./synth/index.js";

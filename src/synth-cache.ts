@@ -6,7 +6,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { packageRoot } from "./binding.js";
 import { LlamaError } from "./errors.js";
-import { synthModel, type SynthOptions } from "./synth.js";
+import { synthModel, type SynthOptions } from "./synth/index.js";
 
 /**
  * A writable cache folder: `explicit`, $LLAMAFUSE_CACHE_DIR, the package's .cache/ (a

@@ -19,7 +19,7 @@
 // tokens can arrive at once.
 import type { Context } from "../context.js";
 import { loadModel } from "../model.js";
-import type { SynthOptions } from "../synth.js";
+import type { SynthOptions } from "../synth/index.js";
 import { cachedSynthModel } from "../synth-cache.js";
 import { benchTokens, loadPeer } from "./peer.js";
 import { median } from "./stats.js";

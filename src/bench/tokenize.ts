@@ -4,7 +4,7 @@
 // peer's tokenize is synchronous, so the short-call row shows what the async hop costs.
 import path from "node:path";
 import { loadModel } from "../model.js";
-import { defaultVocabDir } from "../synth.js";
+import { defaultVocabDir } from "../synth/index.js";
 import { loadPeer } from "./peer.js";
 import { medianMs } from "./stats.js";
 

@@ -11,7 +11,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { packageRoot } from "../binding.js";
 import type { Model } from "../model.js";
-import type { SynthOptions } from "../synth.js";
+import type { SynthOptions } from "../synth/index.js";
 import { cachedSynthModel } from "../synth-cache.js";
 import { action, note, openModel, progressBar } from "./common.js";
 import { loadOptionsFrom } from "./options.js";

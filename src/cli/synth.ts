@@ -2,7 +2,7 @@
 // (a preset or explicit dimensions), streamed to disk with a progress bar; --dry-run shows
 // the plan (shape, parameters, exact file size) without writing.
 import { Option, type Command } from "commander";
-import { planSynthModel, synthModel, synthPresets, type SynthOptions, type SynthPlan } from "../synth.js";
+import { planSynthModel, synthModel, synthPresets, type SynthOptions, type SynthPlan } from "../synth/index.js";
 import { action, note, progressBar } from "./common.js";
 import { parseInteger, parseNumber, parsePositive } from "./options.js";
 

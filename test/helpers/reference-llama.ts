@@ -2,9 +2,9 @@
 // token embedding → per layer [RMSNorm → Q,K,V → RoPE (llama's "normal" adjacent pairs)
 // → causal GQA softmax attention → output proj → residual → RMSNorm → SwiGLU FFN →
 // residual] → RMSNorm → output projection. Plain loops; correctness over speed.
-import { readGguf, readTensorBytes, type GgufFile } from "../../src/gguf/reader.js";
-import { dequantizeQ4_0, dequantizeQ8_0, f16BitsToF32 } from "../../src/gguf/quant.js";
-import { GgmlType } from "../../src/gguf/types.js";
+import { readGguf, readTensorBytes, type GgufFile } from "../../src/synth/gguf/reader.js";
+import { dequantizeQ4_0, dequantizeQ8_0, f16BitsToF32 } from "../../src/synth/gguf/quant.js";
+import { GgmlType } from "../../src/synth/gguf/types.js";
 
 interface Matrix {
     rows: number; // output dim

@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { synthModel, type SynthOptions } from "../../src/synth.js";
+import { synthModel, type SynthOptions } from "../../src/synth/index.js";
 import { repoRoot } from "./models.js";
 
 export async function cachedSynthModel(options: Omit<SynthOptions, "output">): Promise<string> {

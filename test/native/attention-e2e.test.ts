@@ -8,7 +8,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelStats, kernelStatsReset } from "../../src/attention.js";
 import { loadModel, type Model } from "../../src/index.js";
-import { synthModel } from "../../src/synth.js";
+import { synthModel } from "../../src/synth/index.js";
 import { haveModels, MODELS } from "../helpers/models.js";
 import { relL2, rng } from "../helpers/attention-ref.js";
 

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, LLAMA_CPP_COMMIT, type Model } from "../../src/index.js";
-import { planSynthModel } from "../../src/synth.js";
+import { planSynthModel } from "../../src/synth/index.js";
 import { MODELS, repoRoot } from "../helpers/models.js";
 import { cachedSynthModel } from "../helpers/synth-cache.js";
 

@@ -11,10 +11,10 @@ import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dequantizeQ8_0, f16BitsToF32 } from "../../src/gguf/quant.js";
-import { readGguf, readTensorBytes } from "../../src/gguf/reader.js";
-import { GgmlType } from "../../src/gguf/types.js";
-import { planSynthModel, synthModel, type SynthOptions, type SynthResult } from "../../src/synth.js";
+import { dequantizeQ8_0, f16BitsToF32 } from "../../src/synth/gguf/quant.js";
+import { readGguf, readTensorBytes } from "../../src/synth/gguf/reader.js";
+import { GgmlType } from "../../src/synth/gguf/types.js";
+import { planSynthModel, synthModel, type SynthOptions, type SynthResult } from "../../src/synth/index.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const vocabDir = join(root, "deps/llama.cpp/models");

@@ -18,11 +18,11 @@ import {
     f32ToF16Bits,
     quantizeQ4_0,
     quantizeQ8_0,
-} from "../../src/gguf/quant.js";
-import { Xoshiro128, inverseNormalCdf, normalTable } from "../../src/gguf/random.js";
-import { parseGguf, readGguf, readTensorBytes } from "../../src/gguf/reader.js";
-import { GgmlType, type GgufMetadata, type GgufValue, tensorByteSize } from "../../src/gguf/types.js";
-import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "../../src/gguf/writer.js";
+} from "../../src/synth/gguf/quant.js";
+import { Xoshiro128, inverseNormalCdf, normalTable } from "../../src/synth/gguf/random.js";
+import { parseGguf, readGguf, readTensorBytes } from "../../src/synth/gguf/reader.js";
+import { GgmlType, type GgufMetadata, type GgufValue, tensorByteSize } from "../../src/synth/gguf/types.js";
+import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "../../src/synth/gguf/writer.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const vocabDir = join(root, "deps/llama.cpp/models");

@@ -10,13 +10,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { endianness } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LlamaError } from "./errors.js";
+import { LlamaError } from "../errors.js";
 import { quantizeQ4_0, quantizeQ8_0, f32ToF16Bits, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from "./gguf/quant.js";
 import { Xoshiro128, hashString, normalTable } from "./gguf/random.js";
 import { readGguf } from "./gguf/reader.js";
 import { GgmlType, type GgufMetadata, type GgufValue } from "./gguf/types.js";
 import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "./gguf/writer.js";
-import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "./validate.js";
+import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "../validate.js";
 
 export type SynthType = "f16" | "q8_0" | "q4_0";
 export type SynthArchitecture = "llama" | "qwen2";
@@ -139,7 +139,7 @@ function packageRoot(): string {
         const pkg = join(dir, "package.json");
         if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "llamafuse") return dir;
         const up = dirname(dir);
-        if (up === dir) return resolve(dirname(fileURLToPath(import.meta.url)), "..");
+        if (up === dir) return resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
         dir = up;
     }
 }

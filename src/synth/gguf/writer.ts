@@ -6,7 +6,7 @@
 
 import { mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
-import { LlamaError } from "../errors.js";
+import { LlamaError } from "../../errors.js";
 import {
     GGUF_DEFAULT_ALIGNMENT,
     GGUF_MAGIC,

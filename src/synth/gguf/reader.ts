@@ -5,7 +5,7 @@
 // LlamaError, never a huge allocation.
 
 import { open } from "node:fs/promises";
-import { LlamaError } from "../errors.js";
+import { LlamaError } from "../../errors.js";
 import {
     GGUF_DEFAULT_ALIGNMENT,
     GGUF_MAGIC,

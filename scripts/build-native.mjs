@@ -18,9 +18,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
 
-export const LLAMA_CPP_COMMIT = "80fb11ac73e66d89eae2c6a91d8a77428fa733ed";
-
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+// llama.cpp.json is the one file that names the pinned commit.
+export const LLAMA_CPP_COMMIT = JSON.parse(readFileSync(path.join(root, "llama.cpp.json"), "utf8")).commit;
 const require = createRequire(import.meta.url);
 const srcDir = path.join(root, "deps", "llama.cpp");
 const patchDir = path.join(root, "native", "patches");

@@ -3,7 +3,7 @@
 # needs and cannot get (no network, no Node) into .fattn-stage/ at the repository root,
 # a folder git ignores (via .git/info/exclude), to be named in the run's `carry` list:
 #
-#   .fattn-stage/llama.cpp/   the pinned llama.cpp (80fb11ac) with native/patches/*.patch
+#   .fattn-stage/llama.cpp/   the pinned llama.cpp (llama.cpp.json) with native/patches/*.patch
 #                             applied (both attention hooks) plus the bench-only perf cases
 #                             of bench/gpu/ggml/test-backend-ops-llama3.patch; trimmed to
 #                             ggml (CPU and CUDA backends only) and tests/test-backend-ops.cpp
@@ -16,7 +16,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 stage="$root/.fattn-stage"
-commit=80fb11ac73e66d89eae2c6a91d8a77428fa733ed
+# the pinned commit, from the one file that names it
+commit="$(sed -n 's/.*"commit": *"\([0-9a-f]\{40\}\)".*/\1/p' "$root/llama.cpp.json")"
+[ -n "$commit" ] || { echo "prepare.sh: no commit in $root/llama.cpp.json" >&2; exit 1; }
 
 cd "$root"
 exclude="$(git rev-parse --git-path info/exclude)"

@@ -17,7 +17,9 @@
 
 #include "../reference.h"
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <type_traits>
 #include <limits>
 #include <string>
@@ -161,12 +163,27 @@ template <int WG> void run_wgmma(const lc::attn_params & p, int variant) {
 
 int g_fail = 0;
 
+// Bounds, from the measured errors of these cases on the emulator (worst of all cases here):
+// the FFMA decode is f32 throughout, 1.2e-7 measured, held to 1e-5 (the CPU kernels' bar in
+// fattn_check.cpp); the tensor-core paths round P and V to f16, 4.4e-4 measured, held to 1e-3.
+constexpr double TOL_F32 = 1e-5;
+constexpr double TOL_F16 = 1e-3;
+
+// Seeded inputs with q scaled by q_scale: make_data draws q in [-1, 1], so scores are about
+// ±0.3 and a soft-cap of 20-50 barely bends them (dropping tanh would move the output by
+// ~1e-4). q_scale 30 makes them reach about ±10, where a cap of 3 changes everything.
+host_data data(const problem & pr, uint64_t seed, float q_scale) {
+    host_data d = make_data(pr, seed);
+    for (float & x : d.q) x *= q_scale;
+    return d;
+}
+
 // The wgmma kernel under the emulator's descriptor model: variant 0 is the model's own
 // convention and must pass; variant 1 (LBO/SBO swapped for V) must not, which shows the
 // two variants really differ. Only the GPU can say which convention the hardware uses.
-void check_wgmma(const problem & pr, uint64_t seed, int wg) {
+void check_wgmma(const problem & pr, uint64_t seed, int wg, float q_scale = 1.0f) {
     host_buffers b;
-    b.d = make_data(pr, seed);
+    b.d = data(pr, seed, q_scale);
     const std::vector<double> ref = reference(pr, b.d);
     double rel[2];
     bool pass[2];
@@ -175,7 +192,7 @@ void check_wgmma(const problem & pr, uint64_t seed, int wg) {
         wg == 1 ? run_wgmma<1>(p, v) : run_wgmma<2>(p, v);
         const compare_result c = compare(pr, b.dst, ref);
         rel[v] = c.n_nan ? INFINITY : c.rel_l2;
-        pass[v] = c.pass(5e-3);
+        pass[v] = c.pass(TOL_F16);
     }
     const bool ok = pass[0] && !pass[1];
     if (!ok) ++g_fail;
@@ -183,23 +200,23 @@ void check_wgmma(const problem & pr, uint64_t seed, int wg) {
            rel[0], rel[1], pr.describe().c_str());
 }
 
-void check_decode_mma(const problem & pr, uint64_t seed, int n_sm = 3) {
+void check_decode_mma(const problem & pr, uint64_t seed, int n_sm = 3, float q_scale = 1.0f) {
     host_buffers b;
-    b.d = make_data(pr, seed);
+    b.d = data(pr, seed, q_scale);
     const std::vector<double> ref = reference(pr, b.d);
     const lc::attn_params p = make_params(pr, b);
     run_decode_mma(p, n_sm);
     const compare_result c = compare(pr, b.dst, ref);
-    const bool ok = c.pass(5e-3);
+    const bool ok = c.pass(TOL_F16);
     if (!ok) ++g_fail;
     const lc::decode_plan pl = lc::fattn_decode_mma_make_plan(p, n_sm);
     printf("  %s dec-mma rel_l2 %.2e nan %zu zero_bad %zu  %s splits %d x %d, row groups %d\n", ok ? "ok  " : "FAIL", c.rel_l2,
            c.n_nan, c.n_bad_zero, pr.describe().c_str(), pl.n_splits, pl.chunk, pl.row_groups);
 }
 
-void check(const problem & pr, bool decode, uint64_t seed, int n_sm = 3) {
+void check(const problem & pr, bool decode, uint64_t seed, int n_sm = 3, float q_scale = 1.0f) {
     host_buffers b;
-    b.d = make_data(pr, seed);
+    b.d = data(pr, seed, q_scale);
     const std::vector<double> ref = reference(pr, b.d);
     const lc::attn_params p = make_params(pr, b);
     if (decode) {
@@ -214,7 +231,7 @@ void check(const problem & pr, bool decode, uint64_t seed, int n_sm = 3) {
     }
     // dst is [seq][token][head][D], as the reference
     const compare_result c = compare(pr, b.dst, ref);
-    const double tol = decode ? 1e-4 : 5e-3;
+    const double tol = decode ? TOL_F32 : TOL_F16;
     const bool ok = c.pass(tol);
     if (!ok) ++g_fail;
     std::string extra;
@@ -224,6 +241,53 @@ void check(const problem & pr, bool decode, uint64_t seed, int n_sm = 3) {
     }
     printf("  %s %-7s rel_l2 %.2e nan %zu zero_bad %zu  %s%s\n", ok ? "ok  " : "FAIL", decode ? "decode" : "prefill",
            c.rel_l2, c.n_nan, c.n_bad_zero, pr.describe().c_str(), extra.c_str());
+}
+
+enum class kernel { decode, prefill, decode_mma };
+
+// A known answer, independent of reference(): D = 64 (scale 1/8), two keys, key 0 all 0.5 and
+// key 1 all 0, values 1 and 0. Head 0's query is all 1.5 (score 6 against key 0, 0 against
+// key 1), head 1's all -1.5 (score -6). Every output element of head 0 is then
+// σ(cap·tanh(6/cap)) and of head 1 σ(-cap·tanh(6/cap)): with cap 2, 0.879755 and 0.120245,
+// against σ(±6) = 0.997527 / 0.002473 with no tanh. reference() must agree too.
+void check_known_answer(kernel which, float cap, int n_tokens) {
+    problem pr;
+    pr.D = 64; pr.n_head = 2; pr.n_head_kv = 1; pr.n_kv = 2; pr.n_tokens = n_tokens; pr.softcap = cap;
+    host_buffers b;
+    b.d.q.resize(pr.q_floats());
+    for (int h = 0; h < pr.n_head; ++h)
+        for (int t = 0; t < pr.n_tokens; ++t)
+            for (int i = 0; i < pr.D; ++i) b.d.q[((size_t) h * pr.n_tokens + t) * pr.D + i] = h == 0 ? 1.5f : -1.5f;
+    b.d.k.assign(pr.kv_bytes(), 0);
+    b.d.v.assign(pr.kv_bytes(), 0);
+    for (int i = 0; i < pr.D; ++i) {
+        const uint16_t half_k = float_to_half(0.5f), one = float_to_half(1.0f);
+        std::memcpy(&b.d.k[2 * i], &half_k, 2);   // key 0, the only kv head
+        std::memcpy(&b.d.v[2 * i], &one, 2);
+    }
+    b.d.mask.assign(pr.mask_halves(), 0);
+    const double x = cap != 0.0f ? cap * std::tanh(6.0 / cap) : 6.0;
+    const double want[2] = {1.0 / (1.0 + std::exp(-x)), 1.0 / (1.0 + std::exp(x))};
+    const std::vector<double> ref = reference(pr, b.d);
+    const lc::attn_params p = make_params(pr, b);
+    if (which == kernel::decode) run_decode(p, 3);
+    else if (which == kernel::prefill) run_prefill(p);
+    else run_decode_mma(p, 3);
+    double worst = 0.0, worst_ref = 0.0;
+    for (int t = 0; t < pr.n_tokens; ++t)
+        for (int h = 0; h < pr.n_head; ++h)
+            for (int i = 0; i < pr.D; ++i) {
+                const size_t e = ((size_t) t * pr.n_head + h) * pr.D + i;   // dst [token][head][D]
+                const double d = std::fabs((double) b.dst[e] - want[h]);
+                worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+                worst_ref = std::max(worst_ref, std::fabs(ref[e] - want[h]));
+            }
+    const double tol = which == kernel::decode ? TOL_F32 : TOL_F16;
+    const bool ok = worst <= tol && worst_ref <= 1e-12;
+    if (!ok) ++g_fail;
+    const char * name = which == kernel::decode ? "decode" : which == kernel::prefill ? "prefill" : "dec-mma";
+    printf("  %s %-7s known answer cap=%g T=%d: want %.6f / %.6f, max abs err %.2e (tol %.0e), reference %.2e\n",
+           ok ? "ok  " : "FAIL", name, cap, n_tokens, want[0], want[1], worst, tol, worst_ref);
 }
 
 } // namespace
@@ -237,8 +301,8 @@ int main() {
         check(p, true, 1);
         p.D = 64; p.n_kv = 77; p.n_kv_valid = -1; p.sinks = true; p.max_bias = 8.0f;
         check(p, true, 2);                                                   // sinks, ALiBi
-        p.sinks = false; p.max_bias = 0.0f; p.softcap = 20.0f; p.n_tokens = 2; p.masked_rows = {1};
-        check(p, true, 3);                                                   // soft-cap, dead row
+        p.sinks = false; p.max_bias = 0.0f; p.softcap = 3.0f; p.n_tokens = 2; p.masked_rows = {1};
+        check(p, true, 3, 3, 30.0f);                                         // soft-cap 3, scores ±10, dead row
         p.D = 128; p.softcap = 0.0f; p.masked_rows.clear(); p.n_head = 16; p.n_head_kv = 2; p.n_tokens = 3; p.n_kv = 100;
         check(p, true, 4);                                                   // G 8 x 3 tokens: 3 row groups of 8
         p.n_head = 2; p.n_head_kv = 2; p.n_tokens = 1; p.n_seq = 2; p.n_kv = 33;
@@ -255,8 +319,8 @@ int main() {
         check(q, false, 6);                                                  // causal, tile edges, dead row
         q.D = 128; q.causal = false; q.masked_rows.clear(); q.sinks = true; q.max_bias = 8.0f; q.n_tokens = 20; q.n_kv = 130;
         check(q, false, 7);                                                  // sinks, ALiBi, partial tiles
-        q.sinks = false; q.max_bias = 0.0f; q.softcap = 30.0f; q.mask = false; q.n_seq = 2; q.n_tokens = 9; q.n_kv = 64;
-        check(q, false, 8);                                                  // no mask, soft-cap, 2 sequences
+        q.sinks = false; q.max_bias = 0.0f; q.softcap = 4.0f; q.mask = false; q.n_seq = 2; q.n_tokens = 9; q.n_kv = 64;
+        check(q, false, 8, 3, 30.0f);                                        // no mask, soft-cap 4 on ±10, 2 sequences
         q.mask = true; q.softcap = 0.0f; q.n_seq = 1; q.n_tokens = 17; q.n_kv = 200; q.n_kv_valid = 70;
         check(q, false, 13);                                                 // fully masked tiles skipped
         q.n_kv_valid = 0;
@@ -267,8 +331,8 @@ int main() {
         problem d;
         d.D = 128; d.n_head = 8; d.n_head_kv = 2; d.n_kv = 300; d.n_kv_valid = 270;
         check_decode_mma(d, 21);
-        d.D = 64; d.n_kv = 77; d.n_kv_valid = -1; d.sinks = true; d.max_bias = 8.0f; d.softcap = 20.0f;
-        check_decode_mma(d, 22);
+        d.D = 64; d.n_kv = 77; d.n_kv_valid = -1; d.sinks = true; d.max_bias = 8.0f; d.softcap = 5.0f;
+        check_decode_mma(d, 22, 3, 30.0f);                                   // soft-cap 5 on scores ±10
         d.sinks = false; d.max_bias = 0.0f; d.softcap = 0.0f; d.n_tokens = 2; d.masked_rows = {1};
         check_decode_mma(d, 23);
         d.D = 128; d.masked_rows.clear(); d.n_head = 16; d.n_head_kv = 2; d.n_tokens = 3; d.n_kv = 200;
@@ -286,6 +350,15 @@ int main() {
         w.D = 128; w.causal = false; w.masked_rows.clear(); w.sinks = true; w.n_tokens = 150; w.n_kv = 130;
         check_wgmma(w, 10, 1);
         check_wgmma(w, 10, 2);
+    }
+    {   // soft-cap on the wgmma kernel too, and known answers for soft-cap on every kernel
+        problem w;
+        w.D = 64; w.n_head = 2; w.n_head_kv = 1; w.n_tokens = 70; w.n_kv = 90; w.causal = true; w.softcap = 3.0f;
+        check_wgmma(w, 27, 1, 30.0f);
+        for (kernel k : {kernel::decode, kernel::prefill, kernel::decode_mma}) {
+            check_known_answer(k, 2.0f, k == kernel::prefill ? 3 : 1);
+            check_known_answer(k, 0.0f, k == kernel::prefill ? 3 : 1);   // no cap: σ(6)
+        }
     }
     printf("emulated kernels: %d failed\n", g_fail);
     return g_fail == 0 ? 0 : 1;

@@ -10,6 +10,7 @@ import { beamSearch, type BeamHypothesis, type BeamSearchOptions } from "./beam-
 import { generate, type GenerateOptions, type GenerateStep, type GenerateSummary } from "./generate.js";
 import { sampleContext, type SampleResult, type SamplingOptions } from "./sampling.js";
 import { loadStateBlob, saveStateBlob, type StateOptions } from "./state.js";
+import { SequenceTokens } from "./sequence-tokens.js";
 import { toTokenArray } from "./tokens.js";
 import { checkKnownKeys, invalidOption, is, optEnum, optInt, optSignal, optionsObject } from "./validate.js";
 
@@ -134,6 +135,8 @@ export class Context {
     readonly kvType: KvType;
     readonly canShift: boolean;
     readonly kv: KvCache;
+    /** What each sequence holds, token by token (the prompt cache's index). @internal */
+    readonly sequenceTokens: SequenceTokens;
     #attention: AttentionMode;
     #native: NativeContext | null;
     #queue = new SerialQueue();
@@ -156,6 +159,7 @@ export class Context {
         this.kvType = resolved.kvType;
         this.#attention = resolved.native.attention;
         this.kv = new KvCache(this);
+        this.sequenceTokens = new SequenceTokens(this.sequences);
     }
 
     get disposed(): boolean {
@@ -222,6 +226,7 @@ export class Context {
             const abort = abortFlag(signal);
             try {
                 const data = await native.forward(plan.tokens, plan.seqs, plan.want, abort.flag);
+                for (const p of plan.parts) this.sequenceTokens.append(p.seq, p.tokens);
                 return new ForwardResult(data, plan.rows, this.model.info.vocabSize);
             } finally {
                 abort.release();
@@ -262,7 +267,7 @@ export class Context {
             row += r.count;
             at += p.tokens.length;
         }
-        return { tokens, seqs, want, rows };
+        return { tokens, seqs, want, rows, parts };
     }
 
     /** Saves the whole context (or one sequence) to a file, or returns it as a Buffer. */
@@ -272,7 +277,9 @@ export class Context {
 
     /** Restores a state saved by saveState() from a file or a Buffer. */
     loadState(source: string | Uint8Array, options?: StateOptions): Promise<void> {
-        return loadStateBlob(this, source, options);
+        // Whatever the outcome (a failed load clears the memory), the token lists are unknown.
+        const seq = is.object(options) && options.sequence !== undefined ? (options.sequence as number) : -1;
+        return loadStateBlob(this, source, options).finally(() => this.sequenceTokens.invalidate(Number.isInteger(seq) && seq >= 0 && seq < this.sequences ? seq : -1));
     }
 
     /** Frees the context. Waits for queued calls; idempotent. */
@@ -324,7 +331,12 @@ export class KvCache {
         try {
             const s = sequence === -1 ? -1 : this.#ctx.checkSequence("sequence", sequence);
             const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
-            return this.#ctx.enqueue((n) => n.kvRemove(s, a, b));
+            return this.#ctx.enqueue((n) => {
+                const ok = n.kvRemove(s, a, b);
+                if (ok) this.#ctx.sequenceTokens.removed(s, a, b);
+                else if (s >= 0) this.#ctx.sequenceTokens.invalidate(s);
+                return ok;
+            });
         } catch (err) {
             return Promise.reject(err);
         }
@@ -335,7 +347,10 @@ export class KvCache {
         try {
             const s = this.#ctx.checkSequence("src", src), d = this.#ctx.checkSequence("dst", dst);
             const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
-            return this.#ctx.enqueue((n) => n.kvCopy(s, d, a, b));
+            return this.#ctx.enqueue((n) => {
+                n.kvCopy(s, d, a, b);
+                this.#ctx.sequenceTokens.copied(s, d, a, b);
+            });
         } catch (err) {
             return Promise.reject(err);
         }
@@ -345,7 +360,10 @@ export class KvCache {
     keepOnly(sequence: number): Promise<void> {
         try {
             const s = this.#ctx.checkSequence("sequence", sequence);
-            return this.#ctx.enqueue((n) => n.kvKeepOnly(s));
+            return this.#ctx.enqueue((n) => {
+                n.kvKeepOnly(s);
+                this.#ctx.sequenceTokens.keptOnly(s);
+            });
         } catch (err) {
             return Promise.reject(err);
         }
@@ -358,7 +376,10 @@ export class KvCache {
             const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
             if (!is.integer(delta)) throw invalidOption("delta", "an integer", delta);
             if (!this.#ctx.canShift) throw new LlamaError("ERR_UNSUPPORTED", "this model's memory does not support position shifts");
-            return this.#ctx.enqueue((n) => n.kvShift(s, a, b, delta));
+            return this.#ctx.enqueue((n) => {
+                this.#ctx.sequenceTokens.invalidate(s);
+                n.kvShift(s, a, b, delta);
+            });
         } catch (err) {
             return Promise.reject(err);
         }
@@ -366,7 +387,20 @@ export class KvCache {
 
     /** Empties the cache. */
     clear(): Promise<void> {
-        return this.#ctx.enqueue((n) => n.kvClear());
+        return this.#ctx.enqueue((n) => {
+            n.kvClear();
+            this.#ctx.sequenceTokens.clear();
+        });
+    }
+
+    /**
+     * The tokens a sequence holds, position by position, as forward, generate and the KV
+     * operations left them; null once that is unknown (after a shift, a state load, or a
+     * removal or copy that leaves holes). generate() reuses the longest common prefix of a
+     * new prompt with this list.
+     */
+    tokens(sequence: number): Int32Array | null {
+        return this.#ctx.sequenceTokens.get(this.#ctx.checkSequence("sequence", sequence));
     }
 
     /** Smallest and largest position held for a sequence (-1, -1 when empty). */

@@ -21,8 +21,16 @@ export interface GenerateOptions extends SamplingOptions {
     stopOnEog?: boolean;
     /** Stops generation at once; the iterator throws ERR_ABORTED. */
     signal?: AbortSignal;
-    /** The sequence to continue. @default 0 */
+    /** The sequence to generate on. @default 0 */
     sequence?: number;
+    /**
+     * false: the prompt is the sequence's whole content. The longest prefix it shares with
+     * what the sequence already holds is kept (prompt cache), the rest of the sequence is
+     * removed, and only the remainder of the prompt is evaluated (at least its last token,
+     * for fresh logits). true: the prompt is appended to what the sequence holds. An empty
+     * prompt always continues from the sequence's last logits. @default false
+     */
+    continue?: boolean;
 }
 
 export interface GenerateStep {
@@ -36,9 +44,15 @@ export interface GenerateSummary {
     reason: Exclude<NativeGenerateReason, "aborted" | "contextFull">;
     /** Tokens generated and kept in the KV cache. */
     tokens: number;
+    /** Tokens in the prompt. */
+    promptTokens: number;
+    /** Prompt tokens found already in the sequence's cache and not evaluated again. */
+    reusedTokens: number;
+    /** Prompt tokens evaluated (promptTokens - reusedTokens). */
+    evaluatedTokens: number;
 }
 
-const GENERATE_KEYS = ["maxTokens", "stop", "stopOnEog", "signal", "sequence"] as const;
+const GENERATE_KEYS = ["maxTokens", "stop", "stopOnEog", "signal", "sequence", "continue"] as const;
 const CTRL_ABORT = 0, CTRL_STOP = 1;
 
 interface Plan {
@@ -47,6 +61,7 @@ interface Plan {
     stops: string[];
     stopOnEog: boolean;
     signal: AbortSignal | undefined;
+    continue: boolean;
     sampling: ResolvedSamplingConfig;
 }
 
@@ -58,12 +73,13 @@ function plan(ctx: Context, options: unknown): Plan {
     const maxTokens = optInt(o, "maxTokens", 256, 0, 2 ** 31 - 1);
     const stopOnEog = optBool(o, "stopOnEog", true);
     const signal = optSignal(o);
+    const cont = optBool(o, "continue", false);
     const stopRaw = o.stop ?? [];
     const stops = is.string(stopRaw) ? [stopRaw] : stopRaw;
     if (!Array.isArray(stops) || !stops.every((s) => is.string(s) && s.length > 0)) {
         throw invalidOption("stop", "a non-empty string or an array of them", o.stop);
     }
-    return { seq, maxTokens, stops: stops as string[], stopOnEog, signal, sampling };
+    return { seq, maxTokens, stops: stops as string[], stopOnEog, signal, continue: cont, sampling };
 }
 
 /** Text of pending tokens, released only when no stop string can start inside it. */
@@ -175,6 +191,7 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
     let reason = "maxTokens" as NativeGenerateReason;
     let consumed = 0;
     let base = 0;
+    let reused = 0;
 
     // Runs inside the native loop's delivery callback: it must not throw (an exception there
     // would be uncaught), so a failure is recorded and stops the loop instead.
@@ -200,12 +217,33 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
 
     const job = ctx.enqueue(async (native) => {
         if (Atomics.load(ctrl, CTRL_ABORT)) throw abortedError("generate", p.signal?.reason);
-        base = native.kvPositions(p.seq).max + 1 + prompt.length;
+        const cache = ctx.sequenceTokens;
+        let evaluate = prompt;
+        if (!p.continue && prompt.length > 0) {
+            // Prompt cache: keep the common prefix, drop the rest, evaluate the remainder (at
+            // least the last token: its logits are not kept once later tokens were decoded).
+            reused = Math.min(cache.commonPrefix(p.seq, prompt), prompt.length - 1);
+            if (!native.kvRemove(p.seq, reused, -1)) {
+                native.kvRemove(p.seq, 0, -1); // memory that cannot cut a tail (recurrent): start over
+                reused = 0;
+            }
+            cache.set(p.seq, prompt.subarray(0, reused));
+            evaluate = prompt.subarray(reused);
+        }
+        base = native.kvPositions(p.seq).max + 1 + evaluate.length;
         const sampler = await contextSampler(ctx, p.seq, p.sampling);
-        const r = await binding().generate(native, sampler, prompt, p.seq, {
-            maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, resetSampler: true, acceptPrompt: true,
-        }, ctrl, take);
+        let r: Awaited<ReturnType<ReturnType<typeof binding>["generate"]>>;
+        try {
+            r = await binding().generate(native, sampler, evaluate, p.seq, {
+                maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, resetSampler: true, acceptPrompt: true,
+            }, ctrl, take);
+        } catch (err) {
+            cache.invalidate(p.seq); // how much of the prompt stayed decoded is not known here
+            throw err;
+        }
         take(r.tail);
+        cache.append(p.seq, evaluate);
+        cache.append(p.seq, generated);
         nativeDone = true; // from here on, a consumer that leaves must trim by itself
         reason = keep !== null && r.reason === "stop" ? "stop" : r.reason;
         if (keep === null && reason !== "aborted") queue.push(...matcher.flush(decoder.decode()));
@@ -228,8 +266,13 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
     async function trim(native: NativeContext, k: number): Promise<void> {
         if (k >= generated.length) return;
         const redo = k > 0 ? generated[k - 1]! : prompt.length > 0 ? prompt[prompt.length - 1]! : -1;
-        native.kvRemove(p.seq, redo >= 0 ? base + k - 1 : base, -1);
-        if (redo >= 0) await native.forward(Int32Array.of(redo), Int32Array.of(p.seq), Uint8Array.of(1), new Int32Array(new SharedArrayBuffer(4)));
+        const from = redo >= 0 ? base + k - 1 : base;
+        native.kvRemove(p.seq, from, -1);
+        ctx.sequenceTokens.removed(p.seq, from, -1);
+        if (redo >= 0) {
+            await native.forward(Int32Array.of(redo), Int32Array.of(p.seq), Uint8Array.of(1), new Int32Array(new SharedArrayBuffer(4)));
+            ctx.sequenceTokens.append(p.seq, [redo]);
+        }
         generated.length = k;
     }
 
@@ -250,7 +293,7 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
         if (reason === "contextFull") {
             throw new LlamaError("ERR_CONTEXT_FULL", `the context filled up after ${generated.length} generated tokens (they were kept)`);
         }
-        return { reason, tokens: generated.length };
+        return { reason, tokens: generated.length, promptTokens: prompt.length, reusedTokens: reused, evaluatedTokens: prompt.length - reused };
     } finally {
         p.signal?.removeEventListener("abort", onAbort);
         if (keep === null) {

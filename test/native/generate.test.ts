@@ -2,7 +2,7 @@
 // UTF-8-safe streaming, stop strings across token boundaries, abort, early exit, and that
 // the context is left consistent (KV cache and next-token logits) in every case.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadModel, LlamaError, type Context, type Model } from "../../src/index.js";
+import { loadModel, LlamaError, type Context, type GenerateOptions, type Model } from "../../src/index.js";
 import { MODELS } from "../helpers/models.js";
 import { peer } from "../helpers/peer.js";
 
@@ -269,5 +269,119 @@ describe("bad input", () => {
         await expect(collect(ctx.generate([], { maxTokens: 2 }))).rejects.toMatchObject({ code: "ERR_NO_LOGITS" });
         await ctx.dispose();
         await model.dispose();
+    });
+});
+
+describe("sequence semantics: prompt cache by default, continue: true to append", () => {
+    let model: Model;
+    let ctx: Context;
+    let prompt: Int32Array;
+    let reference: number[];
+    beforeAll(async () => {
+        model = await loadModel(MODELS.stories260K);
+        ctx = await model.createContext({ contextSize: 512, threads: 1, sequences: 2 });
+        prompt = await model.tokenize(PROMPTS[0]!);
+        reference = (await collect(ctx.generate(prompt, { temperature: 0, maxTokens: 40 }))).tokens;
+        await ctx.kv.clear();
+    });
+    afterAll(async () => {
+        await ctx.dispose();
+        await model.dispose();
+    });
+
+    /** Runs a generation to its end; returns its tokens and the iterator's summary. */
+    async function run(input: string | ArrayLike<number>, options: GenerateOptions) {
+        const it = ctx.generate(input, options);
+        const tokens: number[] = [];
+        for (;;) {
+            const r = await it.next();
+            if (r.done) return { tokens, summary: r.value };
+            tokens.push(r.value.token);
+        }
+    }
+
+    it("a prompt that extends the cached tokens evaluates only its new tail and continues exactly", async () => {
+        const first = await run(prompt, { temperature: 0, maxTokens: 20 });
+        expect(first.tokens).toEqual(reference.slice(0, 20));
+        expect(first.summary).toMatchObject({ promptTokens: prompt.length, reusedTokens: 0, evaluatedTokens: prompt.length, tokens: 20 });
+        expect(Array.from(ctx.kv.tokens(0)!)).toEqual([...prompt, ...reference.slice(0, 20)]);
+        // The whole cache as the prompt, plus 3 tokens the cache does not hold.
+        const next = [...prompt, ...reference.slice(0, 23)];
+        const second = await run(next, { temperature: 0, maxTokens: 10 });
+        expect(second.summary).toMatchObject({ promptTokens: next.length, reusedTokens: prompt.length + 20, evaluatedTokens: 3 });
+        expect(second.tokens).toEqual(reference.slice(23, 33));
+        expect((await ctx.kv.positions(0)).max).toBe(next.length + 10 - 1);
+        await ctx.kv.clear();
+    });
+
+    it("a prompt equal to the cache re-evaluates only its last token (for fresh logits)", async () => {
+        await run(prompt, { temperature: 0, maxTokens: 10 });
+        const again = [...prompt, ...reference.slice(0, 10)];
+        const r = await run(again, { temperature: 0, maxTokens: 5 });
+        expect(r.summary).toMatchObject({ reusedTokens: again.length - 1, evaluatedTokens: 1 });
+        expect(r.tokens).toEqual(reference.slice(10, 15));
+        await ctx.kv.clear();
+    });
+
+    it("a prompt that diverges from the cache drops the cached tail and matches a fresh run", async () => {
+        const other = await model.tokenize("Once upon a time there was a big red ball");
+        const shared = other.findIndex((t, i) => t !== prompt[i]);
+        expect(shared).toBeGreaterThan(1);
+        const fresh = await run(other, { temperature: 0, maxTokens: 20, sequence: 1 });
+        await run(prompt, { temperature: 0, maxTokens: 30 });
+        const reusedRun = await run(other, { temperature: 0, maxTokens: 20 });
+        expect(reusedRun.summary).toMatchObject({ reusedTokens: shared, evaluatedTokens: other.length - shared });
+        expect(reusedRun.tokens).toEqual(fresh.tokens);
+        expect(Array.from(ctx.kv.tokens(0)!)).toEqual([...other, ...fresh.tokens]);
+        expect((await ctx.kv.positions(0)).max).toBe(other.length + 20 - 1);
+        // A string prompt is matched the same way (its BOS included).
+        const s = await run("Once upon a time there was a big red ball", { temperature: 0, maxTokens: 20 });
+        expect(s.summary).toMatchObject({ reusedTokens: other.length - 1, evaluatedTokens: 1 });
+        expect(s.tokens).toEqual(fresh.tokens);
+        await ctx.kv.clear();
+    });
+
+    it("continue: true appends the prompt to what the sequence holds", async () => {
+        await run(prompt, { temperature: 0, maxTokens: 10 });
+        const more = reference.slice(10, 13);
+        const r = await run(more, { temperature: 0, maxTokens: 5, continue: true });
+        expect(r.summary).toMatchObject({ promptTokens: 3, reusedTokens: 0, evaluatedTokens: 3 });
+        expect(r.tokens).toEqual(reference.slice(13, 18));
+        expect((await ctx.kv.positions(0)).max).toBe(prompt.length + 18 - 1);
+        expect(Array.from(ctx.kv.tokens(0)!)).toEqual([...prompt, ...reference.slice(0, 18)]);
+        await ctx.kv.clear();
+    });
+
+    it("the token list follows kv operations, and becomes unknown where it cannot be exact", async () => {
+        await run(prompt, { temperature: 0, maxTokens: 10 });
+        const all = [...prompt, ...reference.slice(0, 10)];
+        await ctx.kv.remove(0, 8, -1);
+        expect(Array.from(ctx.kv.tokens(0)!)).toEqual(all.slice(0, 8));
+        await ctx.kv.copy(0, 1);
+        expect(Array.from(ctx.kv.tokens(1)!)).toEqual(all.slice(0, 8));
+        await ctx.kv.remove(1, 2, 4); // a hole
+        expect(ctx.kv.tokens(1)).toBeNull();
+        // Unknown: the next prompt starts the sequence over (nothing reused), and is still right.
+        const r = await run(prompt, { temperature: 0, maxTokens: 5, sequence: 1 });
+        expect(r.summary).toMatchObject({ reusedTokens: 0, evaluatedTokens: prompt.length });
+        expect(r.tokens).toEqual(reference.slice(0, 5));
+        expect((await ctx.kv.positions(1)).min).toBe(0);
+        if (ctx.canShift) {
+            await ctx.kv.shift(0, 0, -1, 2);
+            expect(ctx.kv.tokens(0)).toBeNull();
+        }
+        await ctx.kv.keepOnly(1);
+        expect(Array.from(ctx.kv.tokens(0)!)).toEqual([]);
+        await ctx.kv.clear();
+        expect(Array.from(ctx.kv.tokens(1)!)).toEqual([]);
+    });
+
+    it("forward appends to the token list", async () => {
+        await ctx.forward({ sequence: 0, tokens: prompt });
+        expect(Array.from(ctx.kv.tokens(0)!)).toEqual(Array.from(prompt));
+        const r = await run(prompt, { temperature: 0, maxTokens: 5 });
+        expect(r.summary).toMatchObject({ reusedTokens: prompt.length - 1, evaluatedTokens: 1 });
+        expect(r.tokens).toEqual(reference.slice(0, 5));
+        await ctx.kv.clear();
     });
 });

@@ -4,6 +4,8 @@ export type { LoadModelOptions, ModelInfo, TokenizeOptions, DetokenizeOptions } 
 export { Context, ForwardResult, KvCache, defaultThreads, KV_TYPES } from "./context.js";
 export type { ContextOptions, ForwardItem, ForwardOptions, LogitsMode, KvType, AttentionMode } from "./context.js";
 export type { StateOptions } from "./state.js";
+export { Pool } from "./pool.js";
+export type { PoolOptions, PoolGenerateOptions, PoolSummary, PoolStats } from "./pool.js";
 export { LlamaError } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
 export { systemInfo, LLAMA_CPP_COMMIT } from "./system.js";

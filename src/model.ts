@@ -5,6 +5,7 @@ import { binding, type NativeModel, type NativeModelInfo } from "./binding.js";
 import { Context, resolveContextOptions, type ContextOptions } from "./context.js";
 import { LlamaError, abortedError, callNative, disposedError } from "./errors.js";
 import { abortFlag } from "./queue.js";
+import { createPool, type Pool, type PoolOptions } from "./pool.js";
 import { toTokenArray, type TokenInput } from "./tokens.js";
 import { checkKnownKeys, invalidOption, is, optBool, optFunction, optInt, optSignal, optionsObject } from "./validate.js";
 
@@ -203,6 +204,11 @@ export class Model {
         const ctx = new Context(this, created, resolved);
         this.#contexts.add(ctx);
         return ctx;
+    }
+
+    /** A slot pool: one context whose sequences serve concurrent requests, each on the slot with the longest cached prefix. */
+    createPool(options?: PoolOptions): Promise<Pool> {
+        return createPool(this, options);
     }
 
     /** @internal */

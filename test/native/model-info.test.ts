@@ -14,6 +14,9 @@ function flatten(obj: Record<string, unknown>, prefix = "", out: Record<string, 
     return out;
 }
 
+// llama.cpp's vocabulary type for each tokenizer.ggml.model (llama-vocab.cpp, LLAMA_VOCAB_TYPE_*).
+const VOCAB_TYPE: Record<string, string> = { llama: "spm", gpt2: "bpe", bert: "wpm", t5: "ugm", rwkv: "rwkv", plamo2: "plamo2", "no_vocab": "none" };
+
 function plain(v: unknown): unknown {
     if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number | bigint>, (x) => (typeof x === "bigint" ? Number(x) : x));
     if (Array.isArray(v)) return v.map(plain);
@@ -37,7 +40,8 @@ describe("model.info matches the GGUF header", () => {
                 expect(info.headsKv).toBe(meta[`${arch}.attention.head_count_kv`] ?? meta[`${arch}.attention.head_count`]);
                 expect(info.trainContextSize).toBe(meta[`${arch}.context_length`]);
                 expect(info.vocabSize).toBe((meta["tokenizer.ggml.tokens"] as unknown[]).length);
-                expect(info.vocabType).toBe(meta["tokenizer.ggml.model"] === "llama" ? "spm" : info.vocabType);
+                expect(VOCAB_TYPE[meta["tokenizer.ggml.model"] as string], "a tokenizer model this test knows").toBeDefined();
+                expect(info.vocabType).toBe(VOCAB_TYPE[meta["tokenizer.ggml.model"] as string]);
                 expect(info.bos).toBe(meta["tokenizer.ggml.bos_token_id"]);
                 expect(info.eos).toBe(meta["tokenizer.ggml.eos_token_id"]);
                 if (meta["general.name"] !== undefined) expect(info.name).toBe(meta["general.name"]);

@@ -83,7 +83,8 @@ const HARD = [
 ];
 
 describe("tokenization equals node-llama-cpp's on hard strings", () => {
-    const files = [MODELS.tinyRandom, path.join(vocabDir, "ggml-vocab-llama-bpe.gguf"), path.join(vocabDir, "ggml-vocab-qwen2.gguf")].filter(existsSync);
+    // Each file must be there (../shared/models, the prepared llama.cpp tree): a missing one fails.
+    const files = [MODELS.tinyRandom, path.join(vocabDir, "ggml-vocab-llama-bpe.gguf"), path.join(vocabDir, "ggml-vocab-qwen2.gguf")];
     const opened: Model[] = [];
     afterAll(async () => {
         await Promise.all(opened.map((m) => m.dispose()));
@@ -91,6 +92,7 @@ describe("tokenization equals node-llama-cpp's on hard strings", () => {
 
     for (const file of files) {
         it(path.basename(file), async () => {
+            expect(existsSync(file), `${file} is missing`).toBe(true);
             const model = await loadModel(file, { vocabOnly: true });
             opened.push(model);
             const ref = await (await peer()).loadModel({ modelPath: file, vocabOnly: true });

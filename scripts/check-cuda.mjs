@@ -24,6 +24,8 @@ import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const kernelDir = path.join(root, "native", "kernels", "cuda");
+// Experimental kernels that are not dispatched (not part of the shipped set), checked here too.
+const devKernelDirs = [path.join(root, "bench", "gpu", "wgmma")];
 const nvcc = process.env.NVCC || "nvcc";
 const arch = process.env.LLAMAFUSE_CUDA_ARCH || "90a";
 
@@ -65,7 +67,8 @@ async function main() {
         console.log(`check:cuda skipped: nvcc not found (looked for "${nvcc}" on PATH)`);
         return 0;
     }
-    const sources = existsSync(kernelDir) ? readdirSync(kernelDir).filter((f) => f.endsWith(".cu")).sort() : [];
+    const cuFiles = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".cu")).sort().map((f) => path.join(dir, f)) : []);
+    const sources = [kernelDir, ...devKernelDirs].flatMap(cuFiles);
     if (sources.length === 0) {
         console.log("check:cuda: no .cu files under native/kernels/cuda");
         return 0;
@@ -92,11 +95,12 @@ async function main() {
     let failed = 0;
     let spills = 0;
     try {
-        for (const f of sources) {
+        for (const file of sources) {
+            const f = path.relative(root, file);
             const args = [
                 "-std=c++17", "-O3", `-gencode=arch=compute_${arch},code=sm_${arch}`, "-Xptxas", "-v",
-                "-I", kernelDir, "-I", ggmlInclude,
-                "-c", path.join(kernelDir, f), "-o", path.join(outDir, f + ".o"),
+                "-I", kernelDir, ...devKernelDirs.flatMap((d) => ["-I", d]), "-I", ggmlInclude,
+                "-c", file, "-o", path.join(outDir, path.basename(f) + ".o"),
             ];
             const r = spawnSync(nvcc, args, { encoding: "utf8" });
             const log = `${r.stdout ?? ""}${r.stderr ?? ""}`;
@@ -160,7 +164,7 @@ function runEmulator() {
     try {
         const exe = path.join(outDir, "emu_test");
         const cxx = process.env.CXX || "g++";
-        const args = ["-std=c++20", "-O1", "-pthread", "-DLF_CUDA_EMU", "-I", kernelDir, "-I", path.join(benchDir, "emu"),
+        const args = ["-std=c++20", "-O1", "-pthread", "-DLF_CUDA_EMU", "-I", kernelDir, ...devKernelDirs.flatMap((d) => ["-I", d]), "-I", path.join(benchDir, "emu"),
             "-I", inc[1], "-o", exe, path.join(benchDir, "emu", "emu_test.cpp"), path.join(benchDir, "reference.cpp")];
         const b = spawnSync(cxx, args, { encoding: "utf8" });
         if (b.status !== 0) {

@@ -124,9 +124,9 @@ else
             make -C bench/gpu -j"$JOBS" OUT="$work/bench"
         else   # no make: one nvcc call
             mkdir -p "$work/bench" && k=native/kernels/cuda &&
-            nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I"$k" -Ibench/gpu -o "$work/bench/fattn_bench" \
+            nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I"$k" -Ibench/gpu/wgmma -Ibench/gpu -o "$work/bench/fattn_bench" \
                 bench/gpu/fattn_bench.cu "$k"/fattn_decode.cu "$k"/fattn_decode_plan.cu "$k"/fattn_combine.cu \
-                "$k"/fattn_prefill.cu "$k"/fattn_prefill_wgmma.cu "$k"/fattn_cuda.cu \
+                "$k"/fattn_prefill.cu bench/gpu/wgmma/fattn_prefill_wgmma.cu "$k"/fattn_cuda.cu \
                 bench/gpu/reference.cpp bench/gpu/emulate.cpp bench/gpu/selftest.cpp
         fi
     }

@@ -8,10 +8,11 @@ import { defaultBenchModel, runForwardBench } from "./forward.js";
 import { runLlamaBench } from "./llama-bench.js";
 import { findLlamaBench } from "./meta.js";
 import { runSamplingBench } from "./sampling.js";
+import { serveSuite } from "./serve.js";
 import { runTokenizeBench } from "./tokenize.js";
 import { cachedSynthModel } from "../synth-cache.js";
 
-export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth"] as const;
+export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth", "serve"] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 export interface BenchRow {
@@ -192,6 +193,7 @@ const RUNNERS: Record<SuiteName, (o: SuiteOptions) => Promise<Omit<SuiteResult, 
     sampling: samplingSuite,
     attention: attentionSuite,
     depth: depthSuite,
+    serve: serveSuite,
 };
 
 export async function runSuite(name: SuiteName, o: SuiteOptions): Promise<SuiteResult> {

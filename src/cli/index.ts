@@ -11,6 +11,7 @@ import { registerDemo } from "./demo.js";
 import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
 import { registerRepl } from "./repl.js";
+import { registerServe } from "./serve.js";
 import { registerSynth } from "./synth.js";
 
 function version(): string {
@@ -31,6 +32,7 @@ const program = new Command()
 registerInspect(program);
 registerGenerate(program);
 registerRepl(program);
+registerServe(program);
 registerDemo(program);
 registerSynth(program);
 registerBench(program);

@@ -1,0 +1,343 @@
+// Serving benchmark: N concurrent greedy streams on one model, as a server sees them.
+// For each concurrency: aggregate generated tokens/s (all streams' tokens over the wall time
+// from the first request to the last token), time to first token, and the gaps between a
+// stream's tokens as its consumer receives them (p50, p99). Runtimes, same model file, same
+// threads, same run:
+//   llamafuse       a pool (one context, a slot per stream), streams read in-process
+//   llamafuse http  the same pool behind `llamafuse serve`'s app, streamed over loopback SSE
+//   node-llama-cpp  one context with a sequence per stream (its own automatic batching)
+//   llama-server    where built (LLAMA_SERVER or build/bin), over loopback SSE like ours
+// Every stream has its own random prompt (no prefix shared between streams or rounds), and
+// generation ignores end-of-generation so that every stream makes the same number of tokens.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import type { LlamaModel } from "node-llama-cpp";
+import { packageRoot } from "../binding.js";
+import { loadModel, type Model } from "../model.js";
+import type { Pool } from "../pool.js";
+import { cachedSynthModel } from "../synth-cache.js";
+import { DEPTH_MODEL_QUICK } from "./depth.js";
+import { defaultBenchModel } from "./forward.js";
+import { benchTokens } from "./peer.js";
+import { median } from "./stats.js";
+import { MODEL_1B, type BenchRow, type SuiteOptions, type SuiteResult } from "./suites.js";
+
+export interface ServeBenchOptions {
+    model: string;
+    threads: number;
+    /** Concurrent streams to measure. @default [1, 4, 8, 16] */
+    concurrency?: number[];
+    /** Prompt tokens per stream. @default 32 */
+    promptTokens?: number;
+    /** Tokens each stream generates. @default 64 */
+    genTokens?: number;
+    /** Rounds per figure (the median round is reported). @default 3 */
+    reps?: number;
+    noPeer?: boolean;
+    /** Skip the HTTP row. @default false */
+    noHttp?: boolean;
+    log?: (line: string) => void;
+}
+
+export interface ServeFigures {
+    /** Aggregate generated tokens per second. */
+    tokensPerSecond: number;
+    ttftP50Ms: number;
+    ttftP99Ms: number;
+    interTokenP50Ms: number;
+    interTokenP99Ms: number;
+}
+
+export interface ServeBenchPoint {
+    concurrency: number;
+    runtimes: Record<string, ServeFigures | null>;
+}
+
+export interface ServeBenchResult {
+    model: string;
+    threads: number;
+    promptTokens: number;
+    genTokens: number;
+    reps: number;
+    points: ServeBenchPoint[];
+    notes: string[];
+}
+
+export const OURS = "llamafuse";
+export const OURS_HTTP = "llamafuse http";
+export const PEER = "node-llama-cpp";
+export const LLAMA_SERVER = "llama-server";
+
+/** One stream's arrival times (ms, from its request). */
+interface StreamTimes {
+    start: number;
+    arrivals: number[];
+}
+
+/** A runtime's way of running one greedy stream of `gen` tokens after `prompt` (stream `i` of the round). */
+type StreamRunner = (prompt: number[], gen: number, i: number) => Promise<StreamTimes>;
+
+function quantile(xs: number[], q: number): number {
+    if (xs.length === 0) return NaN;
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+function figures(streams: StreamTimes[], wallMs: number): ServeFigures {
+    const ttft: number[] = [];
+    const gaps: number[] = [];
+    let tokens = 0;
+    for (const s of streams) {
+        tokens += s.arrivals.length;
+        if (s.arrivals.length > 0) ttft.push(s.arrivals[0]! - s.start);
+        for (let i = 1; i < s.arrivals.length; i++) gaps.push(s.arrivals[i]! - s.arrivals[i - 1]!);
+    }
+    return {
+        tokensPerSecond: tokens / (wallMs / 1000),
+        ttftP50Ms: quantile(ttft, 0.5),
+        ttftP99Ms: quantile(ttft, 0.99),
+        interTokenP50Ms: quantile(gaps, 0.5),
+        interTokenP99Ms: quantile(gaps, 0.99),
+    };
+}
+
+/** Runs `n` concurrent streams `reps` times; the round with the median tokens/s is reported. */
+async function measure(run: StreamRunner, n: number, o: Required<Pick<ServeBenchOptions, "promptTokens" | "genTokens" | "reps">>, vocab: number, seedBase: number): Promise<ServeFigures> {
+    const rounds: ServeFigures[] = [];
+    for (let rep = 0; rep <= o.reps; rep++) {
+        const prompts = Array.from({ length: n }, (_, i) => [...benchTokens(o.promptTokens, vocab, seedBase + rep * 1000 + i + 1)]);
+        const t0 = performance.now();
+        const streams = await Promise.all(prompts.map((p, i) => run(p, o.genTokens, i)));
+        const wall = performance.now() - t0;
+        if (rep === 0) continue; // warm-up round
+        rounds.push(figures(streams, wall));
+    }
+    const mid = median(rounds.map((r) => r.tokensPerSecond));
+    return rounds.find((r) => r.tokensPerSecond === mid) ?? rounds[Math.floor(rounds.length / 2)]!;
+}
+
+function poolRunner(pool: Pool, bos: number | null): StreamRunner {
+    return async (prompt, gen) => {
+        const start = performance.now();
+        const arrivals: number[] = [];
+        const tokens = bos === null ? prompt : [bos, ...prompt];
+        for await (const _ of pool.generate(tokens, { temperature: 0, maxTokens: gen, stopOnEog: false })) arrivals.push(performance.now());
+        return { start, arrivals };
+    };
+}
+
+/** Streams an OpenAI-style /v1/completions request and times each SSE event that carries text or a token. */
+function httpRunner(base: string, body: (prompt: number[], gen: number) => Record<string, unknown>): StreamRunner {
+    return async (prompt, gen) => {
+        const start = performance.now();
+        const arrivals: number[] = [];
+        const res = await fetch(`${base}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body(prompt, gen)) });
+        if (!res.ok || !res.body) throw new Error(`${base}: HTTP ${res.status} ${await res.text()}`);
+        const decoder = new TextDecoder();
+        let buf = "";
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            buf += decoder.decode(chunk, { stream: true });
+            let at: number;
+            while ((at = buf.indexOf("\n\n")) >= 0) {
+                const event = buf.slice(0, at);
+                buf = buf.slice(at + 2);
+                if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
+                const data = JSON.parse(event.slice(6)) as { choices?: { text?: string; finish_reason?: string | null }[]; content?: string; stop?: boolean };
+                // ours and OpenAI's shape: choices[0].text; llama-server's /completion shape: content.
+                const text = data.choices?.[0]?.text ?? data.content;
+                const final = (data.choices?.[0]?.finish_reason ?? null) !== null || data.stop === true;
+                if (!final || (text !== undefined && text !== "")) arrivals.push(performance.now());
+            }
+        }
+        return { start, arrivals };
+    };
+}
+
+/** Stream i runs on sequence i of the context, emptied first (each round's prompts are new). */
+function peerRunner(context: Awaited<ReturnType<LlamaModel["createContext"]>>, bos: number | null): StreamRunner {
+    const seqs = Array.from({ length: context.totalSequences }, () => context.getSequence());
+    return async (prompt, gen, i) => {
+        const seq = seqs[i]!;
+        await seq.clearHistory();
+        const start = performance.now();
+        const arrivals: number[] = [];
+        const tokens = bos === null ? prompt : [bos, ...prompt];
+        for await (const _ of seq.evaluate(tokens as never, { temperature: 0 })) {
+            arrivals.push(performance.now());
+            if (arrivals.length >= gen) break;
+        }
+        return { start, arrivals };
+    };
+}
+
+export function findLlamaServer(): string | null {
+    const dirs = [process.env.LLAMA_CPP_BIN_DIR, path.join(packageRoot, "build", "bin"), path.join(packageRoot, "deps", "llama.cpp", "build", "bin")].filter((d): d is string => !!d);
+    const candidates = [process.env.LLAMA_SERVER, ...dirs.map((d) => path.join(d, "llama-server"))].filter((p): p is string => !!p);
+    return candidates.find((p) => existsSync(p)) ?? null;
+}
+
+async function startLlamaServer(bin: string, model: string, threads: number, slots: number, ctxPerSlot: number): Promise<{ base: string; child: ChildProcess }> {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const child = spawn(bin, ["-m", model, "--host", "127.0.0.1", "--port", String(port), "-t", String(threads), "-tb", String(threads), "-np", String(slots), "-c", String(ctxPerSlot * slots), "--no-webui", "-lv", "0"], { stdio: "ignore" });
+    const base = `http://127.0.0.1:${port}`;
+    const t0 = Date.now();
+    for (;;) {
+        if (child.exitCode !== null) throw new Error(`llama-server exited with code ${child.exitCode}`);
+        try {
+            if ((await fetch(`${base}/health`)).ok) return { base, child };
+        } catch {
+            // not up yet
+        }
+        if (Date.now() - t0 > 60_000) {
+            child.kill("SIGKILL");
+            throw new Error("llama-server did not come up in 60 s");
+        }
+        await new Promise((r) => setTimeout(r, 200));
+    }
+}
+
+export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchResult> {
+    const conc = o.concurrency ?? [1, 4, 8, 16];
+    const sizes = { promptTokens: o.promptTokens ?? 32, genTokens: o.genTokens ?? 64, reps: o.reps ?? 3 };
+    const maxStreams = Math.max(...conc);
+    const ctxPerSlot = sizes.promptTokens + sizes.genTokens + 16;
+    const log = o.log ?? (() => {});
+    const notes: string[] = [];
+    const points: ServeBenchPoint[] = conc.map((c) => ({ concurrency: c, runtimes: {} }));
+    let vocab = 0;
+    let bos: number | null = null;
+
+    // Ours: the pool in-process, then the same pool behind the HTTP app.
+    {
+        const model: Model = await loadModel(o.model);
+        vocab = model.info.vocabSize;
+        bos = model.info.bos >= 0 ? model.info.bos : null;
+        const pool = await model.createPool({ slots: maxStreams, contextSize: ctxPerSlot, threads: o.threads });
+        try {
+            for (const p of points) {
+                log(`${OURS}: ${p.concurrency} streams`);
+                p.runtimes[OURS] = await measure(poolRunner(pool, bos), p.concurrency, sizes, vocab, 1);
+            }
+            if (!o.noHttp) {
+                const { createServer } = await import("../server/index.js");
+                const app = await createServer({ pool });
+                await app.listen({ host: "127.0.0.1", port: 0 });
+                const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+                try {
+                    // The stop-on-EOG switch is not an OpenAI field: logit_bias bans EOS instead, so every stream runs to max_tokens.
+                    const ban = model.info.eos >= 0 ? { logit_bias: { [model.info.eos]: -100 } } : {};
+                    const body = (prompt: number[], gen: number) => ({ prompt: bos === null ? prompt : [bos, ...prompt], max_tokens: gen, temperature: 0, stream: true, ...ban });
+                    for (const p of points) {
+                        log(`${OURS_HTTP}: ${p.concurrency} streams`);
+                        p.runtimes[OURS_HTTP] = await measure(httpRunner(base, body), p.concurrency, sizes, vocab, 1);
+                    }
+                } finally {
+                    await app.close();
+                }
+            }
+        } finally {
+            await pool.dispose();
+            await model.dispose();
+        }
+    }
+
+    if (!o.noPeer) {
+        try {
+            const { getLlama } = await import("node-llama-cpp");
+            const llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: "error" as never });
+            const model = await llama.loadModel({ modelPath: o.model });
+            try {
+                for (const p of points) {
+                    log(`${PEER}: ${p.concurrency} streams`);
+                    const context = await model.createContext({ contextSize: ctxPerSlot * p.concurrency, sequences: p.concurrency, threads: o.threads, batchSize: 512 });
+                    try {
+                        p.runtimes[PEER] = await measure(peerRunner(context, bos), p.concurrency, sizes, vocab, 1);
+                    } finally {
+                        await context.dispose();
+                    }
+                }
+            } finally {
+                await model.dispose();
+                await llama.dispose();
+            }
+            notes.push(`${PEER}: one context with a sequence per stream (sequence.evaluate at temperature 0; it batches the sequences itself), stopped after ${sizes.genTokens} tokens`);
+        } catch (err) {
+            notes.push(`${PEER} unavailable: ${(err as Error).message.split("\n")[0]}`);
+        }
+    }
+
+    const bin = findLlamaServer();
+    if (bin) {
+        const { base, child } = await startLlamaServer(bin, o.model, o.threads, maxStreams, ctxPerSlot);
+        try {
+            const body = (prompt: number[], gen: number) => ({ prompt: bos === null ? prompt : [bos, ...prompt], max_tokens: gen, temperature: 0, stream: true, ignore_eos: true, cache_prompt: true });
+            for (const p of points) {
+                log(`${LLAMA_SERVER}: ${p.concurrency} streams`);
+                p.runtimes[LLAMA_SERVER] = await measure(httpRunner(base, body), p.concurrency, sizes, vocab, 1);
+            }
+            notes.push(`${LLAMA_SERVER}: ${bin}, ${maxStreams} slots, streamed /v1/completions over loopback like ours`);
+        } finally {
+            child.kill("SIGTERM");
+        }
+    } else {
+        notes.push(`${LLAMA_SERVER}: not built here (LLAMA_SERVER or build/bin/llama-server)`);
+    }
+    notes.push(`${OURS}: a pool with ${maxStreams} slots of ${ctxPerSlot} tokens, streams read in-process; ${OURS_HTTP}: the same pool behind the server app, streamed over loopback SSE`);
+    return { model: o.model, threads: o.threads, ...sizes, points, notes };
+}
+
+// ---- the `llamafuse bench serve` suite ----------------------------------------------------------
+
+const ms = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? null : v);
+
+/** Rows: in-process (ours vs node-llama-cpp) and over HTTP (ours vs llama-server where built). */
+function suiteRows(res: ServeBenchResult): BenchRow[] {
+    const rows: BenchRow[] = [];
+    const model = path.basename(res.model);
+    const row = (test: string, unit: string, ours: number | null | undefined, peer: number | null | undefined, higherIsBetter: boolean): void => {
+        if (ours === null || ours === undefined || Number.isNaN(ours)) return;
+        const p = peer === undefined || peer === null || Number.isNaN(peer) ? null : peer;
+        rows.push({ suite: "serve", test, model, threads: res.threads, unit, llamafuse: ours, nodeLlamaCpp: p, ratio: p === null || ours === 0 ? null : higherIsBetter ? ours / p : p / ours, llamaBench: null });
+    };
+    for (const pt of res.points) {
+        const c = pt.concurrency;
+        const ours = pt.runtimes[OURS], peer = pt.runtimes[PEER], http = pt.runtimes[OURS_HTTP], ls = pt.runtimes[LLAMA_SERVER];
+        row(`${c} streams: aggregate`, "tokens/s", ours?.tokensPerSecond, peer?.tokensPerSecond, true);
+        row(`${c} streams: TTFT p50`, "ms", ms(ours?.ttftP50Ms), ms(peer?.ttftP50Ms), false);
+        row(`${c} streams: inter-token p50`, "ms", ms(ours?.interTokenP50Ms), ms(peer?.interTokenP50Ms), false);
+        row(`${c} streams: inter-token p99`, "ms", ms(ours?.interTokenP99Ms), ms(peer?.interTokenP99Ms), false);
+        // Over HTTP the peer column is llama-server (when built), not node-llama-cpp.
+        row(`${c} streams over HTTP: aggregate${ls ? " (peer: llama-server)" : ""}`, "tokens/s", http?.tokensPerSecond, ls?.tokensPerSecond, true);
+        row(`${c} streams over HTTP: TTFT p50${ls ? " (peer: llama-server)" : ""}`, "ms", ms(http?.ttftP50Ms), ms(ls?.ttftP50Ms), false);
+    }
+    const one = res.points.find((p) => p.concurrency === 1)?.runtimes[OURS]?.tokensPerSecond;
+    const eight = res.points.find((p) => p.concurrency === 8)?.runtimes[OURS]?.tokensPerSecond;
+    if (one && eight) rows.push({ suite: "serve", test: "8 streams / 1 stream (aggregate)", model, threads: res.threads, unit: "x", llamafuse: eight / one, nodeLlamaCpp: null, ratio: null, llamaBench: null });
+    return rows;
+}
+
+export async function serveSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const runs: { model: string; sizes: Partial<ServeBenchOptions> }[] = [];
+    const stories = o.model ?? defaultBenchModel();
+    if (o.quick) {
+        runs.push({ model: stories ?? (await cachedSynthModel(DEPTH_MODEL_QUICK, { dir: o.cacheDir, name: "bench-tiny" })), sizes: { concurrency: [1, 4], genTokens: 16, promptTokens: 16, reps: 1 } });
+    } else {
+        if (stories) runs.push({ model: stories, sizes: {} });
+        if (!o.model) {
+            const big = await cachedSynthModel(MODEL_1B, { dir: o.cacheDir, name: "bench-1b", onWrite: (f) => o.log(`writing ${f} (random weights, once)`) });
+            runs.push({ model: big, sizes: { genTokens: 16, promptTokens: 16, reps: 2 } });
+        }
+    }
+    const rows: BenchRow[] = [];
+    const notes: string[] = [];
+    const details: ServeBenchResult[] = [];
+    for (const r of runs) {
+        const res = await runServeBench({ model: r.model, threads: o.threads, noPeer: o.noPeer, log: o.log, ...r.sizes });
+        details.push(res);
+        rows.push(...suiteRows(res));
+        notes.push(...res.notes.map((n) => `${path.basename(r.model)}: ${n}`));
+        notes.push(`${path.basename(r.model)}: ${res.promptTokens} prompt tokens and ${res.genTokens} generated per stream, median of ${res.reps} rounds; ms rows: ratio = peer / ours`);
+    }
+    return { suite: "serve", rows, notes: [...new Set(notes)], detail: details };
+}

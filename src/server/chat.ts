@@ -1,0 +1,155 @@
+// POST /v1/chat/completions: OpenAI chat messages rendered with the model's template,
+// generated on the pool, the reply parsed into content, reasoning and tool calls by the
+// template format's own parser; answered as one chat.completion or streamed as chunks.
+import type { FastifyInstance } from "fastify";
+import type { Model } from "../model.js";
+import { ApiError } from "./errors.js";
+import { chatPrompt, type ChatMessageIn, type ChatPrompt, type ParsedReply, type ToolChoiceIn, type ToolIn } from "./chat-prompt.js";
+import type { GenerationResult } from "./generation.js";
+import { replyIds, respond, usageOf, type ReplyShape } from "./respond.js";
+import { generationOptions, grammarFor, schemaOf, type ResponseFormat, type SamplingFields } from "./sampling.js";
+import { chatCompletionBody } from "./schemas.js";
+import type { ServerState } from "./state.js";
+
+interface ChatBody extends SamplingFields {
+    model?: string;
+    messages: ChatMessageIn[];
+    stream?: boolean | null;
+    stream_options?: { include_usage?: boolean } | null;
+    logprobs?: boolean | null;
+    top_logprobs?: number | null;
+    response_format?: ResponseFormat;
+    tools?: ToolIn[];
+    tool_choice?: ToolChoiceIn;
+    parallel_tool_calls?: boolean | null;
+}
+
+/**
+ * The assistant's reply as it grows. A plain-text format streams the generated text as it
+ * comes; otherwise the raw reply (special tokens as text, since parsers look for markers
+ * such as <tool_call>) is parsed after each token while streaming, and once at the end, and
+ * only what grew since the last parse is sent.
+ */
+/** @internal exported for tests */
+export class ChatReply {
+    readonly #model: Model;
+    readonly #prompt: ChatPrompt;
+    readonly #decoder = new TextDecoder("utf-8");
+    #raw = "";
+    #text = "";
+    #sent: ParsedReply = { content: "", reasoning: "", toolCalls: [] };
+
+    constructor(model: Model, prompt: ChatPrompt) {
+        this.#model = model;
+        this.#prompt = prompt;
+    }
+
+    get #parsing(): boolean {
+        return !this.#prompt.plain && this.#prompt.parse !== null;
+    }
+
+    /** Deltas (OpenAI's delta objects) that this step releases. */
+    async push(step: { token: number; text: string }, streaming: boolean): Promise<Record<string, unknown>[]> {
+        this.#text += step.text;
+        if (!this.#parsing) return streaming && step.text !== "" ? this.#diff({ content: this.#text, reasoning: "", toolCalls: [] }) : [];
+        this.#raw += this.#decoder.decode(this.#model.tokenPieces([step.token], { special: true })[0], { stream: true });
+        if (!streaming) return [];
+        let parsed: ParsedReply;
+        try {
+            parsed = await this.#prompt.parse!(this.#raw, true);
+        } catch {
+            return []; // a partial reply need not parse yet
+        }
+        return this.#diff(parsed);
+    }
+
+    /** The final parse; a reply that does not parse is plain content. */
+    async finish(): Promise<{ parsed: ParsedReply; deltas: Record<string, unknown>[] }> {
+        let parsed: ParsedReply = { content: this.#text, reasoning: "", toolCalls: [] };
+        if (this.#parsing) {
+            this.#raw += this.#decoder.decode();
+            try {
+                parsed = await this.#prompt.parse!(this.#raw, false);
+            } catch {
+                // not in the format's shape: the text as it is
+            }
+        }
+        parsed = { ...parsed, toolCalls: parsed.toolCalls.map((c, i) => ({ ...c, id: c.id || `call_${Date.now().toString(36)}_${i}` })) };
+        return { parsed, deltas: this.#diff(parsed) };
+    }
+
+    #diff(p: ParsedReply): Record<string, unknown>[] {
+        const prev = this.#sent;
+        const out: Record<string, unknown>[] = [];
+        if (p.reasoning.length > prev.reasoning.length && p.reasoning.startsWith(prev.reasoning)) out.push({ reasoning_content: p.reasoning.slice(prev.reasoning.length) });
+        if (p.content.length > prev.content.length && p.content.startsWith(prev.content)) out.push({ content: p.content.slice(prev.content.length) });
+        p.toolCalls.forEach((c, index) => {
+            const before = prev.toolCalls[index];
+            if (!before) {
+                out.push({ tool_calls: [{ index, id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }] });
+            } else if (c.arguments.length > before.arguments.length && c.arguments.startsWith(before.arguments)) {
+                out.push({ tool_calls: [{ index, function: { arguments: c.arguments.slice(before.arguments.length) } }] });
+            }
+        });
+        // Keep only what grew, so that a partial parse that backtracks is not sent twice.
+        this.#sent = {
+            content: p.content.startsWith(prev.content) ? p.content : prev.content,
+            reasoning: p.reasoning.startsWith(prev.reasoning) ? p.reasoning : prev.reasoning,
+            toolCalls: p.toolCalls.map((c, i) => (prev.toolCalls[i] && !c.arguments.startsWith(prev.toolCalls[i]!.arguments) ? prev.toolCalls[i]! : c)),
+        };
+        return out;
+    }
+}
+
+function chatShape(modelId: string, reply: ChatReply): ReplyShape {
+    const { id, created } = replyIds("chatcmpl");
+    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+        id, object: "chat.completion.chunk", created, model: modelId,
+        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    });
+    const finishOf = (p: ParsedReply, r: GenerationResult) => (p.toolCalls.length > 0 ? "tool_calls" : r.finishReason);
+    return {
+        idPrefix: "chatcmpl",
+        opening: () => [chunk({ role: "assistant", content: "" }, null)],
+        step: async (s, streaming) => (await reply.push(s, streaming)).map((d) => chunk(d, null)),
+        closing: async (r) => {
+            const { parsed, deltas } = await reply.finish();
+            return [...deltas.map((d) => chunk(d, null)), chunk({}, finishOf(parsed, r))];
+        },
+        body: async (r) => {
+            const { parsed } = await reply.finish();
+            const message: Record<string, unknown> = { role: "assistant", content: parsed.toolCalls.length > 0 && parsed.content === "" ? null : parsed.content, refusal: null };
+            if (parsed.reasoning) message.reasoning_content = parsed.reasoning;
+            if (parsed.toolCalls.length > 0) message.tool_calls = parsed.toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }));
+            return {
+                id, object: "chat.completion", created, model: modelId,
+                choices: [{ index: 0, message, logprobs: null, finish_reason: finishOf(parsed, r) }],
+                usage: usageOf(r),
+            };
+        },
+    };
+}
+
+export function registerChat(app: FastifyInstance, state: ServerState): void {
+    const route = "/v1/chat/completions";
+    app.post<{ Body: ChatBody }>(route, { schema: { body: chatCompletionBody } }, async (request, reply) => {
+        const body = request.body;
+        const model = state.pool.model;
+        if (body.logprobs) throw new ApiError(400, "logprobs are not supported yet by this server", { param: "logprobs", code: "unsupported_parameter" });
+        // Checked here first, so that a schema that cannot become a grammar is a 400 naming it.
+        const schemaGrammar = grammarFor(body.response_format);
+        const jsonSchema = schemaOf(body.response_format);
+        const options = generationOptions(body, model);
+        const prompt = await chatPrompt(model, {
+            messages: body.messages, tools: body.tools, toolChoice: body.tool_choice,
+            parallelToolCalls: body.parallel_tool_calls ?? undefined, jsonSchema, template: state.chatTemplate,
+        });
+        // The template's grammar for tool calls, or the response_format schema's.
+        const grammar = prompt.grammar ?? schemaGrammar;
+        if (grammar !== undefined) options.grammar = grammar;
+        if (prompt.grammarTriggers) (options as Record<string, unknown>).grammarTriggers = prompt.grammarTriggers;
+        options.stop = [...new Set([...(options.stop as string[] | undefined ?? []), ...prompt.stops])];
+        if ((options.stop as string[]).length === 0) delete options.stop;
+        return respond(state, reply, route, prompt.tokens, options, { on: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, chatShape(state.modelId, new ChatReply(model, prompt)));
+    });
+}

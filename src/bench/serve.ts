@@ -37,6 +37,8 @@ export interface ServeBenchOptions {
     noPeer?: boolean;
     /** Skip the HTTP row. @default false */
     noHttp?: boolean;
+    /** Also measure a prompt of this many tokens arriving while 4 streams generate (0: skip). @default 0 */
+    prefillTokens?: number;
     log?: (line: string) => void;
 }
 
@@ -47,6 +49,16 @@ export interface ServeFigures {
     ttftP99Ms: number;
     interTokenP50Ms: number;
     interTokenP99Ms: number;
+}
+
+/** Streams' inter-token gaps without and with a long prompt arriving while they run. */
+export interface PrefillInterference {
+    streams: number;
+    promptTokens: number;
+    baselineP99Ms: number;
+    withPrefillP99Ms: number;
+    baselineMaxMs: number;
+    withPrefillMaxMs: number;
 }
 
 export interface ServeBenchPoint {
@@ -61,6 +73,8 @@ export interface ServeBenchResult {
     genTokens: number;
     reps: number;
     points: ServeBenchPoint[];
+    /** A long prompt arriving mid-stream (only where asked). */
+    prefill?: Record<string, PrefillInterference | null>;
     notes: string[];
 }
 
@@ -117,6 +131,41 @@ async function measure(run: StreamRunner, n: number, o: Required<Pick<ServeBench
     return rounds.find((r) => r.tokensPerSecond === mid) ?? rounds[Math.floor(rounds.length / 2)]!;
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `streams` streams of `gen` tokens, alone and then with a `promptTokens`-token prompt sent a
+ * quarter of the way through: the streams' inter-token p99 and largest gap in each case
+ * (medians over `reps` rounds). A scheduler that evaluates a long prompt in one piece stalls
+ * every stream for its whole prefill; chunked prefill keeps the gaps short.
+ */
+async function prefillInterference(run: StreamRunner, intrude: (prompt: number[]) => Promise<void>, o: { streams: number; gen: number; promptTokens: number; reps: number; vocab: number }): Promise<PrefillInterference> {
+    const round = async (rep: number, withPrefill: boolean, quarterMs: number) => {
+        const prompts = Array.from({ length: o.streams }, (_, i) => [...benchTokens(32, o.vocab, 7000 + rep * 100 + i)]);
+        const t0 = performance.now();
+        const all = Promise.all(prompts.map((p, i) => run(p, o.gen, i)));
+        if (withPrefill) {
+            await sleep(quarterMs);
+            await intrude([...benchTokens(o.promptTokens, o.vocab, 9000 + rep)]);
+        }
+        const streams = await all;
+        const gaps = streams.flatMap((s) => s.arrivals.slice(1).map((t, i) => t - s.arrivals[i]!));
+        return { wall: performance.now() - t0, p99: quantile(gaps, 0.99), max: Math.max(...gaps) };
+    };
+    const warm = await round(0, false, 0);
+    const base: { p99: number; max: number }[] = [];
+    const withP: { p99: number; max: number }[] = [];
+    for (let rep = 1; rep <= o.reps; rep++) {
+        base.push(await round(rep, false, 0));
+        withP.push(await round(rep, true, warm.wall / 4));
+    }
+    return {
+        streams: o.streams, promptTokens: o.promptTokens,
+        baselineP99Ms: median(base.map((r) => r.p99)), withPrefillP99Ms: median(withP.map((r) => r.p99)),
+        baselineMaxMs: median(base.map((r) => r.max)), withPrefillMaxMs: median(withP.map((r) => r.max)),
+    };
+}
+
 function poolRunner(pool: Pool, bos: number | null): StreamRunner {
     return async (prompt, gen) => {
         const start = performance.now();
@@ -155,8 +204,8 @@ function httpRunner(base: string, body: (prompt: number[], gen: number) => Recor
 }
 
 /** Stream i runs on sequence i of the context, emptied first (each round's prompts are new). */
-function peerRunner(context: Awaited<ReturnType<LlamaModel["createContext"]>>, bos: number | null): StreamRunner {
-    const seqs = Array.from({ length: context.totalSequences }, () => context.getSequence());
+function peerRunner(context: Awaited<ReturnType<LlamaModel["createContext"]>>, bos: number | null, count = context.sequencesLeft): StreamRunner {
+    const seqs = Array.from({ length: count }, () => context.getSequence());
     return async (prompt, gen, i) => {
         const seq = seqs[i]!;
         await seq.clearHistory();
@@ -207,6 +256,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
     const points: ServeBenchPoint[] = conc.map((c) => ({ concurrency: c, runtimes: {} }));
     let vocab = 0;
     let bos: number | null = null;
+    const prefill: Record<string, PrefillInterference | null> = {};
 
     // Ours: the pool in-process, then the same pool behind the HTTP app.
     {
@@ -218,6 +268,17 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
             for (const p of points) {
                 log(`${OURS}: ${p.concurrency} streams`);
                 p.runtimes[OURS] = await measure(poolRunner(pool, bos), p.concurrency, sizes, vocab, 1);
+            }
+            if (o.prefillTokens) {
+                log(`${OURS}: a ${o.prefillTokens}-token prompt arriving mid-stream`);
+                const big = await model.createPool({ slots: 5, contextSize: o.prefillTokens + 256, threads: o.threads });
+                try {
+                    prefill[OURS] = await prefillInterference(poolRunner(big, bos), async (prompt) => {
+                        for await (const _ of big.generate(prompt, { temperature: 0, maxTokens: 1 })) break;
+                    }, { streams: 4, gen: 96, promptTokens: o.prefillTokens, reps: sizes.reps, vocab });
+                } finally {
+                    await big.dispose();
+                }
             }
             if (!o.noHttp) {
                 const { createServer } = await import("../server/index.js");
@@ -257,6 +318,20 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
                         await context.dispose();
                     }
                 }
+                if (o.prefillTokens) {
+                    log(`${PEER}: a ${o.prefillTokens}-token prompt arriving mid-stream`);
+                    const context = await model.createContext({ contextSize: (o.prefillTokens + 256) * 5, sequences: 5, threads: o.threads, batchSize: 512 });
+                    try {
+                        const intruder = context.getSequence();
+                        const runner = peerRunner(context, bos);
+                        prefill[PEER] = await prefillInterference(runner, async (prompt) => {
+                            await intruder.clearHistory();
+                            for await (const _ of intruder.evaluate(prompt as never, { temperature: 0 })) break;
+                        }, { streams: 4, gen: 96, promptTokens: o.prefillTokens, reps: sizes.reps, vocab });
+                    } finally {
+                        await context.dispose();
+                    }
+                }
             } finally {
                 await model.dispose();
                 await llama.dispose();
@@ -284,7 +359,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
         notes.push(`${LLAMA_SERVER}: not built here (LLAMA_SERVER or build/bin/llama-server)`);
     }
     notes.push(`${OURS}: a pool with ${maxStreams} slots of ${ctxPerSlot} tokens, streams read in-process; ${OURS_HTTP}: the same pool behind the server app, streamed over loopback SSE`);
-    return { model: o.model, threads: o.threads, ...sizes, points, notes };
+    return { model: o.model, threads: o.threads, ...sizes, points, ...(o.prefillTokens ? { prefill } : {}), notes };
 }
 
 // ---- the `llamafuse bench serve` suite ----------------------------------------------------------
@@ -311,6 +386,13 @@ function suiteRows(res: ServeBenchResult): BenchRow[] {
         row(`${c} streams over HTTP: aggregate${ls ? " (peer: llama-server)" : ""}`, "tokens/s", http?.tokensPerSecond, ls?.tokensPerSecond, true);
         row(`${c} streams over HTTP: TTFT p50${ls ? " (peer: llama-server)" : ""}`, "ms", ms(http?.ttftP50Ms), ms(ls?.ttftP50Ms), false);
     }
+    const pf = res.prefill?.[OURS], pp = res.prefill?.[PEER];
+    if (pf) {
+        const label = `4 streams + a ${pf.promptTokens}-token prompt: inter-token p99`;
+        row(label, "ms", pf.withPrefillP99Ms, pp?.withPrefillP99Ms, false);
+        row(`${label} / without it`, "x", pf.withPrefillP99Ms / pf.baselineP99Ms, pp ? pp.withPrefillP99Ms / pp.baselineP99Ms : null, false);
+        row(`4 streams + a ${pf.promptTokens}-token prompt: largest gap`, "ms", pf.withPrefillMaxMs, pp?.withPrefillMaxMs, false);
+    }
     const one = res.points.find((p) => p.concurrency === 1)?.runtimes[OURS]?.tokensPerSecond;
     const eight = res.points.find((p) => p.concurrency === 8)?.runtimes[OURS]?.tokensPerSecond;
     if (one && eight) rows.push({ suite: "serve", test: "8 streams / 1 stream (aggregate)", model, threads: res.threads, unit: "x", llamafuse: eight / one, nodeLlamaCpp: null, ratio: null, llamaBench: null });
@@ -323,7 +405,7 @@ export async function serveSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "se
     if (o.quick) {
         runs.push({ model: stories ?? (await cachedSynthModel(DEPTH_MODEL_QUICK, { dir: o.cacheDir, name: "bench-tiny" })), sizes: { concurrency: [1, 4], genTokens: 16, promptTokens: 16, reps: 1 } });
     } else {
-        if (stories) runs.push({ model: stories, sizes: {} });
+        if (stories) runs.push({ model: stories, sizes: { prefillTokens: 2048 } });
         if (!o.model) {
             const big = await cachedSynthModel(MODEL_1B, { dir: o.cacheDir, name: "bench-1b", onWrite: (f) => o.log(`writing ${f} (random weights, once)`) });
             runs.push({ model: big, sizes: { genTokens: 16, promptTokens: 16, reps: 2 } });

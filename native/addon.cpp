@@ -12,17 +12,25 @@
 
 #include "attention_binding.h"
 
+#include <mutex>
+
 using namespace llamafuse;
 
 static Napi::Value SystemInfo(const Napi::CallbackInfo & info) {
     return Napi::String::New(info.Env(), llama_print_system_info());
 }
 
+// Init runs once per environment (the main thread and each worker_thread that loads the addon).
+// The process-wide native setup happens once; everything that holds JS values is per environment
+// (AddonData in common.h).
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-    llama_backend_init();
-    log_install();
-    abort_guard_install();
-    attention_switch_install();
+    static std::once_flag process_init;
+    std::call_once(process_init, [] {
+        llama_backend_init();
+        log_install();
+        abort_guard_install();
+        attention_switch_install();
+    });
     exports.Set("NativeModel", NativeModel::define(env));
     exports.Set("NativeContext", NativeContext::define(env));
     exports.Set("NativeSampler", NativeSampler::define(env));

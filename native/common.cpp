@@ -2,6 +2,25 @@
 
 namespace llamafuse {
 
+AddonData & addon_data(Napi::Env env) {
+    AddonData * d = env.GetInstanceData<AddonData>();
+    if (!d) {
+        d = new AddonData(env);
+        env.SetInstanceData<AddonData>(d); // deleted by node-addon-api when `env` is torn down
+    }
+    return *d;
+}
+
+void AddonData::set_constructor(const std::string & name, Napi::Function fn) {
+    constructors[name] = Napi::Persistent(fn);
+}
+
+Napi::Object AddonData::construct(const std::string & name) {
+    auto it = constructors.find(name);
+    if (it == constructors.end()) throw Napi::Error::New(env, "llamafuse: class " + name + " was not registered");
+    return it->second.New({});
+}
+
 Napi::Error make_error(Napi::Env env, const std::string & code, const std::string & message) {
     Napi::Error err = Napi::Error::New(env, message);
     err.Set("code", Napi::String::New(env, code));

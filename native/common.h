@@ -7,8 +7,42 @@
 
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 namespace llamafuse {
+
+// ---- per-environment data -------------------------------------------------------------------
+// Node can load this addon into several environments at once: the main thread and every
+// worker_thread. A JS handle (a constructor, any Napi::Reference) belongs to the environment
+// that made it and must never be used from another, so NOTHING that holds a JS value may be
+// a process-wide static (a `static Napi::FunctionReference constructor` made the environment
+// that loaded the addon last own every class: SIGSEGV or "Entering the V8 API without proper
+// locking" as soon as a worker and the main thread both used it). Each environment gets one
+// AddonData (napi instance data, freed with the environment). A native class registers its
+// constructor in its define() and creates instances through it:
+//
+//     Napi::Function NativeFoo::define(Napi::Env env) {
+//         Napi::Function fn = DefineClass(env, "NativeFoo", {...});
+//         addon_data(env).set_constructor("NativeFoo", fn);
+//         return fn;
+//     }
+//     ...
+//     Napi::Object obj = addon_data(env).construct("NativeFoo");   // on the main thread of `env`
+//
+// Process-wide native state (llama.cpp's backend, log routing, the abort guard, the attention
+// hooks) is set up once per process in addon.cpp and holds no JS values.
+struct AddonData {
+    explicit AddonData(Napi::Env env) : env(env) {}
+    Napi::Env env;
+    std::unordered_map<std::string, Napi::FunctionReference> constructors;
+
+    void set_constructor(const std::string & name, Napi::Function fn);
+    // A new instance of a registered class (throws a JS error if `name` was never registered).
+    Napi::Object construct(const std::string & name);
+};
+
+// This environment's AddonData, created on first use.
+AddonData & addon_data(Napi::Env env);
 
 // An error that crosses to JS as {message, code}; src/errors.ts wraps it in LlamaError.
 struct CodedError : std::runtime_error {

@@ -4,12 +4,11 @@
 #include "attention_switch.h"
 #include "log.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
 namespace llamafuse {
-
-Napi::FunctionReference NativeContext::constructor;
 
 Napi::Function NativeContext::define(Napi::Env env) {
     Napi::Function fn = DefineClass(env, "NativeContext", {
@@ -26,8 +25,7 @@ Napi::Function NativeContext::define(Napi::Env env) {
         InstanceMethod("setAttention", &NativeContext::SetAttention),
         InstanceMethod("dispose", &NativeContext::Dispose),
     });
-    constructor = Napi::Persistent(fn);
-    constructor.SuppressDestruct();
+    addon_data(env).set_constructor("NativeContext", fn);
     return fn;
 }
 
@@ -36,6 +34,17 @@ NativeContext::NativeContext(const Napi::CallbackInfo & info) : Napi::ObjectWrap
 NativeContext::~NativeContext() { free_native(); }
 
 void NativeContext::free_native() {
+    if (ctx_ && broken_.load()) {
+        // A decode asserted part-way: llama.cpp's state (the KV cache, a half-run graph, maybe
+        // compute threads still waiting at a barrier of that graph) is unknown, and freeing it
+        // could touch that state or wait on those threads forever. Leave it allocated: a bounded
+        // leak, once per such failure, instead of a crash or a hang.
+        ctx_ = nullptr;
+        threadpool_ = nullptr;
+        llama_batch_free(batch_);
+        batch_ = {};
+        if (model_) model_->context_closed();
+    }
     if (ctx_) {
         llama_free(ctx_);
         ctx_ = nullptr;
@@ -59,6 +68,7 @@ void NativeContext::release() { busy_.store(false); }
 
 Napi::Value NativeContext::check_usable(Napi::Env env) {
     if (disposed()) return rejected(env, "ERR_DISPOSED", "the context is disposed");
+    if (broken_.load()) return rejected(env, "ERR_CONTEXT_BROKEN", "this context is unusable: " + broken_why_);
     if (!try_acquire()) return rejected(env, "ERR_BUSY", "another operation is running on this context");
     return Napi::Value();
 }
@@ -125,7 +135,7 @@ protected:
     }
 
     Napi::Value result(Napi::Env env) override {
-        Napi::Object obj = NativeContext::constructor.New({});
+        Napi::Object obj = addon_data(env).construct("NativeContext");
         NativeContext * c = NativeContext::Unwrap(obj);
         c->model_ref_ = Napi::Persistent(model_obj_.Value());
         c->model_ = model_;
@@ -150,7 +160,8 @@ protected:
         out.Set("batchSize", c->n_batch_);
         out.Set("ubatchSize", llama_n_ubatch(c->ctx_));
         out.Set("sequences", c->n_seq_);
-        out.Set("canShift", llama_memory_can_shift(llama_get_memory(c->ctx_)));
+        c->decide_shift(params_.type_k);
+        out.Set("canShift", c->can_shift_);
         return out;
     }
 
@@ -220,7 +231,25 @@ void NativeContext::decode(const std::vector<llama_token> & tokens, const std::v
             batch_.seq_id[j][0] = s;
             batch_.logits[j] = want[i];
         }
-        const int32_t r = llama_decode(ctx_, batch_);
+        int32_t r;
+        try {
+            // The guard turns a GGML_ASSERT reached on this thread (graph building, and ggml's
+            // compute thread 0, which is this thread) into an exception. That is safe to unwind:
+            // llama_decode holds no lock of ours or llama.cpp's here (a llama_context has no
+            // mutex; ggml's threadpool takes its mutex only to kick off and stop its workers,
+            // which asserts nothing), and the exception frees only this call's own RAII objects.
+            // What it leaves behind is unknown, so the context is marked broken, never decoded
+            // again and never freed (free_native). Asserts on ggml's other compute threads still
+            // abort: inputs that could reach them are refused before llama.cpp sees them
+            // (model_checks.h at load, the checks in Create and the KV methods here).
+            AbortGuard guard;
+            r = llama_decode(ctx_, batch_);
+        } catch (const GgmlAbort & e) {
+            abort_flag_ = nullptr;
+            broken_why_ = std::string("llama.cpp failed an assertion during a forward (") + e.what() + ")";
+            broken_.store(true);
+            throw CodedError("ERR_CONTEXT_BROKEN", broken_why_ + "; the context cannot be used again: dispose it");
+        }
         if (r != 0) {
             rollback();
             abort_flag_ = nullptr;
@@ -307,6 +336,7 @@ Napi::Value NativeContext::Forward(const Napi::CallbackInfo & info) {
 
 void NativeContext::check_kv_op(Napi::Env env) {
     if (disposed()) throw make_error(env, "ERR_DISPOSED", "the context is disposed");
+    if (broken_.load()) throw make_error(env, "ERR_CONTEXT_BROKEN", "this context is unusable: " + broken_why_);
     if (busy_.load()) throw make_error(env, "ERR_BUSY", "another operation is running on this context");
 }
 
@@ -341,13 +371,57 @@ Napi::Value NativeContext::KvKeepOnly(const Napi::CallbackInfo & info) {
     return info.Env().Undefined();
 }
 
+// Whether kv.shift is allowed, decided once at creation. llama.cpp's memory may say it can
+// shift, and then the forward after a shift dies in ggml: a bf16 cache has no CPU rope kernel
+// ("ops.cpp: fatal error"), and a quantized K cache is dequantized, roped and requantized in
+// a way that crashes (SIGSEGV) unless the K head size is a multiple of 64 (the sizes for
+// which llama.cpp also sets up its Hadamard rotation; 32, 96, 160 and 224 crashed).
+void NativeContext::decide_shift(ggml_type type_k) {
+    can_shift_ = llama_memory_can_shift(llama_get_memory(ctx_));
+    const int32_t head = model_ ? model_->head_dim_k() : 0;
+    if (!can_shift_) {
+        no_shift_why_ = "this model's memory does not support position shifts";
+    } else if (type_k == GGML_TYPE_BF16) {
+        can_shift_ = false;
+        no_shift_why_ = "a bf16 KV cache cannot be shifted (ggml's CPU rope has no bf16 kernel): use f16, f32 or q8_0";
+    } else if (ggml_is_quantized(type_k) && (head <= 0 || head % 64 != 0)) {
+        can_shift_ = false;
+        no_shift_why_ = std::string("a ") + ggml_type_name(type_k) + " KV cache can be shifted only when the K head size is a multiple of 64 (this model's is " +
+                        std::to_string(head) + "): use an f16 or f32 cache";
+    }
+}
+
+static bool is_int_in(const Napi::Value & v, double lo, double hi, double & out) {
+    if (!v.IsNumber()) return false;
+    out = v.As<Napi::Number>().DoubleValue();
+    return std::isfinite(out) && std::floor(out) == out && out >= lo && out <= hi;
+}
+
 Napi::Value NativeContext::KvShift(const Napi::CallbackInfo & info) {
-    check_kv_op(info.Env());
+    Napi::Env env = info.Env();
+    check_kv_op(env);
+    if (!can_shift_) throw make_error(env, "ERR_UNSUPPORTED", no_shift_why_);
     llama_memory_t mem = llama_get_memory(ctx_);
-    if (!llama_memory_can_shift(mem)) throw make_error(info.Env(), "ERR_UNSUPPORTED", "this model's memory does not support position shifts");
-    llama_seq_id s = arg_pos(info, 0);
-    llama_memory_seq_add(mem, s, arg_pos(info, 1), arg_pos(info, 2), arg_pos(info, 3));
-    return info.Env().Undefined();
+    double seq, p0, p1, delta;
+    if (!is_int_in(info[0], 0, n_seq_ - 1.0, seq)) throw make_error(env, "ERR_INVALID_SEQUENCE", "sequence must be an integer between 0 and " + std::to_string(n_seq_ - 1));
+    if (!is_int_in(info[1], -1, INT32_MAX, p0) || !is_int_in(info[2], -1, INT32_MAX, p1)) {
+        throw make_error(env, "ERR_INVALID_OPTION", "p0 and p1 must be integers between -1 (open end) and 2^31-1");
+    }
+    // Positions are int32 and a sequence may not pass the context's last position: a shift
+    // that would move a cell past n_ctx - 1 (or overflow int32, which made cells vanish) is
+    // refused; cells moved below 0 are dropped, as llama.cpp documents.
+    if (!is_int_in(info[3], -(double) INT32_MAX, (double) INT32_MAX, delta)) {
+        throw make_error(env, "ERR_INVALID_OPTION", "delta must be an integer between -(2^31-1) and 2^31-1");
+    }
+    const llama_seq_id s = (llama_seq_id) seq;
+    const double pos_max = llama_memory_seq_pos_max(mem, s);
+    const double top = p1 < 0 ? pos_max : std::min(pos_max, p1 - 1);
+    if (pos_max >= 0 && top >= std::max(p0, 0.0) && top + delta > n_ctx_ - 1.0) {
+        throw make_error(env, "ERR_INVALID_OPTION", "shifting by " + std::to_string((long long) delta) + " would move position " +
+                         std::to_string((long long) top) + " past the context's last position (" + std::to_string(n_ctx_ - 1) + ")");
+    }
+    llama_memory_seq_add(mem, s, (llama_pos) p0, (llama_pos) p1, (llama_pos) delta);
+    return env.Undefined();
 }
 
 Napi::Value NativeContext::KvClear(const Napi::CallbackInfo & info) {
@@ -432,9 +506,12 @@ protected:
         llama_context * ctx = c_->ctx();
         const size_t row = sizeof(int32_t) + sizeof(float) * c_->n_vocab();
         uint64_t n = 0;
-        if (blob_.size() < sizeof n) bad();
+        // [u64 n][n bytes][u32 count]: at least 12 bytes (a shorter blob made the bound below
+        // wrap around), and llama.cpp's part is never empty (an empty one "loaded" and left the
+        // previous cache in place).
+        if (blob_.size() < sizeof n + sizeof(uint32_t)) bad();
         memcpy(&n, blob_.data(), sizeof n);
-        if (n > blob_.size() - sizeof n - sizeof(uint32_t)) bad();
+        if (n == 0 || n > blob_.size() - sizeof n - sizeof(uint32_t)) bad();
         const uint8_t * p = blob_.data() + sizeof n;
         size_t used;
         {

@@ -11,6 +11,7 @@
 #include "llama.h"
 
 #include <atomic>
+#include <string>
 #include <vector>
 
 namespace llamafuse {
@@ -18,7 +19,6 @@ namespace llamafuse {
 class NativeContext : public Napi::ObjectWrap<NativeContext> {
 public:
     static Napi::Function define(Napi::Env env);
-    static Napi::FunctionReference constructor;
     NativeContext(const Napi::CallbackInfo & info);
     ~NativeContext() override;
 
@@ -47,6 +47,10 @@ public:
     bool try_acquire();
     void release();
     bool disposed() const { return ctx_ == nullptr; }
+    // Set when llama.cpp GGML_ASSERTed inside a decode (see decode()): from then on every call
+    // rejects with ERR_CONTEXT_BROKEN and dispose releases the context without calling into
+    // llama.cpp.
+    bool broken() const { return broken_.load(); }
     Napi::Value check_usable(Napi::Env env); // a rejected promise, or empty when usable
 
 private:
@@ -65,6 +69,7 @@ private:
     Napi::Value Dispose(const Napi::CallbackInfo & info);
 
     void check_kv_op(Napi::Env env);
+    void decide_shift(ggml_type type_k);
     void free_native();
     static bool on_abort_check(void * self);
 
@@ -81,6 +86,10 @@ private:
     std::vector<float> last_logits_;
     std::vector<uint8_t> has_logits_;
     std::atomic<bool> busy_{false};
+    std::atomic<bool> broken_{false};
+    std::string broken_why_;               // written before broken_ is set
+    bool can_shift_ = false;
+    std::string no_shift_why_;
     const int32_t * abort_flag_ = nullptr; // of the forward in progress
 };
 

@@ -1,5 +1,6 @@
 #include "gguf_metadata.h"
 
+#include "ggml.h"
 #include "gguf.h"
 
 #include <cstring>
@@ -19,10 +20,23 @@ static size_t scalar_size(int type) {
 }
 
 GgufMetadata gguf_metadata_read(const std::string & path) {
-    gguf_init_params params = {/*no_alloc*/ true, /*ctx*/ nullptr};
+    // With a (no_alloc) ggml context: the tensor infos come back as ggml tensors, with their dims.
+    ggml_context * tensors_ctx = nullptr;
+    gguf_init_params params = {/*no_alloc*/ true, /*ctx*/ &tensors_ctx};
     std::unique_ptr<gguf_context, void (*)(gguf_context *)> ctx(gguf_init_from_file(path.c_str(), params), gguf_free);
+    std::unique_ptr<ggml_context, void (*)(ggml_context *)> tctx(tensors_ctx, ggml_free);
     if (!ctx) throw std::runtime_error("cannot parse GGUF metadata of " + path);
     GgufMetadata meta;
+    const int64_t n_tensors = gguf_get_n_tensors(ctx.get());
+    meta.tensors.reserve(n_tensors);
+    for (int64_t i = 0; i < n_tensors; ++i) {
+        GgufTensor t;
+        t.name = gguf_get_tensor_name(ctx.get(), i);
+        t.type = (int) gguf_get_tensor_type(ctx.get(), i);
+        const ggml_tensor * gt = tctx ? ggml_get_tensor(tctx.get(), t.name.c_str()) : nullptr;
+        t.n_dims = gt ? ggml_n_dims(gt) : 0;
+        meta.tensors.push_back(std::move(t));
+    }
     const int64_t n = gguf_get_n_kv(ctx.get());
     meta.entries.reserve(n);
     for (int64_t i = 0; i < n; ++i) {
@@ -52,6 +66,32 @@ GgufMetadata gguf_metadata_read(const std::string & path) {
         meta.entries.emplace_back(gguf_get_key(ctx.get(), i), std::move(v));
     }
     return meta;
+}
+
+const GgufValue * GgufMetadata::find(const std::string & key) const {
+    for (const auto & [k, v] : entries) if (k == key) return &v;
+    return nullptr;
+}
+
+template <typename T>
+static T read_at(const std::vector<uint8_t> & raw, size_t i);
+
+bool GgufMetadata::number(const std::string & key, double & out) const {
+    const GgufValue * v = find(key);
+    if (!v || v->is_array || v->raw.empty()) return false;
+    switch (v->type) {
+        case GGUF_TYPE_UINT8: out = read_at<uint8_t>(v->raw, 0); return true;
+        case GGUF_TYPE_INT8: out = read_at<int8_t>(v->raw, 0); return true;
+        case GGUF_TYPE_UINT16: out = read_at<uint16_t>(v->raw, 0); return true;
+        case GGUF_TYPE_INT16: out = read_at<int16_t>(v->raw, 0); return true;
+        case GGUF_TYPE_UINT32: out = read_at<uint32_t>(v->raw, 0); return true;
+        case GGUF_TYPE_INT32: out = read_at<int32_t>(v->raw, 0); return true;
+        case GGUF_TYPE_UINT64: out = (double) read_at<uint64_t>(v->raw, 0); return true;
+        case GGUF_TYPE_INT64: out = (double) read_at<int64_t>(v->raw, 0); return true;
+        case GGUF_TYPE_FLOAT32: out = read_at<float>(v->raw, 0); return true;
+        case GGUF_TYPE_FLOAT64: out = read_at<double>(v->raw, 0); return true;
+        default: return false;
+    }
 }
 
 template <typename T>

@@ -18,8 +18,19 @@ struct GgufValue {
     size_t count = 0;
 };
 
+struct GgufTensor {
+    std::string name;
+    int type = 0;   // ggml_type
+    int n_dims = 0;
+};
+
 struct GgufMetadata {
     std::vector<std::pair<std::string, GgufValue>> entries;
+    std::vector<GgufTensor> tensors;
+
+    const GgufValue * find(const std::string & key) const;
+    // A numeric scalar as a double (false if absent, an array, or not a number).
+    bool number(const std::string & key, double & out) const;
 };
 
 // Throws std::runtime_error when the file cannot be parsed.

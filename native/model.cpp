@@ -3,14 +3,13 @@
 #include "abort_guard.h"
 #include "gguf_metadata.h"
 #include "log.h"
+#include "model_checks.h"
 
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace llamafuse {
-
-Napi::FunctionReference NativeModel::constructor;
 
 Napi::Function NativeModel::define(Napi::Env env) {
     Napi::Function fn = DefineClass(env, "NativeModel", {
@@ -21,8 +20,7 @@ Napi::Function NativeModel::define(Napi::Env env) {
         InstanceMethod("applyChatTemplate", &NativeModel::ApplyChatTemplate),
         InstanceMethod("dispose", &NativeModel::Dispose),
     });
-    constructor = Napi::Persistent(fn);
-    constructor.SuppressDestruct();
+    addon_data(env).set_constructor("NativeModel", fn);
     return fn;
 }
 
@@ -37,6 +35,15 @@ NativeModel::~NativeModel() {
 void NativeModel::adopt(llama_model * model) {
     model_ = model;
     vocab_ = llama_model_get_vocab(model);
+    has_tokenizer_ = llama_vocab_type(vocab_) != LLAMA_VOCAB_TYPE_NONE && llama_vocab_n_tokens(vocab_) > 0;
+}
+
+static const char * kNoTokenizer = "this model has no tokenizer (its tokenizer.ggml.model is \"none\" or its vocabulary is empty)";
+
+Napi::Value NativeModel::check_tokenizer(Napi::Env env) {
+    if (disposed()) return rejected(env, "ERR_DISPOSED", "the model is disposed");
+    if (!has_tokenizer_) return rejected(env, "ERR_UNSUPPORTED", kNoTokenizer);
+    return Napi::Value();
 }
 
 // ---- load ----------------------------------------------------------------------------------
@@ -45,7 +52,7 @@ void NativeModel::adopt(llama_model * model) {
 struct ModelFacts {
     std::string architecture, name, description, vocab_type, chat_template;
     uint64_t parameters = 0, size_bytes = 0;
-    int32_t layers = 0, embedding = 0, heads = 0, heads_kv = 0, train_ctx = 0, vocab_size = 0;
+    int32_t layers = 0, embedding = 0, heads = 0, heads_kv = 0, train_ctx = 0, vocab_size = 0, head_dim_k = 0;
     int32_t bos = -1, eos = -1, eot = -1, nl = -1, pad = -1;
     bool add_bos = false, add_eos = false, has_encoder = false, is_recurrent = false;
 };
@@ -98,8 +105,20 @@ protected:
         params_.progress_callback = &ModelLoadWorker::on_progress;
         params_.progress_callback_user_data = this;
         set_mmap_mlock();
+        // Our own checks first, on the metadata alone: what llama.cpp would load and then
+        // crash on (model_checks.h) is refused before it reads anything.
         log_clear_error();
         AbortGuard guard;
+        try {
+            metadata_ = gguf_metadata_read(path_);
+        } catch (const std::exception & e) {
+            throw CodedError("ERR_INVALID_MODEL", std::string("invalid GGUF file ") + path_ + ": " + e.what());
+        }
+        model_check_vocab(metadata_);
+        if (!params_.vocab_only) {
+            model_check_tensors(metadata_);
+            model_check_hparams(metadata_);
+        }
         try {
             model_ = llama_model_load_from_file(path_.c_str(), params_);
         } catch (const GgmlAbort & e) {
@@ -113,11 +132,6 @@ protected:
         }
         if (__atomic_load_n(abort_flag_, __ATOMIC_ACQUIRE)) throw CodedError("ERR_ABORTED", "model loading was aborted");
         try {
-            metadata_ = gguf_metadata_read(path_);
-        } catch (const GgmlAbort & e) {
-            throw CodedError("ERR_INVALID_MODEL", std::string("invalid GGUF metadata: ") + e.what());
-        }
-        try {
             collect_facts();
         } catch (const GgmlAbort & e) {
             throw CodedError("ERR_INVALID_MODEL", std::string("invalid model: ") + e.what());
@@ -125,8 +139,9 @@ protected:
     }
 
     Napi::Value result(Napi::Env env) override {
-        Napi::Object obj = NativeModel::constructor.New({});
+        Napi::Object obj = addon_data(env).construct("NativeModel");
         NativeModel::Unwrap(obj)->adopt(model_);
+        NativeModel::Unwrap(obj)->set_head_dim_k(facts_.head_dim_k);
         model_ = nullptr;
         Napi::Object info = Napi::Object::New(env);
         info.Set("architecture", facts_.architecture);
@@ -196,6 +211,9 @@ private:
         if (facts_.layers > 0) {
             facts_.heads = llama_model_n_head(model_);
             facts_.heads_kv = llama_model_n_head_kv(model_);
+            double key_length = 0;
+            if (metadata_.number(facts_.architecture + ".attention.key_length", key_length)) facts_.head_dim_k = (int32_t) key_length;
+            else if (facts_.heads > 0) facts_.head_dim_k = facts_.embedding / facts_.heads;
         }
         facts_.train_ctx = llama_model_n_ctx_train(model_);
         facts_.vocab_size = llama_vocab_n_tokens(vocab);
@@ -244,6 +262,20 @@ public:
 protected:
     void run() override {
         if (text_.size() > (size_t) INT32_MAX / 2) throw CodedError("ERR_INVALID_OPTION", "text is too long to tokenize");
+        // llama.cpp's tokenizers GGML_ASSERT on odd vocabularies (the guard makes that an
+        // exception: no locks are held and only this call's own containers unwind), and an SPM
+        // vocabulary without byte fallback throws std::out_of_range ("unordered_map::at") for a
+        // character it has no token for.
+        AbortGuard guard;
+        try {
+            tokenize();
+        } catch (const GgmlAbort & e) {
+            throw CodedError("ERR_INVALID_MODEL", std::string("llama.cpp's tokenizer failed on this model's vocabulary: ") + e.what());
+        } catch (const std::out_of_range &) {
+            throw CodedError("ERR_UNSUPPORTED", "this model's vocabulary cannot encode the text: it has no token (and no byte fallback) for some of its characters");
+        }
+    }
+    void tokenize() {
         tokens_.resize(text_.size() + 8);
         int32_t n = llama_tokenize(vocab_, text_.data(), (int32_t) text_.size(), tokens_.data(), (int32_t) tokens_.size(), add_special_, parse_special_);
         if (n < 0) {
@@ -268,7 +300,8 @@ private:
 };
 
 Napi::Value NativeModel::Tokenize(const Napi::CallbackInfo & info) {
-    if (disposed()) return rejected(info.Env(), "ERR_DISPOSED", "the model is disposed");
+    Napi::Value bad = check_tokenizer(info.Env());
+    if (!bad.IsEmpty()) return bad;
     return (new TokenizeWorker(info, this))->start();
 }
 
@@ -289,6 +322,14 @@ public:
 
 protected:
     void run() override {
+        AbortGuard guard; // as in TokenizeWorker
+        try {
+            detokenize();
+        } catch (const GgmlAbort & e) {
+            throw CodedError("ERR_INVALID_MODEL", std::string("llama.cpp's detokenizer failed on this model's vocabulary: ") + e.what());
+        }
+    }
+    void detokenize() {
         text_.resize(tokens_.size() * 8 + 16);
         int32_t n = llama_detokenize(vocab_, tokens_.data(), (int32_t) tokens_.size(), text_.data(), (int32_t) text_.size(), remove_special_, unparse_special_);
         if (n < 0) {
@@ -311,7 +352,8 @@ private:
 };
 
 Napi::Value NativeModel::Detokenize(const Napi::CallbackInfo & info) {
-    if (disposed()) return rejected(info.Env(), "ERR_DISPOSED", "the model is disposed");
+    Napi::Value bad = check_tokenizer(info.Env());
+    if (!bad.IsEmpty()) return bad;
     return (new DetokenizeWorker(info, this))->start();
 }
 
@@ -320,13 +362,15 @@ Napi::Value NativeModel::Detokenize(const Napi::CallbackInfo & info) {
 Napi::Value NativeModel::TokenPieces(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (disposed()) throw make_error(env, "ERR_DISPOSED", "the model is disposed");
+    if (!has_tokenizer_) throw make_error(env, "ERR_UNSUPPORTED", kNoTokenizer);
     std::vector<llama_token> tokens = read_tokens(info[0]);
     bool special = info[1].As<Napi::Boolean>().Value();
     std::string bytes;
     Napi::Uint32Array offsets = Napi::Uint32Array::New(env, tokens.size() + 1);
     char buf[256];
     offsets[0] = 0;
-    for (size_t i = 0; i < tokens.size(); ++i) {
+    AbortGuard guard; // a GGML_ASSERT in a piece lookup becomes a JS error, as in TokenizeWorker
+    for (size_t i = 0; i < tokens.size(); ++i) try {
         int32_t n = llama_token_to_piece(vocab_, tokens[i], buf, sizeof buf, 0, special);
         if (n < 0) {
             std::string big(-n, '\0');
@@ -336,6 +380,8 @@ Napi::Value NativeModel::TokenPieces(const Napi::CallbackInfo & info) {
             bytes.append(buf, n);
         }
         offsets[i + 1] = (uint32_t) bytes.size();
+    } catch (const std::exception & e) {
+        throw make_error(env, "ERR_INVALID_MODEL", std::string("llama.cpp could not render token ") + std::to_string(tokens[i]) + ": " + e.what());
     }
     Napi::Object out = Napi::Object::New(env);
     out.Set("bytes", Napi::Buffer<char>::Copy(env, bytes.data(), bytes.size()));

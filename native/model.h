@@ -14,15 +14,23 @@ namespace llamafuse {
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
 public:
     static Napi::Function define(Napi::Env env);
-    static Napi::FunctionReference constructor;
     NativeModel(const Napi::CallbackInfo & info);
     ~NativeModel() override;
 
     llama_model * model() const { return model_; }
     const llama_vocab * vocab() const { return vocab_; }
     bool disposed() const { return model_ == nullptr; }
+    // False for a vocabulary of type "none" or with no tokens: llama.cpp's tokenizer, piece
+    // lookups, grammar and DRY samplers all GGML_ASSERT on one.
+    bool has_tokenizer() const { return has_tokenizer_; }
+    // K head size (key_length, or embedding / heads); 0 when unknown (vocab-only, no attention).
+    int32_t head_dim_k() const { return head_dim_k_; }
+    void set_head_dim_k(int32_t d) { head_dim_k_ = d; }
     void context_opened() { ++contexts_; }
     void context_closed() { --contexts_; }
+
+    // A rejected promise (disposed, or no tokenizer), or empty when tokenizing is possible.
+    Napi::Value check_tokenizer(Napi::Env env);
 
     // Called by the load worker on the main thread.
     void adopt(llama_model * model);
@@ -38,6 +46,8 @@ private:
     llama_model * model_ = nullptr;
     const llama_vocab * vocab_ = nullptr;
     int contexts_ = 0;
+    bool has_tokenizer_ = false;
+    int32_t head_dim_k_ = 0;
 };
 
 } // namespace llamafuse

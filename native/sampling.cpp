@@ -1,6 +1,7 @@
 #include "sampling.h"
 
 #include "abort_guard.h"
+#include "grammar_check.h"
 #include "log.h"
 
 #include <algorithm>
@@ -8,8 +9,6 @@
 #include <numeric>
 
 namespace llamafuse {
-
-Napi::FunctionReference NativeSampler::constructor;
 
 Napi::Function NativeSampler::define(Napi::Env env) {
     Napi::Function fn = DefineClass(env, "NativeSampler", {
@@ -19,8 +18,7 @@ Napi::Function NativeSampler::define(Napi::Env env) {
         InstanceMethod("reset", &NativeSampler::Reset),
         InstanceMethod("dispose", &NativeSampler::Dispose),
     });
-    constructor = Napi::Persistent(fn);
-    constructor.SuppressDestruct();
+    addon_data(env).set_constructor("NativeSampler", fn);
     return fn;
 }
 
@@ -94,14 +92,21 @@ static StageSpec read_stage(const Napi::Object & o) {
     return s;
 }
 
-static llama_sampler * stage_init(const StageSpec & s, const llama_vocab * vocab, int32_t n_vocab) {
+// penaltyLastN and dryPenaltyLastN size ring buffers that llama.cpp allocates up front: 2^31-1
+// allocated gigabytes. No history is longer than the longest context the model runs, so they
+// are bounded by that (the training context, or 64K tokens if that is smaller).
+static int32_t bound_history(int32_t last_n, int32_t max_history) {
+    return last_n < 0 ? last_n : std::min(last_n, max_history);
+}
+
+static llama_sampler * stage_init(const StageSpec & s, const llama_vocab * vocab, int32_t n_vocab, int32_t max_history) {
     const std::string & k = s.kind;
     if (k == "logit_bias") return llama_sampler_init_logit_bias(n_vocab, (int32_t) s.bias.size(), s.bias.data());
-    if (k == "penalties") return llama_sampler_init_penalties(n_vocab, s.n, (float) s.a, (float) s.b, (float) s.c);
+    if (k == "penalties") return llama_sampler_init_penalties(n_vocab, bound_history(s.n, max_history), (float) s.a, (float) s.b, (float) s.c);
     if (k == "dry") {
         std::vector<const char *> br;
         for (const auto & b : s.breakers) br.push_back(b.c_str());
-        return llama_sampler_init_dry(vocab, (float) s.a, (float) s.b, s.n, s.m, br.data(), br.size());
+        return llama_sampler_init_dry(vocab, (float) s.a, (float) s.b, s.n, bound_history(s.m, max_history), br.data(), br.size());
     }
     if (k == "top_k") return llama_sampler_init_top_k(s.n);
     if (k == "top_p") return llama_sampler_init_top_p((float) s.a, 1);
@@ -130,6 +135,14 @@ public:
             grammar_ = g.As<Napi::String>().Utf8Value();
             has_grammar_ = true;
         }
+        // Lazy grammar (tool calls): free output until a trigger pattern or token appears.
+        if (cfg.Has("triggerPatterns")) {
+            lazy_ = true;
+            Napi::Array pats = cfg.Get("triggerPatterns").As<Napi::Array>();
+            for (uint32_t i = 0; i < pats.Length(); ++i) trigger_patterns_.push_back(pats.Get(i).As<Napi::String>().Utf8Value());
+            Napi::Array toks = cfg.Get("triggerTokens").As<Napi::Array>();
+            for (uint32_t i = 0; i < toks.Length(); ++i) trigger_tokens_.push_back(toks.Get(i).As<Napi::Number>().Int32Value());
+        }
         vocab_ = m->vocab();
     }
     ~SamplerCreateWorker() override {
@@ -141,13 +154,28 @@ protected:
     void run() override {
         if (m_->disposed()) throw CodedError("ERR_DISPOSED", "the model is disposed");
         n_vocab_ = llama_vocab_n_tokens(vocab_);
+        const bool needs_vocab = has_grammar_ || std::any_of(stages_.begin(), stages_.end(), [](const StageSpec & s) { return s.kind == "dry"; });
+        if (needs_vocab && !m_->has_tokenizer()) {
+            throw CodedError("ERR_UNSUPPORTED", "grammar and DRY sampling need the model's token texts, and this model has no tokenizer");
+        }
         if (has_grammar_) {
-            // The parser reports syntax errors by returning NULL; the guard turns any
-            // GGML_ASSERT reached by odd input into an exception instead of an abort.
+            // What llama.cpp's parser and checks let through and then crash or hang on (depth,
+            // left recursion behind nullable rules, exploding repetitions) is refused first;
+            // the parse error detail comes back in the message (grammar_check.h).
+            grammar_check(vocab_, grammar_);
+            // The guard turns any GGML_ASSERT reached by odd input into an exception instead of
+            // an abort (the grammar code holds no locks; only its own containers unwind).
             log_clear_error();
             AbortGuard guard;
             try {
-                grammar_smpl_ = llama_sampler_init_grammar(vocab_, grammar_.c_str(), "root");
+                if (lazy_) {
+                    std::vector<const char *> pats;
+                    for (const auto & p : trigger_patterns_) pats.push_back(p.c_str());
+                    grammar_smpl_ = llama_sampler_init_grammar_lazy_patterns(vocab_, grammar_.c_str(), "root", pats.data(), pats.size(),
+                                                                             trigger_tokens_.data(), trigger_tokens_.size());
+                } else {
+                    grammar_smpl_ = llama_sampler_init_grammar(vocab_, grammar_.c_str(), "root");
+                }
             } catch (const std::exception & e) {
                 throw CodedError("ERR_INVALID_GRAMMAR", std::string("invalid GBNF grammar: ") + e.what());
             }
@@ -159,15 +187,21 @@ protected:
         llama_sampler_chain_params cp = llama_sampler_chain_default_params();
         cp.no_perf = true;
         chain_ = llama_sampler_chain_init(cp);
+        AbortGuard guard; // stage constructors (DRY reads every token's text) may assert
         for (const StageSpec & s : stages_) {
-            llama_sampler * st = stage_init(s, vocab_, n_vocab_);
+            llama_sampler * st;
+            try {
+                st = stage_init(s, vocab_, n_vocab_, std::max<int32_t>(llama_model_n_ctx_train(m_->model()), 65536));
+            } catch (const GgmlAbort & e) {
+                throw CodedError("ERR_INVALID_OPTION", "llama.cpp could not create the \"" + s.kind + "\" sampler: " + e.what());
+            }
             if (!st) throw CodedError("ERR_NATIVE", "llama.cpp could not create the \"" + s.kind + "\" sampler");
             llama_sampler_chain_add(chain_, st);
         }
     }
 
     Napi::Value result(Napi::Env env) override {
-        Napi::Object obj = NativeSampler::constructor.New({});
+        Napi::Object obj = addon_data(env).construct("NativeSampler");
         NativeSampler * s = NativeSampler::Unwrap(obj);
         s->model_ref_ = Napi::Persistent(model_obj_.Value());
         s->model_ = m_;
@@ -186,6 +220,9 @@ private:
     std::vector<StageSpec> stages_;
     std::string grammar_;
     bool has_grammar_ = false;
+    bool lazy_ = false;
+    std::vector<std::string> trigger_patterns_;
+    std::vector<llama_token> trigger_tokens_;
     const llama_vocab * vocab_ = nullptr;
     int32_t n_vocab_ = 0;
     llama_sampler * chain_ = nullptr;

@@ -25,7 +25,6 @@ struct SampleResult {
 class NativeSampler : public Napi::ObjectWrap<NativeSampler> {
 public:
     static Napi::Function define(Napi::Env env);
-    static Napi::FunctionReference constructor;
     NativeSampler(const Napi::CallbackInfo & info);
     ~NativeSampler() override;
 

@@ -9,6 +9,8 @@ export type ErrorCode =
     | "ERR_INVALID_GRAMMAR"
     | "ERR_CONTEXT_FULL"
     | "ERR_CONTEXT_CREATE"
+    /** llama.cpp failed an assertion inside this context's decode: it cannot be used again (dispose it). */
+    | "ERR_CONTEXT_BROKEN"
     | "ERR_NO_LOGITS"
     | "ERR_NO_CANDIDATES"
     | "ERR_NO_CHAT_TEMPLATE"

@@ -4,6 +4,15 @@ import { SingleBar } from "cli-progress";
 import { LlamaError } from "../errors.js";
 import { loadModel, type LoadModelOptions, type Model } from "../model.js";
 
+// A reader that closes the pipe early (`llamafuse info --json model.gguf | head`) is not an
+// error: stop quietly, as cat and grep do, instead of dying on an unhandled EPIPE.
+for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+        if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+        throw err;
+    });
+}
+
 /** Thrown for user mistakes found by the CLI itself (as opposed to the API). */
 export class CliError extends Error {
     readonly exitCode: number;

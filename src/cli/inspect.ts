@@ -1,7 +1,8 @@
 // `llamafuse info` and `llamafuse tokenize`: what a model file is, and how it splits text.
 import type { Command } from "commander";
+import { LlamaError } from "../errors.js";
 import type { Model } from "../model.js";
-import { action, openModel } from "./common.js";
+import { action, note, openModel } from "./common.js";
 import { addModelFlags, loadOptionsFrom, type ModelFlags } from "./options.js";
 
 /** Array values longer than this are shown as their length and first few items. */
@@ -55,6 +56,24 @@ export function showPiece(bytes: Uint8Array): string {
     }
 }
 
+/**
+ * The model for `info`: loaded whole, or, when that fails (a vocabulary-only GGUF such as
+ * llama.cpp's ggml-vocab-*.gguf has no weights), its vocabulary and metadata only, saying why.
+ */
+async function openForInfo(path: string, opts: ModelFlags & { json?: boolean }): Promise<Model> {
+    const options = loadOptionsFrom(opts);
+    try {
+        return await openModel(path, options, !!opts.json);
+    } catch (err) {
+        if (options.vocabOnly || !(err instanceof LlamaError) || err.code !== "ERR_INVALID_MODEL") throw err;
+        const model = await openModel(path, { ...options, vocabOnly: true }, true).catch(() => {
+            throw err; // not even its vocabulary loads: the first error says most
+        });
+        note(`note: showing the vocabulary and metadata only; the model itself did not load (${err.message})`);
+        return model;
+    }
+}
+
 export function registerInspect(program: Command): void {
     addModelFlags(
         program
@@ -63,7 +82,7 @@ export function registerInspect(program: Command): void {
             .argument("<model>", "path to a .gguf file")
             .option("--json", "print JSON instead of tables"),
     ).action(action(async (path: string, opts: ModelFlags & { json?: boolean }) => {
-        const model = await openModel(path, loadOptionsFrom(opts), !!opts.json);
+        const model = await openForInfo(path, opts);
         try {
             if (opts.json) {
                 process.stdout.write(JSON.stringify(jsonSafe(model.info), null, 2) + "\n");

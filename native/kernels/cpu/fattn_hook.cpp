@@ -14,17 +14,27 @@
 namespace llamafuse {
 namespace {
 
-// Lock-free lookup on the hot path; a mutex only serialises registration.
-constexpr int MAX_POOLS = 256;
-std::atomic<ggml_threadpool *> g_fused_pools[MAX_POOLS];
+// The fused threadpools: lock-free lookup on the hot path, a mutex only serialises
+// registration. Slots live in blocks of 256 that are appended as needed and never freed or
+// moved, so a reader can walk them while a writer adds one: no fixed limit on live fused
+// contexts (there was one, 256, past which contexts said "fused" and silently ran ggml's
+// kernel). A freed slot is reused by the next registration.
+constexpr int POOLS_PER_BLOCK = 256;
+struct PoolBlock {
+    std::atomic<ggml_threadpool *> slots[POOLS_PER_BLOCK] = {};
+    std::atomic<PoolBlock *> next{nullptr};
+};
+PoolBlock g_fused_pools;
 std::mutex g_pools_mutex;
 
 std::atomic<uint64_t> g_n_fused{0}, g_n_declined{0};
 
 bool is_fused(const ggml_threadpool * tp) {
     if (tp == nullptr) return false;
-    for (auto & slot : g_fused_pools) {
-        if (slot.load(std::memory_order_acquire) == tp) return true;
+    for (const PoolBlock * b = &g_fused_pools; b; b = b->next.load(std::memory_order_acquire)) {
+        for (const auto & slot : b->slots) {
+            if (slot.load(std::memory_order_acquire) == tp) return true;
+        }
     }
     return false;
 }
@@ -114,17 +124,28 @@ void attention_hook_install() {
 void attention_set_fused(ggml_threadpool * tp, bool fused) {
     if (tp == nullptr) return;
     std::lock_guard<std::mutex> lock(g_pools_mutex);
-    int free_slot = -1;
-    for (int i = 0; i < MAX_POOLS; i++) {
-        ggml_threadpool * cur = g_fused_pools[i].load(std::memory_order_relaxed);
-        if (cur == tp) {
-            if (!fused) g_fused_pools[i].store(nullptr, std::memory_order_release);
-            return;
+    std::atomic<ggml_threadpool *> * free_slot = nullptr;
+    PoolBlock * last = nullptr;
+    for (PoolBlock * b = &g_fused_pools; b; b = b->next.load(std::memory_order_relaxed)) {
+        last = b;
+        for (auto & slot : b->slots) {
+            ggml_threadpool * cur = slot.load(std::memory_order_relaxed);
+            if (cur == tp) {
+                if (!fused) slot.store(nullptr, std::memory_order_release);
+                return;
+            }
+            if (cur == nullptr && free_slot == nullptr) free_slot = &slot;
         }
-        if (cur == nullptr && free_slot < 0) free_slot = i;
     }
-    // More than MAX_POOLS live fused contexts: the extra ones silently run ggml's kernel.
-    if (fused && free_slot >= 0) g_fused_pools[free_slot].store(tp, std::memory_order_release);
+    if (!fused) return;
+    if (free_slot == nullptr) {
+        PoolBlock * b = new PoolBlock(); // never freed: readers may be walking the chain
+        free_slot = &b->slots[0];
+        free_slot->store(tp, std::memory_order_relaxed);
+        last->next.store(b, std::memory_order_release);
+        return;
+    }
+    free_slot->store(tp, std::memory_order_release);
 }
 
 AttentionStats attention_stats() {

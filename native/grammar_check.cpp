@@ -1,0 +1,273 @@
+#include "grammar_check.h"
+
+#include "common.h"
+
+// llama.cpp's grammar parser (an internal header of the pinned tree, linked in statically):
+// parsing with it here means the rules analysed are exactly the ones llama.cpp will run.
+#include "../deps/llama.cpp/src/llama-grammar.h"
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+namespace llamafuse {
+
+[[noreturn]] static void bad_grammar(const std::string & why) { throw CodedError("ERR_INVALID_GRAMMAR", "invalid GBNF grammar: " + why); }
+
+// ---- 1. nesting depth, on the text (before anything recursive runs) ----------------------------
+// Also measures nested bounded repetitions: each item's "states" is the product of (max + 1) over
+// the bounded repetitions around it; a rule's is the largest of its items'. Rule references are
+// followed (cycles count once).
+
+namespace {
+
+struct TextScan {
+    const std::string & s;
+    size_t i = 0;
+    explicit TextScan(const std::string & src) : s(src) {}
+    bool at_end() const { return i >= s.size(); }
+    char peek(size_t k = 0) const { return i + k < s.size() ? s[i + k] : '\0'; }
+
+    void skip_space() {
+        while (!at_end()) {
+            char c = s[i];
+            if (c == '#') { while (!at_end() && s[i] != '\n' && s[i] != '\r') ++i; }
+            else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') ++i;
+            else break;
+        }
+    }
+    void skip_quoted(char close) { // after the opening quote or bracket
+        while (!at_end() && s[i] != close) i += (s[i] == '\\' && i + 1 < s.size()) ? 2 : 1;
+        if (!at_end()) ++i;
+    }
+    static bool word_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'; }
+};
+
+struct RuleText {
+    double states = 1;               // of the items directly in the rule (before following refs)
+    std::vector<std::pair<std::string, double>> refs; // referenced rule, factor around the reference
+};
+
+} // namespace
+
+static std::map<std::string, RuleText> scan_text(const std::string & gbnf) {
+    TextScan t(gbnf);
+    std::map<std::string, RuleText> rules;
+    RuleText * cur = nullptr;
+    // Per open group: the repetition factor applied to the whole group, known only at ")".
+    // Items inside record their factor relative to the group; closing multiplies it in.
+    struct Group { size_t first_ref; double states; };
+    std::vector<Group> groups;
+    int depth = 0;
+    // The last item: its refs range and its states, for a repetition operator that follows.
+    size_t item_ref_begin = 0;
+    double item_states = 1;
+    bool have_item = false;
+
+    auto apply_factor = [&](double f) {
+        if (!cur || !have_item) return;
+        for (size_t k = item_ref_begin; k < cur->refs.size(); ++k) cur->refs[k].second *= f;
+        item_states *= f;
+        if (groups.empty()) cur->states = std::max(cur->states, item_states);
+        else groups.back().states = std::max(groups.back().states, item_states);
+    };
+    auto item = [&](size_t ref_begin, double states) {
+        item_ref_begin = ref_begin;
+        item_states = states;
+        have_item = true;
+        if (!cur) return;
+        if (groups.empty()) cur->states = std::max(cur->states, states);
+        else groups.back().states = std::max(groups.back().states, states);
+    };
+
+    while (true) {
+        t.skip_space();
+        if (t.at_end()) break;
+        const char c = t.peek();
+        if (TextScan::word_char(c)) {
+            size_t b = t.i;
+            while (!t.at_end() && TextScan::word_char(t.peek())) ++t.i;
+            std::string name = gbnf.substr(b, t.i - b);
+            size_t save = t.i;
+            t.skip_space();
+            if (depth == 0 && t.peek() == ':' && t.peek(1) == ':' && t.peek(2) == '=') {
+                t.i += 3;
+                cur = &rules[name];
+                have_item = false;
+                continue;
+            }
+            t.i = save;
+            if (cur) {
+                cur->refs.emplace_back(name, 1.0);
+                item(cur->refs.size() - 1, 1);
+            }
+        } else if (c == '"') { ++t.i; t.skip_quoted('"'); item(cur ? cur->refs.size() : 0, 1); }
+        else if (c == '[') { ++t.i; t.skip_quoted(']'); item(cur ? cur->refs.size() : 0, 1); }
+        else if (c == '<') { ++t.i; t.skip_quoted('>'); item(cur ? cur->refs.size() : 0, 1); }
+        else if (c == '!') { ++t.i; }
+        else if (c == '.') { ++t.i; item(cur ? cur->refs.size() : 0, 1); }
+        else if (c == '(') {
+            ++t.i;
+            if (++depth > kMaxGrammarDepth) bad_grammar("groups are nested more than " + std::to_string(kMaxGrammarDepth) + " deep");
+            groups.push_back({cur ? cur->refs.size() : 0, 1});
+            have_item = false;
+        } else if (c == ')') {
+            ++t.i;
+            if (depth > 0) --depth;
+            if (!groups.empty()) {
+                Group g = groups.back();
+                groups.pop_back();
+                item(g.first_ref, g.states);
+            }
+        } else if (c == '|') { ++t.i; have_item = false; }
+        else if (c == '*' || c == '+') { ++t.i; apply_factor(1); } // tail recursion: no new states
+        else if (c == '?') { ++t.i; apply_factor(2); }
+        else if (c == '{') {
+            ++t.i;
+            size_t close = gbnf.find('}', t.i);
+            std::string body = gbnf.substr(t.i, close == std::string::npos ? std::string::npos : close - t.i);
+            t.i = close == std::string::npos ? gbnf.size() : close + 1;
+            size_t comma = body.find(',');
+            std::string max_s = comma == std::string::npos ? body : body.substr(comma + 1);
+            std::string min_s = comma == std::string::npos ? body : body.substr(0, comma);
+            double mx = strtod(max_s.c_str(), nullptr), mn = strtod(min_s.c_str(), nullptr);
+            bool unbounded = comma != std::string::npos && max_s.find_first_not_of(" \t") == std::string::npos;
+            apply_factor(unbounded ? 1 : std::max(1.0, mx - mn + 1));
+        } else {
+            ++t.i; // anything else is llama.cpp's parser's to reject
+        }
+    }
+    return rules;
+}
+
+static double rule_states(const std::map<std::string, RuleText> & rules, const std::string & name,
+                          std::map<std::string, double> & memo, std::vector<std::string> & stack) {
+    auto m = memo.find(name);
+    if (m != memo.end()) return m->second;
+    auto r = rules.find(name);
+    if (r == rules.end() || std::find(stack.begin(), stack.end(), name) != stack.end()) return 1; // undefined, or a cycle
+    stack.push_back(name);
+    double best = r->second.states;
+    for (const auto & [ref, factor] : r->second.refs) {
+        best = std::max(best, factor * rule_states(rules, ref, memo, stack));
+        if (best > 1e12) break;
+    }
+    stack.pop_back();
+    return memo[name] = best;
+}
+
+// ---- 2. parse with llama.cpp's parser, keeping its error message --------------------------------
+
+static const char * skip_space(const char * pos) {
+    while (*pos == ' ' || *pos == '\t' || *pos == '#' || *pos == '\r' || *pos == '\n') {
+        if (*pos == '#') while (*pos && *pos != '\r' && *pos != '\n') pos++;
+        else pos++;
+    }
+    return pos;
+}
+
+// llama_grammar_parser::parse() with its catch replaced: the same steps, but the error detail
+// goes into the exception instead of onto stderr (a library does not print).
+static void parse_rules(llama_grammar_parser & p, const std::string & gbnf) {
+    try {
+        const char * pos = skip_space(gbnf.c_str());
+        while (*pos) pos = p.parse_rule(pos);
+        for (const auto & rule : p.rules) {
+            if (rule.empty()) throw std::runtime_error("a rule is referenced but never defined");
+            for (const auto & e : rule) {
+                if (e.type == LLAMA_GRETYPE_RULE_REF && (e.value >= p.rules.size() || p.rules[e.value].empty())) {
+                    for (const auto & kv : p.symbol_ids)
+                        if (kv.second == e.value) throw std::runtime_error("undefined rule '" + kv.first + "'");
+                    throw std::runtime_error("undefined rule");
+                }
+            }
+        }
+    } catch (const std::exception & e) {
+        std::string why = e.what();
+        if (why.size() > 200) why = why.substr(0, 200) + "...";
+        bad_grammar(why);
+    }
+}
+
+// ---- 3. left recursion through nullable prefixes ------------------------------------------------
+
+static void check_left_recursion(const llama_grammar_parser & p) {
+    const llama_grammar_rules & rules = p.rules;
+    const size_t n = rules.size();
+    // Nullable rules, by fixpoint: a rule is nullable when one alternate is all nullable refs.
+    std::vector<bool> nullable(n, false);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (size_t r = 0; r < n; ++r) {
+            if (nullable[r]) continue;
+            bool alt_ok = true;
+            for (const auto & e : rules[r]) {
+                if (e.type == LLAMA_GRETYPE_END || e.type == LLAMA_GRETYPE_ALT) {
+                    if (alt_ok) { nullable[r] = changed = true; break; }
+                    alt_ok = true;
+                } else if (!(e.type == LLAMA_GRETYPE_RULE_REF && e.value < n && nullable[e.value])) {
+                    alt_ok = false;
+                }
+            }
+        }
+    }
+    // Edges r -> s: s can be the first thing r matches (everything before s in the alternate
+    // can match nothing). A cycle among these edges is left recursion.
+    std::vector<std::vector<uint32_t>> first(n);
+    for (size_t r = 0; r < n; ++r) {
+        bool prefix_nullable = true;
+        for (const auto & e : rules[r]) {
+            if (e.type == LLAMA_GRETYPE_END || e.type == LLAMA_GRETYPE_ALT) { prefix_nullable = true; continue; }
+            if (!prefix_nullable) continue;
+            if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) {
+                first[r].push_back(e.value);
+                prefix_nullable = nullable[e.value];
+            } else {
+                prefix_nullable = false;
+            }
+        }
+    }
+    // Iterative three-colour DFS (a recursive one could be as deep as the rule count).
+    std::vector<uint8_t> colour(n, 0);
+    for (size_t start = 0; start < n; ++start) {
+        if (colour[start]) continue;
+        std::vector<std::pair<uint32_t, size_t>> st{{(uint32_t) start, 0}};
+        colour[start] = 1;
+        while (!st.empty()) {
+            auto & [r, k] = st.back();
+            if (k < first[r].size()) {
+                uint32_t s = first[r][k++];
+                if (colour[s] == 1) {
+                    std::string name = "#" + std::to_string(s);
+                    for (const auto & kv : p.symbol_ids) if (kv.second == s) name = kv.first;
+                    bad_grammar("left recursion through rule '" + name + "' (possibly behind rules that can match nothing); llama.cpp cannot run a left-recursive grammar");
+                }
+                if (colour[s] == 0) {
+                    colour[s] = 1;
+                    st.push_back({s, 0});
+                }
+            } else {
+                colour[r] = 2;
+                st.pop_back();
+            }
+        }
+    }
+}
+
+void grammar_check(const llama_vocab * vocab, const std::string & gbnf, const std::string & root) {
+    std::map<std::string, RuleText> text_rules = scan_text(gbnf); // throws on depth first
+    std::map<std::string, double> memo;
+    std::vector<std::string> stack;
+    const double states = rule_states(text_rules, root, memo, stack);
+    if (states > kMaxRepetitionStates) {
+        bad_grammar("nested bounded repetitions such as (x{0,20}){0,20} multiply into about " + std::to_string((long long) std::min(states, 1e15)) +
+                    " parser states (the limit is " + std::to_string((long long) kMaxRepetitionStates) +
+                    "), which makes every token slower than the last; nest fewer bounded repetitions or use * and +");
+    }
+    llama_grammar_parser parser(vocab);
+    parse_rules(parser, gbnf);
+    if (parser.symbol_ids.find(root) == parser.symbol_ids.end()) bad_grammar("no rule named '" + root + "'");
+    check_left_recursion(parser);
+}
+
+} // namespace llamafuse

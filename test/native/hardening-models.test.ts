@@ -1,0 +1,137 @@
+// Model files that llama.cpp loads and then dies on (issue 15, crash classes 1-4 and 9): each
+// is built here by editing a real model with test/fuzz/gguf-edit.ts, and run in a child
+// process (hardening-child.ts) so that a crash names its case. Every one must end in a coded
+// LlamaError with the process alive; the unmodified model is the control that the edit, not
+// the harness, causes the error.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { cloneGguf, decodeGguf, encodeGguf, getKv, setKv, T, type Gguf } from "../fuzz/gguf-edit.js";
+import { MODELS } from "../helpers/models.js";
+import { outcomeCode, runInChild } from "./hardening-child.js";
+
+const dir = mkdtempSync(path.join(tmpdir(), "llamafuse-harden-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const stories = decodeGguf(readFileSync(MODELS.stories260K));
+const tinyRandom = decodeGguf(readFileSync(MODELS.tinyRandom));
+
+function write(name: string, g: Gguf): string {
+    const file = path.join(dir, `${name}.gguf`);
+    writeFileSync(file, encodeGguf(g));
+    return file;
+}
+
+function edited(base: Gguf, name: string, edit: (g: Gguf) => void): string {
+    const g = cloneGguf(base);
+    edit(g);
+    return write(name, g);
+}
+
+// Load, tokenize, create a context, forward, and generate: the path a user takes.
+const FULL_PATH = (file: string) => `
+    const model = await lf.loadModel(${JSON.stringify(file)});
+    const tokens = await model.tokenize("Once upon a time");
+    const ctx = await model.createContext({ contextSize: 64, threads: 1 });
+    await ctx.forward({ tokens, sequence: 0 });
+    const out = [];
+    for await (const s of ctx.generate(tokens.slice(0, 2), { maxTokens: 4, temperature: 0 })) out.push(s.token);
+    return { out };
+`;
+
+describe("crash classes from model files: a coded error, the process alive", () => {
+    it("control: the unmodified model runs the whole path", () => {
+        const o = runInChild(FULL_PATH(write("control", stories)));
+        expect(o.signal, o.output).toBeNull();
+        expect(outcomeCode(o), o.output).toBe("ok");
+    });
+
+    it('1. tokenizer.ggml.model = "none": tokenize, tokenPieces, generate, grammar → ERR_UNSUPPORTED', () => {
+        // With "none", llama.cpp takes the vocabulary size from llama.vocab_size: the model loads.
+        const file = edited(stories, "vocab-none", (g) => {
+            setKv(g, "tokenizer.ggml.model", { type: T.str, value: "none" });
+            setKv(g, "llama.vocab_size", { type: T.u32, value: 512 });
+        });
+        const o = runInChild(`
+            const model = await lf.loadModel(${JSON.stringify(file)});
+            const codes = {};
+            const code = async (name, f) => { try { await f(); codes[name] = "ok"; } catch (e) { codes[name] = e.code; } };
+            await code("tokenize", () => model.tokenize("hello"));
+            await code("detokenize", () => model.detokenize([1]));
+            await code("tokenPieces", () => model.tokenPieces([1]));
+            await code("grammar", () => lf.createSampler(model, { grammar: 'root ::= "a"' }));
+            await code("dry", () => lf.createSampler(model, { dryMultiplier: 0.8 }));
+            const ctx = await model.createContext({ contextSize: 64, threads: 1 });
+            await code("forward", () => ctx.forward({ tokens: [1, 2, 3], sequence: 0 }));
+            await code("generate", async () => { for await (const s of ctx.generate([1, 2], { maxTokens: 3, temperature: 0 })) {} });
+            return codes;
+        `);
+        expect(o.signal, o.output).toBeNull();
+        const codes = o.result as Record<string, string>;
+        expect(codes.tokenize, o.output).toBe("ERR_UNSUPPORTED");
+        expect(codes.tokenPieces, o.output).toMatch(/^ERR_(UNSUPPORTED|INVALID_TOKEN|INVALID_OPTION)$/);
+        expect(codes.grammar, o.output).toBe("ERR_UNSUPPORTED");
+        expect(codes.dry, o.output).toBe("ERR_UNSUPPORTED");
+        // Token ids still run through the weights; text output needs the tokenizer.
+        expect(codes.forward, o.output).toBe("ok");
+        expect(codes.generate, o.output).toMatch(/^(ok|ERR_UNSUPPORTED)$/);
+    });
+
+    it("2. empty tokenizer.ggml.tokens in a vocab-only load → ERR_INVALID_MODEL", () => {
+        const file = edited(stories, "empty-tokens", (g) => {
+            for (const k of ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"]) {
+                const kv = getKv(g, k);
+                if (kv) kv.value = [];
+            }
+        });
+        const o = runInChild(`
+            const model = await lf.loadModel(${JSON.stringify(file)}, { vocabOnly: true });
+            return { vocabSize: model.info.vocabSize, tokens: Array.from(await model.tokenize("hello")) };
+        `);
+        expect(o.signal, o.output).toBeNull();
+        expect(outcomeCode(o), o.output).toBe("ERR_INVALID_MODEL");
+    });
+
+    const retypes: [string, Gguf, string, number][] = [
+        ["F32 weight → I32", stories, "blk.0.attn_q.weight", 26],
+        ["F16 weight → I16", tinyRandom, "blk.0.attn_q.weight", 25],
+        ["F32 norm → F16", stories, "blk.0.attn_norm.weight", 1],
+        ["F32 output norm → BF16", stories, "output_norm.weight", 30],
+    ];
+    for (const [label, base, tensor, type] of retypes) {
+        it(`3. ${label} → ERR_INVALID_MODEL at load (it used to load, then kill forward)`, () => {
+            const file = edited(base, `retype-${tensor}-${type}`, (g) => {
+                const t = g.tensors.find((x) => x.name === tensor);
+                expect(t, `${tensor} in the model`).toBeDefined();
+                t!.type = type;
+            });
+            const o = runInChild(FULL_PATH(file));
+            expect(o.signal, o.output).toBeNull();
+            expect(outcomeCode(o), o.output).toBe("ERR_INVALID_MODEL");
+            expect((o.result as { error: { message: string } }).error.message).toContain(tensor);
+        });
+    }
+
+    for (const eps of [-1, Number.NaN, -Infinity, Infinity]) {
+        it(`4. layer_norm_rms_epsilon = ${eps} → ERR_INVALID_MODEL`, () => {
+            const file = edited(stories, `eps-${eps}`, (g) => setKv(g, "llama.attention.layer_norm_rms_epsilon", { type: T.f32, value: eps }));
+            const o = runInChild(FULL_PATH(file));
+            expect(o.signal, o.output).toBeNull();
+            expect(outcomeCode(o), o.output).toBe("ERR_INVALID_MODEL");
+        });
+    }
+
+    it("4. hparams the graph asserts on: head_count_kv not dividing head_count, odd or oversized rope dims", () => {
+        const cases: [string, (g: Gguf) => void][] = [
+            ["kv-3", (g) => setKv(g, "llama.attention.head_count_kv", { type: T.u32, value: 3 })],
+            ["rope-7", (g) => setKv(g, "llama.rope.dimension_count", { type: T.u32, value: 7 })],
+            ["rope-64", (g) => setKv(g, "llama.rope.dimension_count", { type: T.u32, value: 64 })],
+        ];
+        for (const [name, edit] of cases) {
+            const o = runInChild(FULL_PATH(edited(stories, name, edit)));
+            expect(o.signal, `${name}\n${o.output}`).toBeNull();
+            expect(outcomeCode(o), `${name}\n${o.output}`).toMatch(/^ERR_INVALID_MODEL$/);
+        }
+    });
+});

@@ -1,18 +1,23 @@
 #!/usr/bin/env node
-// Builds the native addon: prepares llama.cpp's source at the pinned commit from
-// node-llama-cpp's git bundle (no network), applies native/patches/*.patch, then runs
-// cmake-js. Incremental: llama.cpp is re-prepared only when the patches change, and
+// Builds the native addon from source with cmake-js. llama.cpp's source is, in order:
+//   vendor/llama.cpp   the subset a published package carries (scripts/prepack.mjs copied it,
+//                      patches already applied; see vendor/llama.cpp/.llamafuse-source.json)
+//   deps/llama.cpp     a development checkout: prepared at the pinned commit (llama.cpp.json)
+//                      from node-llama-cpp's git bundle (a devDependency; no network), with
+//                      native/patches/*.patch applied. Re-prepared only when the patches change.
 // cmake/ninja rebuild only what changed.
 //
 // Environment:
-//   LLAMAFUSE_PORTABLE=1   build for a generic CPU instead of -march=native
+//   LLAMAFUSE_PORTABLE=1   build for a generic CPU instead of this machine's instruction sets
 //   LLAMAFUSE_CUDA=1       build ggml's CUDA backend and our CUDA kernels (needs nvcc + cuBLAS)
 //   LLAMAFUSE_CUDA_ARCHITECTURES=90a   CUDA architectures (default 90a, Hopper)
 //   LLAMAFUSE_LLAMA_TOOLS=1  also build llama.cpp's llama-bench (a baseline for benchmarks)
+//   LLAMAFUSE_DEV_BINDINGS=0|1  the development-only attention bindings (tests, benchmarks):
+//                          default on in a development checkout, off for the vendored source
 //   LLAMAFUSE_JOBS=N       parallel compile jobs (default: number of CPUs)
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { cpus } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,10 +28,14 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const LLAMA_CPP_COMMIT = JSON.parse(readFileSync(path.join(root, "llama.cpp.json"), "utf8")).commit;
 const require = createRequire(import.meta.url);
 const srcDir = path.join(root, "deps", "llama.cpp");
+/** The published package's copy of the llama.cpp source it builds (scripts/prepack.mjs). */
+export const vendoredDir = path.join(root, "vendor", "llama.cpp");
+export const vendoredStamp = ".llamafuse-source.json";
 const patchDir = path.join(root, "native", "patches");
 const stampFile = path.join(srcDir, ".llamafuse-patches");
 
-const flag = (name) => ["1", "on", "true", "yes"].includes(String(process.env[name] ?? "").toLowerCase());
+export const flag = (name) => ["1", "on", "true", "yes"].includes(String(process.env[name] ?? "").toLowerCase());
+const flagOff = (name) => ["0", "off", "false", "no"].includes(String(process.env[name] ?? "").toLowerCase());
 
 function run(cmd, args, opts = {}) {
     execFileSync(cmd, args, { stdio: "inherit", ...opts });
@@ -52,15 +61,19 @@ function patchFiles() {
     return readdirSync(patchDir).filter((f) => f.endsWith(".patch")).sort().map((f) => path.join(patchDir, f));
 }
 
-function patchesDigest(files) {
+function digestOf(files) {
     const h = createHash("sha256").update(LLAMA_CPP_COMMIT);
     for (const f of files) h.update(path.basename(f)).update(readFileSync(f));
     return h.digest("hex");
 }
 
+export function patchesDigest() {
+    return digestOf(patchFiles());
+}
+
 export function prepareLlamaCpp() {
     const patches = patchFiles();
-    const digest = patchesDigest(patches);
+    const digest = digestOf(patches);
     if (existsSync(stampFile) && readFileSync(stampFile, "utf8") === digest) return srcDir;
 
     if (!existsSync(path.join(srcDir, ".git"))) {
@@ -84,32 +97,76 @@ export function prepareLlamaCpp() {
     return srcDir;
 }
 
-function buildAddon() {
+/**
+ * Whether to build the vendored source: a published package (no .git) that carries it. A
+ * development checkout always builds deps/ (a vendor/ left by an interrupted npm pack is ignored).
+ */
+export function isVendored() {
+    return existsSync(path.join(vendoredDir, "CMakeLists.txt")) && !existsSync(path.join(root, ".git"));
+}
+
+/** The llama.cpp source to build: the vendored copy (checked against llama.cpp.json) or deps/. */
+export function llamaCppSource() {
+    if (!isVendored()) return prepareLlamaCpp();
+    const stamp = JSON.parse(readFileSync(path.join(vendoredDir, vendoredStamp), "utf8"));
+    if (stamp.commit !== LLAMA_CPP_COMMIT) {
+        throw new Error(`llamafuse: vendor/llama.cpp is llama.cpp ${stamp.commit}, but llama.cpp.json pins ${LLAMA_CPP_COMMIT}`);
+    }
+    return vendoredDir;
+}
+
+/**
+ * Configures and builds the addon (target llamafuse) into `outDir`/Release/llamafuse.node.
+ * `defs` are extra cmake-js -D options (--CDNAME=VALUE), after the ones taken from the environment.
+ */
+export function buildAddon({ source = llamaCppSource(), outDir = path.join(root, "build"), defs: extra = [] } = {}) {
     const cmakeJs = path.join(packageDir("cmake-js"), "bin", "cmake-js");
     const jobs = process.env.LLAMAFUSE_JOBS ?? String(Math.max(1, cpus().length));
+    // Development-only bindings: on in a development checkout unless LLAMAFUSE_DEV_BINDINGS=0,
+    // off for the vendored source (published package) unless LLAMAFUSE_DEV_BINDINGS=1.
+    const devBindings = flag("LLAMAFUSE_DEV_BINDINGS") || (!flagOff("LLAMAFUSE_DEV_BINDINGS") && source !== vendoredDir);
     const defs = [
+        `--CDLLAMA_CPP_DIR=${source}`,
         `--CDLLAMAFUSE_PORTABLE=${flag("LLAMAFUSE_PORTABLE") ? "ON" : "OFF"}`,
         `--CDLLAMAFUSE_CUDA=${flag("LLAMAFUSE_CUDA") ? "ON" : "OFF"}`,
         `--CDLLAMAFUSE_LLAMA_TOOLS=${flag("LLAMAFUSE_LLAMA_TOOLS") ? "ON" : "OFF"}`,
+        `--CDLLAMAFUSE_DEV_BINDINGS=${devBindings ? "ON" : "OFF"}`,
+        // no prebuilt level (build-prebuilt.mjs sets one); cmake-js drops empty -D values, so "OFF"
+        "--CDLLAMAFUSE_CPU_VARIANT=OFF",
+        ...extra,
     ];
     if (flag("LLAMAFUSE_CUDA")) defs.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.LLAMAFUSE_CUDA_ARCHITECTURES || "90a"}`);
+    const out = ["--out", outDir];
     // Configure every time (a few seconds when nothing changed): `cmake-js build` alone skips
     // configuring an existing build folder, and the options above would not take effect.
-    run(process.execPath, [cmakeJs, "configure", "--log-level", "warn", ...defs], { cwd: root });
-    run(process.execPath, [cmakeJs, "build", "--log-level", "warn", "--parallel", jobs, "--target", "llamafuse", ...defs], { cwd: root });
+    run(process.execPath, [cmakeJs, "configure", "--log-level", "warn", ...out, ...defs], { cwd: root });
+    run(process.execPath, [cmakeJs, "build", "--log-level", "warn", ...out, "--parallel", jobs, "--target", "llamafuse", ...defs], { cwd: root });
     if (flag("LLAMAFUSE_LLAMA_TOOLS")) {
         // llama.cpp's own tools from the same tree, as baselines (binaries land in build/bin).
         // Its tests/ folder (test-backend-ops, test-tokenizer-0) is skipped under cmake-js by
         // llama.cpp itself; bench/gpu/ggml builds test-backend-ops on its own.
-        run("cmake", ["--build", path.join(root, "build"), "--parallel", jobs, "--target", ...LLAMA_TOOLS], { cwd: root });
+        run("cmake", ["--build", outDir, "--parallel", jobs, "--target", ...LLAMA_TOOLS], { cwd: root });
     }
+    return path.join(outDir, "Release", "llamafuse.node");
+}
+
+/**
+ * A published package's source build keeps only the addon: the build tree (llama.cpp's objects,
+ * over 100 MB) is of no use once the addon is linked. Development checkouts keep it (incremental).
+ */
+export function dropBuildTree(outDir = path.join(root, "build")) {
+    const addon = path.join(outDir, "Release", "llamafuse.node");
+    const kept = path.join(root, ".llamafuse.node.tmp");
+    renameSync(addon, kept);
+    rmSync(outDir, { recursive: true, force: true });
+    mkdirSync(path.dirname(addon), { recursive: true });
+    renameSync(kept, addon);
 }
 
 const LLAMA_TOOLS = ["llama-bench"];
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
     try {
-        prepareLlamaCpp();
         buildAddon();
     } catch (err) {
         console.error(err instanceof Error ? err.message : err);

@@ -74,3 +74,21 @@ function(llamafuse_ggml_cpu_portable)
         set(${option} OFF CACHE BOOL "" FORCE)
     endforeach()
 endfunction()
+
+# LLAMAFUSE_CPU_VARIANT (prebuilt addons, scripts/build-prebuilt.mjs): ggml's CPU backend for one
+# named instruction-set level, as ggml's own GGML_CPU_ALL_VARIANTS defines them (x64, haswell,
+# skylakex, zen4, sapphirerapids, ...): `features` lists the ggml options switched on (SSE42;AVX;
+# ...), every other x86 option is switched off. The runtime picks the addon whose level the CPU
+# has (src/prebuilt.ts), so one package is fast on baseline x86-64, AVX2 and AVX-512 machines.
+function(llamafuse_ggml_cpu_variant features)
+    set(GGML_NATIVE OFF CACHE BOOL "" FORCE)
+    foreach (feat SSE42 AVX AVX2 BMI2 AVX_VNNI FMA F16C AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16
+                  AMX_TILE AMX_INT8 AMX_BF16)
+        if (feat IN_LIST features)
+            set(GGML_${feat} ON CACHE BOOL "" FORCE)
+        else()
+            set(GGML_${feat} OFF CACHE BOOL "" FORCE)
+        endif()
+    endforeach()
+    message(STATUS "llamafuse: ggml CPU variant ${LLAMAFUSE_CPU_VARIANT}: ${features}")
+endfunction()

@@ -1,5 +1,19 @@
 // Small helpers shared by the benchmarks: medians of repeated runs and a plain table.
-import { Bench } from "tinybench";
+import type { Bench as TinyBench } from "tinybench";
+import { LlamaError } from "../errors.js";
+
+/**
+ * tinybench is a devDependency (benchmarks run from a development checkout, beside
+ * node-llama-cpp, also a devDependency): loaded when a benchmark runs, so that the CLI of an
+ * installed package starts without it.
+ */
+async function loadBench(): Promise<typeof TinyBench> {
+    try {
+        return (await import("tinybench")).Bench;
+    } catch (err) {
+        throw new LlamaError("ERR_UNSUPPORTED", "benchmarks need llamafuse's development dependencies (tinybench, node-llama-cpp): run them from a development checkout after npm ci", { cause: err });
+    }
+}
 
 export function median(xs: number[]): number {
     const s = [...xs].sort((a, b) => a - b);
@@ -12,6 +26,7 @@ export function median(xs: number[]): number {
  * the minimum number of runs; tinybench keeps sampling until `timeMs` has passed too.
  */
 export async function medianMs(name: string, fn: () => Promise<unknown> | unknown, opts: { iterations?: number; timeMs?: number; warmup?: boolean } = {}): Promise<number> {
+    const Bench = await loadBench();
     const bench = new Bench({ name, iterations: opts.iterations ?? 5, time: opts.timeMs ?? 0, warmup: opts.warmup ?? true, warmupIterations: 1, warmupTime: 0 });
     bench.add(name, fn);
     await bench.run();
@@ -41,6 +56,7 @@ export async function interleavedMedianMs(tasks: Record<string, () => Promise<un
 
 /** As interleavedMedianMs, but every timed round's milliseconds (for pooling several runs). */
 export async function interleavedSamplesMs(tasks: Record<string, () => Promise<unknown> | unknown>, rounds: number): Promise<Record<string, number[]>> {
+    const Bench = await loadBench();
     const bench = new Bench({ name: "interleaved", iterations: 1, time: 0, warmup: false });
     for (const [name, fn] of Object.entries(tasks)) bench.add(name, fn);
     const samples: Record<string, number[]> = Object.fromEntries(Object.keys(tasks).map((k) => [k, []]));

@@ -39,7 +39,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("supportsMmap", Napi::Boolean::New(env, llama_supports_mmap()));
     exports.Set("supportsGpuOffload", Napi::Boolean::New(env, llama_supports_gpu_offload()));
     exports.Set("hasFusedAttention", Napi::Boolean::New(env, true));
+    attention_stats_register(env, exports);
+#if LLAMAFUSE_DEV_BINDINGS
     attention_binding_register(env, exports);
+#endif
+    exports.Set("devBindings", Napi::Boolean::New(env, LLAMAFUSE_DEV_BINDINGS != 0));
     return exports;
 }
 

@@ -1,6 +1,7 @@
-// JS surface of the fused CPU attention (native/kernels/cpu):
-//   kernelStats(), kernelStatsReset()        counters of ops fused / declined (fattn_hook.h)
-//   attentionKernelInfo(), attentionForcePortable(on)   which inner loops run (tests)
+// Development-only JS surface of the fused CPU attention (native/kernels/cpu), built only with
+// LLAMAFUSE_DEV_BINDINGS (tests and benchmarks; not in published or prebuilt addons). The public
+// counters are in attention_stats_binding.cpp.
+//   attentionForcePortable(on)               run the portable inner loops on AVX2 machines too (tests)
 //   attentionCompute(spec)                   SYNCHRONOUS, tests only: one FLASH_ATTN_EXT node
 //                                            built from typed arrays, computed by ggml on a fresh
 //                                            threadpool registered fused or not (or ggml's use_ref
@@ -156,25 +157,6 @@ void copy_in(ggml_tensor * t, const Napi::Value & val, const char * name) {
     }
     const uint8_t * src = (const uint8_t *) ta.ArrayBuffer().Data() + ta.ByteOffset();
     std::memcpy(t->data, src, bytes);
-}
-
-Napi::Value KernelStats(const Napi::CallbackInfo & info) {
-    const AttentionStats s = attention_stats();
-    Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("fused", Napi::Number::New(info.Env(), (double) s.fused));
-    o.Set("declined", Napi::Number::New(info.Env(), (double) s.declined));
-    return o;
-}
-
-Napi::Value KernelStatsReset(const Napi::CallbackInfo & info) {
-    attention_stats_reset();
-    return info.Env().Undefined();
-}
-
-Napi::Value KernelInfo(const Napi::CallbackInfo & info) {
-    Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("simd", Napi::Boolean::New(info.Env(), cpu::fattn_using_simd()));
-    return o;
 }
 
 Napi::Value ForcePortable(const Napi::CallbackInfo & info) {
@@ -392,9 +374,6 @@ Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo & info) {
 void attention_binding_register(Napi::Env env, Napi::Object exports) {
     attention_hook_install();  // idempotent; addon init installs it too
     ggml_cpu_init();  // fp16 tables for graphs computed outside a llama context
-    exports.Set("kernelStats", Napi::Function::New(env, KernelStats));
-    exports.Set("kernelStatsReset", Napi::Function::New(env, KernelStatsReset));
-    exports.Set("attentionKernelInfo", Napi::Function::New(env, KernelInfo));
     exports.Set("attentionForcePortable", Napi::Function::New(env, ForcePortable));
     exports.Set("attentionCompute", Napi::Function::New(env, Compute));
     exports.Set("attentionBenchCreate", Napi::Function::New(env, BenchCreate));

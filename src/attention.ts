@@ -71,11 +71,21 @@ export interface AttentionBenchShape extends AttentionOpShape {
 /** Opaque handle of a native benchmark session. */
 export type NativeAttentionSession = { readonly __attentionSession: unique symbol };
 
-/** The addon's attention functions (members of NativeBinding). */
+/** The addon's attention functions in every build (members of NativeBinding). */
 export interface NativeAttentionBinding {
     kernelStats(): AttentionKernelStats;
     kernelStatsReset(): void;
     attentionKernelInfo(): { simd: boolean };
+    /** Whether the development-only functions below are built in (LLAMAFUSE_DEV_BINDINGS). */
+    devBindings: boolean;
+}
+
+/**
+ * Development-only attention functions (native/attention_binding.cpp): present only in addons
+ * built with LLAMAFUSE_DEV_BINDINGS (a development checkout's `npm run build`), never in
+ * published or prebuilt ones.
+ */
+export interface NativeAttentionDevBinding {
     attentionForcePortable(on: boolean): void;
     /** Synchronous: blocks the event loop; for tests with small shapes only. */
     attentionCompute(spec: AttentionComputeSpec): Float32Array;
@@ -85,6 +95,22 @@ export interface NativeAttentionBinding {
     attentionBenchFree(session: NativeAttentionSession): void;
     /** GB/s per repetition, `threads` threads reading disjoint slices of a `bytes` buffer. */
     measureReadBandwidth(bytes: number, threads: number, reps: number): Promise<Float64Array>;
+}
+
+/** Whether this addon has the development-only attention functions (tests and benchmarks). */
+export function hasDevBindings(): boolean {
+    return binding().devBindings === true;
+}
+
+function devBinding(): NativeAttentionDevBinding {
+    const b = binding();
+    if (b.devBindings !== true) {
+        throw new LlamaError(
+            "ERR_UNSUPPORTED",
+            "this addon was built without the development-only attention bindings (build a development checkout with npm run build, or LLAMAFUSE_DEV_BINDINGS=1)",
+        );
+    }
+    return b as unknown as NativeAttentionDevBinding;
 }
 
 /** Bytes of one cache row of `n` elements. */
@@ -135,8 +161,9 @@ export function computeAttention(spec: AttentionComputeSpec): Float32Array {
     if (spec.maskRows > 0) expectLength("mask", spec.mask, nKv * spec.maskRows * spec.maskHeads * nStream);
     if (spec.sinks) expectLength("sinkValues", spec.sinkValues, nHead);
     try {
-        return binding().attentionCompute(spec);
+        return devBinding().attentionCompute(spec);
     } catch (err) {
+        if (err instanceof LlamaError) throw err;
         const e = err as { code?: string; message?: string };
         throw new LlamaError(e.code === "ERR_INVALID_OPTION" ? "ERR_INVALID_OPTION" : "ERR_NATIVE", e.message ?? String(err), { cause: err });
     }
@@ -149,7 +176,7 @@ export function attentionKernelInfo(): { simd: boolean } {
 
 /** Test hook: run the portable inner loops even where AVX2 is available. */
 export function attentionForcePortable(on: boolean): void {
-    binding().attentionForcePortable(on);
+    devBinding().attentionForcePortable(on);
 }
 
 /** A native benchmark session: random caches of one shape, timed in either mode. */
@@ -164,7 +191,7 @@ export class AttentionBenchSession {
         if (shape.kvType === "f32") throw invalidOption("kvType", '"f16" or "q8_0"', shape.kvType);
         if (!posInt(shape.layers)) throw invalidOption("layers", "a positive integer", shape.layers);
         if (!posInt(shape.threads)) throw invalidOption("threads", "a positive integer", shape.threads);
-        return new AttentionBenchSession(await callNative(() => binding().attentionBenchCreate(shape)));
+        return new AttentionBenchSession(await callNative(() => devBinding().attentionBenchCreate(shape)));
     }
 
     /**
@@ -174,17 +201,17 @@ export class AttentionBenchSession {
     async run(mode: AttentionRunMode, reps: number, clock: "wall" | "cpu" = "wall"): Promise<number[]> {
         if (!this.session) throw new LlamaError("ERR_DISPOSED", "the attention bench session is disposed");
         const s = this.session;
-        const r = await callNative(() => binding().attentionBenchRun(s, mode, reps));
+        const r = await callNative(() => devBinding().attentionBenchRun(s, mode, reps));
         return Array.from(clock === "cpu" ? r.cpuUs : r.wallUs);
     }
 
     dispose(): void {
-        if (this.session) binding().attentionBenchFree(this.session);
+        if (this.session) devBinding().attentionBenchFree(this.session);
         this.session = undefined;
     }
 }
 
 /** Read bandwidth in GB/s (one value per repetition). */
 export async function measureReadBandwidth(bytes: number, threads: number, reps: number): Promise<number[]> {
-    return Array.from(await callNative(() => binding().measureReadBandwidth(bytes, threads, reps)));
+    return Array.from(await callNative(() => devBinding().measureReadBandwidth(bytes, threads, reps)));
 }

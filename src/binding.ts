@@ -5,6 +5,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { LlamaError } from "./errors.js";
 import type { NativeAttentionBinding } from "./attention.js";
+import { addonCandidates } from "./prebuilt.js";
 
 export interface NativeModelInfo {
     architecture: string;
@@ -154,24 +155,26 @@ export interface NativeBinding extends NativeAttentionBinding {
 /** The package root (where package.json and build/ live), from src/ or dist/. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
+/** The addon file loaded (after the first binding() call). */
+export let loadedAddonPath: string | undefined;
+
 function loadBinding(): NativeBinding {
-    const candidates = [
-        process.env.LLAMAFUSE_ADDON,
-        path.join(packageRoot, "build", "Release", "llamafuse.node"),
-    ].filter((p): p is string => !!p);
-    const file = candidates.find((p) => existsSync(p));
     const require = createRequire(import.meta.url);
     try {
+        const candidates = addonCandidates(packageRoot);
+        const file = candidates.find((p) => existsSync(p));
         if (!file) throw new Error("llamafuse.node was not found in " + candidates.join(", "));
-        return require(file) as NativeBinding;
+        const b = require(file) as NativeBinding;
+        loadedAddonPath = file;
+        return b;
     } catch (err) {
         throw new LlamaError(
             "ERR_ADDON_LOAD",
             [
                 `Could not load the native addon: ${(err as Error).message}`,
                 "Possible solutions:",
-                "- Build it: npm run build (needs cmake and a C++17 compiler; llama.cpp's source comes from node-llama-cpp's bundle)",
-                "- Reinstall: npm ci",
+                "- Build it from source: LLAMAFUSE_BUILD_FROM_SOURCE=1 npm rebuild llamafuse (needs cmake and a C++17 compiler)",
+                "- In a development checkout: npm run build (llama.cpp's source comes from node-llama-cpp's bundle)",
                 "- For a CPU other than the build machine's, rebuild with LLAMAFUSE_PORTABLE=1 npm run build",
             ].join("\n"),
             { cause: err },

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { arch, availableParallelism, cpus, loadavg, platform, release, totalmem } from "node:os";
 import path from "node:path";
 import { packageRoot } from "../binding.js";
-import { LLAMA_CPP_COMMIT, systemInfo } from "../system.js";
+import { addonInfo, LLAMA_CPP_COMMIT, systemInfo, type AddonInfo } from "../system.js";
 
 export interface BenchMeta {
     date: string;
@@ -17,6 +17,8 @@ export interface BenchMeta {
     nodeLlamaCpp: string | null;
     /** llama.cpp's CPU feature line for this build. */
     systemInfo: string;
+    /** Which addon ran: a source build or a prebuilt level. */
+    addon: AddonInfo;
     /** Path of a llama-bench binary, or why there is none. */
     llamaBench: { path: string | null; note: string };
     quick: boolean;
@@ -75,6 +77,7 @@ export function benchMeta(threads: number, quick: boolean): BenchMeta {
         llamaCppCommit: LLAMA_CPP_COMMIT,
         nodeLlamaCpp: packageVersion(path.join(packageRoot, "node_modules", "node-llama-cpp", "package.json")),
         systemInfo: systemInfo(),
+        addon: addonInfo(),
         llamaBench: findLlamaBench(),
         quick,
         loadAverage: Math.round(loadavg()[0]! * 100) / 100,

@@ -144,9 +144,16 @@ function packageRoot(): string {
     }
 }
 
-/** Where vocab names resolve: $LLAMAFUSE_VOCAB_DIR, else deps/llama.cpp/models under the package root. */
+/**
+ * Where vocab names resolve: $LLAMAFUSE_VOCAB_DIR, else deps/llama.cpp/models under the package
+ * root (a checkout), else vendor/llama.cpp/models (a published package carries the small
+ * llama-spm and bert-bge vocabularies there, for the tiny presets and the demo).
+ */
 export function defaultVocabDir(): string {
-    return process.env.LLAMAFUSE_VOCAB_DIR ?? join(packageRoot(), "deps", "llama.cpp", "models");
+    if (process.env.LLAMAFUSE_VOCAB_DIR) return process.env.LLAMAFUSE_VOCAB_DIR;
+    const checkout = join(packageRoot(), "deps", "llama.cpp", "models");
+    const vendored = join(packageRoot(), "vendor", "llama.cpp", "models");
+    return !existsSync(checkout) && existsSync(vendored) ? vendored : checkout;
 }
 
 function resolveVocabPath(vocab: string): string {

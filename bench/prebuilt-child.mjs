@@ -1,0 +1,35 @@
+// Child of bench/prebuilt.bench.ts: one addon ($LLAMAFUSE_ADDON) in its own process, timing pp
+// (one forward of `pp` tokens) and tg (`tg` single-token forwards after a one-token prompt) on
+// `model`, `reps` times after a warm-up. Prints one JSON line of per-rep tokens/s.
+// Usage: node bench/prebuilt-child.mjs <entry: file URL of llamafuse's index.js> <model> <threads> <reps>
+const [entry, model, threadsArg, repsArg] = process.argv.slice(2);
+const threads = Number(threadsArg);
+const reps = Number(repsArg);
+const PP = 128;
+const TG = 32;
+const { loadModel, addonInfo } = await import(entry);
+const m = await loadModel(model);
+try {
+    const ctx = await m.createContext({ contextSize: 512, batchSize: 512, threads });
+    const vocab = m.info.vocabSize;
+    const prompt = Array.from({ length: PP }, (_, i) => (1 + i * 7919) % vocab);
+    const pp = [];
+    const tg = [];
+    for (let r = -1; r < reps; r++) {
+        await ctx.kv.clear();
+        let t0 = performance.now();
+        await ctx.forward({ sequence: 0, tokens: prompt, logits: "last" });
+        const ppMs = performance.now() - t0;
+        await ctx.kv.clear();
+        await ctx.forward({ sequence: 0, tokens: [prompt[0]], logits: "last" });
+        t0 = performance.now();
+        for (let i = 0; i < TG; i++) await ctx.forward({ sequence: 0, tokens: [prompt[(i + 1) % PP]], logits: "last" });
+        const tgMs = performance.now() - t0;
+        if (r < 0) continue; // warm-up
+        pp.push((PP * 1000) / ppMs);
+        tg.push((TG * 1000) / tgMs);
+    }
+    console.log(JSON.stringify({ addon: addonInfo(), threads, pp, tg }));
+} finally {
+    await m.dispose();
+}

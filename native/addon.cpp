@@ -6,6 +6,7 @@
 #include "generate.h"
 #include "log.h"
 #include "model.h"
+#include "rpc.h"
 #include "sampling.h"
 
 #include "llama.h"
@@ -44,6 +45,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     attention_binding_register(env, exports);
 #endif
     exports.Set("devBindings", Napi::Boolean::New(env, LLAMAFUSE_DEV_BINDINGS != 0));
+    rpc_register(env, exports);
     return exports;
 }
 

@@ -4,6 +4,7 @@
 #include "gguf_metadata.h"
 #include "log.h"
 #include "model_checks.h"
+#include "rpc.h"
 
 #include <memory>
 #include <string>
@@ -85,6 +86,12 @@ public:
         use_mmap_ = get_bool(o, "useMmap");
         use_mlock_ = get_bool(o, "useMlock");
         params_.vocab_only = get_bool(o, "vocabOnly");
+        // RPC servers ("host:port", each checked to answer by src/model.ts): layers go to their devices.
+        Napi::Value rpc = o.Get("rpcServers");
+        if (rpc.IsArray()) {
+            Napi::Array a = rpc.As<Napi::Array>();
+            for (uint32_t i = 0; i < a.Length(); i++) rpc_servers_.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+        }
         // Abort flag: an Int32Array over a buffer shared with JS; JS stores 1 to abort.
         Napi::Int32Array flag = o.Get("abortFlag").As<Napi::Int32Array>();
         abort_flag_ = flag.Data();
@@ -118,6 +125,16 @@ protected:
         if (!params_.vocab_only) {
             model_check_tensors(metadata_);
             model_check_hparams(metadata_);
+        }
+        if (!rpc_servers_.empty()) {
+            // The servers' devices, then this machine's GPUs (llama.cpp's own order for --rpc).
+            devices_ = rpc_devices(rpc_servers_);
+            for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+                ggml_backend_dev_t d = ggml_backend_dev_get(i);
+                if (ggml_backend_dev_type(d) == GGML_BACKEND_DEVICE_TYPE_GPU) devices_.push_back(d);
+            }
+            devices_.push_back(nullptr);
+            params_.devices = devices_.data();
         }
         try {
             model_ = llama_model_load_from_file(path_.c_str(), params_);
@@ -233,6 +250,8 @@ private:
 
     std::string path_;
     llama_model_params params_;
+    std::vector<std::string> rpc_servers_;
+    std::vector<ggml_backend_dev_t> devices_;
     bool use_mmap_ = true, use_mlock_ = false;
     int32_t * abort_flag_ = nullptr;
     Napi::ObjectReference abort_ref_;

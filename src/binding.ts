@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { LlamaError } from "./errors.js";
 import type { NativeAttentionBinding } from "./attention.js";
 import { addonCandidates } from "./prebuilt.js";
+import type { NativeRpcBinding } from "./rpc.js";
 
 export interface NativeModelInfo {
     architecture: string;
@@ -48,6 +49,8 @@ export interface NativeModelLoadOptions {
     vocabOnly: boolean;
     abortFlag: Int32Array;
     onProgress?: (fraction: number) => void;
+    /** RPC servers whose devices take the offloaded layers (checked to answer). */
+    rpcServers?: string[];
 }
 
 export interface NativeContextCreateOptions {
@@ -119,7 +122,7 @@ export interface NativeGenerateOptions {
 
 export type NativeGenerateReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull";
 
-export interface NativeBinding extends NativeAttentionBinding {
+export interface NativeBinding extends NativeAttentionBinding, NativeRpcBinding {
     NativeModel: {
         load(path: string, o: NativeModelLoadOptions): Promise<{ model: NativeModel; info: NativeModelInfo }>;
     };

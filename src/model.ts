@@ -6,6 +6,7 @@ import { Context, resolveContextOptions, type ContextOptions } from "./context.j
 import { LlamaError, abortedError, callNative, disposedError } from "./errors.js";
 import { abortFlag } from "./queue.js";
 import { createPool, type Pool, type PoolOptions } from "./pool.js";
+import { checkRpcServers, parseEndpoint } from "./rpc.js";
 import { toTokenArray, type TokenInput } from "./tokens.js";
 import { checkKnownKeys, invalidOption, is, optBool, optFunction, optInt, optSignal, optionsObject } from "./validate.js";
 
@@ -18,6 +19,11 @@ export interface LoadModelOptions {
     useMlock?: boolean;
     /** Load only the vocabulary (tokenize/detokenize work; no contexts). @default false */
     vocabOnly?: boolean;
+    /**
+     * llama.cpp RPC servers ("host:port", started with `llamafuse rpc-server`): the offloaded
+     * layers (gpuLayers) go to their devices, in order, then to this machine's GPUs.
+     */
+    rpcServers?: string[];
     /** Called with increasing fractions, ending at 1. */
     onProgress?: (fraction: number) => void;
     signal?: AbortSignal;
@@ -44,7 +50,7 @@ export interface DetokenizeOptions {
     unparseSpecial?: boolean;
 }
 
-const LOAD_KEYS = ["gpuLayers", "useMmap", "useMlock", "vocabOnly", "onProgress", "signal"] as const;
+const LOAD_KEYS = ["gpuLayers", "useMmap", "useMlock", "vocabOnly", "rpcServers", "onProgress", "signal"] as const;
 
 async function checkModelFile(path: string): Promise<void> {
     let st;
@@ -80,9 +86,13 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
     const vocabOnly = optBool(o, "vocabOnly", false);
     const onProgress = optFunction<(f: number) => void>(o, "onProgress");
     const signal = optSignal(o);
+    const rpcServers = o.rpcServers ?? [];
+    if (!Array.isArray(rpcServers) || rpcServers.length > 16) throw invalidOption("rpcServers", "an array of at most 16 \"host:port\" strings", o.rpcServers);
+    rpcServers.forEach((e, i) => parseEndpoint(`rpcServers[${i}]`, e));
     if (signal?.aborted) throw abortedError("model loading", signal.reason);
 
     await checkModelFile(path);
+    if (rpcServers.length > 0) await checkRpcServers(rpcServers as string[]);
     if (signal?.aborted) throw abortedError("model loading", signal.reason);
 
     // Progress arrives from a loader thread; pass on only increasing values and end at 1.
@@ -98,7 +108,7 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
     const abort = abortFlag(signal);
     try {
         const { model, info } = await callNative(() =>
-            binding().NativeModel.load(path, { gpuLayers, useMmap, useMlock, vocabOnly, abortFlag: abort.flag, onProgress: progress }),
+            binding().NativeModel.load(path, { gpuLayers, useMmap, useMlock, vocabOnly, abortFlag: abort.flag, onProgress: progress, ...(rpcServers.length > 0 ? { rpcServers: rpcServers as string[] } : {}) }),
         );
         // The native progress callbacks are queued on the event loop; let them run first.
         await new Promise((r) => setImmediate(r));

@@ -11,6 +11,7 @@ import { registerDemo } from "./demo.js";
 import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
 import { registerRepl } from "./repl.js";
+import { registerRpcServer } from "./rpc-server.js";
 import { registerServe } from "./serve.js";
 import { registerSynth } from "./synth.js";
 
@@ -33,6 +34,7 @@ registerInspect(program);
 registerGenerate(program);
 registerRepl(program);
 registerServe(program);
+registerRpcServer(program);
 registerDemo(program);
 registerSynth(program);
 registerBench(program);

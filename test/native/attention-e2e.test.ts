@@ -101,6 +101,16 @@ async function compare(model: Model, prompt: number[], kvType: "f16" | "q8_0") {
     }
 }
 
+// Bounds per cache type, from the measured worst of the two shapes with headroom. f16: prompt
+// 5.1e-6, decode steps against the batch recomputation 6.0e-6 (both held to 2e-5), and ggml's
+// own one-token kernel 1.4e-3 from both (it rounds q to f16 and accumulates V in f16; held to
+// 3.5e-3). q8_0: ggml rounds q to q8_0 before q·k, ours keeps it in f32 (~1e-6 from float64 at
+// the op level), so fused vs ggml is 4.1e-3 (prompt) and 4.4e-3 (steps): held to 1.1e-2.
+const SYNTH_BOUND = {
+    f16: { prompt: 2e-5, stepVsGgml: 3.5e-3, step: 2e-5 },
+    q8_0: { prompt: 1.1e-2, stepVsGgml: 1.1e-2, step: 1.1e-2 },
+} as const;
+
 describe("fused vs ggml attention, synthetic GQA models", () => {
     let dir: string;
     const shapes = [
@@ -129,16 +139,15 @@ describe("fused vs ggml attention, synthetic GQA models", () => {
                     const r = rng(99);
                     const prompt = Array.from({ length: PROMPT }, () => 3 + Math.floor(r() * (model.info.vocabSize - 3)));
                     const res = await compare(model, prompt, kvType);
-                    // every attention op of the fused context ran on our kernels
-                    expect(res.afterFused.fused).toBeGreaterThanOrEqual(2);
-                    expect(res.stats.declined).toBe(0);
-                    expect(res.stats.fused).toBeGreaterThanOrEqual(res.afterFused.fused + 2 * STEPS);
+                    // every attention op of the fused context ran on our kernels: 2 layers, one
+                    // graph for the prompt and one per step
+                    expect(res.afterFused).toEqual({ fused: 2, declined: 0 });
+                    expect(res.stats).toEqual({ fused: 2 * (1 + STEPS), declined: 0 });
                     console.log(`${s.name} ${kvType}: prompt rel L2 ${res.promptErr.toExponential(2)}, decode fused vs ggml ${res.stepVsGgml.toExponential(2)}, decode vs batch: fused ${res.stepErr.toExponential(2)}, ggml ${res.ggmlStepErr.toExponential(2)}; argmax agreed ${res.agree}/${STEPS}`);
-                    // With a q8_0 cache ggml rounds q to q8_0 before q·k (ours keeps q in f32; ~1e-6
-                    // from float64 at the op level), so fused vs ggml is ~4e-3 there, ~4e-4 with f16.
-                    expect(res.promptErr).toBeLessThanOrEqual(5e-3);
-                    expect(res.stepVsGgml).toBeLessThanOrEqual(5e-3);
-                    expect(res.stepErr).toBeLessThanOrEqual(5e-3);
+                    const bound = SYNTH_BOUND[kvType];
+                    expect(res.promptErr).toBeLessThanOrEqual(bound.prompt);
+                    expect(res.stepVsGgml).toBeLessThanOrEqual(bound.stepVsGgml);
+                    expect(res.stepErr).toBeLessThanOrEqual(bound.step);
                     expect(res.agree).toBeGreaterThanOrEqual(STEPS - 4);
                 } finally {
                     await model.dispose();
@@ -148,9 +157,15 @@ describe("fused vs ggml attention, synthetic GQA models", () => {
     }
 });
 
+// What the fused kernels must do on each real model: take every attention op (stories260K,
+// head size 8; TinyStories-656K, head size 16) or decline every one (llama-2-tiny-random, head
+// size 4, not a multiple of 8: there "fused" runs ggml's kernel, so fused vs ggml compares ggml
+// with ggml and proves only that the fallback is exact).
+const EXPECT_FUSED: Record<keyof typeof MODELS, boolean> = { stories260K: true, tiny656K: true, tinyRandom: false };
+
 describe.skipIf(!haveModels())("fused vs ggml attention, ../shared/models", () => {
-    for (const [name, file] of Object.entries(MODELS)) {
-        it(name, async () => {
+    for (const [name, file] of Object.entries(MODELS) as [keyof typeof MODELS, string][]) {
+        it(`${name}${EXPECT_FUSED[name] ? "" : " (the declined case: every op falls back to ggml)"}`, async () => {
             const model = await loadModel(file);
             try {
                 const text = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ".repeat(6);
@@ -158,7 +173,15 @@ describe.skipIf(!haveModels())("fused vs ggml attention, ../shared/models", () =
                 const res = await compare(model, prompt, "f16");
                 // head sizes here are tiny: the kernels either take them or decline them whole
                 console.log(`${name}: fused ${res.stats.fused} / declined ${res.stats.declined} ops; prompt rel L2 ${res.promptErr.toExponential(2)}, decode fused vs ggml ${res.stepVsGgml.toExponential(2)}, decode vs batch: fused ${res.stepErr.toExponential(2)}, ggml ${res.ggmlStepErr.toExponential(2)}; argmax agreed ${res.agree}/${STEPS}`);
-                expect(res.stats.fused + res.stats.declined).toBeGreaterThan(0);
+                // One op per layer per graph: the prompt is one ubatch, then one per decode step.
+                const layers = model.info.layers;
+                const taken = EXPECT_FUSED[name];
+                expect(res.afterFused).toEqual(taken ? { fused: layers, declined: 0 } : { fused: 0, declined: layers });
+                expect(res.stats).toEqual(taken ? { fused: layers * (1 + STEPS), declined: 0 } : { fused: 0, declined: layers * (1 + STEPS) });
+                if (!taken) {
+                    expect(res.promptErr).toBe(0); // ggml against ggml: bit for bit
+                    expect(res.stepVsGgml).toBe(0);
+                }
                 expect(res.promptErr).toBeLessThanOrEqual(5e-3);
                 // Decode steps are held to the batch recomputation, not to ggml's decode, and no
                 // tighter than ggml's own decode holds to it: tiny656K quantizes activations to

@@ -29,7 +29,9 @@ try {
         pp.push((PP * 1000) / ppMs);
         tg.push((TG * 1000) / tgMs);
     }
-    console.log(JSON.stringify({ addon: addonInfo(), threads, pp, tg }));
+    // addonInfo() is missing from library builds older than the prebuilt levels
+    const addon = addonInfo ? addonInfo() : { path: process.env.LLAMAFUSE_ADDON, build: "unknown", variant: null };
+    console.log(JSON.stringify({ addon, threads, pp, tg }));
 } finally {
     await m.dispose();
 }

@@ -3,10 +3,12 @@
 // addon (llama.cpp and ggml linked in statically, as in a source build), and the runtime loads
 // the first one whose /proc/cpuinfo flags the CPU has (src/prebuilt.ts).
 //
-// Four levels, not ggml's thirteen: each costs a full addon in the package (~10 MB), and these
-// are the steps that change speed most: AMX (matrix tiles, Sapphire Rapids and later), AVX-512
-// with VNNI/VBMI (Ice Lake, Zen 4 and later; Skylake-X falls back to AVX2), AVX2 with FMA
-// (Haswell, Zen 1 and later) and plain x86-64 (anything else).
+// Three levels, not ggml's thirteen: each costs a whole addon in the package (~8 MB), and these
+// are the steps that change speed most: AVX-512 with VNNI/VBMI (Ice Lake, Zen 4, Sapphire Rapids
+// and later; Skylake-X falls back to AVX2), AVX2 with FMA (Haswell, Zen 1 and later) and plain
+// x86-64 (anything else). No AMX level: on a Sapphire Rapids VM here the kernel granted AMX and
+// the first AMX instruction still raised SIGILL (native/cmake/cpu-features.cmake), a crash no
+// load-time check can see; and a fourth addon would take the package past 60 MB installed.
 
 /** ggml CPU option -> the /proc/cpuinfo flags it needs (all of them). */
 export const CPUINFO_FLAGS = {
@@ -31,7 +33,6 @@ const ICELAKE = [...HASWELL, "AVX512", "AVX512_VBMI", "AVX512_VNNI"];
 
 export const CPU_VARIANTS = {
     "linux-x64": [
-        { name: "sapphirerapids", features: [...ICELAKE, "AVX512_BF16", "AMX_TILE", "AMX_INT8"] },
         { name: "icelake", features: ICELAKE },
         { name: "haswell", features: HASWELL },
         { name: "x64", features: [] },

@@ -36,10 +36,14 @@ function(llamafuse_ggml_cpu_features)
         "GGML_AVX512=avx512f,avx512cd,avx512vl,avx512dq,avx512bw"
         "GGML_AVX512_VBMI=avx512f,avx512vbmi"
         "GGML_AVX512_VNNI=avx512f,avx512_vnni"
-        "GGML_AVX512_BF16=avx512f,avx512_bf16"
-        "GGML_AMX_TILE=amx_tile"
-        "GGML_AMX_INT8=amx_int8"
-        "GGML_AMX_BF16=amx_bf16")
+        "GGML_AVX512_BF16=avx512f,avx512_bf16")
+    # AMX stays off even where /proc/cpuinfo lists it: on this Sapphire Rapids VM the kernel
+    # grants AMX (arch_prctl succeeds) yet the first tileloadd raises SIGILL, so every Q4_0
+    # matmul of ggml's AMX path killed the process (the 1B benchmark model, in a source build
+    # and in a prebuilt level alike). The AVX-512 VNNI paths run instead.
+    foreach (option GGML_AMX_TILE GGML_AMX_INT8 GGML_AMX_BF16)
+        set(${option} OFF CACHE BOOL "" FORCE)
+    endforeach()
     set(enabled "")
     foreach (entry IN LISTS map)
         string(REPLACE "=" ";" parts "${entry}")

@@ -47,7 +47,13 @@ export interface ServeFigures {
     tokensPerSecond: number;
     ttftP50Ms: number;
     ttftP99Ms: number;
-    interTokenP50Ms: number;
+    /**
+     * Time per output token: a stream's mean gap between tokens ((last - first) / (n - 1)),
+     * p50 over the streams. Single gaps are often 0 where tokens reach the consumer in
+     * batches, so the mean gap is the steady-rate figure.
+     */
+    tpotP50Ms: number;
+    /** p99 of every single gap between a stream's tokens: the stalls a reader sees. */
     interTokenP99Ms: number;
 }
 
@@ -101,34 +107,22 @@ function quantile(xs: number[], q: number): number {
 function figures(streams: StreamTimes[], wallMs: number): ServeFigures {
     const ttft: number[] = [];
     const gaps: number[] = [];
+    const tpot: number[] = [];
     let tokens = 0;
     for (const s of streams) {
-        tokens += s.arrivals.length;
-        if (s.arrivals.length > 0) ttft.push(s.arrivals[0]! - s.start);
-        for (let i = 1; i < s.arrivals.length; i++) gaps.push(s.arrivals[i]! - s.arrivals[i - 1]!);
+        const a = s.arrivals;
+        tokens += a.length;
+        if (a.length > 0) ttft.push(a[0]! - s.start);
+        if (a.length > 1) tpot.push((a[a.length - 1]! - a[0]!) / (a.length - 1));
+        for (let i = 1; i < a.length; i++) gaps.push(a[i]! - a[i - 1]!);
     }
     return {
         tokensPerSecond: tokens / (wallMs / 1000),
         ttftP50Ms: quantile(ttft, 0.5),
         ttftP99Ms: quantile(ttft, 0.99),
-        interTokenP50Ms: quantile(gaps, 0.5),
+        tpotP50Ms: quantile(tpot, 0.5),
         interTokenP99Ms: quantile(gaps, 0.99),
     };
-}
-
-/** Runs `n` concurrent streams `reps` times; the round with the median tokens/s is reported. */
-async function measure(run: StreamRunner, n: number, o: Required<Pick<ServeBenchOptions, "promptTokens" | "genTokens" | "reps">>, vocab: number, seedBase: number): Promise<ServeFigures> {
-    const rounds: ServeFigures[] = [];
-    for (let rep = 0; rep <= o.reps; rep++) {
-        const prompts = Array.from({ length: n }, (_, i) => [...benchTokens(o.promptTokens, vocab, seedBase + rep * 1000 + i + 1)]);
-        const t0 = performance.now();
-        const streams = await Promise.all(prompts.map((p, i) => run(p, o.genTokens, i)));
-        const wall = performance.now() - t0;
-        if (rep === 0) continue; // warm-up round
-        rounds.push(figures(streams, wall));
-    }
-    const mid = median(rounds.map((r) => r.tokensPerSecond));
-    return rounds.find((r) => r.tokensPerSecond === mid) ?? rounds[Math.floor(rounds.length / 2)]!;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -246,6 +240,29 @@ async function startLlamaServer(bin: string, model: string, threads: number, slo
     }
 }
 
+/**
+ * Runs every runtime's round in turn, `reps` times after a warm-up round, so that a change in
+ * the machine's load hits all of them alike; each runtime's round with the median tokens/s
+ * is reported.
+ */
+async function measureInterleaved(runners: Record<string, StreamRunner>, n: number, o: Required<Pick<ServeBenchOptions, "promptTokens" | "genTokens" | "reps">>, vocab: number): Promise<Record<string, ServeFigures>> {
+    const rounds: Record<string, ServeFigures[]> = Object.fromEntries(Object.keys(runners).map((k) => [k, []]));
+    for (let rep = 0; rep <= o.reps; rep++) {
+        for (const [name, run] of Object.entries(runners)) {
+            // Prompts differ between rounds and streams: no prefix is ever cached.
+            const prompts = Array.from({ length: n }, (_, i) => [...benchTokens(o.promptTokens, vocab, rep * 1000 + i + 1)]);
+            const t0 = performance.now();
+            const streams = await Promise.all(prompts.map((p, i) => run(p, o.genTokens, i)));
+            const wall = performance.now() - t0;
+            if (rep > 0) rounds[name]!.push(figures(streams, wall));
+        }
+    }
+    return Object.fromEntries(Object.entries(rounds).map(([name, rs]) => {
+        const mid = median(rs.map((r) => r.tokensPerSecond));
+        return [name, rs.find((r) => r.tokensPerSecond === mid) ?? rs[Math.floor(rs.length / 2)]!];
+    }));
+}
+
 export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchResult> {
     const conc = o.concurrency ?? [1, 4, 8, 16];
     const sizes = { promptTokens: o.promptTokens ?? 32, genTokens: o.genTokens ?? 64, reps: o.reps ?? 3 };
@@ -254,111 +271,91 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
     const log = o.log ?? (() => {});
     const notes: string[] = [];
     const points: ServeBenchPoint[] = conc.map((c) => ({ concurrency: c, runtimes: {} }));
-    let vocab = 0;
-    let bos: number | null = null;
     const prefill: Record<string, PrefillInterference | null> = {};
-
-    // Ours: the pool in-process, then the same pool behind the HTTP app.
-    {
+    const cleanup: (() => Promise<unknown> | unknown)[] = [];
+    try {
+        // Ours: a pool in-process, and the same pool behind the HTTP app.
         const model: Model = await loadModel(o.model);
-        vocab = model.info.vocabSize;
-        bos = model.info.bos >= 0 ? model.info.bos : null;
+        cleanup.push(() => model.dispose());
+        const vocab = model.info.vocabSize;
+        const bos = model.info.bos >= 0 ? model.info.bos : null;
+        const withBos = (prompt: number[]) => (bos === null ? prompt : [bos, ...prompt]);
         const pool = await model.createPool({ slots: maxStreams, contextSize: ctxPerSlot, threads: o.threads });
-        try {
-            for (const p of points) {
-                log(`${OURS}: ${p.concurrency} streams`);
-                p.runtimes[OURS] = await measure(poolRunner(pool, bos), p.concurrency, sizes, vocab, 1);
+        cleanup.push(() => pool.dispose());
+        const fixed: Record<string, StreamRunner> = { [OURS]: poolRunner(pool, bos) };
+        if (!o.noHttp) {
+            const { createServer } = await import("../server/index.js");
+            const app = await createServer({ pool });
+            await app.listen({ host: "127.0.0.1", port: 0 });
+            cleanup.push(() => app.close());
+            const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+            // The stop-on-EOG switch is not an OpenAI field: logit_bias bans EOS instead, so every stream runs to max_tokens.
+            const ban = model.info.eos >= 0 ? { logit_bias: { [model.info.eos]: -100 } } : {};
+            fixed[OURS_HTTP] = httpRunner(base, (prompt, gen) => ({ prompt: withBos(prompt), max_tokens: gen, temperature: 0, stream: true, ...ban }));
+        }
+        const bin = findLlamaServer();
+        if (bin) {
+            const { base, child } = await startLlamaServer(bin, o.model, o.threads, maxStreams, ctxPerSlot);
+            cleanup.push(() => child.kill("SIGTERM"));
+            fixed[LLAMA_SERVER] = httpRunner(base, (prompt, gen) => ({ prompt: withBos(prompt), max_tokens: gen, temperature: 0, stream: true, ignore_eos: true, cache_prompt: true }));
+            notes.push(`${LLAMA_SERVER}: ${bin}, ${maxStreams} slots, streamed /v1/completions over loopback like ours`);
+        } else {
+            notes.push(`${LLAMA_SERVER}: not built here (LLAMA_SERVER or build/bin/llama-server)`);
+        }
+        let peerModel: LlamaModel | null = null;
+        if (!o.noPeer) {
+            try {
+                const { getLlama } = await import("node-llama-cpp");
+                const llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: "error" as never });
+                cleanup.push(() => llama.dispose());
+                peerModel = await llama.loadModel({ modelPath: o.model });
+                const pm = peerModel;
+                cleanup.push(() => pm.dispose());
+                notes.push(`${PEER}: one context with a sequence per stream (sequence.evaluate at temperature 0; it batches the sequences itself), stopped after ${sizes.genTokens} tokens`);
+            } catch (err) {
+                notes.push(`${PEER} unavailable: ${(err as Error).message.split("\n")[0]}`);
             }
-            if (o.prefillTokens) {
-                log(`${OURS}: a ${o.prefillTokens}-token prompt arriving mid-stream`);
-                const big = await model.createPool({ slots: 5, contextSize: o.prefillTokens + 256, threads: o.threads });
+        }
+
+        for (const p of points) {
+            log(`${p.concurrency} streams: ${[...Object.keys(fixed), ...(peerModel ? [PEER] : [])].join(", ")}, in alternation`);
+            const runners = { ...fixed };
+            const context = peerModel ? await peerModel.createContext({ contextSize: ctxPerSlot * p.concurrency, sequences: p.concurrency, threads: o.threads, batchSize: 512 }) : null;
+            try {
+                if (context) runners[PEER] = peerRunner(context, bos);
+                Object.assign(p.runtimes, await measureInterleaved(runners, p.concurrency, sizes, vocab));
+            } finally {
+                await context?.dispose();
+            }
+        }
+
+        if (o.prefillTokens) {
+            log(`a ${o.prefillTokens}-token prompt arriving while 4 streams generate`);
+            const big = await model.createPool({ slots: 5, contextSize: o.prefillTokens + 256, threads: o.threads });
+            try {
+                prefill[OURS] = await prefillInterference(poolRunner(big, bos), async (prompt) => {
+                    for await (const _ of big.generate(prompt, { temperature: 0, maxTokens: 1 })) break;
+                }, { streams: 4, gen: 96, promptTokens: o.prefillTokens, reps: sizes.reps, vocab });
+            } finally {
+                await big.dispose();
+            }
+            if (peerModel) {
+                const context = await peerModel.createContext({ contextSize: (o.prefillTokens + 256) * 5, sequences: 5, threads: o.threads, batchSize: 512 });
                 try {
-                    prefill[OURS] = await prefillInterference(poolRunner(big, bos), async (prompt) => {
-                        for await (const _ of big.generate(prompt, { temperature: 0, maxTokens: 1 })) break;
+                    const intruder = context.getSequence();
+                    prefill[PEER] = await prefillInterference(peerRunner(context, bos), async (prompt) => {
+                        await intruder.clearHistory();
+                        for await (const _ of intruder.evaluate(prompt as never, { temperature: 0 })) break;
                     }, { streams: 4, gen: 96, promptTokens: o.prefillTokens, reps: sizes.reps, vocab });
                 } finally {
-                    await big.dispose();
+                    await context.dispose();
                 }
             }
-            if (!o.noHttp) {
-                const { createServer } = await import("../server/index.js");
-                const app = await createServer({ pool });
-                await app.listen({ host: "127.0.0.1", port: 0 });
-                const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-                try {
-                    // The stop-on-EOG switch is not an OpenAI field: logit_bias bans EOS instead, so every stream runs to max_tokens.
-                    const ban = model.info.eos >= 0 ? { logit_bias: { [model.info.eos]: -100 } } : {};
-                    const body = (prompt: number[], gen: number) => ({ prompt: bos === null ? prompt : [bos, ...prompt], max_tokens: gen, temperature: 0, stream: true, ...ban });
-                    for (const p of points) {
-                        log(`${OURS_HTTP}: ${p.concurrency} streams`);
-                        p.runtimes[OURS_HTTP] = await measure(httpRunner(base, body), p.concurrency, sizes, vocab, 1);
-                    }
-                } finally {
-                    await app.close();
-                }
-            }
-        } finally {
-            await pool.dispose();
-            await model.dispose();
         }
+    } finally {
+        for (const f of cleanup.reverse()) await f();
     }
-
-    if (!o.noPeer) {
-        try {
-            const { getLlama } = await import("node-llama-cpp");
-            const llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: "error" as never });
-            const model = await llama.loadModel({ modelPath: o.model });
-            try {
-                for (const p of points) {
-                    log(`${PEER}: ${p.concurrency} streams`);
-                    const context = await model.createContext({ contextSize: ctxPerSlot * p.concurrency, sequences: p.concurrency, threads: o.threads, batchSize: 512 });
-                    try {
-                        p.runtimes[PEER] = await measure(peerRunner(context, bos), p.concurrency, sizes, vocab, 1);
-                    } finally {
-                        await context.dispose();
-                    }
-                }
-                if (o.prefillTokens) {
-                    log(`${PEER}: a ${o.prefillTokens}-token prompt arriving mid-stream`);
-                    const context = await model.createContext({ contextSize: (o.prefillTokens + 256) * 5, sequences: 5, threads: o.threads, batchSize: 512 });
-                    try {
-                        const intruder = context.getSequence();
-                        const runner = peerRunner(context, bos);
-                        prefill[PEER] = await prefillInterference(runner, async (prompt) => {
-                            await intruder.clearHistory();
-                            for await (const _ of intruder.evaluate(prompt as never, { temperature: 0 })) break;
-                        }, { streams: 4, gen: 96, promptTokens: o.prefillTokens, reps: sizes.reps, vocab });
-                    } finally {
-                        await context.dispose();
-                    }
-                }
-            } finally {
-                await model.dispose();
-                await llama.dispose();
-            }
-            notes.push(`${PEER}: one context with a sequence per stream (sequence.evaluate at temperature 0; it batches the sequences itself), stopped after ${sizes.genTokens} tokens`);
-        } catch (err) {
-            notes.push(`${PEER} unavailable: ${(err as Error).message.split("\n")[0]}`);
-        }
-    }
-
-    const bin = findLlamaServer();
-    if (bin) {
-        const { base, child } = await startLlamaServer(bin, o.model, o.threads, maxStreams, ctxPerSlot);
-        try {
-            const body = (prompt: number[], gen: number) => ({ prompt: bos === null ? prompt : [bos, ...prompt], max_tokens: gen, temperature: 0, stream: true, ignore_eos: true, cache_prompt: true });
-            for (const p of points) {
-                log(`${LLAMA_SERVER}: ${p.concurrency} streams`);
-                p.runtimes[LLAMA_SERVER] = await measure(httpRunner(base, body), p.concurrency, sizes, vocab, 1);
-            }
-            notes.push(`${LLAMA_SERVER}: ${bin}, ${maxStreams} slots, streamed /v1/completions over loopback like ours`);
-        } finally {
-            child.kill("SIGTERM");
-        }
-    } else {
-        notes.push(`${LLAMA_SERVER}: not built here (LLAMA_SERVER or build/bin/llama-server)`);
-    }
-    notes.push(`${OURS}: a pool with ${maxStreams} slots of ${ctxPerSlot} tokens, streams read in-process; ${OURS_HTTP}: the same pool behind the server app, streamed over loopback SSE`);
+    notes.push(`${OURS}: a pool with ${maxStreams} slots of ${ctxPerSlot} tokens, streams read in-process; ${OURS_HTTP}: the same pool behind the server app, streamed over loopback SSE; runtimes alternate round by round`);
     return { model: o.model, threads: o.threads, ...sizes, points, ...(o.prefillTokens ? { prefill } : {}), notes };
 }
 
@@ -380,7 +377,7 @@ function suiteRows(res: ServeBenchResult): BenchRow[] {
         const ours = pt.runtimes[OURS], peer = pt.runtimes[PEER], http = pt.runtimes[OURS_HTTP], ls = pt.runtimes[LLAMA_SERVER];
         row(`${c} streams: aggregate`, "tokens/s", ours?.tokensPerSecond, peer?.tokensPerSecond, true);
         row(`${c} streams: TTFT p50`, "ms", ms(ours?.ttftP50Ms), ms(peer?.ttftP50Ms), false);
-        row(`${c} streams: inter-token p50`, "ms", ms(ours?.interTokenP50Ms), ms(peer?.interTokenP50Ms), false);
+        row(`${c} streams: time per token p50`, "ms", ms(ours?.tpotP50Ms), ms(peer?.tpotP50Ms), false);
         row(`${c} streams: inter-token p99`, "ms", ms(ours?.interTokenP99Ms), ms(peer?.interTokenP99Ms), false);
         // Over HTTP the peer column is llama-server (when built), not node-llama-cpp.
         row(`${c} streams over HTTP: aggregate${ls ? " (peer: llama-server)" : ""}`, "tokens/s", http?.tokensPerSecond, ls?.tokensPerSecond, true);

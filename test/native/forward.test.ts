@@ -34,8 +34,10 @@ describe("logits equal an independent float64 llama forward", () => {
                 worst = Math.max(worst, relL2(out.logits(0, i), expected[i]!));
                 expect(argmax(out.logits(0, i)), `position ${i}`).toBe(argmax(expected[i]!));
             }
-            // llama.cpp stores K/V in fp16 here: ~2e-3 measured against float64.
-            expect(worst).toBeLessThan(3e-3);
+            console.log(`stories260K, attention ${attention}: worst relative L2 against float64 ${worst.toExponential(2)} over ${tokens.length} positions`);
+            // llama.cpp stores K/V in fp16 here: 2.6e-3 (ggml) and 2.0e-3 (fused) measured against
+            // float64; held to 1.5x that.
+            expect(worst).toBeLessThan(attention === "ggml" ? 4e-3 : 3e-3);
             await ctx.dispose();
         });
     }
@@ -74,10 +76,10 @@ describe("KV cache types", () => {
             e4 = Math.max(e4, relL2(q4.logits(0, i), f16.logits(0, i)));
         }
         console.log(`KV cache vs f16, worst relative L2 over ${tokens.length} positions: q8_0 ${e8.toExponential(2)}, q4_0 ${e4.toExponential(2)}`);
-        // Quantized K/V on a random-weight model: q8_0 stays close, q4_0 drifts more; both
-        // far from unrelated logits (relative L2 ~1.4) and in that order.
-        expect(e8).toBeLessThan(5e-2);
-        expect(e4).toBeLessThan(4e-1);
+        // Quantized K/V on a random-weight model: q8_0 stays close (1.5e-2 measured), q4_0 drifts
+        // more (2.2e-1); both far from unrelated logits (relative L2 ~1.4) and in that order.
+        expect(e8).toBeLessThan(3.5e-2);
+        expect(e4).toBeLessThan(4.5e-1);
         expect(e8).toBeLessThan(e4);
         await model.dispose();
     });

@@ -205,6 +205,26 @@ describe("KV cache types against the f16 cache", () => {
         }
     });
 
+    it("canShift: false for a bf16 cache (ggml's CPU rope has no bf16 kernel); kv.shift then fails with ERR_UNSUPPORTED before ggml could abort", async () => {
+        for (const [kvType, shiftable] of [["f16", true], ["q8_0", true], ["bf16", false]] as const) {
+            const ctx = await model.createContext({ contextSize: 512, threads: 1, kvType });
+            try {
+                expect(ctx.canShift, kvType).toBe(shiftable);
+                await ctx.forward({ sequence: 0, tokens: prompt.subarray(0, 20) });
+                if (shiftable) {
+                    await ctx.kv.shift(0, 0, -1, 3);
+                    expect(await ctx.kv.positions(0)).toEqual({ min: 3, max: 22 });
+                    await ctx.forward({ sequence: 0, tokens: [prompt[20]!] }); // the shifted cache is usable
+                } else {
+                    await expect(ctx.kv.shift(0, 0, -1, 3)).rejects.toMatchObject({ code: "ERR_UNSUPPORTED" });
+                    expect(await ctx.kv.positions(0)).toEqual({ min: 0, max: 19 }); // untouched
+                }
+            } finally {
+                await ctx.dispose();
+            }
+        }
+    });
+
     it("fewer bits per element, further from f16: bf16 < q8_0 < q5_* < q4_* and iq4_nl", () => {
         const m = measured as Record<KvType, number>;
         expect(m.bf16).toBeLessThan(m.q8_0);

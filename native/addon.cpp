@@ -3,6 +3,7 @@
 #include "abort_guard.h"
 #include "attention_switch.h"
 #include "context.h"
+#include "embedding.h"
 #include "generate.h"
 #include "log.h"
 #include "model.h"
@@ -34,6 +35,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     });
     exports.Set("NativeModel", NativeModel::define(env));
     exports.Set("NativeContext", NativeContext::define(env));
+    exports.Set("NativeEmbeddingContext", NativeEmbeddingContext::define(env));
     exports.Set("NativeSampler", NativeSampler::define(env));
     exports.Set("generate", Napi::Function::New(env, generate_start));
     exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));

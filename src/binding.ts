@@ -5,6 +5,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { LlamaError } from "./errors.js";
 import type { NativeAttentionBinding } from "./attention.js";
+import type { NativeEmbeddingBinding } from "./embed/native.js";
 import { addonCandidates } from "./prebuilt.js";
 import type { NativeRpcBinding } from "./rpc.js";
 
@@ -122,7 +123,7 @@ export interface NativeGenerateOptions {
 
 export type NativeGenerateReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull";
 
-export interface NativeBinding extends NativeAttentionBinding, NativeRpcBinding {
+export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBinding, NativeRpcBinding {
     NativeModel: {
         load(path: string, o: NativeModelLoadOptions): Promise<{ model: NativeModel; info: NativeModelInfo }>;
     };

@@ -4,6 +4,8 @@ export type { LoadModelOptions, ModelInfo, TokenizeOptions, DetokenizeOptions } 
 export { Context, ForwardResult, KvCache, defaultThreads, KV_TYPES } from "./context.js";
 export type { ContextOptions, ForwardItem, ForwardOptions, LogitsMode, KvType, AttentionMode } from "./context.js";
 export type { StateOptions } from "./state.js";
+export { EmbeddingContext } from "./embed/index.js";
+export type { EmbeddingContextOptions, EmbedOptions, EmbedInput, NormalizeMode, PoolingType } from "./embed/index.js";
 export { Pool } from "./pool.js";
 export type { PoolOptions, PoolGenerateOptions, PoolSummary, PoolStats } from "./pool.js";
 export { LlamaError } from "./errors.js";

@@ -3,6 +3,7 @@
 import { open, stat } from "node:fs/promises";
 import { binding, type NativeModel, type NativeModelInfo } from "./binding.js";
 import { Context, resolveContextOptions, type ContextOptions } from "./context.js";
+import { createEmbeddingContext, type EmbeddingContext, type EmbeddingContextOptions } from "./embed/index.js";
 import { LlamaError, abortedError, callNative, disposedError } from "./errors.js";
 import { abortFlag } from "./queue.js";
 import { createPool, type Pool, type PoolOptions } from "./pool.js";
@@ -124,7 +125,7 @@ export class Model {
     readonly path: string;
     readonly vocabOnly: boolean;
     #native: NativeModel | null;
-    #contexts = new Set<Context>();
+    #contexts = new Set<{ dispose(): Promise<void> }>();
     #pending = new Set<Promise<unknown>>();
     #disposing: Promise<void> | null = null;
 
@@ -221,8 +222,15 @@ export class Model {
         return createPool(this, options);
     }
 
+    /** A context for sentence vectors and reranking (see EmbeddingContextOptions). */
+    async createEmbeddingContext(options?: EmbeddingContextOptions): Promise<EmbeddingContext> {
+        const ectx = await createEmbeddingContext(this, options);
+        if (!ectx.disposed) this.#contexts.add(ectx);
+        return ectx;
+    }
+
     /** @internal */
-    contextClosed(ctx: Context): void {
+    contextClosed(ctx: { dispose(): Promise<void> }): void {
         this.#contexts.delete(ctx);
     }
 

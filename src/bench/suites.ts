@@ -3,6 +3,7 @@
 // whether the unit is a rate or a time). Each suite has a --quick size for smoke runs.
 import path from "node:path";
 import { QUICK_OPTIONS, runAttentionBenchDetailed, type AttentionBenchOptions } from "./attention.js";
+import { runEmbedBench } from "./embed.js";
 import { DEPTH_MODEL_QUICK, LLAMA_BENCH, PEER, ours, runDepthBench, type DepthBenchResult } from "./depth.js";
 import { defaultBenchModel, runForwardBench } from "./forward.js";
 import { runLlamaBench } from "./llama-bench.js";
@@ -12,7 +13,7 @@ import { serveSuite } from "./serve.js";
 import { runTokenizeBench } from "./tokenize.js";
 import { cachedSynthModel } from "../synth-cache.js";
 
-export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth", "serve"] as const;
+export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth", "serve", "embed"] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 export interface BenchRow {
@@ -186,6 +187,19 @@ async function samplingSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "second
     return { suite: "sampling", rows, notes, detail: res.rows };
 }
 
+async function embedSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const { rows, notes } = await runEmbedBench({ threads: o.threads, quick: o.quick, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log });
+    const out: BenchRow[] = [];
+    for (const r of rows) {
+        for (const [unit, amount] of [["texts/s", r.texts], ["tokens/s", r.tokens]] as const) {
+            const ours = (amount * 1000) / r.oursMs;
+            const peer = r.peerMs === null ? null : (amount * 1000) / r.peerMs;
+            out.push({ suite: "embed", test: `embed ${r.texts} texts`, model: r.model, threads: o.threads, unit, llamafuse: ours, nodeLlamaCpp: peer, ratio: peer ? ours / peer : null, llamaBench: null });
+        }
+    }
+    return { suite: "embed", rows: out, notes, detail: rows };
+}
+
 const RUNNERS: Record<SuiteName, (o: SuiteOptions) => Promise<Omit<SuiteResult, "seconds">>> = {
     tokenize: tokenizeSuite,
     forward: forwardSuite,
@@ -194,6 +208,7 @@ const RUNNERS: Record<SuiteName, (o: SuiteOptions) => Promise<Omit<SuiteResult, 
     attention: attentionSuite,
     depth: depthSuite,
     serve: serveSuite,
+    embed: embedSuite,
 };
 
 export async function runSuite(name: SuiteName, o: SuiteOptions): Promise<SuiteResult> {

@@ -8,8 +8,10 @@ import { packageRoot } from "../binding.js";
 import { registerBench } from "./bench.js";
 import { formatError } from "./common.js";
 import { registerDemo } from "./demo.js";
+import { registerEmbed } from "./embed.js";
 import { registerGenerate } from "./generate.js";
 import { registerInspect } from "./inspect.js";
+import { registerRank } from "./rank.js";
 import { registerRepl } from "./repl.js";
 import { registerRpcServer } from "./rpc-server.js";
 import { registerServe } from "./serve.js";
@@ -37,6 +39,8 @@ registerServe(program);
 registerRpcServer(program);
 registerDemo(program);
 registerSynth(program);
+registerEmbed(program);
+registerRank(program);
 registerBench(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,6 +1,7 @@
-// synthModel(): writes a llama-family GGUF with random weights in an exact shape, so any
-// benchmark shape runs with no download. The vocabulary is copied whole from one of
-// llama.cpp's vocab files, so tokenization is real. The weights are deterministic in the
+// synthModel(): writes a llama-family (llama, qwen2) or BERT-family (bert, nomic-bert) GGUF
+// with random weights in an exact shape, so any benchmark shape runs with no download. The
+// vocabulary is copied whole from one of llama.cpp's vocab files, so tokenization is real.
+// The weights are deterministic in the
 // seed: each chunk of each tensor draws from its own stream, keyed by the tensor's name
 // and the chunk's index, so one seed gives the same underlying floats whatever the type.
 // Tensors are generated and written one chunk at a time: memory stays at a few MB for
@@ -19,8 +20,11 @@ import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "./gguf/write
 import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "../validate.js";
 
 export type SynthType = "f16" | "q8_0" | "q4_0";
-export type SynthArchitecture = "llama" | "qwen2";
-export type SynthPreset = "tiny" | "llama-3.2-1b" | "llama-3.1-8b" | "qwen2.5-0.5b";
+export type SynthArchitecture = "llama" | "qwen2" | "bert" | "nomic-bert";
+export type SynthPreset = "tiny" | "llama-3.2-1b" | "llama-3.1-8b" | "qwen2.5-0.5b" | "bert-tiny" | "bert-base" | "embed-0.6b";
+/** llama_pooling_type names: what {arch}.pooling_type says an embedding context should do. */
+export type SynthPooling = "none" | "mean" | "cls" | "last" | "rank";
+const POOLING_TYPE_IDS: Record<SynthPooling, number> = { none: 0, mean: 1, cls: 2, last: 3, rank: 4 };
 
 export interface SynthShape {
     architecture: SynthArchitecture;
@@ -39,8 +43,12 @@ export interface SynthShape {
     rmsEps: number;
     /** No output.weight: llama.cpp reuses token_embd for the output projection. */
     tieEmbeddings: boolean;
-    /** attn_q/k/v.bias tensors (Qwen2). */
+    /** attn_q/k/v.bias tensors (Qwen2; BERT always has them). */
     qkvBias: boolean;
+    /** {arch}.pooling_type, for embedding models; null writes none. @default null; "cls" for bert ("rank" with rankHead) */
+    pooling?: SynthPooling | null;
+    /** bert only: a reranker's classification head (cls.weight/bias, cls.output.weight/bias with one output). @default false */
+    rankHead?: boolean;
 }
 
 /** Shapes of the published models (from their config.json), with random weights. */
@@ -61,6 +69,21 @@ export const synthPresets: Readonly<Record<SynthPreset, Readonly<SynthShape>>> =
     "qwen2.5-0.5b": {
         architecture: "qwen2", layers: 24, embedding: 896, heads: 14, headsKv: 2, ff: 4864, vocab: "qwen2",
         contextLength: 32768, ropeTheta: 1000000, rmsEps: 1e-6, tieEmbeddings: true, qkvBias: true,
+    },
+    // BERT for tests: the bge tokenizer (WordPiece, 30522 tokens) and a tiny encoder.
+    "bert-tiny": {
+        architecture: "bert", layers: 2, embedding: 128, heads: 2, headsKv: 2, ff: 512, vocab: "bert-bge",
+        contextLength: 512, ropeTheta: 10000, rmsEps: 1e-12, tieEmbeddings: false, qkvBias: true, pooling: "cls",
+    },
+    // bert-base-uncased / bge-base-en-v1.5.
+    "bert-base": {
+        architecture: "bert", layers: 12, embedding: 768, heads: 12, headsKv: 12, ff: 3072, vocab: "bert-bge",
+        contextLength: 512, ropeTheta: 10000, rmsEps: 1e-12, tieEmbeddings: false, qkvBias: true, pooling: "cls",
+    },
+    // Qwen3-Embedding-0.6B's shape as a llama (no q/k norms), last-token pooling.
+    "embed-0.6b": {
+        architecture: "llama", layers: 28, embedding: 1024, heads: 16, headsKv: 8, ff: 3072, headDim: 128, vocab: "qwen2",
+        contextLength: 32768, ropeTheta: 1000000, rmsEps: 1e-6, tieEmbeddings: true, qkvBias: false, pooling: "last",
     },
 };
 
@@ -122,13 +145,13 @@ export interface SynthResult {
     mbPerSecond: number;
 }
 
-const knownVocabSizes: Record<number, string> = { 32000: "llama-spm", 128256: "llama-bpe", 151936: "qwen2" };
-const defaultVocab: Record<SynthArchitecture, string> = { llama: "llama-spm", qwen2: "qwen2" };
+const knownVocabSizes: Record<number, string> = { 32000: "llama-spm", 128256: "llama-bpe", 151936: "qwen2", 30522: "bert-bge" };
+const defaultVocab: Record<SynthArchitecture, string> = { llama: "llama-spm", qwen2: "qwen2", bert: "bert-bge", "nomic-bert": "bert-bge" };
 const presetNames = Object.keys(synthPresets) as SynthPreset[];
 const optionNames = [
     "output", "preset", "architecture", "layers", "embedding", "heads", "headsKv", "ff", "headDim", "vocab", "vocabSize",
-    "contextLength", "ropeTheta", "rmsEps", "tieEmbeddings", "qkvBias", "type", "seed", "embeddingScale", "initScale",
-    "name", "onProgress", "signal",
+    "contextLength", "ropeTheta", "rmsEps", "tieEmbeddings", "qkvBias", "pooling", "rankHead", "type", "seed", "embeddingScale",
+    "initScale", "name", "onProgress", "signal",
 ] as const;
 const MAX_DIM = 1 << 20;
 
@@ -183,11 +206,15 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
     const m: Record<string, unknown> = { ...(preset ? synthPresets[preset] : {}) };
     for (const [k, v] of Object.entries(o)) if (v !== undefined) m[k] = v;
 
-    const architecture = optEnum<SynthArchitecture>(m, "architecture", "llama", ["llama", "qwen2"]);
+    const architecture = optEnum<SynthArchitecture>(m, "architecture", "llama", ["llama", "qwen2", "bert", "nomic-bert"]);
+    const bert = architecture === "bert" || architecture === "nomic-bert";
     const layers = optInt(m, "layers", 0, 1, 4096);
     const embedding = optInt(m, "embedding", 0, 1, MAX_DIM);
     const heads = optInt(m, "heads", 0, 1, embedding);
     const headsKv = optInt(m, "headsKv", heads, 1, heads);
+    // llama.cpp's BERT graph has no GQA and no head size of its own.
+    if (bert && headsKv !== heads) throw invalidOption("headsKv", `heads (${heads}) for ${architecture}`, headsKv);
+    if (bert && m.headDim !== undefined && m.headDim !== embedding / heads) throw invalidOption("headDim", `embedding / heads for ${architecture}`, m.headDim);
     if (heads % headsKv !== 0) throw invalidOption("headsKv", `a divisor of heads (${heads})`, headsKv);
     const ff = optInt(m, "ff", 0, 1, MAX_DIM);
     if (m.headDim === undefined && embedding % heads !== 0) {
@@ -201,9 +228,17 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
     }
     const contextLength = optInt(m, "contextLength", 4096, 1, 2 ** 31 - 1);
     const ropeTheta = optNumber(m, "ropeTheta", 10000, 1, 1e12);
-    const rmsEps = optNumber(m, "rmsEps", 1e-5, 1e-12, 1);
+    const rmsEps = optNumber(m, "rmsEps", bert ? 1e-12 : 1e-5, 1e-12, 1);
     const tieEmbeddings = optBool(m, "tieEmbeddings", false);
-    const qkvBias = optBool(m, "qkvBias", architecture === "qwen2");
+    // BERT has biases everywhere; nomic-bert (nomic-embed-text) has none outside its norms.
+    const qkvBias = architecture === "bert" || (architecture !== "nomic-bert" && optBool(m, "qkvBias", architecture === "qwen2"));
+    const rankHead = optBool(m, "rankHead", false);
+    if (rankHead && architecture !== "bert") throw invalidOption("rankHead", "false (a classification head is written for bert only)", rankHead);
+    const poolings: SynthPooling[] = ["none", "mean", "cls", "last", "rank"];
+    // A head asked for without a pooling of the caller's own makes a reranker (a preset's "cls" yields).
+    if (rankHead && o.pooling === undefined) m.pooling = "rank";
+    const pooling = m.pooling === null ? null : optEnum<SynthPooling | "">(m, "pooling", bert ? (rankHead ? "rank" : architecture === "nomic-bert" ? "mean" : "cls") : "", poolings) || null;
+    if (pooling === "rank" && !rankHead) throw invalidOption("pooling", `not "rank" without rankHead (llama.cpp would pool with no head)`, pooling);
 
     const vocabSize = m.vocabSize === undefined ? undefined : optInt(m, "vocabSize", 0, 1, 2 ** 31 - 1);
     // Without a preset, a vocabSize that matches a known vocab file picks that file.
@@ -225,7 +260,7 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
         preset,
         shape: {
             architecture, layers, embedding, heads, headsKv, ff, headDim, vocab, contextLength, ropeTheta, rmsEps,
-            tieEmbeddings, qkvBias,
+            tieEmbeddings, qkvBias, pooling, rankHead,
         },
         vocabPath, type, seed, embeddingScale, initScale, name, warnings: [],
     };
@@ -248,12 +283,18 @@ const ggmlTypeOf: Record<SynthType, number> = { f16: GgmlType.F16, q8_0: GgmlTyp
 /** llama_ftype: LLAMA_FTYPE_MOSTLY_F16 = 1, _Q4_0 = 2, _Q8_0 = 7 (llama.h). */
 const fileTypeOf: Record<SynthType, number> = { f16: 1, q4_0: 2, q8_0: 7 };
 const BIAS_STD = 0.02;
+/** tokenizer.ggml.token_type_count of the BERT vocab files (sentence A and B). */
+const BERT_TOKEN_TYPES = 2;
 
 function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: SynthTensor[]; f16Fallback: string[] } {
     const s = r.shape;
     const plans: SynthTensor[] = [];
     const f16Fallback: string[] = [];
-    const matrix = (name: string, ne0: number, ne1: number, std: number): void => {
+    const matrix = (name: string, ne0: number, ne1: number, std: number, f32 = false): void => {
+        if (f32) {
+            plans.push({ name, dims: [ne0, ne1], type: GgmlType.F32, fill: "normal", std });
+            return;
+        }
         let type = ggmlTypeOf[r.type];
         // Quantized rows are whole blocks of 32; llama-quantize also falls back for such tensors.
         if (r.type !== "f16" && ne0 % 32 !== 0) {
@@ -271,6 +312,10 @@ function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: Synth
     const std = (fanIn: number): number => r.initScale / Math.sqrt(fanIn);
 
     matrix("token_embd.weight", s.embedding, vocabSize, embStd);
+    if (s.architecture === "bert" || s.architecture === "nomic-bert") {
+        planBertTensors(r, matrix, vector);
+        return { plans, f16Fallback };
+    }
     for (let i = 0; i < s.layers; i++) {
         const b = `blk.${i}`;
         vector(`${b}.attn_norm.weight`, s.embedding, "ones");
@@ -291,6 +336,54 @@ function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: Synth
     vector("output_norm.weight", s.embedding, "ones");
     if (!s.tieEmbeddings) matrix("output.weight", s.embedding, vocabSize, embStd);
     return { plans, f16Fallback };
+}
+
+/**
+ * BERT after token_embd (llama.cpp's llama_model_bert): token-type and learned position
+ * embeddings, an embedding LayerNorm, then post-norm layers (attention + bias → residual →
+ * LayerNorm → GELU FFN + bias → residual → LayerNorm); optionally a reranker's head.
+ * nomic-bert: no position table (RoPE), no biases, a SwiGLU FFN (ffn_gate).
+ */
+function planBertTensors(
+    r: ResolvedSynthOptions,
+    matrix: (name: string, ne0: number, ne1: number, std: number, f32?: boolean) => void,
+    vector: (name: string, n: number, fill: "ones" | "normal") => void,
+): void {
+    const s = r.shape;
+    const e = s.embedding;
+    const embStd = r.embeddingScale / Math.sqrt(e);
+    const std = (fanIn: number): number => r.initScale / Math.sqrt(fanIn);
+    // Added to every token as a row view (no get_rows): ggml's CPU add needs it in F32.
+    matrix("token_types.weight", e, BERT_TOKEN_TYPES, embStd, true);
+    const nomic = s.architecture === "nomic-bert";
+    if (!nomic) matrix("position_embd.weight", e, s.contextLength, embStd);
+    vector("token_embd_norm.weight", e, "ones");
+    vector("token_embd_norm.bias", e, "normal");
+    for (let i = 0; i < s.layers; i++) {
+        const b = `blk.${i}`;
+        for (const x of ["q", "k", "v"]) {
+            matrix(`${b}.attn_${x}.weight`, e, e, std(e));
+            if (!nomic) vector(`${b}.attn_${x}.bias`, e, "normal");
+        }
+        matrix(`${b}.attn_output.weight`, e, e, std(e));
+        if (!nomic) vector(`${b}.attn_output.bias`, e, "normal");
+        vector(`${b}.attn_output_norm.weight`, e, "ones");
+        vector(`${b}.attn_output_norm.bias`, e, "normal");
+        matrix(`${b}.ffn_up.weight`, e, s.ff, std(e));
+        if (nomic) matrix(`${b}.ffn_gate.weight`, e, s.ff, std(e));
+        else vector(`${b}.ffn_up.bias`, s.ff, "normal");
+        matrix(`${b}.ffn_down.weight`, s.ff, e, std(s.ff));
+        if (!nomic) vector(`${b}.ffn_down.bias`, e, "normal");
+        vector(`${b}.layer_output_norm.weight`, e, "ones");
+        vector(`${b}.layer_output_norm.bias`, e, "normal");
+    }
+    if (s.rankHead) {
+        matrix("cls.weight", e, e, std(e));
+        vector("cls.bias", e, "normal");
+        // One row: llama.cpp's loader (and llamafuse's model check) want such a tensor in F32.
+        matrix("cls.output.weight", e, 1, std(e), true);
+        vector("cls.output.bias", 1, "normal");
+    }
 }
 
 /** Streams a tensor's bytes, one chunk of CHUNK elements at a time, reusing its buffers. */
@@ -353,10 +446,18 @@ function buildMetadata(r: ResolvedSynthOptions, vocab: GgufMetadata, vocabSize: 
         [`${a}.feed_forward_length`, u32(s.ff)],
         [`${a}.attention.head_count`, u32(s.heads)],
         [`${a}.attention.head_count_kv`, u32(s.headsKv)],
-        [`${a}.attention.layer_norm_rms_epsilon`, f32(s.rmsEps)],
-        [`${a}.rope.freq_base`, f32(s.ropeTheta)],
-        [`${a}.rope.dimension_count`, u32(s.headDim)],
     ]);
+    if (a === "bert" || a === "nomic-bert") {
+        // LayerNorm, bidirectional attention; bert: learned positions, nomic-bert: RoPE.
+        m.set(`${a}.attention.layer_norm_epsilon`, f32(s.rmsEps));
+        m.set(`${a}.attention.causal`, { type: "bool", value: false });
+        if (a === "nomic-bert") m.set(`${a}.rope.freq_base`, f32(s.ropeTheta));
+    } else {
+        m.set(`${a}.attention.layer_norm_rms_epsilon`, f32(s.rmsEps));
+        m.set(`${a}.rope.freq_base`, f32(s.ropeTheta));
+        m.set(`${a}.rope.dimension_count`, u32(s.headDim));
+    }
+    if (s.pooling !== null) m.set(`${a}.pooling_type`, u32(POOLING_TYPE_IDS[s.pooling]));
     if (s.headDim * s.heads !== s.embedding) {
         // llama.cpp defaults the head size to n_embd / n_head; an override must be spelled out.
         m.set(`${a}.attention.key_length`, u32(s.headDim));

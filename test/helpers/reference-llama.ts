@@ -6,13 +6,13 @@ import { readGguf, readTensorBytes, type GgufFile } from "../../src/synth/gguf/r
 import { dequantizeQ4_0, dequantizeQ8_0, f16BitsToF32 } from "../../src/synth/gguf/quant.js";
 import { GgmlType } from "../../src/synth/gguf/types.js";
 
-interface Matrix {
+export interface Matrix {
     rows: number; // output dim
     cols: number; // input dim (ggml ne0)
     w: Float64Array; // row-major [rows][cols]
 }
 
-async function tensor(path: string, file: GgufFile, name: string): Promise<Matrix> {
+export async function tensor(path: string, file: GgufFile, name: string): Promise<Matrix> {
     const info = file.tensors.find((t) => t.name === name);
     if (!info) throw new Error(`tensor ${name} not found`);
     const bytes = await readTensorBytes(path, file, name);
@@ -28,7 +28,7 @@ async function tensor(path: string, file: GgufFile, name: string): Promise<Matri
     return { cols: info.dims[0]!, rows: n / info.dims[0]!, w: Float64Array.from(f) };
 }
 
-function num(file: GgufFile, key: string, def?: number): number {
+export function num(file: GgufFile, key: string, def?: number): number {
     const v = file.metadata.get(key);
     if (!v) {
         if (def === undefined) throw new Error(`metadata ${key} missing`);
@@ -38,7 +38,7 @@ function num(file: GgufFile, key: string, def?: number): number {
 }
 
 // W (rows, cols) @ x (cols,) -> (rows,)
-function matvec(m: Matrix, x: Float64Array): Float64Array {
+export function matvec(m: Matrix, x: Float64Array): Float64Array {
     const y = new Float64Array(m.rows);
     for (let r = 0; r < m.rows; r++) {
         let s = 0;
@@ -60,6 +60,8 @@ export interface ReferenceModel {
     vocabSize: number;
     /** Logits (float64) after each token of `tokens`, fed from position 0. */
     forward(tokens: ArrayLike<number>): Float64Array[];
+    /** The final RMS-normed hidden state at each position: what llama.cpp pools for embeddings. */
+    hidden(tokens: ArrayLike<number>): Float64Array[];
 }
 
 export async function loadReference(path: string): Promise<ReferenceModel> {
@@ -78,7 +80,7 @@ export async function loadReference(path: string): Promise<ReferenceModel> {
     const hasOutput = file.tensors.some((x) => x.name === "output.weight");
     const output = hasOutput ? await t("output.weight") : embd;
     const outNorm = await t("output_norm.weight");
-    const layers = [];
+    const layers: Record<"attnNorm" | "wq" | "wk" | "wv" | "wo" | "ffnNorm" | "gate" | "up" | "down", Matrix>[] = [];
     for (let l = 0; l < nLayer; l++) {
         const p = `blk.${l}.`;
         layers.push({
@@ -108,9 +110,7 @@ export async function loadReference(path: string): Promise<ReferenceModel> {
         }
     }
 
-    return {
-        vocabSize: embd.rows,
-        forward(tokens) {
+    function run(tokens: ArrayLike<number>, head: boolean): Float64Array[] {
             const keys: Float64Array[][] = layers.map(() => []);
             const vals: Float64Array[][] = layers.map(() => []);
             const out: Float64Array[] = [];
@@ -149,10 +149,16 @@ export async function loadReference(path: string): Promise<ReferenceModel> {
                     const d = matvec(L.down, a);
                     x = x.map((v2, i) => v2 + d[i]!);
                 });
-                out.push(matvec(output, rmsnorm(x, outNorm, eps)));
+                const normed = rmsnorm(x, outNorm, eps);
+                out.push(head ? matvec(output, normed) : normed);
             }
             return out;
-        },
+    }
+
+    return {
+        vocabSize: embd.rows,
+        forward: (tokens) => run(tokens, true),
+        hidden: (tokens) => run(tokens, false),
     };
 }
 

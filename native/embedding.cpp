@@ -1,0 +1,331 @@
+#include "embedding.h"
+
+#include "abort_guard.h"
+#include "attention_switch.h"
+#include "log.h"
+
+#include "gguf.h"
+
+#include <cstring>
+#include <string>
+
+namespace llamafuse {
+
+Napi::Function NativeEmbeddingContext::define(Napi::Env env) {
+    Napi::Function fn = DefineClass(env, "NativeEmbeddingContext", {
+        InstanceMethod("init", &NativeEmbeddingContext::Init),
+        InstanceMethod("embed", &NativeEmbeddingContext::Embed),
+        InstanceMethod("dispose", &NativeEmbeddingContext::Dispose),
+    });
+    // JS makes the instance (new NativeEmbeddingContext()) and init() fills it, so no
+    // constructor reference is kept anywhere (per-environment safe by construction).
+    return fn;
+}
+
+NativeEmbeddingContext::NativeEmbeddingContext(const Napi::CallbackInfo & info) : Napi::ObjectWrap<NativeEmbeddingContext>(info) {}
+
+NativeEmbeddingContext::~NativeEmbeddingContext() { free_native(); }
+
+void NativeEmbeddingContext::free_native() {
+    if (ctx_) {
+        llama_free(ctx_);
+        ctx_ = nullptr;
+        llama_batch_free(batch_);
+        batch_ = {};
+        if (model_) model_->context_closed();
+    }
+    if (threadpool_) {
+        attention_switch_forget(threadpool_);
+        ggml_threadpool_free(threadpool_);
+        threadpool_ = nullptr;
+    }
+}
+
+bool NativeEmbeddingContext::on_abort_check(void * self) {
+    const int32_t * flag = static_cast<NativeEmbeddingContext *>(self)->abort_flag_;
+    return flag && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0;
+}
+
+void NativeEmbeddingContext::clear_memory() {
+    // Encoder-only models (BERT) have no memory at all: each decode stands alone.
+    llama_memory_t mem = llama_get_memory(ctx_);
+    if (mem) llama_memory_clear(mem, true);
+}
+
+// Whether the GGUF has a classification head (what rank pooling applies after pooling).
+// llama.cpp has no API for a model's tensors, so read the file's header (no data).
+static bool gguf_has_rank_head(const std::string & path) {
+    gguf_init_params p{};
+    p.no_alloc = true;
+    p.ctx = nullptr;
+    gguf_context * g = gguf_init_from_file(path.c_str(), p);
+    if (!g) return false;
+    const bool has = gguf_find_tensor(g, "cls.weight") >= 0 || gguf_find_tensor(g, "cls.output.weight") >= 0;
+    gguf_free(g);
+    return has;
+}
+
+// ---- create --------------------------------------------------------------------------------
+
+class EmbeddingCreateWorker : public PromiseWorker {
+public:
+    EmbeddingCreateWorker(const Napi::CallbackInfo & info, NativeEmbeddingContext * c)
+        : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), c_(c) {
+        model_obj_ = Napi::Persistent(info[0].As<Napi::Object>());
+        model_ = NativeModel::Unwrap(info[0].As<Napi::Object>());
+        Napi::Object o = info[1].As<Napi::Object>();
+        params_ = llama_context_default_params();
+        params_.embeddings = true;
+        params_.pooling_type = (enum llama_pooling_type) get_i32(o, "pooling");
+        params_.n_ctx = get_u32(o, "contextSize");
+        // One ubatch per decode: a non-causal (BERT) batch cannot be split, and a pooled
+        // sequence must not straddle two ubatches.
+        params_.n_batch = get_u32(o, "batchSize");
+        params_.n_ubatch = params_.n_batch;
+        params_.n_seq_max = get_u32(o, "sequences");
+        threads_ = get_i32(o, "threads");
+        params_.n_threads = threads_;
+        params_.n_threads_batch = threads_;
+        params_.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED; // our attention kernels hook FA
+        params_.kv_unified = true;
+        params_.no_perf = true;
+        poll_ = get_u32(o, "poll");
+        fused_ = get_str(o, "attention") == "fused";
+        path_ = get_str(o, "modelPath");
+        model_->context_opened(); // held from now: the model cannot be disposed under us
+    }
+    ~EmbeddingCreateWorker() override {
+        if (ctx_) llama_free(ctx_);
+        if (tp_) ggml_threadpool_free(tp_);
+        if (!adopted_) model_->context_closed();
+        c_->release();
+    }
+
+protected:
+    void run() override {
+        if (!model_->model()) throw CodedError("ERR_DISPOSED", "the model is disposed");
+        rank_head_ = gguf_has_rank_head(path_);
+        ggml_threadpool_params tpp = ggml_threadpool_params_default(threads_);
+        tpp.poll = poll_;
+        tp_ = ggml_threadpool_new(&tpp);
+        if (!tp_) throw CodedError("ERR_NATIVE", "could not create a thread pool");
+        log_clear_error();
+        AbortGuard guard;
+        try {
+            ctx_ = llama_init_from_model(model_->model(), params_);
+        } catch (const GgmlAbort & e) {
+            throw CodedError("ERR_INVALID_OPTION", std::string("llama.cpp rejected the context parameters: ") + e.what());
+        }
+        if (!ctx_) {
+            std::string why = log_last_error();
+            throw CodedError("ERR_CONTEXT_CREATE", "failed to create the embedding context" + (why.empty() ? std::string() : ": " + why));
+        }
+        llama_attach_threadpool(ctx_, tp_, tp_);
+    }
+
+    Napi::Value result(Napi::Env env) override {
+        NativeEmbeddingContext * c = c_;
+        const llama_model * m = model_->model();
+        const llama_vocab * vocab = model_->vocab();
+        c->model_ref_ = Napi::Persistent(model_obj_.Value());
+        c->model_ = model_;
+        c->ctx_ = ctx_;
+        c->threadpool_ = tp_;
+        c->pooling_ = llama_pooling_type(ctx_);
+        c->n_batch_ = llama_n_batch(ctx_);
+        c->n_seq_ = llama_n_seq_max(ctx_);
+        c->dim_ = c->pooling_ == LLAMA_POOLING_TYPE_RANK ? (int32_t) llama_model_n_cls_out(m) : llama_model_n_embd_out(m);
+        c->batch_ = llama_batch_init((int32_t) c->n_batch_, 0, 1);
+        llama_set_abort_callback(ctx_, &NativeEmbeddingContext::on_abort_check, c);
+        attention_switch_set(tp_, fused_);
+        ctx_ = nullptr;
+        tp_ = nullptr;
+        adopted_ = true;
+
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("contextSize", llama_n_ctx(c->ctx_));
+        out.Set("batchSize", c->n_batch_);
+        out.Set("sequences", c->n_seq_);
+        out.Set("pooling", (int32_t) c->pooling_);
+        out.Set("dimensions", c->dim_);
+        out.Set("hasRankHead", rank_head_);
+        const char * tmpl = llama_model_chat_template(m, "rerank");
+        out.Set("rerankTemplate", tmpl ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
+        out.Set("bos", llama_vocab_bos(vocab));
+        out.Set("eos", llama_vocab_eos(vocab));
+        out.Set("sep", llama_vocab_sep(vocab));
+        out.Set("addBos", llama_vocab_get_add_bos(vocab));
+        out.Set("addEos", llama_vocab_get_add_eos(vocab));
+        out.Set("addSep", llama_vocab_get_add_sep(vocab));
+        return out;
+    }
+
+private:
+    NativeEmbeddingContext * c_;
+    Napi::ObjectReference model_obj_;
+    NativeModel * model_;
+    llama_context_params params_;
+    int32_t threads_;
+    uint32_t poll_;
+    bool fused_;
+    bool rank_head_ = false;
+    std::string path_;
+    llama_context * ctx_ = nullptr;
+    ggml_threadpool * tp_ = nullptr;
+    bool adopted_ = false;
+};
+
+// init(model: NativeModel, options): creates the llama_context of this (empty) instance.
+Napi::Value NativeEmbeddingContext::Init(const Napi::CallbackInfo & info) {
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) {
+        return rejected(info.Env(), "ERR_INVALID_OPTION", "init(model: NativeModel, options: object)");
+    }
+    NativeModel * m = NativeModel::Unwrap(info[0].As<Napi::Object>());
+    if (m->disposed()) return rejected(info.Env(), "ERR_DISPOSED", "the model is disposed");
+    if (ctx_ || initialized_) return rejected(info.Env(), "ERR_BUSY", "this embedding context is already initialized");
+    if (!try_acquire()) return rejected(info.Env(), "ERR_BUSY", "this embedding context is being initialized");
+    initialized_ = true;
+    return (new EmbeddingCreateWorker(info, this))->start();
+}
+
+// ---- embed ---------------------------------------------------------------------------------
+
+size_t NativeEmbeddingContext::out_floats(const std::vector<uint32_t> & offsets) const {
+    const size_t n = offsets.size() - 1;
+    const size_t rows = pooling_ == LLAMA_POOLING_TYPE_NONE ? offsets[n] : n;
+    return rows * (size_t) dim_;
+}
+
+void NativeEmbeddingContext::embed(const std::vector<llama_token> & tokens, const std::vector<uint32_t> & offsets, float * out,
+                                   const int32_t * abort_flag) {
+    const size_t n = offsets.size() - 1;
+    auto aborted = [&]() { return abort_flag && __atomic_load_n(abort_flag, __ATOMIC_ACQUIRE) != 0; };
+    abort_flag_ = abort_flag;
+    clear_memory();
+    size_t next = 0;
+    while (next < n) {
+        if (aborted()) {
+            abort_flag_ = nullptr;
+            throw CodedError("ERR_ABORTED", "embedding was aborted");
+        }
+        // Pack whole texts, in order, one sequence each, while they fit in one batch.
+        const size_t first = next;
+        batch_.n_tokens = 0;
+        while (next < n && next - first < n_seq_) {
+            const uint32_t len = offsets[next + 1] - offsets[next];
+            if ((uint32_t) batch_.n_tokens + len > n_batch_) break;
+            const llama_seq_id s = (llama_seq_id) (next - first);
+            for (uint32_t j = 0; j < len; ++j) {
+                const int32_t b = batch_.n_tokens++;
+                batch_.token[b] = tokens[offsets[next] + j];
+                batch_.pos[b] = (llama_pos) j;
+                batch_.n_seq_id[b] = 1;
+                batch_.seq_id[b][0] = s;
+                batch_.logits[b] = 1;
+            }
+            ++next;
+        }
+        if (next == first) {
+            abort_flag_ = nullptr;
+            throw CodedError("ERR_INVALID_BATCH", "a text is longer than the batch size"); // src/embed validates this first
+        }
+        log_clear_error();
+        const int32_t r = llama_decode(ctx_, batch_);
+        if (r != 0) {
+            clear_memory();
+            abort_flag_ = nullptr;
+            if (aborted() || r == 2) throw CodedError("ERR_ABORTED", "embedding was aborted");
+            std::string why = log_last_error();
+            throw CodedError("ERR_DECODE", "llama_decode failed with " + std::to_string(r) + (why.empty() ? std::string() : ": " + why));
+        }
+        int32_t row = 0; // this batch's output row of the current token (pooling none)
+        for (size_t k = first; k < next; ++k) {
+            const llama_seq_id s = (llama_seq_id) (k - first);
+            if (pooling_ == LLAMA_POOLING_TYPE_NONE) {
+                const uint32_t len = offsets[k + 1] - offsets[k];
+                for (uint32_t j = 0; j < len; ++j, ++row) {
+                    const float * e = llama_get_embeddings_ith(ctx_, row);
+                    if (!e) {
+                        clear_memory();
+                        abort_flag_ = nullptr;
+                        throw CodedError("ERR_DECODE", "llama.cpp returned no embedding for a token");
+                    }
+                    memcpy(out + ((size_t) offsets[k] + j) * dim_, e, sizeof(float) * dim_);
+                }
+            } else {
+                const float * e = llama_get_embeddings_seq(ctx_, s);
+                if (!e) {
+                    clear_memory();
+                    abort_flag_ = nullptr;
+                    throw CodedError("ERR_DECODE", "llama.cpp returned no pooled embedding for a sequence");
+                }
+                memcpy(out + k * (size_t) dim_, e, sizeof(float) * dim_);
+            }
+        }
+        clear_memory();
+    }
+    abort_flag_ = nullptr;
+}
+
+class EmbedWorker : public PromiseWorker {
+public:
+    EmbedWorker(const Napi::CallbackInfo & info, NativeEmbeddingContext * c) : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), c_(c) {
+        Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+        Napi::Uint32Array offsets = info[1].As<Napi::Uint32Array>();
+        Napi::Int32Array abort_flag = info[2].As<Napi::Int32Array>();
+        tokens_.assign(tokens.Data(), tokens.Data() + tokens.ElementLength());
+        offsets_.assign(offsets.Data(), offsets.Data() + offsets.ElementLength());
+        // The output lives in a JS-owned buffer from the start: written here off-thread,
+        // seen by JS only after the promise resolves.
+        out_ = Napi::Float32Array::New(info.Env(), c->out_floats(offsets_));
+        out_ref_ = Napi::Persistent(out_.As<Napi::Object>());
+        out_data_ = out_.Data();
+        abort_flag_ = abort_flag.Data();
+        abort_ref_ = Napi::Persistent(abort_flag.As<Napi::Object>());
+    }
+    ~EmbedWorker() override { c_->release(); }
+
+protected:
+    void run() override { c_->embed(tokens_, offsets_, out_data_, abort_flag_); }
+    Napi::Value result(Napi::Env env) override { return out_ref_.Value(); }
+
+private:
+    NativeEmbeddingContext * c_;
+    std::vector<llama_token> tokens_;
+    std::vector<uint32_t> offsets_;
+    Napi::Float32Array out_;
+    Napi::ObjectReference out_ref_;
+    float * out_data_;
+    const int32_t * abort_flag_;
+    Napi::ObjectReference abort_ref_;
+};
+
+// embed(tokens: Int32Array, offsets: Uint32Array (n+1, offsets[0] = 0), abortFlag: Int32Array)
+Napi::Value NativeEmbeddingContext::Embed(const Napi::CallbackInfo & info) {
+    if (!ctx_) return rejected(info.Env(), "ERR_DISPOSED", "the embedding context is disposed (or was never initialized)");
+    if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
+        return rejected(info.Env(), "ERR_INVALID_OPTION", "embed(tokens: Int32Array, offsets: Uint32Array, abortFlag: Int32Array)");
+    }
+    Napi::Uint32Array offsets = info[1].As<Napi::Uint32Array>();
+    const size_t n_off = offsets.ElementLength();
+    const size_t n_tok = info[0].As<Napi::Int32Array>().ElementLength();
+    if (n_off < 2 || offsets[0] != 0 || offsets[n_off - 1] != n_tok) {
+        return rejected(info.Env(), "ERR_INVALID_BATCH", "offsets must start at 0 and end at the token count");
+    }
+    for (size_t i = 0; i + 1 < n_off; ++i) {
+        if (offsets[i + 1] <= offsets[i] || offsets[i + 1] - offsets[i] > n_batch_) {
+            return rejected(info.Env(), "ERR_INVALID_BATCH", "every text needs between 1 and batchSize tokens");
+        }
+    }
+    if (!try_acquire()) return rejected(info.Env(), "ERR_BUSY", "another operation is running on this embedding context");
+    return (new EmbedWorker(info, this))->start();
+}
+
+Napi::Value NativeEmbeddingContext::Dispose(const Napi::CallbackInfo & info) {
+    if (busy_.load()) throw make_error(info.Env(), "ERR_BUSY", "an operation is running on this embedding context");
+    free_native();
+    model_ref_.Reset();
+    return info.Env().Undefined();
+}
+
+} // namespace llamafuse

@@ -1,0 +1,306 @@
+// Embeddings and reranking: pooled vectors against independent float64 forwards (BERT and a
+// llama-family decoder), parity with node-llama-cpp on the same files, batch independence,
+// and bad input (each rejected with a code, the context usable afterwards).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kernelStats, kernelStatsReset, loadModel, type EmbeddingContext, type Model } from "../../src/index.js";
+import { cosine, loadReferenceBert, poolReference } from "../helpers/reference-bert.js";
+import { loadReference } from "../helpers/reference-llama.js";
+import { peer } from "../helpers/peer.js";
+import { cachedSynthModel } from "../helpers/synth-cache.js";
+import { planSynthModel } from "../../src/synth/index.js";
+
+const TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Embeddings map text to vectors.",
+    "A much longer sentence, which goes on for a while, so that the batch holds texts of quite different lengths and positions.",
+    "short",
+    "Retrieval-augmented generation looks documents up by their vectors before answering.",
+];
+
+let bertFile: string, rerankFile: string, llamaFile: string, nomicFile: string;
+let bert: Model, reranker: Model, llama: Model, nomic: Model;
+
+beforeAll(async () => {
+    bertFile = await cachedSynthModel({ preset: "bert-tiny", seed: 11 });
+    rerankFile = await cachedSynthModel({ preset: "bert-tiny", rankHead: true, seed: 12 });
+    llamaFile = await cachedSynthModel({ preset: "tiny", pooling: "last", seed: 13 });
+    nomicFile = await cachedSynthModel({ preset: "bert-tiny", architecture: "nomic-bert", pooling: "mean", seed: 14 });
+    [bert, reranker, llama, nomic] = await Promise.all([loadModel(bertFile), loadModel(rerankFile), loadModel(llamaFile), loadModel(nomicFile)]);
+});
+afterAll(async () => {
+    await Promise.all([bert?.dispose(), reranker?.dispose(), llama?.dispose(), nomic?.dispose()]);
+});
+
+function norm(v: ArrayLike<number>): number {
+    let s = 0;
+    for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+    return Math.sqrt(s);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    let m = 0;
+    for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+    return m;
+}
+
+describe("synth writes BERT-family models", () => {
+    it("bert-base has HF bert-base-uncased's parameter count without its pooler (109,482,240 - 590,592)", async () => {
+        const plan = await planSynthModel({ preset: "bert-base", output: "/dev/null" });
+        expect(plan.parameters).toBe(108_891_648);
+        expect(plan.metadata.get("bert.pooling_type")?.value).toBe(2);
+        expect(plan.metadata.get("bert.attention.causal")?.value).toBe(false);
+    });
+
+    it("a reranker head, and the shapes llama.cpp's BERT loader cannot take are refused", async () => {
+        const plan = await planSynthModel({ preset: "bert-tiny", rankHead: true, output: "/dev/null" });
+        expect(plan.tensors.filter((t) => t.name.startsWith("cls.")).map((t) => [t.name, t.dims])).toEqual([
+            ["cls.weight", [128, 128]], ["cls.bias", [128]], ["cls.output.weight", [128, 1]], ["cls.output.bias", [1]],
+        ]);
+        expect(plan.metadata.get("bert.pooling_type")?.value).toBe(4);
+        await expect(planSynthModel({ preset: "bert-tiny", headsKv: 1, output: "/dev/null" })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        await expect(planSynthModel({ preset: "tiny", rankHead: true, output: "/dev/null" })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        await expect(planSynthModel({ preset: "bert-tiny", pooling: "rank", output: "/dev/null" })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+    });
+});
+
+describe("pooled vectors equal an independent float64 forward", () => {
+    for (const pooling of ["cls", "mean"] as const) {
+        for (const attention of ["ggml", "fused"] as const) {
+            it(`bert, pooling ${pooling}, attention ${attention} (kernelStats says who ran it)`, async () => {
+                const ref = await loadReferenceBert(bertFile);
+                const ectx = await bert.createEmbeddingContext({ pooling, normalize: "none", threads: 2, attention });
+                expect(ectx.dimensions).toBe(128);
+                kernelStatsReset();
+                const out = await ectx.embed(TEXTS);
+                const stats = kernelStats();
+                // Every attention op of a fused context is counted, taken or declined; ggml's never.
+                // One decode here: our fused kernels take BERT's bidirectional (non-causal) attention, one op per layer.
+                expect(stats).toEqual(attention === "ggml" ? { fused: 0, declined: 0 } : { fused: bert.info.layers, declined: 0 });
+                for (let i = 0; i < TEXTS.length; i++) {
+                    const tokens = await bert.tokenize(TEXTS[i]!);
+                    expect(tokens[0]).toBe(101); // [CLS] ... [SEP]: WordPiece's specials
+                    expect(tokens[tokens.length - 1]).toBe(102);
+                    const expected = poolReference(ref.hidden(tokens), pooling);
+                    expect(cosine(out[i]!, expected), TEXTS[i]).toBeGreaterThanOrEqual(0.9999);
+                }
+                await ectx.dispose();
+            });
+        }
+    }
+
+    it("bert, pooling none: one vector per token", async () => {
+        const ref = await loadReferenceBert(bertFile);
+        const ectx = await bert.createEmbeddingContext({ pooling: "none", normalize: "none", threads: 2 });
+        const [out] = await ectx.embed([TEXTS[0]!]);
+        const tokens = await bert.tokenize(TEXTS[0]!);
+        expect(out!.length).toBe(tokens.length * ectx.dimensions);
+        const expected = ref.hidden(tokens);
+        for (let j = 0; j < tokens.length; j++) {
+            expect(cosine(out!.subarray(j * 128, (j + 1) * 128), expected[j]!), `token ${j}`).toBeGreaterThanOrEqual(0.9999);
+        }
+        await ectx.dispose();
+    });
+
+    it("nomic-bert (RoPE, SwiGLU, no biases), pooling mean", async () => {
+        const ref = await loadReferenceBert(nomicFile);
+        const ectx = await nomic.createEmbeddingContext({ normalize: "none", threads: 2 });
+        expect(ectx.pooling).toBe("mean");
+        const out = await ectx.embed(TEXTS);
+        for (let i = 0; i < TEXTS.length; i++) {
+            const expected = poolReference(ref.hidden(await nomic.tokenize(TEXTS[i]!)), "mean");
+            expect(cosine(out[i]!, expected), TEXTS[i]).toBeGreaterThanOrEqual(0.9999);
+        }
+        await ectx.dispose();
+    });
+
+    for (const pooling of ["last", "mean"] as const) {
+        it(`llama, pooling ${pooling} of the final normed hidden state`, async () => {
+            const ref = await loadReference(llamaFile);
+            const ectx = await llama.createEmbeddingContext({ pooling, normalize: "none", threads: 2 });
+            expect(ectx.pooling).toBe(pooling);
+            const out = await ectx.embed(TEXTS);
+            for (let i = 0; i < TEXTS.length; i++) {
+                const tokens = await llama.tokenize(TEXTS[i]!);
+                const expected = poolReference(ref.hidden(tokens), pooling);
+                expect(cosine(out[i]!, expected), TEXTS[i]).toBeGreaterThanOrEqual(0.9999);
+            }
+            await ectx.dispose();
+        });
+    }
+
+    it("defaults: the model's pooling_type, and l2-normalized vectors", async () => {
+        const e1 = await bert.createEmbeddingContext({ threads: 2 });
+        const e2 = await llama.createEmbeddingContext({ threads: 2 });
+        expect([e1.pooling, e2.pooling]).toEqual(["cls", "last"]);
+        for (const v of [...(await e1.embed(TEXTS)), ...(await e2.embed(TEXTS))]) expect(norm(v)).toBeCloseTo(1, 5);
+        await Promise.all([e1.dispose(), e2.dispose()]);
+    });
+
+    it("bert reranker: rank() is the sigmoid of the float64 head's logit over [CLS] query [SEP] document", async () => {
+        const ref = await loadReferenceBert(rerankFile);
+        const ectx = await reranker.createEmbeddingContext({ threads: 2 });
+        expect(ectx.pooling).toBe("rank");
+        expect(ectx.hasRankHead).toBe(true);
+        const query = "what do embeddings do?";
+        const scores = await ectx.rank(query, TEXTS);
+        expect(scores.length).toBe(TEXTS.length);
+        const q = await reranker.tokenize(query, { addSpecial: false });
+        for (let i = 0; i < TEXTS.length; i++) {
+            const d = await reranker.tokenize(TEXTS[i]!, { addSpecial: false });
+            const logit = ref.rankLogit([101, ...q, 102, ...d]);
+            expect(Math.abs(scores[i]! - 1 / (1 + Math.exp(-logit))), TEXTS[i]).toBeLessThan(2e-3);
+        }
+        // a random head still spreads the scores: the comparison above is not all 0.5
+        expect(Math.max(...scores) - Math.min(...scores)).toBeGreaterThan(1e-3);
+        await ectx.dispose();
+    });
+});
+
+describe("parity with node-llama-cpp on the same files", () => {
+    for (const which of ["bert", "nomic", "llama"] as const) {
+        it(`${which}: getEmbeddingFor`, async () => {
+            const file = { bert: bertFile, nomic: nomicFile, llama: llamaFile }[which];
+            const ours = { bert, nomic, llama }[which];
+            const p = await peer();
+            const pm = await p.loadModel({ modelPath: file });
+            const pctx = await pm.createEmbeddingContext({ contextSize: 512, threads: 2 });
+            const ectx = await ours.createEmbeddingContext({ normalize: "none", threads: 2 });
+            const out = await ectx.embed(TEXTS);
+            for (let i = 0; i < TEXTS.length; i++) {
+                const theirs = (await pctx.getEmbeddingFor(TEXTS[i]!)).vector;
+                expect(theirs.length).toBe(ectx.dimensions);
+                expect(cosine(out[i]!, theirs), TEXTS[i]).toBeGreaterThanOrEqual(0.9999);
+                expect(maxAbsDiff(out[i]!, theirs) / norm(theirs)).toBeLessThan(1e-2);
+            }
+            await ectx.dispose();
+            await pctx.dispose();
+            await pm.dispose();
+        });
+    }
+
+    it("bert reranker: createRankingContext().rankAll", async () => {
+        const p = await peer();
+        const pm = await p.loadModel({ modelPath: rerankFile });
+        const pctx = await pm.createRankingContext({ contextSize: 512, threads: 2 });
+        const ectx = await reranker.createEmbeddingContext({ threads: 2 });
+        const query = "which sentence is about vectors?";
+        const theirs = await pctx.rankAll(query, TEXTS);
+        const ours = await ectx.rank(query, TEXTS);
+        for (let i = 0; i < TEXTS.length; i++) expect(Math.abs(ours[i]! - theirs[i]!), TEXTS[i]).toBeLessThan(1e-3);
+        await ectx.dispose();
+        await pctx.dispose();
+        await pm.dispose();
+    });
+});
+
+describe("batching", () => {
+    it("a text alone equals the same text in a batch of 64 (within 1e-5), bert and llama", async () => {
+        for (const model of [bert, llama]) {
+            const ectx = await model.createEmbeddingContext({ threads: 2, sequences: 64, batchSize: 4096 });
+            const texts = Array.from({ length: 64 }, (_, i) => `${TEXTS[i % TEXTS.length]} (${i}) ${"more words ".repeat(i % 7)}`);
+            const together = await ectx.embed(texts);
+            for (const i of [0, 17, 63]) {
+                const [alone] = await ectx.embed([texts[i]!]);
+                expect(maxAbsDiff(alone!, together[i]!), `${model.info.architecture} text ${i}`).toBeLessThanOrEqual(1e-5);
+            }
+            await ectx.dispose();
+        }
+    });
+
+    it("more texts than fit one batch are split across decodes, in order", async () => {
+        const small = await bert.createEmbeddingContext({ threads: 2, contextSize: 64, batchSize: 64, sequences: 3 });
+        const big = await bert.createEmbeddingContext({ threads: 2 });
+        const texts = Array.from({ length: 20 }, (_, i) => TEXTS[i % TEXTS.length]!);
+        const a = await small.embed(texts);
+        const b = await big.embed(texts);
+        for (let i = 0; i < texts.length; i++) expect(maxAbsDiff(a[i]!, b[i]!)).toBeLessThanOrEqual(1e-5);
+        await Promise.all([small.dispose(), big.dispose()]);
+    });
+
+    it("token arrays are embedded as given", async () => {
+        const ectx = await bert.createEmbeddingContext({ threads: 2 });
+        const tokens = await bert.tokenize(TEXTS[1]!);
+        const [fromText, fromTokens] = await ectx.embed([TEXTS[1]!, tokens]);
+        expect(maxAbsDiff(fromText!, fromTokens!)).toBe(0);
+        await ectx.dispose();
+    });
+});
+
+describe("bad input is rejected with a code and leaves the context usable", () => {
+    let ectx: EmbeddingContext;
+    let before: Float32Array;
+    beforeAll(async () => {
+        ectx = await bert.createEmbeddingContext({ threads: 2, contextSize: 32, batchSize: 64 });
+        [before] = await ectx.embed([TEXTS[0]!]);
+    });
+    afterAll(async () => {
+        await ectx.dispose();
+    });
+    async function stillWorks(): Promise<void> {
+        const [after] = await ectx.embed([TEXTS[0]!]);
+        expect(maxAbsDiff(after!, before)).toBe(0);
+    }
+
+    it("an empty text, an empty token array, a bad token id, a non-array", async () => {
+        await expect(ectx.embed(["fine", ""])).rejects.toMatchObject({ code: "ERR_INVALID_OPTION", message: expect.stringContaining("texts[1]") });
+        await expect(ectx.embed([[]])).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        await expect(ectx.embed([[101, 1 << 20]])).rejects.toMatchObject({ code: "ERR_INVALID_TOKEN" });
+        await expect(ectx.embed("text" as never)).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        await expect(ectx.embed([TEXTS[0]!], { bogus: 1 } as never)).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        await stillWorks();
+    });
+
+    it("a text longer than contextSize: rejected, or cut with truncate (keeping [SEP])", async () => {
+        const long = "word ".repeat(100);
+        await expect(ectx.embed([long])).rejects.toMatchObject({ code: "ERR_CONTEXT_FULL" });
+        const [cut] = await ectx.embed([long], { truncate: true });
+        const tokens = await bert.tokenize(long);
+        const expected = Int32Array.from([...tokens.slice(0, 31), 102]);
+        const [byTokens] = await ectx.embed([expected]);
+        expect(maxAbsDiff(cut!, byTokens!)).toBe(0);
+        await stillWorks();
+    });
+
+    it("rank on a model without a rank head, embed on a ranking context, pooling rank without a head", async () => {
+        await expect(ectx.rank("q", ["d"])).rejects.toMatchObject({ code: "ERR_UNSUPPORTED" });
+        await expect(bert.createEmbeddingContext({ pooling: "rank" })).rejects.toMatchObject({ code: "ERR_UNSUPPORTED" });
+        const ranking = await reranker.createEmbeddingContext({ threads: 2 });
+        await expect(ranking.embed(["x"])).rejects.toMatchObject({ code: "ERR_UNSUPPORTED" });
+        await expect(ranking.rank("q", ["d", ""])).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        expect((await ranking.rank("q", ["d"])).length).toBe(1);
+        await ranking.dispose();
+        await stillWorks();
+    });
+
+    it("bad options", async () => {
+        await expect(bert.createEmbeddingContext({ contextSize: 100_000 })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" }); // > 512 learned positions
+        await expect(bert.createEmbeddingContext({ contextSize: 256, batchSize: 128 })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        await expect(bert.createEmbeddingContext({ pooling: "max" as never })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        await expect(bert.createEmbeddingContext({ sequences: 1000 })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+    });
+
+    it("abort in the middle of a large batch", async () => {
+        const texts = Array.from({ length: 2000 }, (_, i) => `${TEXTS[i % TEXTS.length]} ${i}`);
+        const ac = new AbortController();
+        const started = performance.now();
+        const p = ectx.embed(texts, { signal: ac.signal });
+        setTimeout(() => ac.abort(), 30);
+        await expect(p).rejects.toMatchObject({ code: "ERR_ABORTED" });
+        const abortedAfter = performance.now() - started;
+        // The whole batch takes far longer than it took to stop (measured: seconds vs tens of ms).
+        const t0 = performance.now();
+        await ectx.embed(texts.slice(0, 400));
+        const fifth = performance.now() - t0;
+        expect(abortedAfter).toBeLessThan(fifth * 5);
+        await stillWorks();
+        await expect(ectx.embed(texts, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    });
+
+    it("disposing the model disposes its embedding contexts", async () => {
+        const m = await loadModel(bertFile);
+        const e = await m.createEmbeddingContext({ threads: 1 });
+        await m.dispose();
+        expect(e.disposed).toBe(true);
+        await expect(e.embed(["x"])).rejects.toMatchObject({ code: "ERR_DISPOSED" });
+    });
+});

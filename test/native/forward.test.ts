@@ -114,10 +114,12 @@ describe("batching", () => {
             worstSplit = Math.max(worstSplit, relL2(b.logits(0, i), a.logits(0, i)));
             expect(argmax(c.logits(0))).toBe(argmax(a.logits(0, i)));
         }
-        // One token at a time takes ggml's matrix-vector kernels instead of its batched
-        // ones (another summation order): ~2e-4 measured. Splits of 7 stay batched.
-        expect(worstStep).toBeLessThan(1e-3);
-        expect(worstSplit).toBeLessThan(1e-3);
+        console.log(`token by token vs one call: ${worstStep.toExponential(2)}; split by 7: ${worstSplit.toExponential(2)}`);
+        // One token at a time takes ggml's matrix-vector kernels instead of its batched ones and
+        // the decode attention kernel (other summation orders): 7.1e-4 measured, held to 1.5e-3.
+        // Splits of 7 stay batched: 7.1e-5 measured, held to 2e-4.
+        expect(worstStep).toBeLessThan(1.5e-3);
+        expect(worstSplit).toBeLessThan(2e-4);
         expect(await stepwise.kv.positions(0)).toEqual({ min: 0, max: tokens.length - 1 });
         await Promise.all([whole.dispose(), split.dispose(), stepwise.dispose()]);
     });

@@ -44,7 +44,8 @@ describe("model.info matches the GGUF header", () => {
                 expect(info.vocabType).toBe(VOCAB_TYPE[meta["tokenizer.ggml.model"] as string]);
                 expect(info.bos).toBe(meta["tokenizer.ggml.bos_token_id"]);
                 expect(info.eos).toBe(meta["tokenizer.ggml.eos_token_id"]);
-                if (meta["general.name"] !== undefined) expect(info.name).toBe(meta["general.name"]);
+                expect(meta["general.name"], "every shared model names itself").toBeDefined();
+                expect(info.name).toBe(meta["general.name"]);
                 // Parameters: the sum of every tensor's elements.
                 const params = ref.fullTensorInfo!.reduce((n, t) => n + t.dimensions.reduce((a: number, d) => a * Number(d), 1), 0);
                 expect(info.parameters).toBe(params);

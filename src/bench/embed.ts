@@ -30,6 +30,8 @@ const QUICK_MODELS: EmbedBenchModel[] = [
 export interface EmbedBenchOptions {
     threads: number;
     quick: boolean;
+    /** One GGUF to measure instead of the two synthetic shapes (`llamafuse bench embed -m file`). */
+    model?: string;
     noPeer?: boolean;
     cacheDir?: string;
     log: (line: string) => void;
@@ -63,16 +65,17 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
         "llamafuse: one embed() call for the list (packed up to batchSize tokens and 64 texts per decode); node-llama-cpp: getEmbeddingFor per text, as its API works",
     ];
     try {
-        for (const m of o.quick ? QUICK_MODELS : EMBED_BENCH_MODELS) {
+        const models = o.model ? [{ label: path.basename(o.model), synth: null }] : o.quick ? QUICK_MODELS : EMBED_BENCH_MODELS;
+        for (const m of models) {
             o.log(`embed: ${m.label}`);
-            const file = await cachedSynthModel(m.synth, { dir: o.cacheDir, name: "bench-embed", onWrite: (f) => o.log(`writing ${f}`) });
+            const file = m.synth ? await cachedSynthModel(m.synth, { dir: o.cacheDir, name: "bench-embed", onWrite: (f) => o.log(`writing ${f}`) }) : o.model!;
             const model = await loadModel(file);
             try {
                 const info = model.info;
                 const bert = info.architecture === "bert";
                 const texts = benchTexts(sizes.n, sizes.min, sizes.max, info.vocabSize, bert ? { first: 101, last: 102 } : info.addBos ? { first: info.bos } : {});
                 const tokens = texts.reduce((s, t) => s + t.length, 0);
-                const ectx = await model.createEmbeddingContext({ threads: o.threads, contextSize: 512 });
+                const ectx = await model.createEmbeddingContext({ threads: o.threads, contextSize: Math.min(512, info.trainContextSize || 512) });
                 const pm = peer ? await peer.llama.loadModel({ modelPath: file }) : null;
                 const pctx = pm ? await pm.createEmbeddingContext({ contextSize: 512, threads: o.threads }) : null;
                 try {

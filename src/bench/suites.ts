@@ -188,7 +188,7 @@ async function samplingSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "second
 }
 
 async function embedSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
-    const { rows, notes } = await runEmbedBench({ threads: o.threads, quick: o.quick, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log });
+    const { rows, notes } = await runEmbedBench({ threads: o.threads, quick: o.quick, model: o.model, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log });
     const out: BenchRow[] = [];
     for (const r of rows) {
         for (const [unit, amount] of [["texts/s", r.texts], ["tokens/s", r.tokens]] as const) {

@@ -12,10 +12,15 @@ export interface EmbeddingContextOptions {
     /**
      * Most tokens in one text (a longer one is rejected, or cut with `truncate`). Models with
      * learned absolute positions (bert) cannot exceed their training context.
-     * @default min(trainContextSize, 2048)
+     * @default min(trainContextSize, 512)
      */
     contextSize?: number;
-    /** Most tokens per llama_decode: texts are packed into batches up to this size. At least contextSize. @default max(contextSize, 2048) */
+    /**
+     * Most tokens per llama_decode: texts are packed into batches up to this size; at least
+     * contextSize. Attention runs over the whole batch (other texts masked out), so its cost
+     * grows with the square of this: measured best at 256-512 on CPU.
+     * @default max(contextSize, 512)
+     */
     batchSize?: number;
     /** Most texts per batch (one sequence each; llama.cpp allows 256). @default 64 */
     sequences?: number;
@@ -65,8 +70,8 @@ export function resolveEmbeddingOptions(info: ModelInfo, path: string, options: 
     checkKnownKeys("createEmbeddingContext", o, KEYS);
     const train = info.trainContextSize > 0 ? info.trainContextSize : 2048;
     const absolute = ABSOLUTE_POSITION_ARCHS.has(info.architecture);
-    const maxTokens = optInt(o, "contextSize", Math.min(train, 2048), 1, absolute ? train : 1 << 20);
-    const batchSize = optInt(o, "batchSize", Math.max(maxTokens, 2048), maxTokens, 1 << 20);
+    const maxTokens = optInt(o, "contextSize", Math.min(train, 512), 1, absolute ? train : 1 << 20);
+    const batchSize = optInt(o, "batchSize", Math.max(maxTokens, 512), maxTokens, 1 << 20);
     const sequences = optInt(o, "sequences", 64, 1, 256);
     const threads = optInt(o, "threads", defaultThreads(), 1, 512);
     const pooling = optEnum<PoolingType>(o, "pooling", modelPooling(info) ?? (isCausal(info) ? "last" : "mean"), POOLINGS);

@@ -17,7 +17,7 @@
 //   LLAMAFUSE_JOBS=N       parallel compile jobs (default: number of CPUs)
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync, renameSync, rmSync, statSync, utimesSync } from "node:fs";
 import { cpus } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -82,8 +82,18 @@ export function prepareLlamaCpp() {
         run("git", ["clone", "--quiet", "--no-checkout", bundlePath(), srcDir]);
     }
     const git = (...args) => run("git", ["-C", srcDir, "-c", "advice.detachedHead=false", ...args]);
-    // Back to the pristine pinned tree (only files that differ are touched, so ninja
-    // rebuilds only what a patch change affects), then apply our patches in order.
+    // Files the previous patches changed, with their content and times: a file that ends up
+    // the same after re-patching gets its time back, so ninja rebuilds only what a patch
+    // change affects (a patched ggml header is included by nearly every llama.cpp source).
+    const before = new Map();
+    if (existsSync(path.join(srcDir, ".git"))) {
+        const changed = execFileSync("git", ["-C", srcDir, "diff", "--name-only"], { encoding: "utf8" }).split("\n").filter(Boolean);
+        for (const f of changed) {
+            const file = path.join(srcDir, f);
+            if (existsSync(file)) before.set(file, { data: readFileSync(file), mtime: statSync(file).mtime });
+        }
+    }
+    // Back to the pristine pinned tree, then apply our patches in order.
     git("checkout", "--quiet", "--force", LLAMA_CPP_COMMIT);
     for (const p of patches) {
         try {
@@ -92,6 +102,9 @@ export function prepareLlamaCpp() {
             throw new Error(`llamafuse: patch ${path.basename(p)} no longer applies to llama.cpp ${LLAMA_CPP_COMMIT}`);
         }
         console.log(`llamafuse: applied ${path.basename(p)}`);
+    }
+    for (const [file, { data, mtime }] of before) {
+        if (existsSync(file) && readFileSync(file).equals(data)) utimesSync(file, mtime, mtime);
     }
     writeFileSync(stampFile, digest);
     return srcDir;

@@ -43,6 +43,8 @@ export interface EmbedBenchRow {
     tokens: number;
     /** Median ms for the whole list. */
     oursMs: number;
+    /** The same with ggml's attention kernel instead of llamafuse's fused one. */
+    oursGgmlMs: number;
     peerMs: number | null;
     batchSize: number;
 }
@@ -75,20 +77,24 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
                 const bert = info.architecture === "bert";
                 const texts = benchTexts(sizes.n, sizes.min, sizes.max, info.vocabSize, bert ? { first: 101, last: 102 } : info.addBos ? { first: info.bos } : {});
                 const tokens = texts.reduce((s, t) => s + t.length, 0);
-                const ectx = await model.createEmbeddingContext({ threads: o.threads, contextSize: Math.min(512, info.trainContextSize || 512) });
+                const contextSize = Math.min(512, info.trainContextSize || 512);
+                const ectx = await model.createEmbeddingContext({ threads: o.threads, contextSize });
+                // BERT's attention is bidirectional: measured with our kernels (which take it) and with ggml's.
+                const ectxGgml = await model.createEmbeddingContext({ threads: o.threads, contextSize, attention: "ggml" });
                 const pm = peer ? await peer.llama.loadModel({ modelPath: file }) : null;
                 const pctx = pm ? await pm.createEmbeddingContext({ contextSize: 512, threads: o.threads }) : null;
                 try {
-                    const tasks: Record<string, () => Promise<unknown>> = { ours: () => ectx.embed(texts) };
+                    const tasks: Record<string, () => Promise<unknown>> = { ours: () => ectx.embed(texts), oursGgml: () => ectxGgml.embed(texts) };
                     if (pctx) {
                         tasks.peer = async () => {
                             for (const t of texts) await pctx.getEmbeddingFor(Array.from(t) as never);
                         };
                     }
                     const ms = await interleavedMedianMs(tasks, sizes.rounds);
-                    rows.push({ model: m.label, texts: sizes.n, tokens, oursMs: ms.ours!, peerMs: ms.peer ?? null, batchSize: ectx.batchSize });
+                    rows.push({ model: m.label, texts: sizes.n, tokens, oursMs: ms.ours!, oursGgmlMs: ms.oursGgml!, peerMs: ms.peer ?? null, batchSize: ectx.batchSize });
                 } finally {
                     await ectx.dispose();
+                    await ectxGgml.dispose();
                     await pctx?.dispose();
                     await pm?.dispose();
                 }

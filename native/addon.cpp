@@ -7,6 +7,7 @@
 #include "generate.h"
 #include "log.h"
 #include "model.h"
+#include "scheduler.h"
 #include "rpc.h"
 #include "sampling.h"
 
@@ -38,6 +39,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("NativeEmbeddingContext", NativeEmbeddingContext::define(env));
     exports.Set("NativeSampler", NativeSampler::define(env));
     exports.Set("generate", Napi::Function::New(env, generate_start));
+    exports.Set("NativeScheduler", NativeScheduler::define(env));
     exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
     exports.Set("supportsMmap", Napi::Boolean::New(env, llama_supports_mmap()));
     exports.Set("supportsGpuOffload", Napi::Boolean::New(env, llama_supports_gpu_offload()));

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { LlamaError } from "./errors.js";
 import type { NativeAttentionBinding } from "./attention.js";
 import type { NativeEmbeddingBinding } from "./embed/native.js";
+import type { NativeSchedulerBinding } from "./scheduler-native.js";
 import { addonCandidates } from "./prebuilt.js";
 import type { NativeRpcBinding } from "./rpc.js";
 
@@ -123,7 +124,7 @@ export interface NativeGenerateOptions {
 
 export type NativeGenerateReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull";
 
-export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBinding, NativeRpcBinding {
+export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBinding, NativeRpcBinding, NativeSchedulerBinding {
     NativeModel: {
         load(path: string, o: NativeModelLoadOptions): Promise<{ model: NativeModel; info: NativeModelInfo }>;
     };

@@ -6,9 +6,11 @@ import { binding, type NativeContext, type NativeContextCreateOptions } from "./
 import { LlamaError, abortedError, disposedError, fromNative } from "./errors.js";
 import type { Model, ModelInfo } from "./model.js";
 import { SerialQueue, abortFlag } from "./queue.js";
+import type { NativeSampler } from "./binding.js";
 import { beamSearch, type BeamHypothesis, type BeamSearchOptions } from "./beam-search.js";
 import { generate, type GenerateOptions, type GenerateStep, type GenerateSummary } from "./generate.js";
-import { sampleContext, type SampleResult, type SamplingOptions } from "./sampling.js";
+import { SamplerChains, sampleContext, type ResolvedSamplingConfig, type SampleResult, type SamplingOptions } from "./sampling.js";
+import type { NativeScheduler } from "./scheduler-native.js";
 import { loadStateBlob, saveStateBlob, type StateOptions } from "./state.js";
 import { SequenceTokens } from "./sequence-tokens.js";
 import { toTokenArray } from "./tokens.js";
@@ -39,15 +41,23 @@ export interface ContextOptions {
      * @default 50
      */
     threadPolling?: number;
+    /**
+     * Most prompt tokens evaluated per scheduler step while other sequences generate
+     * (chunked prefill): a long prompt arriving mid-stream delays each running stream by
+     * one chunk per step. Larger: faster prompts; smaller: steadier streams.
+     * @default min(batchSize, 256)
+     */
+    prefillChunk?: number;
 }
 
 export interface ResolvedContextOptions {
     /** Exactly what the addon reads (every field resolved). */
     native: NativeContextCreateOptions;
     kvType: KvType;
+    prefillChunk: number;
 }
 
-const CONTEXT_KEYS = ["contextSize", "batchSize", "ubatchSize", "sequences", "threads", "kvType", "attention", "threadPolling"] as const;
+const CONTEXT_KEYS = ["contextSize", "batchSize", "ubatchSize", "sequences", "threads", "kvType", "attention", "threadPolling", "prefillChunk"] as const;
 
 /**
  * Compute threads that do not oversubscribe the machine: one core is left for Node's own
@@ -69,11 +79,12 @@ export function resolveContextOptions(info: ModelInfo, options: unknown): Resolv
     const kvType = optEnum(o, "kvType", "f16", Object.keys(KV_TYPES) as KvType[]);
     const attention = optEnum<AttentionMode>(o, "attention", binding().hasFusedAttention ? "fused" : "ggml", ["fused", "ggml"]);
     const poll = optInt(o, "threadPolling", 50, 0, 100);
+    const prefillChunk = optInt(o, "prefillChunk", Math.min(batchSize, 256), 1, batchSize);
     // Block-quantized caches store K/V rows in blocks of 32: llama.cpp asserts otherwise.
     if (!["f32", "f16", "bf16"].includes(kvType) && info.headDim % 32 !== 0) {
         throw invalidOption("kvType", `"f16", "bf16" or "f32" for this model (head size ${info.headDim} is not a multiple of 32)`, kvType);
     }
-    return { native: { contextSize, batchSize, ubatchSize, sequences, threads, kvType: KV_TYPES[kvType], poll, attention }, kvType };
+    return { native: { contextSize, batchSize, ubatchSize, sequences, threads, kvType: KV_TYPES[kvType], poll, attention }, kvType, prefillChunk };
 }
 
 export type LogitsMode = "last" | "all" | "none";
@@ -134,6 +145,7 @@ export class Context {
     readonly threads: number;
     readonly kvType: KvType;
     readonly canShift: boolean;
+    readonly prefillChunk: number;
     readonly kv: KvCache;
     /** What each sequence holds, token by token (the prompt cache's index). @internal */
     readonly sequenceTokens: SequenceTokens;
@@ -141,6 +153,12 @@ export class Context {
     #native: NativeContext | null;
     #queue = new SerialQueue();
     #disposing: Promise<void> | null = null;
+    // The generation scheduler (created with the first generation), the sequences that are
+    // generating, the generations' completions (dispose waits for them), and sampler chains.
+    #scheduler: NativeScheduler | null = null;
+    readonly #generating = new Set<number>();
+    readonly #running = new Set<Promise<unknown>>();
+    readonly #samplers: SamplerChains;
 
     /** @internal use model.createContext() */
     constructor(
@@ -157,6 +175,8 @@ export class Context {
         this.canShift = created.canShift;
         this.threads = resolved.native.threads;
         this.kvType = resolved.kvType;
+        this.prefillChunk = resolved.prefillChunk;
+        this.#samplers = new SamplerChains(this);
         this.#attention = resolved.native.attention;
         this.kv = new KvCache(this);
         this.sequenceTokens = new SequenceTokens(this.sequences);
@@ -171,7 +191,8 @@ export class Context {
     }
 
     /**
-     * Runs `job` with the native context when all earlier calls have finished. Rejects with
+     * Runs `job` with the native context when all earlier calls have finished, between two
+     * steps of the running generations (the scheduler is paused while it runs). Rejects with
      * ERR_DISPOSED once dispose() has begun.
      * @internal
      */
@@ -181,12 +202,82 @@ export class Context {
         return this.#queue.run(async () => {
             const native = this.#native;
             if (!native) throw disposedError("context");
+            const scheduler = this.#scheduler;
             try {
-                return await job(native);
+                if (scheduler) await scheduler.pause();
+                try {
+                    return await job(native);
+                } finally {
+                    scheduler?.resume();
+                }
             } catch (err) {
                 throw fromNative(err, stack);
             }
         });
+    }
+
+    /** The context's scheduler, created on first use. Call from inside a job. @internal */
+    scheduler(native: NativeContext): NativeScheduler {
+        return (this.#scheduler ??= new (binding().NativeScheduler)(native, { batchSize: this.batchSize, prefillChunk: this.prefillChunk }));
+    }
+
+    /** The sampler chain for (sequence, options), kept across calls. Call from inside a job. @internal */
+    samplerFor(sequence: number, config: ResolvedSamplingConfig): Promise<NativeSampler> {
+        return this.#samplers.get(sequence, config);
+    }
+
+    /**
+     * Counters of the generation scheduler (null before the first generation): steps run,
+     * tokens decoded in them, and nanoseconds spent in steps, in llama_decode and in sampling.
+     */
+    schedulerStats(): { steps: number; decodedTokens: number; stepNs: number; decodeNs: number; sampleNs: number } | null {
+        return this.#scheduler?.stats() ?? null;
+    }
+
+    /** A generation keeps the context's dispose() waiting until it has settled. @internal */
+    trackGeneration(p: Promise<unknown>): void {
+        const settled = p.then(() => {}, () => {});
+        this.#running.add(settled);
+        void settled.then(() => this.#running.delete(settled));
+    }
+
+    /** Whether a generation holds `sequence` (-1: any sequence). @internal */
+    sequenceBusy(sequence: number): boolean {
+        return sequence < 0 ? this.#generating.size > 0 : this.#generating.has(sequence);
+    }
+
+    /** Throws ERR_BUSY when a generation holds `sequence` (-1: any). @internal */
+    checkSequenceIdle(sequence: number, what: string): void {
+        if (!this.sequenceBusy(sequence)) return;
+        const which = sequence < 0 ? `sequence ${[...this.#generating][0]}` : `sequence ${sequence}`;
+        throw new LlamaError("ERR_BUSY", `${what}: ${which} is generating (wait for its generation to end, or stop it, before changing it)`);
+    }
+
+    /** A generation takes `sequence` until it ends; a second one gets ERR_BUSY. @internal */
+    claimSequence(sequence: number): void {
+        if (this.#generating.has(sequence)) {
+            throw new LlamaError("ERR_BUSY", `sequence ${sequence} is already generating: a second generate() on it would interleave with the first (wait for it to end, break out of it, or use another sequence)`);
+        }
+        this.#generating.add(sequence);
+    }
+
+    /** @internal */
+    releaseSequence(sequence: number): void {
+        this.#generating.delete(sequence);
+    }
+
+    /**
+     * Forgets the sampling state (penalty history, grammar position, RNG draws) of this
+     * context's sampler chains, for one sequence or all.
+     */
+    resetSampling(sequence?: number): Promise<void> {
+        try {
+            const s = sequence === undefined ? undefined : this.checkSequence("sequence", sequence);
+            if (s !== undefined) this.checkSequenceIdle(s, "resetSampling");
+            return this.enqueue(() => this.#samplers.reset(s));
+        } catch (err) {
+            return Promise.reject(err);
+        }
     }
 
     /** @internal */
@@ -244,6 +335,7 @@ export class Context {
             if (!is.object(item)) throw invalidOption(`items[${k}]`, "an object { sequence, tokens, logits? }", item);
             checkKnownKeys(`forward items[${k}]`, item, ["sequence", "tokens", "logits"]);
             const seq = this.checkSequence(`items[${k}].sequence`, item.sequence);
+            this.checkSequenceIdle(seq, "forward");
             if (rows.has(seq)) throw new LlamaError("ERR_INVALID_BATCH", `sequence ${seq} appears twice in one forward: give it one item with all its tokens`);
             const tokens = toTokenArray(`items[${k}].tokens`, item.tokens, vocab, false);
             const mode = optEnum<LogitsMode>(item, "logits", "last", ["last", "all", "none"]);
@@ -279,13 +371,24 @@ export class Context {
     loadState(source: string | Uint8Array, options?: StateOptions): Promise<void> {
         // Whatever the outcome (a failed load clears the memory), the token lists are unknown.
         const seq = is.object(options) && options.sequence !== undefined ? (options.sequence as number) : -1;
+        try {
+            this.checkSequenceIdle(Number.isInteger(seq) && seq >= 0 && seq < this.sequences ? seq : -1, "loadState");
+        } catch (err) {
+            return Promise.reject(err);
+        }
         return loadStateBlob(this, source, options).finally(() => this.sequenceTokens.invalidate(Number.isInteger(seq) && seq >= 0 && seq < this.sequences ? seq : -1));
     }
 
-    /** Frees the context. Waits for queued calls; idempotent. */
+    /**
+     * Frees the context. Running generations stop within one step (their iterators throw
+     * ERR_DISPOSED); queued calls finish first. Idempotent.
+     */
     dispose(): Promise<void> {
         this.#disposing ??= (async () => {
+            await this.#scheduler?.close();
+            await Promise.all(this.#running);
             await this.#queue.drain();
+            await this.#samplers.disposeAll();
             this.#native?.dispose();
             this.#native = null;
             this.model.contextClosed(this);
@@ -331,6 +434,7 @@ export class KvCache {
         try {
             const s = sequence === -1 ? -1 : this.#ctx.checkSequence("sequence", sequence);
             const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
+            this.#ctx.checkSequenceIdle(s, "kv.remove");
             return this.#ctx.enqueue((n) => {
                 const ok = n.kvRemove(s, a, b);
                 if (ok) this.#ctx.sequenceTokens.removed(s, a, b);
@@ -347,6 +451,8 @@ export class KvCache {
         try {
             const s = this.#ctx.checkSequence("src", src), d = this.#ctx.checkSequence("dst", dst);
             const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
+            this.#ctx.checkSequenceIdle(d, "kv.copy");
+            this.#ctx.checkSequenceIdle(s, "kv.copy");
             return this.#ctx.enqueue((n) => {
                 n.kvCopy(s, d, a, b);
                 this.#ctx.sequenceTokens.copied(s, d, a, b);
@@ -360,6 +466,7 @@ export class KvCache {
     keepOnly(sequence: number): Promise<void> {
         try {
             const s = this.#ctx.checkSequence("sequence", sequence);
+            for (let i = 0; i < this.#ctx.sequences; i++) if (i !== s) this.#ctx.checkSequenceIdle(i, "kv.keepOnly");
             return this.#ctx.enqueue((n) => {
                 n.kvKeepOnly(s);
                 this.#ctx.sequenceTokens.keptOnly(s);
@@ -376,6 +483,7 @@ export class KvCache {
             const a = this.#pos("p0", p0, -1), b = this.#pos("p1", p1, -1);
             if (!is.integer(delta)) throw invalidOption("delta", "an integer", delta);
             if (!this.#ctx.canShift) throw new LlamaError("ERR_UNSUPPORTED", "this model's memory does not support position shifts");
+            this.#ctx.checkSequenceIdle(s, "kv.shift");
             return this.#ctx.enqueue((n) => {
                 this.#ctx.sequenceTokens.invalidate(s);
                 n.kvShift(s, a, b, delta);
@@ -387,6 +495,11 @@ export class KvCache {
 
     /** Empties the cache. */
     clear(): Promise<void> {
+        try {
+            this.#ctx.checkSequenceIdle(-1, "kv.clear");
+        } catch (err) {
+            return Promise.reject(err);
+        }
         return this.#ctx.enqueue((n) => {
             n.kvClear();
             this.#ctx.sequenceTokens.clear();

@@ -1,10 +1,14 @@
-// ctx.generate(): the native loop decodes and samples; this side turns token batches into
-// text steps (UTF-8 safe, stop strings held back and cut), steers the loop through a shared
-// Int32Array, and leaves the KV cache holding exactly the tokens that were kept.
-import { binding, type NativeContext, type NativeGenerateReason } from "./binding.js";
+// ctx.generate(): a generation on one sequence of a context, run by the context's native
+// scheduler (native/scheduler.cpp) together with every other generation on it. This side
+// resolves options, applies the prompt cache (keeps the longest cached prefix, evaluates the
+// rest), turns delivered (token, bytes) batches into text steps (UTF-8 safe), tells the loop
+// how far the consumer has read (backpressure) and whether it left, and keeps the context's
+// token list exact.
+import type { NativeContext } from "./binding.js";
 import type { Context } from "./context.js";
 import { LlamaError, abortedError, disposedError, fromNative } from "./errors.js";
-import { SAMPLING_KEYS, contextSampler, resolveSampling, type ResolvedSamplingConfig, type SamplingOptions } from "./sampling.js";
+import { resolveSampling, type ResolvedSamplingConfig, type SamplingOptions } from "./sampling.js";
+import type { NativeScheduler, NativeSchedulerReason, NativeSubmitResult } from "./scheduler-native.js";
 import { toTokenArray } from "./tokens.js";
 import { invalidOption, is, optBool, optInt, optSignal, optionsObject } from "./validate.js";
 
@@ -21,6 +25,11 @@ export interface GenerateOptions extends SamplingOptions {
     stopOnEog?: boolean;
     /** Stops generation at once; the iterator throws ERR_ABORTED. */
     signal?: AbortSignal;
+    /**
+     * Tokens the scheduler may run ahead of the consumer. When that many are waiting unread,
+     * this sequence pauses (the others go on) until the consumer reads. @default 64
+     */
+    bufferTokens?: number;
     /** The sequence to generate on. @default 0 */
     sequence?: number;
     /**
@@ -41,7 +50,7 @@ export interface GenerateStep {
 
 /** What the iterator returns when it ends normally (for await ignores it). */
 export interface GenerateSummary {
-    reason: Exclude<NativeGenerateReason, "aborted" | "contextFull">;
+    reason: Exclude<NativeSchedulerReason, "aborted" | "contextFull">;
     /** Tokens generated and kept in the KV cache. */
     tokens: number;
     /** Tokens in the prompt. */
@@ -52,8 +61,9 @@ export interface GenerateSummary {
     evaluatedTokens: number;
 }
 
-const GENERATE_KEYS = ["maxTokens", "stop", "stopOnEog", "signal", "sequence", "continue"] as const;
-const CTRL_ABORT = 0, CTRL_STOP = 1;
+const GENERATE_KEYS = ["maxTokens", "stop", "stopOnEog", "signal", "sequence", "continue", "bufferTokens"] as const;
+// The control words shared with the native loop (see native/scheduler.h).
+const CTRL_ABORT = 0, CTRL_LEAVE = 1, CTRL_CONSUMED = 2, CTRL_PAUSED = 3;
 
 interface Plan {
     seq: number;
@@ -62,6 +72,7 @@ interface Plan {
     stopOnEog: boolean;
     signal: AbortSignal | undefined;
     continue: boolean;
+    bufferTokens: number;
     sampling: ResolvedSamplingConfig;
 }
 
@@ -74,82 +85,21 @@ function plan(ctx: Context, options: unknown): Plan {
     const stopOnEog = optBool(o, "stopOnEog", true);
     const signal = optSignal(o);
     const cont = optBool(o, "continue", false);
+    const bufferTokens = optInt(o, "bufferTokens", 64, 1, 1 << 20);
     const stopRaw = o.stop ?? [];
     const stops = is.string(stopRaw) ? [stopRaw] : stopRaw;
     if (!Array.isArray(stops) || !stops.every((s) => is.string(s) && s.length > 0)) {
         throw invalidOption("stop", "a non-empty string or an array of them", o.stop);
     }
-    return { seq, maxTokens, stops: stops as string[], stopOnEog, signal, continue: cont, sampling };
-}
-
-/** Text of pending tokens, released only when no stop string can start inside it. */
-class StopMatcher {
-    readonly #stops: string[];
-    #pending: GenerateStep[] = [];
-    #held = "";
-    constructor(stops: string[]) {
-        this.#stops = stops;
-    }
-
-    /** Adds a token's text; returns steps now safe to emit and whether a stop string matched. */
-    push(step: GenerateStep): { out: GenerateStep[]; matched: boolean } {
-        this.#pending.push(step);
-        this.#held += step.text;
-        let at = -1;
-        for (const s of this.#stops) {
-            const i = this.#held.indexOf(s);
-            if (i >= 0 && (at < 0 || i < at)) at = i;
-        }
-        if (at >= 0) return { out: this.#release(at, true), matched: true };
-        let boundary = this.#held.length;
-        for (const s of this.#stops) {
-            for (let n = Math.min(s.length - 1, this.#held.length); n > 0; n--) {
-                if (this.#held.endsWith(s.slice(0, n))) {
-                    boundary = Math.min(boundary, this.#held.length - n);
-                    break;
-                }
-            }
-        }
-        return { out: this.#release(boundary, false), matched: false };
-    }
-
-    /** Everything still pending (generation ended with no match). */
-    flush(extra: string): GenerateStep[] {
-        if (this.#pending.length > 0) this.#pending[this.#pending.length - 1]!.text += extra;
-        return this.#release(Infinity, false);
-    }
-
-    // Releases the tokens whose text ends at or before `upTo`; with `cut`, the token that
-    // straddles it is released too, its text cut at `upTo`, and the rest is dropped.
-    #release(upTo: number, cut: boolean): GenerateStep[] {
-        const out: GenerateStep[] = [];
-        let end = 0;
-        let k = 0;
-        for (; k < this.#pending.length; k++) {
-            const t = this.#pending[k]!;
-            if (end + t.text.length <= upTo) {
-                out.push(t);
-                end += t.text.length;
-                continue;
-            }
-            if (cut && end < upTo) out.push({ token: t.token, text: t.text.slice(0, upTo - end) });
-            break;
-        }
-        if (cut) {
-            this.#pending = [];
-            this.#held = "";
-        } else {
-            this.#pending = this.#pending.slice(k);
-            this.#held = this.#held.slice(end);
-        }
-        return out;
-    }
+    return { seq, maxTokens, stops: stops as string[], stopOnEog, signal, continue: cont, bufferTokens, sampling };
 }
 
 /**
  * Generates from `promptOrTokens` (a string is tokenized with the model's special tokens,
  * e.g. BOS; tokens are used as given; [] continues from the sequence's last logits).
  * Options are checked here, synchronously; errors from the run come from the iterator.
+ * The generation starts at the iterator's first next(); a second generation on a sequence
+ * that is still generating gets ERR_BUSY there.
  */
 export function generate(ctx: Context, promptOrTokens: string | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<GenerateStep, GenerateSummary> {
     if (ctx.disposed) throw disposedError("context");
@@ -160,150 +110,152 @@ export function generate(ctx: Context, promptOrTokens: string | ArrayLike<number
 }
 
 async function* run(ctx: Context, text: string | null, given: Int32Array | null, p: Plan): AsyncGenerator<GenerateStep, GenerateSummary> {
-    const prompt = given ?? (await ctx.model.tokenize(text!, { addSpecial: true }));
-    // The model's native handle, taken now: its memory lives as long as this context does,
-    // even once model.dispose() has begun (which waits for the context).
-    const nativeModel = ctx.model.native;
-    const piecesOf = (batch: Int32Array): Uint8Array[] => {
-        const { bytes, offsets } = nativeModel.tokenPieces(batch, false);
-        return Array.from(batch, (_, i) => bytes.subarray(offsets[i]!, offsets[i + 1]!));
-    };
-    const ctrl = new Int32Array(new SharedArrayBuffer(2 * 4));
+    ctx.claimSequence(p.seq);
+    const ctrl = new Int32Array(new SharedArrayBuffer(4 * 4));
     const queue: GenerateStep[] = [];
     let wake: (() => void) | null = null;
     const notify = () => {
         wake?.();
         wake = null;
     };
+    let scheduler: NativeScheduler | null = null;
+    const poke = () => scheduler?.wake(); // the loop may be waiting for this sequence's consumer
     const onAbort = () => {
         Atomics.store(ctrl, CTRL_ABORT, 1);
+        poke();
         notify();
     };
     p.signal?.addEventListener("abort", onAbort, { once: true });
 
-    const generated: number[] = [];
     const decoder = new TextDecoder("utf-8");
-    const matcher = new StopMatcher(p.stops);
-    let keep: number | null = null; // tokens to keep once decided (a stop matched, or the consumer left)
-    let jobDone = false;
-    let nativeDone = false;
-    let failure: unknown = null;
-    let reason = "maxTokens" as NativeGenerateReason;
-    let consumed = 0;
-    let base = 0;
+    let prompt: Int32Array = new Int32Array(0);
     let reused = 0;
+    let lastToken = -1;
+    let consumed = 0;
+    let done: Promise<NativeSubmitResult> | null = null;
+    let result = null as NativeSubmitResult | null;
+    let failure = null as unknown;
+    let left = true; // the consumer stopped before the end (break, throw, abort)
 
-    // Runs inside the native loop's delivery callback: it must not throw (an exception there
-    // would be uncaught), so a failure is recorded and stops the loop instead.
-    const take = (batch: Int32Array) => {
+    // Runs in the native loop's delivery callback: it must not throw (there is nobody to
+    // catch it), so a failure is recorded and ends the generation instead.
+    const onTokens = (ids: Int32Array, bytes: Buffer, ends: Uint32Array) => {
         try {
-            const pieces = keep === null ? piecesOf(batch) : [];
-            for (let i = 0; i < batch.length; i++) {
-                generated.push(batch[i]!); // every decoded token, so a trim knows what the cache holds
-                if (keep !== null) continue; // past a stop: trimmed away later
-                const r = matcher.push({ token: batch[i]!, text: decoder.decode(pieces[i], { stream: true }) });
-                queue.push(...r.out);
-                if (r.matched) {
-                    keep = generated.length;
-                    Atomics.store(ctrl, CTRL_STOP, 1);
-                }
+            let start = 0;
+            for (let i = 0; i < ids.length; i++) {
+                queue.push({ token: ids[i]!, text: decoder.decode(bytes.subarray(start, ends[i]!), { stream: true }) });
+                start = ends[i]!;
             }
         } catch (err) {
             failure ??= err;
-            Atomics.store(ctrl, CTRL_STOP, 1);
+            Atomics.store(ctrl, CTRL_LEAVE, 1);
+            poke();
         }
         notify();
     };
 
-    const job = ctx.enqueue(async (native) => {
-        if (Atomics.load(ctrl, CTRL_ABORT)) throw abortedError("generate", p.signal?.reason);
-        const cache = ctx.sequenceTokens;
-        let evaluate = prompt;
-        if (!p.continue && prompt.length > 0) {
-            // Prompt cache: keep the common prefix, drop the rest, evaluate the remainder (at
-            // least the last token: its logits are not kept once later tokens were decoded).
-            reused = Math.min(cache.commonPrefix(p.seq, prompt), prompt.length - 1);
-            if (!native.kvRemove(p.seq, reused, -1)) {
-                native.kvRemove(p.seq, 0, -1); // memory that cannot cut a tail (recurrent): start over
-                reused = 0;
+    try {
+        prompt = given ?? (await ctx.model.tokenize(text!, { addSpecial: true }));
+        // The job only starts the generation (and returns its completion, wrapped so that the
+        // queue does not wait for it): other calls on the context run between its steps.
+        const started = await ctx.enqueue(async (native) => {
+            if (Atomics.load(ctrl, CTRL_ABORT)) throw abortedError("generate", p.signal?.reason);
+            const cache = ctx.sequenceTokens;
+            let evaluate = prompt;
+            if (!p.continue && prompt.length > 0) {
+                // Prompt cache: keep the common prefix, drop the rest, evaluate the remainder (at
+                // least the last token: its logits are not kept once later tokens were decoded).
+                reused = Math.min(cache.commonPrefix(p.seq, prompt), prompt.length - 1);
+                if (!native.kvRemove(p.seq, reused, -1)) {
+                    native.kvRemove(p.seq, 0, -1); // memory that cannot cut a tail (recurrent): start over
+                    reused = 0;
+                }
+                cache.set(p.seq, prompt.subarray(0, reused));
+                evaluate = prompt.subarray(reused);
             }
-            cache.set(p.seq, prompt.subarray(0, reused));
-            evaluate = prompt.subarray(reused);
-        }
-        base = native.kvPositions(p.seq).max + 1 + evaluate.length;
-        const sampler = await contextSampler(ctx, p.seq, p.sampling);
-        let r: Awaited<ReturnType<ReturnType<typeof binding>["generate"]>>;
-        try {
-            r = await binding().generate(native, sampler, evaluate, p.seq, {
-                maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, resetSampler: true, acceptPrompt: true,
-            }, ctrl, take);
-        } catch (err) {
-            cache.invalidate(p.seq); // how much of the prompt stayed decoded is not known here
-            throw err;
-        }
-        take(r.tail);
-        cache.append(p.seq, evaluate);
-        cache.append(p.seq, generated);
-        nativeDone = true; // from here on, a consumer that leaves must trim by itself
-        reason = keep !== null && r.reason === "stop" ? "stop" : r.reason;
-        if (keep === null && reason !== "aborted") queue.push(...matcher.flush(decoder.decode()));
-        if (keep !== null) await trim(native, keep);
-    });
-    job.then(
-        () => {
-            jobDone = true;
-            notify();
-        },
-        (err) => {
-            jobDone = true;
-            failure = err;
-            notify();
-        },
-    );
+            const held = cache.get(p.seq);
+            lastToken = held && held.length > 0 ? held[held.length - 1]! : -1;
+            const sampler = await ctx.samplerFor(p.seq, p.sampling);
+            scheduler = ctx.scheduler(native);
+            const submitted = scheduler.submit(p.seq, sampler, evaluate, prompt, {
+                maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, resetSampler: true, buffer: p.bufferTokens, lastToken,
+            }, p.stops.map((s) => Buffer.from(s, "utf8")), ctrl, onTokens);
+            ctx.trackGeneration(submitted);
+            return { completion: submitted.then(
+                (r) => {
+                    // The sequence now holds the prompt (unless it was cancelled before it was
+                    // evaluated) and the kept tokens.
+                    if (!r.exact) cache.invalidate(p.seq);
+                    else {
+                        if (r.promptKept) cache.append(p.seq, evaluate);
+                        cache.append(p.seq, r.kept);
+                    }
+                    // A character left incomplete at the very end goes out as U+FFFD, with
+                    // the last step if the consumer has not taken it yet.
+                    const tail = decoder.decode();
+                    if (tail && queue.length > 0) queue[queue.length - 1]!.text += tail;
+                    result = r;
+                    notify();
+                    return r;
+                },
+                (err: unknown) => {
+                    cache.invalidate(p.seq);
+                    failure ??= err;
+                    notify();
+                    throw err;
+                },
+            ) };
+        });
+        done = started.completion;
+        done.catch(() => {});
 
-    // Drops generated tokens [k, ...) from the KV cache and restores the logits after token
-    // k-1 by decoding it again (its logits were overwritten by the tokens after it).
-    async function trim(native: NativeContext, k: number): Promise<void> {
-        if (k >= generated.length) return;
-        const redo = k > 0 ? generated[k - 1]! : prompt.length > 0 ? prompt[prompt.length - 1]! : -1;
-        const from = redo >= 0 ? base + k - 1 : base;
+        for (;;) {
+            if (p.signal?.aborted) throw abortedError("generate", p.signal.reason);
+            if (failure) throw fromNative(failure);
+            if (queue.length > 0) {
+                const step = queue.shift()!;
+                Atomics.store(ctrl, CTRL_CONSUMED, ++consumed);
+                if (Atomics.load(ctrl, CTRL_PAUSED)) poke();
+                yield step;
+                continue;
+            }
+            if (result) break;
+            await new Promise<void>((r) => (wake = r));
+        }
+        const r = result as NativeSubmitResult;
+        left = false;
+        if (r.reason === "aborted") throw abortedError("generate", p.signal?.reason);
+        if (r.reason === "contextFull") {
+            throw new LlamaError("ERR_CONTEXT_FULL", `the context filled up after ${r.kept.length} generated tokens (they were kept)`);
+        }
+        return { reason: r.reason, tokens: r.kept.length, promptTokens: prompt.length, reusedTokens: reused, evaluatedTokens: prompt.length - reused };
+    } finally {
+        p.signal?.removeEventListener("abort", onAbort);
+        if (done && !result) {
+            // The consumer left while the loop runs: it ends within a step, keeping the tokens
+            // that were taken (and their logits).
+            Atomics.store(ctrl, CTRL_LEAVE, 1);
+            poke();
+            await done.catch(() => {});
+        } else if (left && result && consumed < result.kept.length && !ctx.disposed) {
+            // The loop had finished ahead of a consumer that left: trim to what it took.
+            const r = result;
+            await ctx.enqueue((native) => trim(native, r.kept, consumed)).catch(() => {});
+        }
+        ctx.releaseSequence(p.seq);
+    }
+
+    // Drops generated tokens [k, ...) from the cache and restores the logits after token k-1
+    // by decoding it again (later tokens overwrote them).
+    async function trim(native: NativeContext, kept: Int32Array, k: number): Promise<void> {
+        const gen0 = native.kvPositions(p.seq).max + 1 - kept.length;
+        const redo = k > 0 ? kept[k - 1]! : prompt.length > 0 ? prompt[prompt.length - 1]! : lastToken;
+        const from = redo >= 0 ? gen0 + k - 1 : gen0;
         native.kvRemove(p.seq, from, -1);
         ctx.sequenceTokens.removed(p.seq, from, -1);
         if (redo >= 0) {
             await native.forward(Int32Array.of(redo), Int32Array.of(p.seq), Uint8Array.of(1), new Int32Array(new SharedArrayBuffer(4)));
             ctx.sequenceTokens.append(p.seq, [redo]);
-        }
-        generated.length = k;
-    }
-
-    try {
-        for (;;) {
-            if (p.signal?.aborted) throw abortedError("generate", p.signal.reason);
-            if (queue.length > 0) {
-                const step = queue.shift()!;
-                consumed++;
-                yield step;
-                continue;
-            }
-            if (jobDone) break;
-            await new Promise<void>((r) => (wake = r));
-        }
-        if (failure) throw fromNative(failure);
-        if (reason === "aborted") throw abortedError("generate", p.signal?.reason);
-        if (reason === "contextFull") {
-            throw new LlamaError("ERR_CONTEXT_FULL", `the context filled up after ${generated.length} generated tokens (they were kept)`);
-        }
-        return { reason, tokens: generated.length, promptTokens: prompt.length, reusedTokens: reused, evaluatedTokens: prompt.length - reused };
-    } finally {
-        p.signal?.removeEventListener("abort", onAbort);
-        if (keep === null) {
-            // The consumer left early (break, throw, abort): keep what it took.
-            keep = consumed;
-            Atomics.store(ctrl, CTRL_STOP, 1);
-            if (nativeDone && !failure && keep < generated.length) {
-                const k = keep;
-                await ctx.enqueue((native) => trim(native, k)).catch(() => {});
-            }
         }
     }
 }

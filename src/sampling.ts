@@ -270,36 +270,80 @@ export function toSampleResult(r: NativeSampleResult): SampleResult {
 
 // ---- per-context chains ----------------------------------------------------------------------
 
-/** Most chains kept per context; the least recently used one is dropped beyond this. */
+/** Most chains kept per context; the least recently used idle one is dropped beyond this. */
 const MAX_CHAINS_PER_CONTEXT = 16;
-const chains = new WeakMap<Context, Map<string, Promise<NativeSampler>>>();
 
 /**
- * The chain for (context, sequence, option set), built on first use. Its state (penalty
- * history, grammar position, RNG) carries over between calls with the same options.
+ * A context's sampler chains, one per (sequence, option set), built on first use and reused
+ * so that their state (penalty history, grammar position, RNG) carries over between calls
+ * with the same options. Owned by the context, which frees them in its dispose().
+ * @internal
+ */
+export class SamplerChains {
+    readonly #ctx: Context;
+    // Insertion order is recency order: most recently used last.
+    readonly #chains = new Map<string, { sequence: number; chain: Promise<NativeSampler> }>();
+
+    constructor(ctx: Context) {
+        this.#ctx = ctx;
+    }
+
+    /** The chain for (sequence, config). Call from inside a context job. */
+    get(sequence: number, config: ResolvedSamplingConfig): Promise<NativeSampler> {
+        const key = `${sequence}\u0000${config.key}`;
+        const hit = this.#chains.get(key);
+        if (hit) {
+            this.#chains.delete(key);
+            this.#chains.set(key, hit);
+            return hit.chain;
+        }
+        const native = this.#ctx.model.native;
+        const chain = callNative(() => binding().NativeSampler.create(native, config.native));
+        this.#chains.set(key, { sequence, chain });
+        chain.catch(() => this.#chains.delete(key));
+        if (this.#chains.size > MAX_CHAINS_PER_CONTEXT) {
+            // The least recently used chain of a sequence that is not generating (a running
+            // generation holds its chain until it ends).
+            for (const [k, v] of this.#chains) {
+                if (k === key || this.#ctx.sequenceBusy(v.sequence)) continue;
+                this.#chains.delete(k);
+                // Freed once the calls queued before now are done (calls are serialized per context).
+                void this.#ctx.enqueue(async () => (await v.chain.catch(() => null))?.dispose()).catch(() => {});
+                break;
+            }
+        }
+        return chain;
+    }
+
+    /** Resets the chains of one sequence (or all). Call from inside a context job. */
+    async reset(sequence?: number): Promise<void> {
+        for (const v of this.#chains.values()) {
+            if (sequence === undefined || v.sequence === sequence) (await v.chain.catch(() => null))?.reset();
+        }
+    }
+
+    /** Frees every chain (the context is being disposed; no call uses them any more). */
+    async disposeAll(): Promise<void> {
+        const all = [...this.#chains.values()];
+        this.#chains.clear();
+        for (const v of all) {
+            const n = await v.chain.catch(() => null);
+            try {
+                n?.dispose();
+            } catch {
+                // Still marked busy by a call that is ending: its finalizer frees it.
+            }
+        }
+    }
+}
+
+/**
+ * The chain for (context, sequence, option set), built on first use and kept by the context
+ * (the same as ctx.samplerFor; kept for callers of the earlier module-level cache).
  * @internal
  */
 export function contextSampler(ctx: Context, sequence: number, config: ResolvedSamplingConfig): Promise<NativeSampler> {
-    let m = chains.get(ctx);
-    if (!m) chains.set(ctx, (m = new Map()));
-    const key = `${sequence}\u0000${config.key}`;
-    let p = m.get(key);
-    if (p) {
-        m.delete(key); // re-insert: most recently used last
-        m.set(key, p);
-        return p;
-    }
-    const native = ctx.model.native;
-    p = callNative(() => binding().NativeSampler.create(native, config.native));
-    m.set(key, p);
-    p.catch(() => m.delete(key));
-    if (m.size > MAX_CHAINS_PER_CONTEXT) {
-        const [oldKey, old] = m.entries().next().value as [string, Promise<NativeSampler>];
-        m.delete(oldKey);
-        // Disposed once any call using it has finished (calls are serialized per context).
-        void ctx.enqueue(async () => (await old.catch(() => null))?.dispose()).catch(() => {});
-    }
-    return p;
+    return ctx.samplerFor(sequence, config);
 }
 
 /** ctx.sample(): one token from a sequence's last logits. */
@@ -309,11 +353,12 @@ export function sampleContext(ctx: Context, sequence: number, options?: Sampling
     try {
         seq = ctx.checkSequence("sequence", sequence);
         config = resolveSampling(options, ctx.model.info.vocabSize, ctx.contextSize);
+        ctx.checkSequenceIdle(seq, "sample");
     } catch (err) {
         return Promise.reject(err);
     }
     return ctx.enqueue(async (native) => {
-        const sampler = await contextSampler(ctx, seq, config);
+        const sampler = await ctx.samplerFor(seq, config);
         return toSampleResult(await sampler.sample(native, seq, config.options.logProbs));
     });
 }
@@ -321,14 +366,10 @@ export function sampleContext(ctx: Context, sequence: number, options?: Sampling
 /**
  * Forgets the sampling state (penalty history, grammar position, RNG draws) of a context's
  * chains, for one sequence or all: the next sample starts as if the chain were new.
+ * The same as ctx.resetSampling(sequence).
  */
 export function resetSampling(ctx: Context, sequence?: number): Promise<void> {
-    const m = chains.get(ctx);
-    if (!m) return Promise.resolve();
-    const prefix = sequence === undefined ? "" : `${ctx.checkSequence("sequence", sequence)}\u0000`;
-    return ctx.enqueue(async () => {
-        for (const [k, p] of m) if (k.startsWith(prefix)) (await p.catch(() => null))?.reset();
-    });
+    return ctx.resetSampling(sequence);
 }
 
 // ---- a chain over logits given directly -------------------------------------------------------

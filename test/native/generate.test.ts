@@ -244,16 +244,21 @@ describe("bad input", () => {
         await model.dispose();
     });
 
-    it("model.dispose() during a generation waits for it; tokens keep coming; nothing crashes", async () => {
+    // Issue 13 changed this: dispose used to wait for the whole generation; now it stops it
+    // within a step and the iterator rejects.
+    it("model.dispose() during a generation stops it; the iterator rejects with ERR_DISPOSED; nothing crashes", async () => {
         const model = await loadModel(MODELS.stories260K);
         const ctx = await model.createContext({ contextSize: 256, threads: 1 });
         const tokens: number[] = [];
         let disposing: Promise<void> | null = null;
-        for await (const s of ctx.generate("Once upon a time", { temperature: 0, maxTokens: 100, stopOnEog: false })) {
-            tokens.push(s.token);
-            if (tokens.length === 2) disposing = model.dispose();
-        }
-        expect(tokens.length).toBe(100);
+        const run = async () => {
+            for await (const s of ctx.generate("Once upon a time", { temperature: 0, maxTokens: 200, stopOnEog: false })) {
+                tokens.push(s.token);
+                if (tokens.length === 2) disposing = model.dispose();
+            }
+        };
+        await expect(run()).rejects.toMatchObject({ code: "ERR_DISPOSED" });
+        expect(tokens.length).toBeLessThan(200);
         await disposing;
         expect(ctx.disposed).toBe(true);
     });

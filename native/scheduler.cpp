@@ -1,0 +1,708 @@
+#include "scheduler.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace llamafuse {
+
+namespace {
+
+enum Ctrl { CTRL_ABORT = 0, CTRL_LEAVE = 1, CTRL_CONSUMED = 2, CTRL_PAUSED = 3 };
+
+// Sequentially consistent, like JS's Atomics: "mark paused, then look at consumed" here and
+// "store consumed, then look at paused" in JS must not both miss the other's store.
+int32_t load_ctrl(const int32_t * p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+void store_ctrl(int32_t * p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+
+using Clock = std::chrono::steady_clock;
+uint64_t ns_since(Clock::time_point t0) {
+    return (uint64_t) std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
+}
+
+// JS is woken at most once per interval per generation: a tiny model makes a token every
+// few hundred microseconds, and waking the event loop for each costs the decode thread CPU
+// time on small machines. A token waits at most max(interval, one step).
+constexpr std::chrono::microseconds kDeliverInterval{1000};
+
+std::string token_piece(const llama_vocab * vocab, llama_token t) {
+    char buf[128];
+    int32_t n = llama_token_to_piece(vocab, t, buf, sizeof buf, 0, false);
+    if (n >= 0) return std::string(buf, (size_t) n);
+    std::string big((size_t) -n, '\0');
+    n = llama_token_to_piece(vocab, t, big.data(), (int32_t) big.size(), 0, false);
+    big.resize((size_t) std::max(n, 0));
+    return big;
+}
+
+void napi_cleanup(void * self);
+
+} // namespace
+
+// Tokens released to JS but not yet delivered; shared with the thread-safe function's calls,
+// which may run after the slot is gone.
+struct SchedOutbox {
+    std::mutex mu;
+    std::vector<llama_token> ids;
+    std::string bytes;
+    std::vector<uint32_t> ends; // end of each token's bytes in `bytes`
+    bool notify_pending = false;
+};
+
+// The main-thread half of a generation: its promise and the JS objects it keeps alive. It is
+// the thread-safe function's context, deleted by its finalizer on the main thread.
+struct SchedMain {
+    explicit SchedMain(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+    Napi::Promise::Deferred deferred;
+    Napi::ObjectReference sampler_ref, ctrl_ref;
+    NativeSampler * sampler = nullptr;
+};
+
+// One generation, as the loop thread sees it.
+struct SchedSlot {
+    llama_seq_id seq = 0;
+    NativeSampler * sampler = nullptr;
+    std::vector<llama_token> prompt;  // to evaluate (what the prompt cache did not hold)
+    std::vector<llama_token> history; // fed to the sampler's penalty history at the start
+    llama_token last_token = -1;      // the sequence's last token before this call (-1: unknown)
+    int32_t max_tokens = 0, buffer = 0;
+    bool stop_on_eog = true, reset_sampler = true;
+    std::vector<std::string> stops;
+    int32_t * ctrl = nullptr;
+
+    bool started = false, done = false;
+    size_t prompt_done = 0;
+    llama_pos start_pos = 0;           // position of prompt[0]
+    llama_token pending = -1;          // sampled; decoded in the next step
+    std::vector<llama_token> generated; // decoded
+    int32_t released = 0;              // tokens handed to the outbox
+    std::string held;                  // bytes that may start a stop string
+    std::deque<std::pair<llama_token, size_t>> held_tokens;
+    bool prompt_kept = true, exact = true;
+
+    Napi::ThreadSafeFunction tsfn;
+    SchedMain * main = nullptr;
+    std::shared_ptr<SchedOutbox> out = std::make_shared<SchedOutbox>();
+    Clock::time_point last_notify{};
+
+    // This step's part of the batch.
+    size_t batch_first = 0, batch_count = 0;
+    bool batch_generating = false;
+
+    llama_pos next_pos() const { return start_pos + (llama_pos) prompt.size() + (llama_pos) generated.size(); }
+};
+
+namespace {
+
+void deliver_js(Napi::Env env, Napi::Function fn, SchedOutbox & box) {
+    std::vector<llama_token> ids;
+    std::string bytes;
+    std::vector<uint32_t> ends;
+    {
+        std::lock_guard<std::mutex> lock(box.mu);
+        ids.swap(box.ids);
+        bytes.swap(box.bytes);
+        ends.swap(box.ends);
+        box.notify_pending = false;
+    }
+    if (ids.empty() || env == nullptr) return;
+    Napi::Int32Array a = Napi::Int32Array::New(env, ids.size());
+    std::copy(ids.begin(), ids.end(), a.Data());
+    Napi::Uint32Array e = Napi::Uint32Array::New(env, ends.size());
+    std::copy(ends.begin(), ends.end(), e.Data());
+    Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::Copy(env, (const uint8_t *) bytes.data(), bytes.size());
+    try {
+        fn.Call({a, b, e});
+    } catch (const Napi::Error &) {
+        // src/generate.ts's callback records its own failures; nothing may escape into libuv.
+    }
+}
+
+void release_token(SchedSlot & s, llama_token t, const std::string & bytes) {
+    std::lock_guard<std::mutex> lock(s.out->mu);
+    s.out->ids.push_back(t);
+    s.out->bytes += bytes;
+    s.out->ends.push_back((uint32_t) s.out->bytes.size());
+    ++s.released;
+}
+
+void release_held(SchedSlot & s) {
+    size_t end = 0;
+    for (auto & [id, len] : s.held_tokens) {
+        release_token(s, id, s.held.substr(end, len));
+        end += len;
+    }
+    s.held.clear();
+    s.held_tokens.clear();
+}
+
+void notify(SchedSlot & s, bool force) {
+    const auto now = Clock::now();
+    bool call = false;
+    {
+        std::lock_guard<std::mutex> lock(s.out->mu);
+        if (!s.out->ids.empty() && !s.out->notify_pending && (force || now - s.last_notify >= kDeliverInterval)) {
+            call = s.out->notify_pending = true;
+        }
+    }
+    if (!call) return;
+    s.last_notify = now;
+    std::shared_ptr<SchedOutbox> box = s.out;
+    s.tsfn.NonBlockingCall([box](Napi::Env env, Napi::Function fn) { deliver_js(env, fn, *box); });
+}
+
+void napi_cleanup(void * self);
+
+// Room in the slot's buffer for one more token? When there is none, the slot is marked
+// paused (JS calls wake() after its next read) and looked at again, so that a read between
+// the first look and the mark is not missed.
+bool has_room(SchedSlot & s) {
+    if (s.released - load_ctrl(s.ctrl + CTRL_CONSUMED) < s.buffer) {
+        if (load_ctrl(s.ctrl + CTRL_PAUSED)) store_ctrl(s.ctrl + CTRL_PAUSED, 0);
+        return true;
+    }
+    store_ctrl(s.ctrl + CTRL_PAUSED, 1);
+    if (s.released - load_ctrl(s.ctrl + CTRL_CONSUMED) < s.buffer) {
+        store_ctrl(s.ctrl + CTRL_PAUSED, 0);
+        return true;
+    }
+    return false;
+}
+
+} // namespace
+
+// ---- JS class --------------------------------------------------------------------------------
+
+Napi::Function NativeScheduler::define(Napi::Env env) {
+    return DefineClass(env, "NativeScheduler", {
+        InstanceMethod("submit", &NativeScheduler::Submit),
+        InstanceMethod("pause", &NativeScheduler::Pause),
+        InstanceMethod("resume", &NativeScheduler::Resume),
+        InstanceMethod("wake", &NativeScheduler::Wake),
+        InstanceMethod("close", &NativeScheduler::Close),
+        InstanceMethod("stats", &NativeScheduler::Stats),
+    });
+}
+
+NativeScheduler::NativeScheduler(const Napi::CallbackInfo & info) : Napi::ObjectWrap<NativeScheduler>(info) {
+    Napi::Object ctx = info[0].As<Napi::Object>();
+    context_ref_ = Napi::Persistent(ctx);
+    c_ = NativeContext::Unwrap(ctx);
+    Napi::Object o = info[1].As<Napi::Object>();
+    batch_size_ = std::max(1, get_i32(o, "batchSize"));
+    prefill_chunk_ = std::max(1, get_i32(o, "prefillChunk"));
+    seq_active_.assign(c_->n_seq(), false);
+    env_ = info.Env();
+    // At environment teardown the thread must stop before finalizers free the context.
+    napi_add_env_cleanup_hook(env_, &napi_cleanup, this);
+}
+
+NativeScheduler::~NativeScheduler() {
+    napi_remove_env_cleanup_hook(env_, &napi_cleanup, this);
+    stop_thread();
+}
+
+namespace {
+void napi_cleanup(void * self) { static_cast<NativeScheduler *>(self)->stop_thread(); }
+} // namespace
+
+void NativeScheduler::stop_thread() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        closing_ = true;
+        store_ctrl(&abort_decode_, 1);
+        cv_.notify_all();
+    }
+    std::lock_guard<std::mutex> join_lock(join_mu_);
+    if (thread_.joinable()) thread_.join();
+}
+
+// submit(seq, sampler, prompt, history, opts, stops: Buffer[], ctrl, onTokens) → Promise<result>
+//   opts: { maxTokens, stopOnEog, resetSampler, buffer, lastToken }
+//   result: { reason, kept: Int32Array, promptKept, exact }
+Napi::Value NativeScheduler::Submit(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    const llama_seq_id seq = info[0].As<Napi::Number>().Int32Value();
+    if (c_->disposed()) return rejected(env, "ERR_DISPOSED", "the context is disposed");
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (closing_) return rejected(env, "ERR_DISPOSED", "the context is disposed");
+        if (seq < 0 || (uint32_t) seq >= seq_active_.size()) return rejected(env, "ERR_INVALID_SEQUENCE", "no such sequence");
+        if (seq_active_[seq]) return rejected(env, "ERR_BUSY", "sequence " + std::to_string(seq) + " is already generating");
+    }
+    Napi::Object sampler_obj = info[1].As<Napi::Object>();
+    NativeSampler * sampler = NativeSampler::Unwrap(sampler_obj);
+    Napi::Value bad = sampler->check_usable(env);
+    if (!bad.IsEmpty()) return bad;
+    if (sampler->n_vocab() != c_->n_vocab()) {
+        sampler->release();
+        return rejected(env, "ERR_INVALID_OPTION", "the sampler was built for another model");
+    }
+
+    auto s = std::make_unique<SchedSlot>();
+    s->seq = seq;
+    s->sampler = sampler;
+    Napi::Int32Array prompt = info[2].As<Napi::Int32Array>();
+    s->prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
+    Napi::Int32Array history = info[3].As<Napi::Int32Array>();
+    s->history.assign(history.Data(), history.Data() + history.ElementLength());
+    Napi::Object o = info[4].As<Napi::Object>();
+    s->max_tokens = get_i32(o, "maxTokens");
+    s->stop_on_eog = get_bool(o, "stopOnEog");
+    s->reset_sampler = get_bool(o, "resetSampler");
+    s->buffer = std::max(1, get_i32(o, "buffer"));
+    s->last_token = get_i32(o, "lastToken");
+    Napi::Array stops = info[5].As<Napi::Array>();
+    for (uint32_t i = 0; i < stops.Length(); ++i) {
+        Napi::Buffer<char> b = stops.Get(i).As<Napi::Buffer<char>>();
+        s->stops.emplace_back(b.Data(), b.Length());
+    }
+    Napi::Int32Array ctrl = info[6].As<Napi::Int32Array>();
+    s->ctrl = ctrl.Data();
+
+    s->main = new SchedMain(env);
+    s->main->sampler = sampler;
+    s->main->sampler_ref = Napi::Persistent(sampler_obj);
+    s->main->ctrl_ref = Napi::Persistent(ctrl.As<Napi::Object>());
+    Napi::Promise promise = s->main->deferred.Promise();
+    s->tsfn = Napi::ThreadSafeFunction::New(env, info[7].As<Napi::Function>(), "llamafuse-generate", 0, 1, s->main,
+                                            [](Napi::Env, SchedMain * m) { delete m; });
+
+    std::lock_guard<std::mutex> lock(mu_);
+    seq_active_[seq] = true;
+    incoming_.push_back(std::move(s));
+    if (!thread_.joinable()) thread_ = std::thread(&NativeScheduler::loop, this);
+    cv_.notify_all();
+    return promise;
+}
+
+class SchedPauseWorker : public PromiseWorker {
+public:
+    SchedPauseWorker(Napi::Env env, NativeScheduler * s) : PromiseWorker(env, s->Value()), s_(s) {}
+
+protected:
+    void run() override {
+        std::unique_lock<std::mutex> lock(s_->mu_);
+        s_->cv_.wait(lock, [&] { return !s_->in_step_; });
+    }
+
+private:
+    NativeScheduler * s_;
+};
+
+// pause(): the loop starts no new step until resume(); resolves once the step in flight (if
+// any) is done. Calls nest: each pause() needs its resume().
+Napi::Value NativeScheduler::Pause(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++pause_requests_;
+        if (!in_step_) {
+            auto d = Napi::Promise::Deferred::New(env);
+            d.Resolve(env.Undefined());
+            return d.Promise();
+        }
+    }
+    return (new SchedPauseWorker(env, this))->start();
+}
+
+Napi::Value NativeScheduler::Resume(const Napi::CallbackInfo & info) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pause_requests_ > 0) --pause_requests_;
+    cv_.notify_all();
+    return info.Env().Undefined();
+}
+
+// wake(): a consumer took tokens from a full buffer, or set abort/leave.
+Napi::Value NativeScheduler::Wake(const Napi::CallbackInfo & info) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_all();
+    return info.Env().Undefined();
+}
+
+class SchedCloseWorker : public PromiseWorker {
+public:
+    SchedCloseWorker(Napi::Env env, NativeScheduler * s) : PromiseWorker(env, s->Value()), s_(s) {}
+
+protected:
+    void run() override { s_->stop_thread(); }
+
+private:
+    NativeScheduler * s_;
+};
+
+// close(): ends every generation (ERR_DISPOSED) within one step and joins the thread.
+Napi::Value NativeScheduler::Close(const Napi::CallbackInfo & info) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        closing_ = true;
+        store_ctrl(&abort_decode_, 1);
+        cv_.notify_all();
+    }
+    return (new SchedCloseWorker(info.Env(), this))->start();
+}
+
+Napi::Value NativeScheduler::Stats(const Napi::CallbackInfo & info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("steps", (double) steps_.load(std::memory_order_relaxed));
+    o.Set("decodedTokens", (double) decoded_tokens_.load(std::memory_order_relaxed));
+    o.Set("stepNs", (double) step_ns_.load(std::memory_order_relaxed));
+    o.Set("decodeNs", (double) decode_ns_.load(std::memory_order_relaxed));
+    o.Set("sampleNs", (double) sample_ns_.load(std::memory_order_relaxed));
+    return o;
+}
+
+// ---- the loop ----------------------------------------------------------------------------------
+
+bool NativeScheduler::has_work() {
+    if (!incoming_.empty()) return true;
+    for (auto & sp : slots_) {
+        SchedSlot & s = *sp;
+        if (s.done) continue;
+        if (!s.started || load_ctrl(s.ctrl + CTRL_ABORT) || load_ctrl(s.ctrl + CTRL_LEAVE)) return true;
+        if (s.prompt_done < s.prompt.size()) return true;
+        if (s.pending >= 0 && has_room(s)) return true;
+    }
+    return false;
+}
+
+void NativeScheduler::loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+        if (closing_) break;
+        if (pause_requests_ > 0) {
+            cv_.wait(lock);
+            continue;
+        }
+        while (!incoming_.empty()) {
+            slots_.push_back(std::move(incoming_.front()));
+            incoming_.pop_front();
+        }
+        if (!has_work()) {
+            // Going idle: whatever is waiting in an outbox goes to JS now, not at the next step.
+            lock.unlock();
+            flush_outboxes(true);
+            lock.lock();
+            if (closing_ || pause_requests_ > 0 || has_work()) continue;
+            cv_.wait(lock);
+            continue;
+        }
+        in_step_ = true;
+        lock.unlock();
+        run_step();
+        lock.lock();
+        in_step_ = false;
+        slots_.erase(std::remove_if(slots_.begin(), slots_.end(), [](const std::unique_ptr<SchedSlot> & s) { return s->done; }), slots_.end());
+        cv_.notify_all();
+    }
+    // Closing: every generation still here ends with ERR_DISPOSED.
+    std::vector<std::unique_ptr<SchedSlot>> rest;
+    rest.swap(slots_);
+    while (!incoming_.empty()) {
+        rest.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
+    }
+    in_step_ = false;
+    cv_.notify_all();
+    lock.unlock();
+    for (auto & s : rest) {
+        if (!s->done) {
+            s->exact = false;
+            fail_slot(*s, "ERR_DISPOSED", "the context was disposed during this generation");
+        }
+    }
+}
+
+void NativeScheduler::flush_outboxes(bool force) {
+    for (auto & s : slots_) if (!s->done) notify(*s, force);
+}
+
+void NativeScheduler::start_slot(SchedSlot & s) {
+    s.started = true;
+    if (s.reset_sampler) s.sampler->reset();
+    if (!s.history.empty()) s.sampler->accept_history(s.history.data(), s.history.size());
+    s.start_pos = c_->next_pos(s.seq);
+    if (!s.prompt.empty()) {
+        if ((size_t) s.start_pos + s.prompt.size() > c_->n_ctx()) {
+            throw CodedError("ERR_CONTEXT_FULL", "sequence " + std::to_string(s.seq) + " holds " + std::to_string(s.start_pos) + " of " +
+                std::to_string(c_->n_ctx()) + " positions; the prompt's " + std::to_string(s.prompt.size()) +
+                " tokens do not fit (nothing was decoded; the context is unchanged)");
+        }
+        return; // evaluated in the coming steps
+    }
+    if (s.max_tokens == 0) {
+        finish_slot(s, "maxTokens", true);
+        return;
+    }
+    const float * l = c_->last_logits(s.seq);
+    if (!l) throw CodedError("ERR_NO_LOGITS", "sequence " + std::to_string(s.seq) + " has no logits to continue from: give generate a prompt");
+    sample_next(s, l);
+}
+
+void NativeScheduler::sample_next(SchedSlot & s, const float * row) {
+    const auto t0 = Clock::now();
+    SampleResult r = s.sampler->sample_row(row, c_->n_vocab(), -1);
+    sample_ns_.fetch_add(ns_since(t0), std::memory_order_relaxed);
+    if (s.stop_on_eog && llama_vocab_is_eog(c_->vocab(), r.token)) {
+        finish_slot(s, "eog", true);
+        return;
+    }
+    s.pending = r.token;
+}
+
+// A generated token was decoded: its text goes through the stop-string matcher. Returns true
+// when a stop string completed (the text before it is released, the rest dropped).
+void NativeScheduler::take_token(SchedSlot & s, llama_token t) {
+    s.generated.push_back(t);
+    std::string piece = token_piece(c_->vocab(), t);
+    if (s.stops.empty()) {
+        release_token(s, t, piece);
+        return;
+    }
+    s.held += piece;
+    s.held_tokens.emplace_back(t, piece.size());
+    size_t at = std::string::npos;
+    for (const std::string & stop : s.stops) at = std::min(at, s.held.find(stop));
+    if (at != std::string::npos) {
+        size_t end = 0;
+        for (auto & [id, len] : s.held_tokens) {
+            if (end + len <= at) {
+                release_token(s, id, s.held.substr(end, len));
+                end += len;
+                continue;
+            }
+            if (end < at) release_token(s, id, s.held.substr(end, at - end));
+            break;
+        }
+        s.held.clear();
+        s.held_tokens.clear();
+        finish_slot(s, "stop", false);
+        return;
+    }
+    // Hold back the longest tail that could still become a stop string.
+    size_t boundary = s.held.size();
+    for (const std::string & stop : s.stops) {
+        for (size_t n = std::min(stop.size() - 1, s.held.size()); n > 0; --n) {
+            if (s.held.compare(s.held.size() - n, n, stop, 0, n) == 0) {
+                boundary = std::min(boundary, s.held.size() - n);
+                break;
+            }
+        }
+    }
+    size_t end = 0;
+    while (!s.held_tokens.empty() && end + s.held_tokens.front().second <= boundary) {
+        release_token(s, s.held_tokens.front().first, s.held.substr(end, s.held_tokens.front().second));
+        end += s.held_tokens.front().second;
+        s.held_tokens.pop_front();
+    }
+    s.held.erase(0, end);
+}
+
+// The consumer left or aborted: the cache keeps the prompt and the tokens it took, and the
+// next-token logits are those after the last kept token (decoded again when the loop had
+// run ahead of the consumer). A prompt not yet fully evaluated is removed (all or nothing).
+void NativeScheduler::cancel_slot(SchedSlot & s, const char * reason) {
+    llama_memory_t mem = llama_get_memory(c_->ctx());
+    if (!s.started || s.prompt_done < s.prompt.size()) {
+        if (s.started && s.prompt_done > 0) {
+            llama_memory_seq_rm(mem, s.seq, s.start_pos, -1);
+            c_->set_has_logits(s.seq, false);
+        }
+        s.prompt_kept = false;
+        finish_slot(s, reason, false);
+        return;
+    }
+    const size_t kept = std::min((size_t) std::max(0, load_ctrl(s.ctrl + CTRL_CONSUMED)), s.generated.size());
+    if (kept < s.generated.size()) {
+        const llama_pos gen0 = s.start_pos + (llama_pos) s.prompt.size();
+        const llama_token redo = kept > 0 ? s.generated[kept - 1] : !s.prompt.empty() ? s.prompt.back() : s.last_token;
+        const llama_pos from = redo >= 0 ? gen0 + (llama_pos) kept - 1 : gen0;
+        llama_memory_seq_rm(mem, s.seq, from, -1);
+        c_->set_has_logits(s.seq, false);
+        s.generated.resize(kept);
+        if (redo >= 0) {
+            std::vector<float> row((size_t) c_->n_vocab());
+            try {
+                c_->decode({redo}, {s.seq}, {1}, row.data(), &abort_decode_);
+            } catch (const CodedError &) {
+                s.exact = false; // the token at `from` is gone: the JS token list cannot say so
+            }
+        }
+    }
+    finish_slot(s, reason, false);
+}
+
+void NativeScheduler::finish_slot(SchedSlot & s, const char * reason, bool flush_held) {
+    if (s.done) return;
+    if (flush_held) release_held(s);
+    s.done = true;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        seq_active_[s.seq] = false;
+    }
+    std::shared_ptr<SchedOutbox> box = s.out;
+    SchedMain * m = s.main;
+    std::string why = reason;
+    std::vector<llama_token> kept = s.generated;
+    const bool prompt_kept = s.prompt_kept, exact = s.exact;
+    s.tsfn.NonBlockingCall([box, m, why, kept, prompt_kept, exact](Napi::Env env, Napi::Function fn) {
+        if (env == nullptr) return;
+        deliver_js(env, fn, *box);
+        m->sampler->release();
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("reason", why);
+        Napi::Int32Array k = Napi::Int32Array::New(env, kept.size());
+        std::copy(kept.begin(), kept.end(), k.Data());
+        o.Set("kept", k);
+        o.Set("promptKept", prompt_kept);
+        o.Set("exact", exact);
+        m->deferred.Resolve(o);
+    });
+    s.tsfn.Release();
+}
+
+void NativeScheduler::fail_slot(SchedSlot & s, const std::string & code, const std::string & message) {
+    if (s.done) return;
+    s.done = true;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        seq_active_[s.seq] = false;
+    }
+    SchedMain * m = s.main;
+    s.tsfn.NonBlockingCall([m, code, message](Napi::Env env, Napi::Function) {
+        if (env == nullptr) return;
+        m->sampler->release();
+        m->deferred.Reject(make_error(env, code, message).Value());
+    });
+    s.tsfn.Release();
+}
+
+void NativeScheduler::run_step() {
+    const auto t_step = Clock::now();
+    // The JS side pauses the loop before any other call on the context, so the busy flag is
+    // free here; taking it still keeps a call that bypassed the queue from racing llama.cpp.
+    while (!c_->try_acquire()) {
+        if (load_ctrl(&abort_decode_)) return;
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    struct Release {
+        NativeContext * c;
+        ~Release() { c->release(); }
+    } release{c_};
+
+    // 1. Cancellations, then new generations.
+    for (auto & sp : slots_) {
+        SchedSlot & s = *sp;
+        if (s.done) continue;
+        try {
+            if (load_ctrl(s.ctrl + CTRL_ABORT)) cancel_slot(s, "aborted");
+            else if (load_ctrl(s.ctrl + CTRL_LEAVE)) cancel_slot(s, "stop");
+            else if (!s.started) start_slot(s);
+        } catch (const CodedError & e) {
+            s.exact = false;
+            fail_slot(s, e.code, e.what());
+        }
+    }
+
+    // 2. The batch: one token per generating sequence with room in its buffer, then prompt
+    //    chunks in arrival order.
+    std::vector<llama_token> tokens;
+    std::vector<llama_seq_id> seqs;
+    std::vector<uint8_t> want;
+    std::vector<SchedSlot *> in_batch;
+    const int32_t n_ctx = (int32_t) c_->n_ctx();
+    for (auto & sp : slots_) {
+        SchedSlot & s = *sp;
+        if (s.done || s.pending < 0) continue;
+        if ((int32_t) tokens.size() >= batch_size_) break;
+        if (!has_room(s)) {
+            notify(s, true); // paused until the consumer reads: everything waiting goes out now
+            continue;
+        }
+        if (s.next_pos() + 1 > n_ctx) {
+            finish_slot(s, "contextFull", true);
+            continue;
+        }
+        s.batch_first = tokens.size();
+        s.batch_count = 1;
+        s.batch_generating = true;
+        tokens.push_back(s.pending);
+        seqs.push_back(s.seq);
+        want.push_back(1);
+        in_batch.push_back(&s);
+    }
+    int32_t budget = std::min(prefill_chunk_, batch_size_ - (int32_t) tokens.size());
+    for (auto & sp : slots_) {
+        SchedSlot & s = *sp;
+        if (budget <= 0) break;
+        if (s.done || !s.started || s.prompt_done >= s.prompt.size()) continue;
+        const size_t take = std::min((size_t) budget, s.prompt.size() - s.prompt_done);
+        s.batch_first = tokens.size();
+        s.batch_count = take;
+        s.batch_generating = false;
+        for (size_t i = 0; i < take; ++i) {
+            tokens.push_back(s.prompt[s.prompt_done + i]);
+            seqs.push_back(s.seq);
+            want.push_back(0);
+        }
+        if (s.prompt_done + take == s.prompt.size()) want.back() = 1;
+        budget -= (int32_t) take;
+        in_batch.push_back(&s);
+    }
+    if (tokens.empty()) return;
+
+    // 3. One decode for all of them.
+    size_t rows = 0;
+    for (uint8_t w : want) rows += w;
+    out_.resize(rows * (size_t) c_->n_vocab());
+    const auto t_decode = Clock::now();
+    try {
+        c_->decode(tokens, seqs, want, out_.data(), &abort_decode_);
+    } catch (const CodedError & e) {
+        decode_ns_.fetch_add(ns_since(t_decode), std::memory_order_relaxed);
+        if (e.code == "ERR_ABORTED") return; // closing: the loop fails every generation
+        // Nothing of this batch was kept (decode is all or nothing).
+        for (SchedSlot * s : in_batch) {
+            if (s->batch_generating) {
+                s->pending = -1;
+                if (e.code == "ERR_CONTEXT_FULL") finish_slot(*s, "contextFull", true);
+                else fail_slot(*s, e.code, e.what());
+            } else {
+                if (s->prompt_done > 0) llama_memory_seq_rm(llama_get_memory(c_->ctx()), s->seq, s->start_pos, -1);
+                s->prompt_kept = false;
+                fail_slot(*s, e.code, e.what());
+            }
+        }
+        return;
+    }
+    decode_ns_.fetch_add(ns_since(t_decode), std::memory_order_relaxed);
+    decoded_tokens_.fetch_add(tokens.size(), std::memory_order_relaxed);
+    steps_.fetch_add(1, std::memory_order_relaxed);
+
+    // 4. Each sequence takes its row: text and stops for a generated token, then the next pick.
+    size_t row = 0;
+    for (SchedSlot * sp : in_batch) {
+        SchedSlot & s = *sp;
+        const float * logits = want[s.batch_first + s.batch_count - 1] ? out_.data() + (row++) * (size_t) c_->n_vocab() : nullptr;
+        try {
+            if (s.batch_generating) {
+                const llama_token t = s.pending;
+                s.pending = -1;
+                take_token(s, t);
+                if (s.done) continue; // a stop string matched
+                if ((int32_t) s.generated.size() >= s.max_tokens) finish_slot(s, "maxTokens", true);
+                else sample_next(s, logits);
+            } else {
+                s.prompt_done += s.batch_count;
+                if (s.prompt_done < s.prompt.size()) continue;
+                if (s.max_tokens == 0) finish_slot(s, "maxTokens", true);
+                else sample_next(s, logits);
+            }
+        } catch (const CodedError & e) {
+            fail_slot(s, e.code, e.what());
+        }
+        if (!s.done) notify(s, false);
+    }
+    step_ns_.fetch_add(ns_since(t_step), std::memory_order_relaxed);
+}
+
+} // namespace llamafuse

@@ -1,0 +1,103 @@
+// NativeScheduler: one per context. A native thread runs every active generation of the
+// context together: each step is one llama_decode holding the next token of every generating
+// sequence plus a chunk of the prompts still being evaluated (chunked prefill). Per sequence
+// it keeps its own sampler chain, stop strings (matched on bytes, here), abort/leave flags
+// and a bounded buffer: a sequence whose consumer stopped reading waits, the others go on.
+// No JavaScript runs per token: token ids and their text (bytes) go to JS in coalesced
+// deliveries through a thread-safe function.
+//
+// Step policy (fairness):
+//   - every generating sequence whose buffer has room adds exactly one token per step;
+//   - prompts are evaluated in arrival order, at most `prefillChunk` prompt tokens per step
+//     in all (the oldest prompt first; a prompt longer than the chunk takes several steps),
+//     and never more than batchSize - (generating sequences) tokens;
+//   so a step costs at most (generating sequences + prefillChunk) tokens, and a long prompt
+//   arriving mid-stream delays the running streams by one chunk per step, not by its length.
+//
+// Other calls on the context (forward, sample, KV operations, state) run between steps: the
+// JS queue pauses the loop (pause() resolves once the step in flight is done), runs its
+// call, and resumes it. dispose stops the loop within one step (llama_decode is aborted
+// through the context's abort callback) and rejects every generation with ERR_DISPOSED.
+//
+// Shared control words (Int32Array on a SharedArrayBuffer, one per generation):
+//   ctrl[0] abort     JS sets it: end now, keep the tokens the consumer took (reason "aborted")
+//   ctrl[1] leave     JS sets it: the consumer left (break): same, reason "stop"
+//   ctrl[2] consumed  tokens the consumer has taken (JS stores it as it yields)
+//   ctrl[3] paused    set here while the buffer is full (JS calls wake() after it reads)
+#pragma once
+
+#include "common.h"
+#include "context.h"
+#include "sampling.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace llamafuse {
+
+struct SchedSlot;
+
+class NativeScheduler : public Napi::ObjectWrap<NativeScheduler> {
+public:
+    static Napi::Function define(Napi::Env env);
+    // new NativeScheduler(context, { batchSize, prefillChunk })
+    NativeScheduler(const Napi::CallbackInfo & info);
+    ~NativeScheduler() override;
+    // Ends every generation and joins the thread (close(), the destructor, env teardown).
+    void stop_thread();
+
+private:
+    Napi::Value Submit(const Napi::CallbackInfo & info);
+    Napi::Value Pause(const Napi::CallbackInfo & info);
+    Napi::Value Resume(const Napi::CallbackInfo & info);
+    Napi::Value Wake(const Napi::CallbackInfo & info);
+    Napi::Value Close(const Napi::CallbackInfo & info);
+    Napi::Value Stats(const Napi::CallbackInfo & info);
+
+    void loop();
+    bool has_work(); // under mu_
+    void run_step();
+    void start_slot(SchedSlot & s);
+    void cancel_slot(SchedSlot & s, const char * reason);
+    void fail_slot(SchedSlot & s, const std::string & code, const std::string & message);
+    void finish_slot(SchedSlot & s, const char * reason, bool flush_held);
+    void sample_next(SchedSlot & s, const float * row);
+    void take_token(SchedSlot & s, llama_token t);
+    void flush_outboxes(bool force);
+
+    friend class SchedPauseWorker;
+    friend class SchedCloseWorker;
+
+    napi_env env_ = nullptr;
+    Napi::ObjectReference context_ref_;
+    NativeContext * c_ = nullptr;
+    int32_t batch_size_ = 512;
+    int32_t prefill_chunk_ = 256;
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::unique_ptr<SchedSlot>> incoming_; // submitted, not yet seen by the loop (mu_)
+    std::vector<bool> seq_active_;                     // a generation holds this sequence (mu_)
+    int pause_requests_ = 0;                           // (mu_)
+    bool in_step_ = false;                             // the loop is using the context (mu_)
+    bool closing_ = false;                             // (mu_)
+    int32_t abort_decode_ = 0;                         // polled inside llama_decode (atomic access)
+    std::thread thread_;
+    std::mutex join_mu_; // close() and the destructor may both join
+
+    // Loop thread only.
+    std::vector<std::unique_ptr<SchedSlot>> slots_; // in arrival order
+    std::vector<float> out_;                        // this step's logits rows
+
+    // Counters (loop thread writes, Stats reads: relaxed atomics).
+    std::atomic<uint64_t> steps_{0}, decoded_tokens_{0}, decode_ns_{0}, sample_ns_{0}, step_ns_{0};
+};
+
+} // namespace llamafuse

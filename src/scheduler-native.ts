@@ -1,0 +1,61 @@
+// The shape of native/scheduler.cpp as src/ sees it (merged into NativeBinding in binding.ts).
+import type { NativeContext, NativeSampler } from "./binding.js";
+
+export type NativeSchedulerReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull";
+
+export interface NativeSubmitOptions {
+    maxTokens: number;
+    stopOnEog: boolean;
+    resetSampler: boolean;
+    /** Tokens delivered and not yet consumed before the sequence waits for its consumer. */
+    buffer: number;
+    /** The sequence's last token before this call, or -1 (used to restore logits after a cancel). */
+    lastToken: number;
+}
+
+export interface NativeSubmitResult {
+    reason: NativeSchedulerReason;
+    /** Generated tokens the cache keeps (every decoded one, or those the consumer took when it left). */
+    kept: Int32Array;
+    /** false: the prompt was not (fully) evaluated and nothing of it stayed in the cache. */
+    promptKept: boolean;
+    /** false: the cache holds something the token list cannot describe (invalidate it). */
+    exact: boolean;
+}
+
+export interface NativeSchedulerStats {
+    steps: number;
+    decodedTokens: number;
+    stepNs: number;
+    decodeNs: number;
+    sampleNs: number;
+}
+
+export interface NativeScheduler {
+    /**
+     * ctrl: Int32Array over a SharedArrayBuffer: [abort, leave, consumed, paused].
+     * onTokens gets (ids, bytes, ends): token i's text is bytes[ends[i-1] .. ends[i]).
+     */
+    submit(
+        seq: number,
+        sampler: NativeSampler,
+        prompt: Int32Array,
+        history: Int32Array,
+        options: NativeSubmitOptions,
+        stops: Buffer[],
+        ctrl: Int32Array,
+        onTokens: (ids: Int32Array, bytes: Buffer, ends: Uint32Array) => void,
+    ): Promise<NativeSubmitResult>;
+    /** No new step until resume(); resolves when the step in flight is done. */
+    pause(): Promise<void>;
+    resume(): void;
+    /** A consumer read from a full buffer, or set abort/leave. */
+    wake(): void;
+    /** Ends every generation (ERR_DISPOSED) within one step and joins the loop thread. */
+    close(): Promise<void>;
+    stats(): NativeSchedulerStats;
+}
+
+export interface NativeSchedulerBinding {
+    NativeScheduler: new (context: NativeContext, options: { batchSize: number; prefillChunk: number }) => NativeScheduler;
+}

@@ -1,4 +1,4 @@
-// synthModel(): writes a llama-family (llama, qwen2) or BERT-family (bert, nomic-bert) GGUF
+// synthModel(): writes a llama-family (llama, qwen2) or BERT-family (bert, nomic-bert, jina-bert-v2) GGUF
 // with random weights in an exact shape, so any benchmark shape runs with no download. The
 // vocabulary is copied whole from one of llama.cpp's vocab files, so tokenization is real.
 // The weights are deterministic in the
@@ -20,7 +20,7 @@ import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "./gguf/write
 import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "../validate.js";
 
 export type SynthType = "f16" | "q8_0" | "q4_0";
-export type SynthArchitecture = "llama" | "qwen2" | "bert" | "nomic-bert";
+export type SynthArchitecture = "llama" | "qwen2" | "bert" | "nomic-bert" | "jina-bert-v2";
 export type SynthPreset = "tiny" | "llama-3.2-1b" | "llama-3.1-8b" | "qwen2.5-0.5b" | "bert-tiny" | "bert-base" | "embed-0.6b";
 /** llama_pooling_type names: what {arch}.pooling_type says an embedding context should do. */
 export type SynthPooling = "none" | "mean" | "cls" | "last" | "rank";
@@ -146,7 +146,7 @@ export interface SynthResult {
 }
 
 const knownVocabSizes: Record<number, string> = { 32000: "llama-spm", 128256: "llama-bpe", 151936: "qwen2", 30522: "bert-bge" };
-const defaultVocab: Record<SynthArchitecture, string> = { llama: "llama-spm", qwen2: "qwen2", bert: "bert-bge", "nomic-bert": "bert-bge" };
+const defaultVocab: Record<SynthArchitecture, string> = { llama: "llama-spm", qwen2: "qwen2", bert: "bert-bge", "nomic-bert": "bert-bge", "jina-bert-v2": "bert-bge" };
 const presetNames = Object.keys(synthPresets) as SynthPreset[];
 const optionNames = [
     "output", "preset", "architecture", "layers", "embedding", "heads", "headsKv", "ff", "headDim", "vocab", "vocabSize",
@@ -206,8 +206,8 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
     const m: Record<string, unknown> = { ...(preset ? synthPresets[preset] : {}) };
     for (const [k, v] of Object.entries(o)) if (v !== undefined) m[k] = v;
 
-    const architecture = optEnum<SynthArchitecture>(m, "architecture", "llama", ["llama", "qwen2", "bert", "nomic-bert"]);
-    const bert = architecture === "bert" || architecture === "nomic-bert";
+    const architecture = optEnum<SynthArchitecture>(m, "architecture", "llama", ["llama", "qwen2", "bert", "nomic-bert", "jina-bert-v2"]);
+    const bert = architecture === "bert" || architecture === "nomic-bert" || architecture === "jina-bert-v2";
     const layers = optInt(m, "layers", 0, 1, 4096);
     const embedding = optInt(m, "embedding", 0, 1, MAX_DIM);
     const heads = optInt(m, "heads", 0, 1, embedding);
@@ -230,14 +230,14 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
     const ropeTheta = optNumber(m, "ropeTheta", 10000, 1, 1e12);
     const rmsEps = optNumber(m, "rmsEps", bert ? 1e-12 : 1e-5, 1e-12, 1);
     const tieEmbeddings = optBool(m, "tieEmbeddings", false);
-    // BERT has biases everywhere; nomic-bert (nomic-embed-text) has none outside its norms.
-    const qkvBias = architecture === "bert" || (architecture !== "nomic-bert" && optBool(m, "qkvBias", architecture === "qwen2"));
+    // BERT and jina-bert-v2 have biases everywhere; nomic-bert (nomic-embed-text) has none outside its norms.
+    const qkvBias = architecture === "bert" || architecture === "jina-bert-v2" || (architecture !== "nomic-bert" && optBool(m, "qkvBias", architecture === "qwen2"));
     const rankHead = optBool(m, "rankHead", false);
     if (rankHead && architecture !== "bert") throw invalidOption("rankHead", "false (a classification head is written for bert only)", rankHead);
     const poolings: SynthPooling[] = ["none", "mean", "cls", "last", "rank"];
     // A head asked for without a pooling of the caller's own makes a reranker (a preset's "cls" yields).
     if (rankHead && o.pooling === undefined) m.pooling = "rank";
-    const pooling = m.pooling === null ? null : optEnum<SynthPooling | "">(m, "pooling", bert ? (rankHead ? "rank" : architecture === "nomic-bert" ? "mean" : "cls") : "", poolings) || null;
+    const pooling = m.pooling === null ? null : optEnum<SynthPooling | "">(m, "pooling", bert ? (rankHead ? "rank" : architecture === "bert" ? "cls" : "mean") : "", poolings) || null;
     if (pooling === "rank" && !rankHead) throw invalidOption("pooling", `not "rank" without rankHead (llama.cpp would pool with no head)`, pooling);
 
     const vocabSize = m.vocabSize === undefined ? undefined : optInt(m, "vocabSize", 0, 1, 2 ** 31 - 1);
@@ -312,7 +312,7 @@ function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: Synth
     const std = (fanIn: number): number => r.initScale / Math.sqrt(fanIn);
 
     matrix("token_embd.weight", s.embedding, vocabSize, embStd);
-    if (s.architecture === "bert" || s.architecture === "nomic-bert") {
+    if (s.architecture === "bert" || s.architecture === "nomic-bert" || s.architecture === "jina-bert-v2") {
         planBertTensors(r, matrix, vector);
         return { plans, f16Fallback };
     }
@@ -343,6 +343,7 @@ function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: Synth
  * embeddings, an embedding LayerNorm, then post-norm layers (attention + bias → residual →
  * LayerNorm → GELU FFN + bias → residual → LayerNorm); optionally a reranker's head.
  * nomic-bert: no position table (RoPE), no biases, a SwiGLU FFN (ffn_gate).
+ * jina-bert-v2: no position table (ALiBi in the attention mask), biases, a GELU-gated FFN.
  */
 function planBertTensors(
     r: ResolvedSynthOptions,
@@ -356,7 +357,8 @@ function planBertTensors(
     // Added to every token as a row view (no get_rows): ggml's CPU add needs it in F32.
     matrix("token_types.weight", e, BERT_TOKEN_TYPES, embStd, true);
     const nomic = s.architecture === "nomic-bert";
-    if (!nomic) matrix("position_embd.weight", e, s.contextLength, embStd);
+    const jina = s.architecture === "jina-bert-v2";
+    if (!nomic && !jina) matrix("position_embd.weight", e, s.contextLength, embStd);
     vector("token_embd_norm.weight", e, "ones");
     vector("token_embd_norm.bias", e, "normal");
     for (let i = 0; i < s.layers; i++) {
@@ -370,8 +372,8 @@ function planBertTensors(
         vector(`${b}.attn_output_norm.weight`, e, "ones");
         vector(`${b}.attn_output_norm.bias`, e, "normal");
         matrix(`${b}.ffn_up.weight`, e, s.ff, std(e));
-        if (nomic) matrix(`${b}.ffn_gate.weight`, e, s.ff, std(e));
-        else vector(`${b}.ffn_up.bias`, s.ff, "normal");
+        if (nomic || jina) matrix(`${b}.ffn_gate.weight`, e, s.ff, std(e));
+        if (!nomic) vector(`${b}.ffn_up.bias`, s.ff, "normal");
         matrix(`${b}.ffn_down.weight`, s.ff, e, std(s.ff));
         if (!nomic) vector(`${b}.ffn_down.bias`, e, "normal");
         vector(`${b}.layer_output_norm.weight`, e, "ones");
@@ -447,8 +449,8 @@ function buildMetadata(r: ResolvedSynthOptions, vocab: GgufMetadata, vocabSize: 
         [`${a}.attention.head_count`, u32(s.heads)],
         [`${a}.attention.head_count_kv`, u32(s.headsKv)],
     ]);
-    if (a === "bert" || a === "nomic-bert") {
-        // LayerNorm, bidirectional attention; bert: learned positions, nomic-bert: RoPE.
+    if (a === "bert" || a === "nomic-bert" || a === "jina-bert-v2") {
+        // LayerNorm, bidirectional attention; bert: learned positions, nomic-bert: RoPE, jina-bert-v2: ALiBi.
         m.set(`${a}.attention.layer_norm_epsilon`, f32(s.rmsEps));
         m.set(`${a}.attention.causal`, { type: "bool", value: false });
         if (a === "nomic-bert") m.set(`${a}.rope.freq_base`, f32(s.ropeTheta));

@@ -4,7 +4,9 @@
 // → bidirectional softmax attention → output proj + bias → residual → LayerNorm → GELU FFN
 // with biases → residual → LayerNorm]. Pooling and a reranker's head (dense + tanh → linear)
 // are applied here too. nomic-bert (nomic-embed-text): no position table but NeoX RoPE on Q
-// and K, SwiGLU FFN, biases only where present. Plain loops; correctness over speed.
+// and K, SwiGLU FFN, biases only where present. jina-bert-v2: ALiBi (a per-head slope times
+// -|i - j| added to the scores, max bias 8) and a GELU-gated FFN. Plain loops; correctness
+// over speed.
 import { readGguf } from "../../src/synth/gguf/reader.js";
 import { matvec, num, tensor, type Matrix } from "./reference-llama.js";
 
@@ -20,6 +22,14 @@ function layerNorm(x: Float64Array, w: Matrix, b: Matrix, eps: number): Float64A
 
 function addBias(x: Float64Array, b: Matrix | null): Float64Array {
     return b ? x.map((v, i) => v + b.w[i]!) : x;
+}
+
+// ggml's ALiBi slopes (ggml_soft_max_ext / flash_attn_ext with max_bias 8, llama.cpp's value for jina-bert-v2).
+function alibiSlope(h: number, nHead: number, maxBias = 8): number {
+    const nHeadLog2 = 2 ** Math.floor(Math.log2(nHead));
+    const m0 = 2 ** (-maxBias / nHeadLog2);
+    const m1 = 2 ** (-maxBias / 2 / nHeadLog2);
+    return h < nHeadLog2 ? m0 ** (h + 1) : m1 ** (2 * (h - nHeadLog2) + 1);
 }
 
 // NeoX RoPE (llama.cpp's rope type for the BERT family): rotates pairs (i, i + d/2) of each head.
@@ -54,7 +64,8 @@ export interface ReferenceBert {
 export async function loadReferenceBert(path: string): Promise<ReferenceBert> {
     const file = await readGguf(path);
     const arch = String(file.metadata.get("general.architecture")!.value);
-    if (arch !== "bert" && arch !== "nomic-bert") throw new Error(`reference-bert reads bert and nomic-bert models, not ${arch}`);
+    if (!["bert", "nomic-bert", "jina-bert-v2"].includes(arch)) throw new Error(`reference-bert reads bert, nomic-bert and jina-bert-v2 models, not ${arch}`);
+    const alibi = arch === "jina-bert-v2";
     const nLayer = num(file, `${arch}.block_count`);
     const nEmbd = num(file, `${arch}.embedding_length`);
     const nHead = num(file, `${arch}.attention.head_count`);
@@ -98,7 +109,7 @@ export async function loadReferenceBert(path: string): Promise<ReferenceBert> {
             xs.push(layerNorm(x, embNormW, embNormB, eps));
         }
         for (const L of layers) {
-            const rope = (y: Float64Array, i: number) => (pos ? y : ropeNeox(y, nHead, headDim, i, ropeBase));
+            const rope = (y: Float64Array, i: number) => (pos || alibi ? y : ropeNeox(y, nHead, headDim, i, ropeBase));
             const q = xs.map((x, i) => rope(addBias(matvec(L.wq!, x), L.bq), i));
             const k = xs.map((x, i) => rope(addBias(matvec(L.wk!, x), L.bk), i));
             const v = xs.map((x) => addBias(matvec(L.wv!, x), L.bv));
@@ -112,7 +123,7 @@ export async function loadReferenceBert(path: string): Promise<ReferenceBert> {
                     for (let j = 0; j < n; j++) {
                         let d = 0;
                         for (let c = 0; c < headDim; c++) d += q[i]![off + c]! * k[j]![off + c]!;
-                        s[j] = d * scale;
+                        s[j] = d * scale + (alibi ? alibiSlope(h, nHead) * -Math.abs(i - j) : 0);
                         mx = Math.max(mx, s[j]!);
                     }
                     let sum = 0;
@@ -122,9 +133,10 @@ export async function loadReferenceBert(path: string): Promise<ReferenceBert> {
                 const o = addBias(matvec(L.wo!, att), L.bo);
                 const h1 = layerNorm(o.map((ov, c) => ov + x[c]!), L.n1w!, L.n1b!, eps);
                 const up = addBias(matvec(L.up!, h1), L.bup);
-                // SwiGLU where there is a gate (nomic-bert), else GELU (bert)
+                // SwiGLU where there is a gate (nomic-bert), GELU-gated (jina-bert-v2), else GELU (bert)
                 const gate = L.gate ? matvec(L.gate, h1) : null;
-                const u = gate ? up.map((uv, c) => (gate[c]! / (1 + Math.exp(-gate[c]!))) * uv) : up.map(gelu);
+                const act = alibi ? gelu : (g: number) => g / (1 + Math.exp(-g));
+                const u = gate ? up.map((uv, c) => act(gate[c]!) * uv) : up.map(gelu);
                 const d = addBias(matvec(L.down!, u), L.bdown);
                 return layerNorm(d.map((dv, c) => dv + h1[c]!), L.n2w!, L.n2b!, eps);
             });

@@ -17,18 +17,19 @@ const TEXTS = [
     "Retrieval-augmented generation looks documents up by their vectors before answering.",
 ];
 
-let bertFile: string, rerankFile: string, llamaFile: string, nomicFile: string;
-let bert: Model, reranker: Model, llama: Model, nomic: Model;
+let bertFile: string, rerankFile: string, llamaFile: string, nomicFile: string, jinaFile: string;
+let bert: Model, reranker: Model, llama: Model, nomic: Model, jina: Model;
 
 beforeAll(async () => {
     bertFile = await cachedSynthModel({ preset: "bert-tiny", seed: 11 });
     rerankFile = await cachedSynthModel({ preset: "bert-tiny", rankHead: true, seed: 12 });
     llamaFile = await cachedSynthModel({ preset: "tiny", pooling: "last", seed: 13 });
     nomicFile = await cachedSynthModel({ preset: "bert-tiny", architecture: "nomic-bert", pooling: "mean", seed: 14 });
-    [bert, reranker, llama, nomic] = await Promise.all([loadModel(bertFile), loadModel(rerankFile), loadModel(llamaFile), loadModel(nomicFile)]);
+    jinaFile = await cachedSynthModel({ preset: "bert-tiny", architecture: "jina-bert-v2", pooling: "mean", seed: 15 });
+    [bert, reranker, llama, nomic, jina] = await Promise.all([loadModel(bertFile), loadModel(rerankFile), loadModel(llamaFile), loadModel(nomicFile), loadModel(jinaFile)]);
 });
 afterAll(async () => {
-    await Promise.all([bert?.dispose(), reranker?.dispose(), llama?.dispose(), nomic?.dispose()]);
+    await Promise.all([bert?.dispose(), reranker?.dispose(), llama?.dispose(), nomic?.dispose(), jina?.dispose()]);
 });
 
 function norm(v: ArrayLike<number>): number {
@@ -101,17 +102,26 @@ describe("pooled vectors equal an independent float64 forward", () => {
         await ectx.dispose();
     });
 
-    it("nomic-bert (RoPE, SwiGLU, no biases), pooling mean", async () => {
-        const ref = await loadReferenceBert(nomicFile);
-        const ectx = await nomic.createEmbeddingContext({ normalize: "none", threads: 2 });
-        expect(ectx.pooling).toBe("mean");
-        const out = await ectx.embed(TEXTS);
-        for (let i = 0; i < TEXTS.length; i++) {
-            const expected = poolReference(ref.hidden(await nomic.tokenize(TEXTS[i]!)), "mean");
-            expect(cosine(out[i]!, expected), TEXTS[i]).toBeGreaterThanOrEqual(0.9999);
+    for (const [name, which] of [["nomic-bert (RoPE, SwiGLU, no biases)", "nomic"], ["jina-bert-v2 (ALiBi, GELU-gated FFN)", "jina"]] as const) {
+        for (const attention of ["ggml", "fused"] as const) {
+            it(`${name}, pooling mean, attention ${attention}`, async () => {
+                const model = which === "nomic" ? nomic : jina;
+                const ref = await loadReferenceBert(which === "nomic" ? nomicFile : jinaFile);
+                const ectx = await model.createEmbeddingContext({ normalize: "none", threads: 2, attention });
+                expect(ectx.pooling).toBe("mean");
+                kernelStatsReset();
+                const out = await ectx.embed(TEXTS);
+                const stats = kernelStats();
+                // our kernels take RoPE'd and ALiBi (max_bias) bidirectional attention too: one op per layer
+                expect(stats).toEqual(attention === "ggml" ? { fused: 0, declined: 0 } : { fused: model.info.layers, declined: 0 });
+                for (let i = 0; i < TEXTS.length; i++) {
+                    const expected = poolReference(ref.hidden(await model.tokenize(TEXTS[i]!)), "mean");
+                    expect(cosine(out[i]!, expected), TEXTS[i]).toBeGreaterThanOrEqual(0.9999);
+                }
+                await ectx.dispose();
+            });
         }
-        await ectx.dispose();
-    });
+    }
 
     for (const pooling of ["last", "mean"] as const) {
         it(`llama, pooling ${pooling} of the final normed hidden state`, async () => {
@@ -157,10 +167,10 @@ describe("pooled vectors equal an independent float64 forward", () => {
 });
 
 describe("parity with node-llama-cpp on the same files", () => {
-    for (const which of ["bert", "nomic", "llama"] as const) {
+    for (const which of ["bert", "nomic", "jina", "llama"] as const) {
         it(`${which}: getEmbeddingFor`, async () => {
-            const file = { bert: bertFile, nomic: nomicFile, llama: llamaFile }[which];
-            const ours = { bert, nomic, llama }[which];
+            const file = { bert: bertFile, nomic: nomicFile, jina: jinaFile, llama: llamaFile }[which];
+            const ours = { bert, nomic, jina, llama }[which];
             const p = await peer();
             const pm = await p.loadModel({ modelPath: file });
             const pctx = await pm.createEmbeddingContext({ contextSize: 512, threads: 2 });

@@ -40,11 +40,12 @@ for (const n of streamCounts) {
         rates.push((total / ms) * 1000);
         const after = ctx.schedulerStats()!;
         if (n === 1) {
-            const d = (k: "steps" | "stepNs" | "decodeNs" | "sampleNs") => after[k] - (before?.[k] ?? 0);
+            const d = (k: "steps" | "stepNs" | "decodeNs" | "sampleNs" | "acquireNs" | "textNs") => after[k] - (before?.[k] ?? 0);
             const perTok = (ns: number) => (ns / 1000 / total).toFixed(1);
             single.push(ms);
             console.log(`  1 stream run ${r}: ${((total / ms) * 1000).toFixed(0)} tok/s; per token: wall ${((ms * 1000) / total).toFixed(1)} µs, ` +
-                `step ${perTok(d("stepNs"))} µs (llama_decode ${perTok(d("decodeNs"))}, sampling ${perTok(d("sampleNs"))}, rest of step ${perTok(d("stepNs") - d("decodeNs") - d("sampleNs"))}), ` +
+                `step ${perTok(d("stepNs"))} µs (decode ${perTok(d("decodeNs"))}, sampling ${perTok(d("sampleNs"))}, text+delivery ${perTok(d("textNs"))}, busy flag ${perTok(d("acquireNs"))}, ` +
+                `rest ${perTok(d("stepNs") - d("decodeNs") - d("sampleNs") - d("textNs") - d("acquireNs"))}), ` +
                 `outside steps ${((ms * 1e6 - d("stepNs")) / 1000 / total).toFixed(1)} µs; steps ${d("steps")}`);
         }
     }

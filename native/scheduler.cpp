@@ -20,9 +20,11 @@ uint64_t ns_since(Clock::time_point t0) {
 }
 
 // JS is woken at most once per interval per generation: a tiny model makes a token every
-// few hundred microseconds, and waking the event loop for each costs the decode thread CPU
-// time on small machines. A token waits at most max(interval, one step).
-constexpr std::chrono::microseconds kDeliverInterval{1000};
+// few hundred microseconds, and each wakeup runs JS that competes with the decode threads for
+// cores (on a 2-core machine, stories260K at 1 thread: delivery took ~25% of a token's time
+// with a wakeup per token or two, ~1% with none). A token waits at most max(interval, one
+// step); a sequence that pauses or goes idle delivers at once.
+constexpr std::chrono::microseconds kDeliverInterval{2000};
 
 std::string token_piece(const llama_vocab * vocab, llama_token t) {
     char buf[128];
@@ -348,6 +350,8 @@ Napi::Value NativeScheduler::Stats(const Napi::CallbackInfo & info) {
     o.Set("stepNs", (double) step_ns_.load(std::memory_order_relaxed));
     o.Set("decodeNs", (double) decode_ns_.load(std::memory_order_relaxed));
     o.Set("sampleNs", (double) sample_ns_.load(std::memory_order_relaxed));
+    o.Set("acquireNs", (double) acquire_ns_.load(std::memory_order_relaxed));
+    o.Set("textNs", (double) text_ns_.load(std::memory_order_relaxed));
     return o;
 }
 
@@ -580,6 +584,7 @@ void NativeScheduler::run_step() {
     const auto t_step = Clock::now();
     // The JS side pauses the loop before any other call on the context, so the busy flag is
     // free here; taking it still keeps a call that bypassed the queue from racing llama.cpp.
+    const auto t_acquire = Clock::now();
     while (!c_->try_acquire()) {
         if (load_ctrl(&abort_decode_)) return;
         std::this_thread::sleep_for(std::chrono::microseconds(100));
@@ -588,6 +593,7 @@ void NativeScheduler::run_step() {
         NativeContext * c;
         ~Release() { c->release(); }
     } release{c_};
+    acquire_ns_.fetch_add(ns_since(t_acquire), std::memory_order_relaxed);
 
     // 1. Cancellations, then new generations.
     for (auto & sp : slots_) {
@@ -687,7 +693,9 @@ void NativeScheduler::run_step() {
             if (s.batch_generating) {
                 const llama_token t = s.pending;
                 s.pending = -1;
+                const auto t_text = Clock::now();
                 take_token(s, t);
+                text_ns_.fetch_add(ns_since(t_text), std::memory_order_relaxed);
                 if (s.done) continue; // a stop string matched
                 if ((int32_t) s.generated.size() >= s.max_tokens) finish_slot(s, "maxTokens", true);
                 else sample_next(s, logits);
@@ -700,7 +708,11 @@ void NativeScheduler::run_step() {
         } catch (const CodedError & e) {
             fail_slot(s, e.code, e.what());
         }
-        if (!s.done) notify(s, false);
+        if (!s.done) {
+            const auto t_notify = Clock::now();
+            notify(s, false);
+            text_ns_.fetch_add(ns_since(t_notify), std::memory_order_relaxed);
+        }
     }
     step_ns_.fetch_add(ns_since(t_step), std::memory_order_relaxed);
 }

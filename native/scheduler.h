@@ -98,6 +98,7 @@ private:
 
     // Counters (loop thread writes, Stats reads: relaxed atomics).
     std::atomic<uint64_t> steps_{0}, decoded_tokens_{0}, decode_ns_{0}, sample_ns_{0}, step_ns_{0};
+    std::atomic<uint64_t> acquire_ns_{0}, text_ns_{0}; // busy flag; token text, stops and delivery
 };
 
 } // namespace llamafuse

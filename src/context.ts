@@ -10,7 +10,7 @@ import type { NativeSampler } from "./binding.js";
 import { beamSearch, type BeamHypothesis, type BeamSearchOptions } from "./beam-search.js";
 import { generate, type GenerateOptions, type GenerateStep, type GenerateSummary } from "./generate.js";
 import { SamplerChains, sampleContext, type ResolvedSamplingConfig, type SampleResult, type SamplingOptions } from "./sampling.js";
-import type { NativeScheduler } from "./scheduler-native.js";
+import type { NativeScheduler, NativeSchedulerStats } from "./scheduler-native.js";
 import { loadStateBlob, saveStateBlob, type StateOptions } from "./state.js";
 import { SequenceTokens } from "./sequence-tokens.js";
 import { toTokenArray } from "./tokens.js";
@@ -230,7 +230,7 @@ export class Context {
      * Counters of the generation scheduler (null before the first generation): steps run,
      * tokens decoded in them, and nanoseconds spent in steps, in llama_decode and in sampling.
      */
-    schedulerStats(): { steps: number; decodedTokens: number; stepNs: number; decodeNs: number; sampleNs: number } | null {
+    schedulerStats(): NativeSchedulerStats | null {
         return this.#scheduler?.stats() ?? null;
     }
 

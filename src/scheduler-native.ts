@@ -29,6 +29,10 @@ export interface NativeSchedulerStats {
     stepNs: number;
     decodeNs: number;
     sampleNs: number;
+    /** Waiting for the context's busy flag. */
+    acquireNs: number;
+    /** Token text, stop strings and handing tokens to JS. */
+    textNs: number;
 }
 
 export interface NativeScheduler {

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "model_checks.h"
 #include "rpc.h"
+#include "tokenize.h"
 
 #include <memory>
 #include <string>
@@ -17,6 +18,8 @@ Napi::Function NativeModel::define(Napi::Env env) {
         StaticMethod("load", &NativeModel::Load),
         InstanceMethod("tokenize", &NativeModel::Tokenize),
         InstanceMethod("detokenize", &NativeModel::Detokenize),
+        InstanceMethod("tokenizeSync", &NativeModel::TokenizeSync),
+        InstanceMethod("detokenizeSync", &NativeModel::DetokenizeSync),
         InstanceMethod("tokenPieces", &NativeModel::TokenPieces),
         InstanceMethod("applyChatTemplate", &NativeModel::ApplyChatTemplate),
         InstanceMethod("dispose", &NativeModel::Dispose),
@@ -280,30 +283,7 @@ public:
 
 protected:
     void run() override {
-        if (text_.size() > (size_t) INT32_MAX / 2) throw CodedError("ERR_INVALID_OPTION", "text is too long to tokenize");
-        // llama.cpp's tokenizers GGML_ASSERT on odd vocabularies (the guard makes that an
-        // exception: no locks are held and only this call's own containers unwind), and an SPM
-        // vocabulary without byte fallback throws std::out_of_range ("unordered_map::at") for a
-        // character it has no token for.
-        AbortGuard guard;
-        try {
-            tokenize();
-        } catch (const GgmlAbort & e) {
-            throw CodedError("ERR_INVALID_MODEL", std::string("llama.cpp's tokenizer failed on this model's vocabulary: ") + e.what());
-        } catch (const std::out_of_range &) {
-            throw CodedError("ERR_UNSUPPORTED", "this model's vocabulary cannot encode the text: it has no token (and no byte fallback) for some of its characters");
-        }
-    }
-    void tokenize() {
-        tokens_.resize(text_.size() + 8);
-        int32_t n = llama_tokenize(vocab_, text_.data(), (int32_t) text_.size(), tokens_.data(), (int32_t) tokens_.size(), add_special_, parse_special_);
-        if (n < 0) {
-            if (n == INT32_MIN) throw CodedError("ERR_INVALID_OPTION", "tokenization overflowed int32");
-            tokens_.resize(-n);
-            n = llama_tokenize(vocab_, text_.data(), (int32_t) text_.size(), tokens_.data(), (int32_t) tokens_.size(), add_special_, parse_special_);
-        }
-        if (n < 0) throw CodedError("ERR_NATIVE", "llama_tokenize failed");
-        tokens_.resize(n);
+        tokens_ = tokenize_text(vocab_, text_, add_special_, parse_special_); // tokenize.cpp
     }
     Napi::Value result(Napi::Env env) override {
         Napi::Int32Array out = Napi::Int32Array::New(env, tokens_.size());
@@ -341,22 +321,7 @@ public:
 
 protected:
     void run() override {
-        AbortGuard guard; // as in TokenizeWorker
-        try {
-            detokenize();
-        } catch (const GgmlAbort & e) {
-            throw CodedError("ERR_INVALID_MODEL", std::string("llama.cpp's detokenizer failed on this model's vocabulary: ") + e.what());
-        }
-    }
-    void detokenize() {
-        text_.resize(tokens_.size() * 8 + 16);
-        int32_t n = llama_detokenize(vocab_, tokens_.data(), (int32_t) tokens_.size(), text_.data(), (int32_t) text_.size(), remove_special_, unparse_special_);
-        if (n < 0) {
-            text_.resize(-n);
-            n = llama_detokenize(vocab_, tokens_.data(), (int32_t) tokens_.size(), text_.data(), (int32_t) text_.size(), remove_special_, unparse_special_);
-        }
-        if (n < 0) throw CodedError("ERR_NATIVE", "llama_detokenize failed");
-        text_.resize(n);
+        text_ = detokenize_tokens(vocab_, tokens_, remove_special_, unparse_special_); // tokenize.cpp
     }
     Napi::Value result(Napi::Env env) override {
         // Bytes, not a string: the caller decodes (a token sequence may end mid-character).

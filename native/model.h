@@ -39,6 +39,9 @@ private:
     static Napi::Value Load(const Napi::CallbackInfo & info);
     Napi::Value Tokenize(const Napi::CallbackInfo & info);
     Napi::Value Detokenize(const Napi::CallbackInfo & info);
+    // Short inputs on the calling thread (native/tokenize.cpp): no worker hop.
+    Napi::Value TokenizeSync(const Napi::CallbackInfo & info);
+    Napi::Value DetokenizeSync(const Napi::CallbackInfo & info);
     Napi::Value TokenPieces(const Napi::CallbackInfo & info);
     Napi::Value ApplyChatTemplate(const Napi::CallbackInfo & info);
     Napi::Value Dispose(const Napi::CallbackInfo & info);

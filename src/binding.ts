@@ -39,6 +39,10 @@ export interface NativeModelInfo {
 export interface NativeModel {
     tokenize(text: string, o: { addSpecial: boolean; parseSpecial: boolean }): Promise<Int32Array>;
     detokenize(tokens: Int32Array, o: { removeSpecial: boolean; unparseSpecial: boolean }): Promise<Buffer>;
+    /** On the calling thread; text of at most 4096 UTF-8 bytes. */
+    tokenizeSync(text: string, o: { addSpecial: boolean; parseSpecial: boolean }): Int32Array;
+    /** On the calling thread; at most 1024 tokens. */
+    detokenizeSync(tokens: Int32Array, o: { removeSpecial: boolean; unparseSpecial: boolean }): string;
     tokenPieces(tokens: Int32Array, special: boolean): { bytes: Buffer; offsets: Uint32Array };
     applyChatTemplate(messages: { role: string; content: string }[], addAssistant: boolean, template?: string): string;
     dispose(): void;

@@ -1,7 +1,8 @@
 // Tokenizer benchmark: tokenize and detokenize throughput, and the cost of one short call,
 // llamafuse against node-llama-cpp on the same vocabulary files (llama.cpp's vocab-only
 // GGUFs: SentencePiece and BPE). Ours runs off the main thread (a Promise per call); the
-// peer's tokenize is synchronous, so the short-call row shows what the async hop costs.
+// peer's tokenize is synchronous, so the short-call row shows what the async hop costs, and the
+// tokenizeSync / detokenizeSync rows compare like with like.
 import path from "node:path";
 import { loadModel } from "../model.js";
 import { defaultVocabDir } from "../synth/index.js";
@@ -86,6 +87,28 @@ export async function runTokenizeBench(options: TokenizeBenchOptions = {}): Prom
                 }, { iterations: reps }) : null;
                 const o = (sOurs * 1000) / calls, p = sPeer === null ? null : (sPeer * 1000) / calls;
                 rows.push({ test: "tokenize 1 short sentence", vocab: name, unit: "µs/call", llamafuse: o, nodeLlamaCpp: p, ratio: p === null ? null : p / o, sameTokens: null });
+
+                // The same short call without the thread hop (tokenizeSync), against the peer's
+                // (synchronous) tokenize, alternated; then detokenizeSync of its tokens.
+                const shortOurs = ours.tokenizeSync(short, { addSpecial: false });
+                const shortPeer = theirs ? theirs.tokenize(short) : null;
+                const sameShort = shortPeer ? shortPeer.length === shortOurs.length && shortPeer.every((t, i) => t === shortOurs[i]) : null;
+                const syncOurs = await medianMs("short sync ours", () => {
+                    for (let i = 0; i < calls; i++) ours.tokenizeSync(short, { addSpecial: false });
+                }, { iterations: reps });
+                const syncPeer = theirs ? await medianMs("short sync peer", () => {
+                    for (let i = 0; i < calls; i++) theirs.tokenize(short);
+                }, { iterations: reps }) : null;
+                const so = (syncOurs * 1000) / calls, sp = syncPeer === null ? null : (syncPeer * 1000) / calls;
+                rows.push({ test: "tokenizeSync 1 short sentence", vocab: name, unit: "µs/call", llamafuse: so, nodeLlamaCpp: sp, ratio: sp === null ? null : sp / so, sameTokens: sameShort });
+                const dsOurs = await medianMs("short detok sync ours", () => {
+                    for (let i = 0; i < calls; i++) ours.detokenizeSync(shortOurs);
+                }, { iterations: reps });
+                const dsPeer = theirs && shortPeer ? await medianMs("short detok sync peer", () => {
+                    for (let i = 0; i < calls; i++) theirs.detokenize(shortPeer);
+                }, { iterations: reps }) : null;
+                const dso = (dsOurs * 1000) / calls, dsp = dsPeer === null ? null : (dsPeer * 1000) / calls;
+                rows.push({ test: "detokenizeSync 1 short sentence", vocab: name, unit: "µs/call", llamafuse: dso, nodeLlamaCpp: dsp, ratio: dsp === null ? null : dsp / dso, sameTokens: sameShort });
             } finally {
                 await ours.dispose();
                 await theirs?.dispose();

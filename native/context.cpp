@@ -180,6 +180,14 @@ private:
 Napi::Value NativeContext::Create(const Napi::CallbackInfo & info) {
     NativeModel * m = NativeModel::Unwrap(info[0].As<Napi::Object>());
     if (m->disposed()) return rejected(info.Env(), "ERR_DISPOSED", "the model is disposed");
+    // llama.cpp reserves one output row per sequence in a batch and asserts
+    // (n_outputs_max <= cparams.n_outputs_max) when a batch cannot hold one token of each.
+    const Napi::Object o = info[1].As<Napi::Object>();
+    const uint32_t n_batch = get_u32(o, "batchSize"), n_seq = get_u32(o, "sequences");
+    if (n_batch < n_seq) {
+        return rejected(info.Env(), "ERR_INVALID_OPTION", "batchSize (" + std::to_string(n_batch) + ") must be at least sequences (" +
+                        std::to_string(n_seq) + "): a batch holds at least one token of each sequence");
+    }
     return (new ContextCreateWorker(info))->start();
 }
 

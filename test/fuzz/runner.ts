@@ -1,0 +1,151 @@
+// GGUF fuzz runner: writes `count` mutants of the shared models (and of llama.cpp's vocab files,
+// loaded vocab-only) from consecutive seeds, runs them through test/fuzz/worker.ts in a child
+// process, and classifies each: a crash (the worker died on it), a hang (no END within the
+// timeout), an uncoded error (not a LlamaError), or coded outcomes. A dead or hung worker is
+// replaced and resumes after the mutant that killed it.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { MODELS, repoRoot, vocabDir } from "../helpers/models.js";
+import { decodeGguf, type Gguf } from "./gguf-edit.js";
+import { mutant } from "./mutate.js";
+
+export interface FuzzFinding {
+    index: number;
+    seed: number;
+    source: string;
+    description: string;
+    kind: "crash" | "hang" | "uncoded";
+    detail: string;
+}
+
+export interface FuzzReport {
+    count: number;
+    seed: number;
+    crashes: number;
+    hangs: number;
+    uncoded: number;
+    /** How often each step ended in each outcome ("load=ERR_INVALID_MODEL": 812, ...). */
+    outcomes: Record<string, number>;
+    findings: FuzzFinding[];
+    seconds: number;
+}
+
+interface Source {
+    name: string;
+    gguf: Gguf;
+    vocabOnly: boolean;
+}
+
+function sources(): Source[] {
+    const out: Source[] = [];
+    for (const [name, file] of Object.entries(MODELS)) out.push({ name, gguf: decodeGguf(readFileSync(file)), vocabOnly: false });
+    for (const v of ["llama-spm", "llama-bpe", "bert-bge", "qwen2", "gpt-2", "phi-3"]) {
+        const file = path.join(vocabDir, `ggml-vocab-${v}.gguf`);
+        if (existsSync(file)) out.push({ name: `vocab-${v}`, gguf: decodeGguf(readFileSync(file)), vocabOnly: true });
+    }
+    return out;
+}
+
+export async function runFuzz(options: { count: number; seed: number; timeoutMs?: number; keepDir?: string; log?: (s: string) => void }): Promise<FuzzReport> {
+    const t0 = Date.now();
+    const log = options.log ?? (() => {});
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const src = sources();
+    const dir = mkdtempSync(path.join(tmpdir(), "llamafuse-fuzz-"));
+    const meta: { seed: number; source: string; description: string; file: string; vocabOnly: boolean }[] = [];
+    try {
+        const lines: string[] = [];
+        for (let i = 0; i < options.count; i++) {
+            const seed = (options.seed + i) >>> 0;
+            const s = src[seed % src.length]!;
+            const m = mutant(s.gguf, seed);
+            const file = path.join(dir, `m${i}.gguf`);
+            writeFileSync(file, m.bytes);
+            meta.push({ seed, source: s.name, description: m.description, file, vocabOnly: s.vocabOnly });
+            lines.push(`${i}\t${file}\t${s.vocabOnly ? 1 : 0}`);
+        }
+        const list = path.join(dir, "cases.tsv");
+        writeFileSync(list, lines.join("\n") + "\n");
+
+        const report: FuzzReport = { count: options.count, seed: options.seed, crashes: 0, hangs: 0, uncoded: 0, outcomes: {}, findings: [], seconds: 0 };
+        const finding = (index: number, kind: FuzzFinding["kind"], detail: string) => {
+            const m = meta[index]!;
+            report.findings.push({ index, seed: m.seed, source: m.source, description: m.description, kind, detail });
+            if (kind === "crash") report.crashes++;
+            else if (kind === "hang") report.hangs++;
+            else report.uncoded++;
+            log(`${kind} #${index} seed=${m.seed} ${m.source}: ${m.description} :: ${detail.slice(0, 300)}`);
+            if (options.keepDir) {
+                mkdirSync(options.keepDir, { recursive: true });
+                writeFileSync(path.join(options.keepDir, `${kind}-seed${m.seed}-${m.source}.gguf`), readFileSync(m.file));
+            }
+        };
+
+        let next = 0;
+        while (next < options.count) {
+            next = await new Promise<number>((resolve) => {
+                const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "test", "fuzz", "worker.ts"), list, String(next)], {
+                    cwd: repoRoot,
+                    stdio: ["ignore", "pipe", "pipe"],
+                });
+                let current = -1;
+                let buf = "";
+                let stderr = "";
+                let timer: NodeJS.Timeout | undefined;
+                let hung = false;
+                const arm = () => {
+                    clearTimeout(timer);
+                    timer = setTimeout(() => {
+                        hung = true;
+                        child.kill("SIGKILL");
+                    }, timeoutMs);
+                };
+                arm();
+                child.stderr.on("data", (d: Buffer) => {
+                    stderr = (stderr + d.toString()).slice(-2000);
+                });
+                child.stdout.on("data", (d: Buffer) => {
+                    buf += d.toString();
+                    let nl;
+                    while ((nl = buf.indexOf("\n")) >= 0) {
+                        const line = buf.slice(0, nl);
+                        buf = buf.slice(nl + 1);
+                        if (line.startsWith("BEGIN ")) {
+                            current = Number(line.slice(6));
+                            stderr = "";
+                            arm();
+                        } else if (line.startsWith("END ")) {
+                            const parts = line.split(" ");
+                            const index = Number(parts[1]);
+                            for (const p of parts.slice(2)) {
+                                report.outcomes[p.split(":")[0]!] = (report.outcomes[p.split(":")[0]!] ?? 0) + 1;
+                                if (p.includes("UNCODED")) finding(index, "uncoded", p);
+                            }
+                            current = -1;
+                            next = index + 1;
+                        }
+                    }
+                });
+                child.on("exit", (codeNum, signal) => {
+                    clearTimeout(timer);
+                    if (current >= 0) {
+                        finding(current, hung ? "hang" : "crash", hung ? `no END within ${timeoutMs} ms` : `exit ${codeNum} signal ${signal}: ${stderr.trim().slice(-400)}`);
+                        resolve(current + 1);
+                    } else if (next < options.count) {
+                        // Ended between cases (died at startup?): count it against the next mutant so the run moves on.
+                        finding(next, "crash", `worker exit ${codeNum} signal ${signal} between cases: ${stderr.trim().slice(-400)}`);
+                        resolve(next + 1);
+                    } else {
+                        resolve(next);
+                    }
+                });
+            });
+        }
+        report.seconds = (Date.now() - t0) / 1000;
+        return report;
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}

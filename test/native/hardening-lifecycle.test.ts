@@ -1,0 +1,151 @@
+// Lifecycle and bookkeeping faults from issue 15: the fused-attention registry past 256 live
+// contexts, contexts dropped without dispose(), option checks that reached llama.cpp, and
+// callbacks and ids that were not validated. Memory measurements run in a child process with
+// --expose-gc so that nothing else in this file's process skews them.
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { LlamaError, kernelStats, kernelStatsReset, loadModel } from "../../src/index.js";
+import { MODELS, repoRoot, vocabDir } from "../helpers/models.js";
+import { outcomeCode, runInChild } from "./hardening-child.js";
+
+describe("fused-attention registry", () => {
+    it("the 300th live fused context still runs the fused kernel (the registry had 256 slots)", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const contexts = [];
+        try {
+            for (let i = 0; i < 300; i++) contexts.push(await model.createContext({ contextSize: 32, threads: 1, attention: "fused" }));
+            const tokens = await model.tokenize("Once upon a time");
+            // The first context: the kernel takes this model's attention at all.
+            kernelStatsReset();
+            await contexts[0]!.forward({ tokens, sequence: 0 });
+            const first = kernelStats().fused;
+            expect(first).toBeGreaterThan(0);
+            // The last ones, past the old limit, run it as often.
+            for (const ctx of contexts.slice(-3)) {
+                kernelStatsReset();
+                await ctx.forward({ tokens, sequence: 0 });
+                expect(kernelStats().fused).toBe(first);
+            }
+            // Freed slots are reused: after disposing all, new contexts are fused again.
+            await Promise.all(contexts.splice(0).map((c) => c.dispose()));
+            const again = await model.createContext({ contextSize: 32, threads: 1, attention: "fused" });
+            contexts.push(again);
+            kernelStatsReset();
+            await again.forward({ tokens, sequence: 0 });
+            expect(kernelStats().fused).toBe(first);
+        } finally {
+            await Promise.all(contexts.map((c) => c.dispose()));
+            await model.dispose();
+        }
+    }, 300_000);
+});
+
+describe("contexts dropped without dispose()", () => {
+    it("are collectable while the model lives (the model held every one), and the model still disposes", () => {
+        const o = runInChild(
+            `
+            const model = await lf.loadModel(${JSON.stringify(MODELS.stories260K)});
+            const tokens = await model.tokenize("Once upon a time");
+            let collected = 0;
+            const registry = new FinalizationRegistry(() => collected++);
+            const rss = () => process.memoryUsage().rss / 2 ** 20;
+            const rounds = [];
+            for (let r = 0; r < 3; r++) {
+                for (let i = 0; i < 100; i++) {
+                    const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+                    await ctx.forward({ tokens, sequence: 0 });
+                    registry.register(ctx, i);
+                }
+                for (let i = 0; i < 6; i++) { globalThis.gc(); await new Promise((res) => setTimeout(res, 20)); }
+                rounds.push(Math.round(rss()));
+            }
+            // Native contexts still counted as open would make this ERR_BUSY.
+            await model.dispose();
+            return { collected, rounds };
+        `,
+            { timeoutMs: 240_000, nodeArgs: ["--expose-gc"] },
+        );
+        expect(o.signal, o.output).toBeNull();
+        expect(outcomeCode(o), o.output).toBe("ok");
+        const { collected, rounds } = o.result as { collected: number; rounds: number[] };
+        console.log(`300 dropped contexts: ${collected} collected; RSS after each round of 100: ${rounds.join(", ")} MB`);
+        expect(collected).toBeGreaterThanOrEqual(270);
+    }, 300_000);
+});
+
+describe("checks before llama.cpp", () => {
+    it("batchSize < sequences → ERR_INVALID_OPTION up front (was a raw GGML_ASSERT text in ERR_CONTEXT_CREATE)", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        try {
+            const err = await model.createContext({ contextSize: 64, sequences: 4, batchSize: 2, threads: 1 }).catch((e: unknown) => e);
+            expect(err).toBeInstanceOf(LlamaError);
+            expect((err as LlamaError).code).toBe("ERR_INVALID_OPTION");
+            expect((err as LlamaError).message).toMatch(/batchSize/);
+            const ok = await model.createContext({ contextSize: 64, sequences: 4, batchSize: 4, threads: 1 });
+            await ok.dispose();
+        } finally {
+            await model.dispose();
+        }
+    });
+
+    it("isEndOfGeneration validates the id: -1 is not an end-of-generation token", async () => {
+        const model = await loadModel(MODELS.stories260K, { vocabOnly: true });
+        try {
+            expect(model.info.eot).toBe(-1);
+            expect(() => model.isEndOfGeneration(-1)).toThrow(expect.objectContaining({ code: "ERR_INVALID_TOKEN" }));
+            expect(() => model.isEndOfGeneration(model.info.vocabSize)).toThrow(expect.objectContaining({ code: "ERR_INVALID_TOKEN" }));
+            expect(model.isEndOfGeneration(model.info.eos)).toBe(true);
+            expect(model.isEndOfGeneration(100)).toBe(false);
+        } finally {
+            await model.dispose();
+        }
+    });
+
+    it("an onProgress that throws stops the load with a coded error carrying its error, and no warnings", () => {
+        const o = runInChild(`
+            const warnings = [];
+            process.on("warning", (w) => warnings.push(w.code ?? w.name));
+            let calls = 0;
+            try {
+                await lf.loadModel(${JSON.stringify(MODELS.tinyRandom)}, { onProgress: () => { calls++; throw new Error("boom"); } });
+                return { loaded: true };
+            } catch (e) {
+                await new Promise((r) => setTimeout(r, 50));
+                return { code: e.code, message: e.message, cause: e.cause?.message, calls, warnings };
+            }
+        `);
+        expect(o.signal, o.output).toBeNull();
+        const r = o.result as { code: string; cause: string; calls: number; warnings: string[] };
+        expect(r.code, o.output).toBe("ERR_ABORTED");
+        expect(r.cause).toBe("boom");
+        expect(r.calls).toBe(1);
+        expect(r.warnings).toEqual([]);
+        expect(o.output).not.toContain("DEP0168");
+    });
+});
+
+describe("CLI", () => {
+    const cli = (args: string, shell = "") =>
+        spawnSync("bash", ["-c", `${JSON.stringify(process.execPath)} --import tsx src/cli/index.ts ${args} ${shell}; echo "exit=\${PIPESTATUS[0]}" >&2`], {
+            cwd: repoRoot,
+            encoding: "utf8",
+            timeout: 120_000,
+            maxBuffer: 64 << 20,
+        });
+
+    it("exits quietly when its output pipe closes early (info --json | head)", () => {
+        // Metadata of a 32,000-token vocabulary is far more than head reads: the pipe closes first.
+        const r = cli(`info --json ${JSON.stringify(MODELS.tinyRandom)}`, "| head -c 100 > /dev/null");
+        expect(r.stderr).toContain("exit=0");
+        expect(r.stderr).not.toMatch(/EPIPE|Error|at /);
+    });
+
+    it("info on a vocabulary-only GGUF falls back to vocabOnly and says why", () => {
+        const r = cli(`info --json ${JSON.stringify(path.join(vocabDir, "ggml-vocab-llama-spm.gguf"))}`);
+        expect(r.stderr, r.stderr).toContain("exit=0");
+        expect(r.stderr).toMatch(/vocabulary and metadata only/);
+        const info = JSON.parse(r.stdout) as { vocabSize: number };
+        expect(info.vocabSize).toBe(32000);
+    });
+});

@@ -4,7 +4,7 @@ import { open, stat } from "node:fs/promises";
 import { binding, type NativeModel, type NativeModelInfo } from "./binding.js";
 import { Context, resolveContextOptions, type ContextOptions } from "./context.js";
 import { createEmbeddingContext, type EmbeddingContext, type EmbeddingContextOptions } from "./embed/index.js";
-import { LlamaError, abortedError, callNative, disposedError } from "./errors.js";
+import { LlamaError, abortedError, callNative, disposedError, fromNative } from "./errors.js";
 import { abortFlag } from "./queue.js";
 import { createPool, type Pool, type PoolOptions } from "./pool.js";
 import { checkRpcServers, parseEndpoint } from "./rpc.js";
@@ -50,6 +50,10 @@ export interface DetokenizeOptions {
     /** Render special tokens as their text. @default false */
     unparseSpecial?: boolean;
 }
+
+// The synchronous tokenizer calls' limits (native/tokenize.h), checked here first.
+const SYNC_TOKENIZE_MAX_BYTES = 4096;
+const SYNC_DETOKENIZE_MAX_TOKENS = 1024;
 
 const LOAD_KEYS = ["gpuLayers", "useMmap", "useMlock", "vocabOnly", "rpcServers", "onProgress", "signal"] as const;
 
@@ -187,6 +191,48 @@ export class Model {
         const parseSpecial = optBool(o, "parseSpecial", false);
         const native = this.native;
         return this.track(callNative(() => native.tokenize(text, { addSpecial, parseSpecial })));
+    }
+
+    /**
+     * tokenize() on the calling thread, for short texts (at most 4096 UTF-8 bytes): a sentence
+     * takes microseconds, less than the worker-thread hop the async call pays. Longer texts throw
+     * ERR_INVALID_OPTION (use tokenize(), which never blocks the event loop).
+     */
+    tokenizeSync(text: string, options?: TokenizeOptions): Int32Array {
+        if (!is.string(text)) throw invalidOption("text", "a string", text);
+        const o = optionsObject("options", options);
+        checkKnownKeys("tokenizeSync", o, ["addSpecial", "parseSpecial"]);
+        const addSpecial = optBool(o, "addSpecial", true);
+        const parseSpecial = optBool(o, "parseSpecial", false);
+        // UTF-8 is at most 3 bytes per UTF-16 unit: only long strings need counting
+        const bytes = text.length * 3 <= SYNC_TOKENIZE_MAX_BYTES ? 0 : Buffer.byteLength(text, "utf8");
+        if (bytes > SYNC_TOKENIZE_MAX_BYTES) {
+            throw invalidOption("text", `at most ${SYNC_TOKENIZE_MAX_BYTES} UTF-8 bytes for tokenizeSync (use tokenize())`, `${bytes} bytes`);
+        }
+        const native = this.native;
+        try {
+            return native.tokenizeSync(text, { addSpecial, parseSpecial });
+        } catch (err) {
+            throw fromNative(err);
+        }
+    }
+
+    /** detokenize() on the calling thread, for at most 1024 tokens (else ERR_INVALID_OPTION). */
+    detokenizeSync(tokens: TokenInput, options?: DetokenizeOptions): string {
+        const ids = toTokenArray("tokens", tokens, this.info.vocabSize);
+        if (ids.length > SYNC_DETOKENIZE_MAX_TOKENS) {
+            throw invalidOption("tokens", `at most ${SYNC_DETOKENIZE_MAX_TOKENS} tokens for detokenizeSync (use detokenize())`, `${ids.length} tokens`);
+        }
+        const o = optionsObject("options", options);
+        checkKnownKeys("detokenizeSync", o, ["removeSpecial", "unparseSpecial"]);
+        const removeSpecial = optBool(o, "removeSpecial", false);
+        const unparseSpecial = optBool(o, "unparseSpecial", false);
+        const native = this.native;
+        try {
+            return native.detokenizeSync(ids, { removeSpecial, unparseSpecial });
+        } catch (err) {
+            throw fromNative(err);
+        }
     }
 
     async detokenize(tokens: TokenInput, options?: DetokenizeOptions): Promise<string> {

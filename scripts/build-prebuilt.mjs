@@ -11,7 +11,7 @@
 // Usage: node scripts/build-prebuilt.mjs [level ...]    (default: every level of this platform)
 // Run by whoever publishes (before npm pack); npm install then needs no compiler on these CPUs.
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildAddon, LLAMA_CPP_COMMIT, llamaCppSource, patchesDigest } from "./build-native.mjs";
@@ -60,12 +60,15 @@ function main() {
             ],
         });
         const dest = path.join(prebuildDir, `llamafuse-${level.name}.node`);
-        copyFileSync(built, dest);
+        // written beside and renamed over: a process that has the old file loaded keeps its copy
+        const tmp = `${dest}.tmp`;
+        copyFileSync(built, tmp);
         try {
-            execFileSync("strip", ["--strip-unneeded", dest]); // symbol tables only; the dynamic ones stay
+            execFileSync("strip", ["--strip-unneeded", tmp]); // symbol tables only; the dynamic ones stay
         } catch {
             console.log("llamafuse: strip not found, the prebuilt keeps its symbol tables");
         }
+        renameSync(tmp, dest);
         console.log(`llamafuse: ${path.relative(root, dest)} (${(statSync(dest).size / 1e6).toFixed(1)} MB)`);
     }
     // The manifest lists every level present (built now or before), best first.

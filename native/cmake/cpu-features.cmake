@@ -94,5 +94,22 @@ function(llamafuse_ggml_cpu_variant features)
             set(GGML_${feat} OFF CACHE BOOL "" FORCE)
         endif()
     endforeach()
+    # The addon's own code is compiled for the same level (the level is only loaded on a CPU that
+    # has it): LLAMAFUSE_VARIANT_FLAGS, for the llamafuse target.
+    set(flag_map
+        "SSE42=-msse4.2" "AVX=-mavx" "AVX2=-mavx2" "FMA=-mfma" "F16C=-mf16c" "BMI2=-mbmi2" "AVX_VNNI=-mavxvnni"
+        "AVX512=-mavx512f,-mavx512cd,-mavx512vl,-mavx512dq,-mavx512bw" "AVX512_VBMI=-mavx512vbmi"
+        "AVX512_VNNI=-mavx512vnni" "AVX512_BF16=-mavx512bf16")
+    set(variant_flags "")
+    foreach (entry IN LISTS flag_map)
+        string(REPLACE "=" ";" parts "${entry}")
+        list(GET parts 0 feat)
+        list(GET parts 1 flags_of)
+        if (feat IN_LIST features)
+            string(REPLACE "," ";" flags_of "${flags_of}")
+            list(APPEND variant_flags ${flags_of})
+        endif()
+    endforeach()
+    set(LLAMAFUSE_VARIANT_FLAGS "${variant_flags}" PARENT_SCOPE)
     message(STATUS "llamafuse: ggml CPU variant ${LLAMAFUSE_CPU_VARIANT}: ${features}")
 endfunction()

@@ -21,8 +21,14 @@ const models = [MODELS.stories260K, MODELS.tiny656K].filter((m) => existsSync(m)
 const ready = levels.length > 0 && existsSync(devAddon) && models.length > 0 && existsSync(path.join(repoRoot, "dist", "index.js"));
 if (!ready) console.warn("prebuilt parity tests SKIPPED: no prebuilds/ for this platform (npm run build:prebuilt), no source build, or no models");
 
-/** Max |a-b| over the logits' range (max - min of the reference), per the whole matrix. */
-const REL_TOL = 2e-3;
+/**
+ * Max |a-b| over the logits' range (max - min of the reference), per the whole matrix. Measured
+ * here against a source build with this Sapphire Rapids' instruction sets: icelake 0 (bit for bit),
+ * haswell 2.9e-6; x64 6.7e-3 on the Q8_0 model (its scalar path quantizes the activations to
+ * q8_0 with other rounding than the SIMD paths), 2.3e-6 on the f32 one.
+ */
+const REL_TOL: Record<string, number> = { x64: 1.5e-2 };
+const REL_TOL_SIMD = 2e-3;
 
 function logits(addon: string, model: string): { variant: string | null; n: number; vocab: number; data: Float32Array } {
     const r = spawnSync(process.execPath, [path.join(repoRoot, "test", "pack", "logits-child.mjs"), entry, model], {
@@ -57,7 +63,7 @@ describe.runIf(ready).each(models.map((m) => [path.basename(m), m] as const))("p
         }
         console.log(`${path.basename(model)} ${name}: max |logit diff| ${maxDiff.toExponential(2)} over a range of ${(hi - lo).toFixed(2)}`);
         expect(Number.isFinite(maxDiff)).toBe(true);
-        expect(maxDiff).toBeLessThanOrEqual(REL_TOL * (hi - lo));
+        expect(maxDiff).toBeLessThanOrEqual((REL_TOL[name] ?? REL_TOL_SIMD) * (hi - lo));
         for (let t = 0; t < ref.n; t++) expect(argmax(got.data, t * ref.vocab, ref.vocab), `position ${t}`).toBe(argmax(ref.data, t * ref.vocab, ref.vocab));
     });
 });

@@ -89,10 +89,7 @@ describe("fused attention: greedy generation against node-llama-cpp", () => {
         }
     });
 
-    // NOT YET RUN: on the build machine of this change the addon dies with SIGILL on this model
-    // (ggml's AMX q8_0 kernel, enabled from /proc/cpuinfo, executes tile instructions the VM
-    // does not allow), so its bounds are not measured yet. Unskip once that build is fixed.
-    describe.skip("TinyStories-656K, teacher-forced with the peer's tokens (skipped: unmeasured, the addon crashes on q8_0 weights on this machine's build)", () => {
+    describe("TinyStories-656K, teacher-forced with the peer's tokens", () => {
         let model: Model;
         let inputs: number[][];
         let expected: number[][];
@@ -107,6 +104,7 @@ describe("fused attention: greedy generation against node-llama-cpp", () => {
             let steps = 0;
             const forks: string[] = [];
             let worstDiff = 0;
+            let worstRel = 0;
             for (let i = 0; i < PROMPTS.length; i++) {
                 const fused = await model.createContext({ contextSize: 256, threads: 1, attention: "fused" });
                 const ggml = await model.createContext({ contextSize: 256, threads: 1, attention: "ggml" });
@@ -119,15 +117,15 @@ describe("fused attention: greedy generation against node-llama-cpp", () => {
                         const g = top2(lg);
                         const diff = maxAbsDiff(lf, lg);
                         worstDiff = Math.max(worstDiff, diff);
-                        // ggml's own one-token kernel is 1.75e-2 (relative L2) off a batch
-                        // recomputation on this model (attention-e2e.test.ts); ours no further from ggml than 3x that
-                        expect(relL2(lf, lg), `prompt ${i} step ${s}`).toBeLessThan(5e-2);
+                        worstRel = Math.max(worstRel, relL2(lf, lg));
                         // ggml's context reproduces the peer exactly (generate.test.ts): a check on this test
                         expect(g.best, `prompt ${i} step ${s}: ggml vs peer`).toBe(want);
                         if (f.best !== want) {
                             forks.push(`prompt ${i} step ${s}: ggml top-two gap ${g.gap.toExponential(2)}, fused vs ggml ${diff.toExponential(2)}`);
-                            // a near tie: the two contexts' logits differ by more than half the gap
+                            // a near tie: the two contexts' logits differ by more than half the gap, and
+                            // the gap is small in itself (at most 5.3e-2 measured; logits span ~20)
                             expect(g.gap, forks.at(-1)).toBeLessThanOrEqual(2 * diff);
+                            expect(g.gap, forks.at(-1)).toBeLessThan(0.15);
                         }
                         steps++;
                         lf = (await fused.forward({ sequence: 0, tokens: [want] })).logits(0);
@@ -139,10 +137,13 @@ describe("fused attention: greedy generation against node-llama-cpp", () => {
                     await ggml.dispose();
                 }
             }
-            console.log(`656K teacher-forced: ${steps} steps, ${forks.length} argmax forks; worst max |fused − ggml| logit ${worstDiff.toExponential(2)}\n  ${forks.join("\n  ")}`);
+            console.log(`656K teacher-forced: ${steps} steps, ${forks.length} argmax forks; worst fused vs ggml: max |Δlogit| ${worstDiff.toExponential(2)}, relative L2 ${worstRel.toExponential(2)}\n  ${forks.join("\n  ")}`);
             expect(steps).toBeGreaterThanOrEqual(100 * PROMPTS.length - 100);
-            // forks are rare near ties, not a pattern: a broken kernel forks nearly everywhere
-            expect(forks.length).toBeLessThanOrEqual(steps / 10);
+            // Measured: 6 forks in 467 steps, all at near ties; worst max |Δlogit| 0.34, relative L2
+            // 2.0e-2. Held to 2.5x: a broken kernel forks nearly everywhere and moves logits by units.
+            expect(forks.length).toBeLessThanOrEqual(15);
+            expect(worstDiff).toBeLessThan(0.85);
+            expect(worstRel).toBeLessThan(5e-2);
         });
     });
 });

@@ -49,9 +49,12 @@ describe("logits equal an independent float64 llama forward", () => {
         const ctx = await model.createContext({ contextSize: 256, threads: 1 });
         const out = await ctx.forward({ sequence: 0, tokens, logits: "all" });
         const expected = ref.forward(tokens);
+        let worst = 0;
+        for (let i = 0; i < tokens.length; i++) worst = Math.max(worst, relL2(out.logits(0, i), expected[i]!));
+        console.log(`TinyStories-656K: worst relative L2 against float64 ${worst.toExponential(2)}`);
         for (let i = 0; i < tokens.length; i++) {
             expect(argmax(out.logits(0, i)), `position ${i}`).toBe(argmax(expected[i]!));
-            // Q8_0 matmuls quantize activations too: a looser but still tight bound.
+            // Q8_0 matmuls quantize activations too: 1.7e-2 measured, held to 5e-2 (2.9x).
             expect(relL2(out.logits(0, i), expected[i]!)).toBeLessThan(5e-2);
         }
         await model.dispose();

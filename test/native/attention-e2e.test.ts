@@ -182,7 +182,9 @@ describe.skipIf(!haveModels())("fused vs ggml attention, ../shared/models", () =
                     expect(res.promptErr).toBe(0); // ggml against ggml: bit for bit
                     expect(res.stepVsGgml).toBe(0);
                 }
-                expect(res.promptErr).toBeLessThanOrEqual(5e-3);
+                // measured: stories260K 3.7e-4, the other two 0 (656K's q8_0 activations absorb
+                // the kernels' ~1e-7 differences; tinyRandom runs ggml's kernel either way)
+                expect(res.promptErr).toBeLessThanOrEqual(1e-3);
                 // Decode steps are held to the batch recomputation, not to ggml's decode, and no
                 // tighter than ggml's own decode holds to it: tiny656K quantizes activations to
                 // q8_0 in every matmul, which turns ulp-level differences into ~1e-2 logit changes

@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -150,6 +151,8 @@ protected:
         c->last_logits_.assign((size_t) c->n_seq_ * c->n_vocab_, 0.0f);
         c->has_logits_.assign(c->n_seq_, 0);
         llama_set_abort_callback(ctx_, &NativeContext::on_abort_check, c);
+        const char * force = getenv("LLAMAFUSE_TEST_DECODE_ABORT");
+        c->force_decode_abort_ = force && *force && *force != '0';
         attention_switch_set(tp_, fused_);
         ctx_ = nullptr;
         tp_ = nullptr;
@@ -251,6 +254,9 @@ void NativeContext::decode(const std::vector<llama_token> & tokens, const std::v
             // abort: inputs that could reach them are refused before llama.cpp sees them
             // (model_checks.h at load, the checks in Create and the KV methods here).
             AbortGuard guard;
+            // Test seam: LLAMAFUSE_TEST_DECODE_ABORT=1 makes every decode fail an assertion here,
+            // so the tests can check this path end to end (no valid model reaches one any more).
+            if (force_decode_abort_) GGML_ABORT("forced by LLAMAFUSE_TEST_DECODE_ABORT");
             r = llama_decode(ctx_, batch_);
         } catch (const GgmlAbort & e) {
             abort_flag_ = nullptr;

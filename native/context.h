@@ -89,6 +89,7 @@ private:
     std::atomic<bool> broken_{false};
     std::string broken_why_;               // written before broken_ is set
     bool can_shift_ = false;
+    bool force_decode_abort_ = false;      // LLAMAFUSE_TEST_DECODE_ABORT (tests only)
     std::string no_shift_why_;
     const int32_t * abort_flag_ = nullptr; // of the forward in progress
 };

@@ -6,6 +6,7 @@
 #include "gguf.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 namespace llamafuse {
@@ -79,6 +80,33 @@ void model_check_hparams(const GgufMetadata & meta) {
     }
 }
 
+// llama.cpp's llama_unescape_rwkv_token, byte for byte: how an "rwkv" vocabulary's texts
+// become the byte strings its tokenizer matches.
+static std::string unescape_rwkv(const std::string & escaped) {
+    std::string out;
+    bool escaping = false;
+    uint8_t hex_remaining = 0, hex_acc = 0;
+    for (const char c : escaped) {
+        if (hex_remaining != 0) {
+            hex_acc = (uint8_t) ((hex_acc << 4) + ((c >= 'a') ? (c - 'a' + 10) : (c - '0')));
+            if (--hex_remaining == 0) { out.push_back((char) hex_acc); hex_acc = 0; }
+            continue;
+        }
+        if (escaping) {
+            if (c == 't') out.push_back('\t');
+            else if (c == 'n') out.push_back('\n');
+            else if (c == 'r') out.push_back('\r');
+            else if (c == 'x') hex_remaining = 2;
+            else out.push_back(c);
+            escaping = false;
+            continue;
+        }
+        if (c == '\\') { escaping = true; continue; }
+        out.push_back(c);
+    }
+    return out;
+}
+
 void model_check_vocab(const GgufMetadata & meta) {
     const GgufValue * model = meta.find("tokenizer.ggml.model");
     if (!model || model->is_array || model->strings.empty()) return; // llama.cpp refuses or defaults
@@ -86,6 +114,27 @@ void model_check_vocab(const GgufMetadata & meta) {
     if (kind == "none" || kind == "no_vocab") return;                // no tokenizer: see NativeModel::has_tokenizer
     const GgufValue * tokens = meta.find("tokenizer.ggml.tokens");
     if (tokens && tokens->is_array && tokens->count == 0) invalid("tokenizer.ggml.tokens is empty (a \"" + kind + "\" tokenizer needs its tokens)");
+    if (kind == "rwkv" && tokens && tokens->is_array) {
+        // The RWKV tokenizer takes the longest token matching at each position; when the first
+        // byte starts some token but is not a token itself, it restarts from position 0 and
+        // never ends (a hang inside tokenize, found by fuzzing). A real RWKV vocabulary has a
+        // token for every byte.
+        bool starts[256] = {}, single[256] = {};
+        for (const std::string & t : tokens->strings) {
+            const std::string b = unescape_rwkv(t);
+            if (b.empty()) continue;
+            starts[(uint8_t) b[0]] = true;
+            if (b.size() == 1) single[(uint8_t) b[0]] = true;
+        }
+        for (int c = 0; c < 256; ++c) {
+            if (starts[c] && !single[c]) {
+                char hex[8];
+                snprintf(hex, sizeof hex, "0x%02X", c);
+                invalid(std::string("an \"rwkv\" vocabulary needs a token for every byte that starts a token, and byte ") + hex +
+                        " has none (llama.cpp's RWKV tokenizer would loop forever)");
+            }
+        }
+    }
 }
 
 } // namespace llamafuse

@@ -149,3 +149,26 @@ describe("CLI", () => {
         expect(info.vocabSize).toBe(32000);
     });
 });
+
+describe("a decode that fails an assertion", () => {
+    it("rejects with ERR_CONTEXT_BROKEN, leaves the context unusable with that code, and the process alive", () => {
+        const o = runInChild(
+            `
+            const model = await lf.loadModel(${JSON.stringify(MODELS.stories260K)});
+            const ctx = await model.createContext({ contextSize: 64, threads: 1 });
+            const codes = {};
+            const code = async (name, f) => { try { await f(); codes[name] = "ok"; } catch (e) { codes[name] = e.code; } };
+            await code("forward", () => ctx.forward({ tokens: [1, 2, 3], sequence: 0 }));
+            await code("again", () => ctx.forward({ tokens: [1], sequence: 0 }));
+            await code("kv", () => ctx.kv.clear());
+            await code("state", () => ctx.saveState());
+            await code("dispose", () => ctx.dispose());
+            await code("free", () => model.dispose());
+            return codes;
+        `,
+            { env: { LLAMAFUSE_TEST_DECODE_ABORT: "1" } },
+        );
+        expect(o.signal, o.output).toBeNull();
+        expect(o.result, o.output).toEqual({ forward: "ERR_CONTEXT_BROKEN", again: "ERR_CONTEXT_BROKEN", kv: "ERR_CONTEXT_BROKEN", state: "ERR_CONTEXT_BROKEN", dispose: "ok", free: "ok" });
+    });
+});

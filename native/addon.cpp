@@ -2,13 +2,14 @@
 // (log routing, abort guard, attention kernels). Nothing else lives here.
 #include "abort_guard.h"
 #include "attention_switch.h"
+#include "chat_templates.h"
 #include "context.h"
 #include "embedding.h"
 #include "generate.h"
 #include "log.h"
 #include "model.h"
-#include "scheduler.h"
 #include "rpc.h"
+#include "scheduler.h"
 #include "sampling.h"
 
 #include "llama.h"
@@ -33,11 +34,15 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
         log_install();
         abort_guard_install();
         attention_switch_install();
+        chat_log_install();
     });
     exports.Set("NativeModel", NativeModel::define(env));
     exports.Set("NativeContext", NativeContext::define(env));
     exports.Set("NativeEmbeddingContext", NativeEmbeddingContext::define(env));
     exports.Set("NativeSampler", NativeSampler::define(env));
+    exports.Set("NativeChatTemplates", NativeChatTemplates::define(env));
+    exports.Set("jsonSchemaToGrammar", Napi::Function::New(env, json_schema_to_gbnf));
+    exports.Set("chatBuiltinTemplates", Napi::Function::New(env, chat_builtin_templates));
     exports.Set("generate", Napi::Function::New(env, generate_start));
     exports.Set("NativeScheduler", NativeScheduler::define(env));
     exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
@@ -45,11 +50,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("supportsGpuOffload", Napi::Boolean::New(env, llama_supports_gpu_offload()));
     exports.Set("hasFusedAttention", Napi::Boolean::New(env, true));
     attention_stats_register(env, exports);
+    rpc_register(env, exports);
 #if LLAMAFUSE_DEV_BINDINGS
     attention_binding_register(env, exports);
 #endif
     exports.Set("devBindings", Napi::Boolean::New(env, LLAMAFUSE_DEV_BINDINGS != 0));
-    rpc_register(env, exports);
     return exports;
 }
 

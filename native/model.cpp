@@ -21,7 +21,6 @@ Napi::Function NativeModel::define(Napi::Env env) {
         InstanceMethod("tokenizeSync", &NativeModel::TokenizeSync),
         InstanceMethod("detokenizeSync", &NativeModel::DetokenizeSync),
         InstanceMethod("tokenPieces", &NativeModel::TokenPieces),
-        InstanceMethod("applyChatTemplate", &NativeModel::ApplyChatTemplate),
         InstanceMethod("dispose", &NativeModel::Dispose),
     });
     addon_data(env).set_constructor("NativeModel", fn);
@@ -371,36 +370,6 @@ Napi::Value NativeModel::TokenPieces(const Napi::CallbackInfo & info) {
     out.Set("bytes", Napi::Buffer<char>::Copy(env, bytes.data(), bytes.size()));
     out.Set("offsets", offsets);
     return out;
-}
-
-// Chat template (llama.cpp's built-in template engine; the model's template or a named one).
-Napi::Value NativeModel::ApplyChatTemplate(const Napi::CallbackInfo & info) {
-    Napi::Env env = info.Env();
-    if (disposed()) throw make_error(env, "ERR_DISPOSED", "the model is disposed");
-    Napi::Array msgs = info[0].As<Napi::Array>();
-    bool add_assistant = info[1].As<Napi::Boolean>().Value();
-    std::string tmpl_override = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
-    const char * tmpl = tmpl_override.empty() ? llama_model_chat_template(model_, nullptr) : tmpl_override.c_str();
-    if (!tmpl) throw make_error(env, "ERR_NO_CHAT_TEMPLATE", "the model has no chat template");
-    std::vector<std::string> roles(msgs.Length()), contents(msgs.Length());
-    std::vector<llama_chat_message> chat(msgs.Length());
-    size_t total = 0;
-    for (uint32_t i = 0; i < msgs.Length(); ++i) {
-        Napi::Object m = msgs.Get(i).As<Napi::Object>();
-        roles[i] = get_str(m, "role");
-        contents[i] = get_str(m, "content");
-        chat[i] = {roles[i].c_str(), contents[i].c_str()};
-        total += roles[i].size() + contents[i].size();
-    }
-    std::string out(total * 2 + 1024, '\0');
-    int32_t n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), add_assistant, out.data(), (int32_t) out.size());
-    if (n > (int32_t) out.size()) {
-        out.resize(n);
-        n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), add_assistant, out.data(), (int32_t) out.size());
-    }
-    if (n < 0) throw make_error(env, "ERR_NO_CHAT_TEMPLATE", "llama.cpp does not support this model's chat template");
-    out.resize(n);
-    return Napi::String::New(env, out);
 }
 
 Napi::Value NativeModel::Dispose(const Napi::CallbackInfo & info) {

@@ -43,7 +43,6 @@ private:
     Napi::Value TokenizeSync(const Napi::CallbackInfo & info);
     Napi::Value DetokenizeSync(const Napi::CallbackInfo & info);
     Napi::Value TokenPieces(const Napi::CallbackInfo & info);
-    Napi::Value ApplyChatTemplate(const Napi::CallbackInfo & info);
     Napi::Value Dispose(const Napi::CallbackInfo & info);
 
     llama_model * model_ = nullptr;

@@ -135,6 +135,10 @@ public:
             grammar_ = g.As<Napi::String>().Utf8Value();
             has_grammar_ = true;
         }
+        if (cfg.Has("grammarPrefill")) {
+            Napi::Array pre = cfg.Get("grammarPrefill").As<Napi::Array>();
+            for (uint32_t i = 0; i < pre.Length(); ++i) prefill_.push_back(pre.Get(i).As<Napi::Number>().Int32Value());
+        }
         // Lazy grammar (tool calls): free output until a trigger pattern or token appears.
         if (cfg.Has("triggerPatterns")) {
             lazy_ = true;
@@ -183,6 +187,13 @@ protected:
                 std::string why = log_last_error();
                 throw CodedError("ERR_INVALID_GRAMMAR", "invalid GBNF grammar" + (why.empty() ? std::string(" (parse error, or left recursion)") : ": " + why));
             }
+            // The generation prompt is in the prompt already; a grammar that starts with it
+            // (chat templates' tool-call grammars) is advanced past it. Throws if it does not fit.
+            try {
+                for (llama_token t : prefill_) llama_sampler_accept(grammar_smpl_, t);
+            } catch (const std::exception & e) {
+                throw CodedError("ERR_INVALID_GRAMMAR", std::string("the grammar does not accept the generation prompt: ") + e.what());
+            }
         }
         llama_sampler_chain_params cp = llama_sampler_chain_default_params();
         cp.no_perf = true;
@@ -207,6 +218,7 @@ protected:
         s->model_ = m_;
         s->chain_ = chain_;
         s->grammar_ = grammar_smpl_;
+        s->grammar_prefill_ = std::move(prefill_);
         s->vocab_ = vocab_;
         s->n_vocab_ = n_vocab_;
         s->cur_.resize(n_vocab_);
@@ -221,6 +233,7 @@ private:
     std::string grammar_;
     bool has_grammar_ = false;
     bool lazy_ = false;
+    std::vector<llama_token> prefill_;
     std::vector<std::string> trigger_patterns_;
     std::vector<llama_token> trigger_tokens_;
     const llama_vocab * vocab_ = nullptr;
@@ -293,7 +306,10 @@ SampleResult NativeSampler::sample_row(const float * logits, int32_t n_vocab, in
 }
 
 void NativeSampler::reset() {
-    if (grammar_) llama_sampler_reset(grammar_);
+    if (grammar_) {
+        llama_sampler_reset(grammar_);
+        for (llama_token t : grammar_prefill_) llama_sampler_accept(grammar_, t);
+    }
     llama_sampler_reset(chain_);
 }
 

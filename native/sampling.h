@@ -61,6 +61,9 @@ private:
     NativeModel * model_ = nullptr;   // checked before each call: a disposed model has no vocabulary
     llama_sampler * chain_ = nullptr;
     llama_sampler * grammar_ = nullptr; // kept out of the chain: history feeds must skip it
+    // Tokens the grammar accepts at creation and after every reset: the generation prompt a
+    // chat template's tool-call or output-format grammar starts with (already in the prompt).
+    std::vector<llama_token> grammar_prefill_;
     const llama_vocab * vocab_ = nullptr;
     int32_t n_vocab_ = 0;
     std::vector<llama_token_data> cur_;

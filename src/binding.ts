@@ -5,9 +5,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { LlamaError } from "./errors.js";
 import type { NativeAttentionBinding } from "./attention.js";
-import type { NativeEmbeddingBinding } from "./embed/native.js";
-import type { NativeSchedulerBinding } from "./scheduler-native.js";
 import { addonCandidates } from "./prebuilt.js";
+import type { NativeEmbeddingBinding } from "./embed/native.js";
+import type { NativeChatBinding } from "./chat/native.js";
+import type { NativeSchedulerBinding } from "./scheduler-native.js";
 import type { NativeRpcBinding } from "./rpc.js";
 
 export interface NativeModelInfo {
@@ -44,7 +45,6 @@ export interface NativeModel {
     /** On the calling thread; at most 1024 tokens. */
     detokenizeSync(tokens: Int32Array, o: { removeSpecial: boolean; unparseSpecial: boolean }): string;
     tokenPieces(tokens: Int32Array, special: boolean): { bytes: Buffer; offsets: Uint32Array };
-    applyChatTemplate(messages: { role: string; content: string }[], addAssistant: boolean, template?: string): string;
     dispose(): void;
 }
 
@@ -128,7 +128,7 @@ export interface NativeGenerateOptions {
 
 export type NativeGenerateReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull";
 
-export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBinding, NativeRpcBinding, NativeSchedulerBinding {
+export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBinding, NativeChatBinding, NativeSchedulerBinding, NativeRpcBinding {
     NativeModel: {
         load(path: string, o: NativeModelLoadOptions): Promise<{ model: NativeModel; info: NativeModelInfo }>;
     };

@@ -1,212 +1,105 @@
-// JSON schema → GBNF grammar, for a subset of JSON schema whose every instance the grammar
-// can describe exactly: type (incl. arrays of types), properties, required,
-// additionalProperties (false / true), items, minItems, maxItems, minLength, maxLength,
-// enum, const, anyOf, oneOf (treated as anyOf). Keywords that constrain values in ways a
-// grammar cannot follow here (minimum, pattern, $ref, ...) are rejected rather than ignored,
-// so a schema that converts yields output that validates. Annotations (title, description,
-// default, examples, format, $schema, $id) are ignored.
+// JSON schema → GBNF grammar, by llama.cpp's own converter (common/json-schema-to-grammar):
+// $ref/$defs, anyOf/oneOf/allOf, enum, const, properties/required/additionalProperties,
+// items/prefixItems/minItems/maxItems, minLength/maxLength, anchored patterns, integer
+// ranges, and the formats date, time, date-time and uuid.
 //
-// Objects emit properties in schema order, required ones first; optional ones may be
-// skipped. Whitespace between tokens is limited to one optional space or newline, so a small
-// model cannot wander off into endless blanks.
+// The converter skips keywords it does not know; a grammar that skips one would let through
+// output the schema forbids. So the schema is walked here first and anything the converter
+// would not enforce is refused up front, naming the keyword and where it is. (Patterns it
+// cannot translate are refused by the converter itself: native/patches/0003.)
+import { binding } from "./binding.js";
 import { LlamaError } from "./errors.js";
 
-const ANNOTATIONS = new Set(["title", "description", "default", "examples", "format", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly"]);
-const SUPPORTED = new Set(["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "oneOf"]);
-
-const PRIMITIVES: Record<string, string> = {
-    ws: '[ \\n]?',
-    char: '[^"\\\\\\x7F\\x00-\\x1F] | "\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4})',
-    string: '"\\"" char* "\\""',
-    integer: '"-"? ("0" | [1-9] [0-9]{0,15})',
-    number: '"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,15})? ([eE] [-+]? [0-9]{1,3})?',
-    boolean: '"true" | "false"',
-    null: '"null"',
-    value: 'object | array | string | number | boolean | null',
-    object: '"{" ws ( string ws ":" ws value ws ( "," ws string ws ":" ws value ws )* )? "}"',
-    array: '"[" ws ( value ws ( "," ws value ws )* )? "]"',
-};
-
-const PRIMITIVE_DEPS: Record<string, (keyof typeof PRIMITIVES)[]> = {
-    string: ["char"],
-    value: ["object", "array", "string", "number", "boolean", "null"],
-    object: ["ws", "string", "value"],
-    array: ["ws", "value"],
-};
-
-/** A GBNF string literal for `text`. */
-function literal(text: string): string {
-    let out = '"';
-    for (const ch of text) {
-        const c = ch.codePointAt(0)!;
-        if (ch === '"') out += '\\"';
-        else if (ch === "\\") out += "\\\\";
-        else if (c < 0x20 || c === 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
-        else out += ch;
-    }
-    return out + '"';
-}
+const ANNOTATIONS = new Set(["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly"]);
+const ENFORCED = new Set([
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
+    "minLength", "maxLength", "pattern", "format", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+]);
+const SCHEMA_VALUED = new Set(["properties", "$defs", "definitions", "anyOf", "oneOf", "allOf", "prefixItems", "items", "additionalProperties"]);
+const FORMATS = /^(date|time|date-time|uuid[1-5]?)$/;
+const TYPES = new Set(["string", "number", "integer", "boolean", "null", "object", "array"]);
+const MAX_DEPTH = 64;
+const MAX_NODES = 10_000;
 
 function fail(path: string, why: string): never {
-    throw new LlamaError("ERR_INVALID_OPTION", `jsonSchema${path}: ${why}`);
+    throw new LlamaError("ERR_INVALID_OPTION", `jsonSchema${path || " (root)"}: ${why}`);
 }
 
-class GrammarBuilder {
-    readonly rules = new Map<string, string>();
-    readonly #byBody = new Map<string, string>();
-    readonly #used = new Set<string>();
-    #n = 0;
-
-    /** A primitive rule, added on first use (with the rules it refers to). */
-    prim(name: keyof typeof PRIMITIVES): string {
-        if (!this.#used.has(name)) {
-            this.#used.add(name);
-            this.rules.set(name, PRIMITIVES[name]!);
-            for (const dep of PRIMITIVE_DEPS[name] ?? []) this.prim(dep);
-        }
-        return name;
+/** Refuses what llama.cpp's converter would not enforce, cycles, depth past 64 and non-JSON values. */
+function check(schema: unknown, path: string, depth: number, seen: Set<object>, count: { n: number }): void {
+    if (++count.n > MAX_NODES) fail(path, `more than ${MAX_NODES} schema nodes`);
+    if (depth > MAX_DEPTH) fail(path, `nested deeper than ${MAX_DEPTH} levels`);
+    if (typeof schema === "boolean") {
+        if (!schema) fail(path, "false allows no value, so no grammar can produce one");
+        return;
     }
-
-    /** A named rule for `body` (identical bodies share one rule). */
-    rule(hint: string, body: string): string {
-        const known = this.#byBody.get(body);
-        if (known) return known;
-        const name = `${hint.replace(/[^a-zA-Z0-9]+/g, "-").replace(/^-+|-+$/g, "").toLowerCase() || "r"}-${++this.#n}`;
-        this.rules.set(name, body);
-        this.#byBody.set(body, name);
-        return name;
-    }
-
-    text(root: string): string {
-        const lines = [`root ::= ${root}`];
-        for (const [k, v] of this.rules) lines.push(`${k} ::= ${v}`);
-        return lines.join("\n") + "\n";
-    }
-}
-
-function repeat(min: number, max: number | undefined): string {
-    if (max === undefined) return min === 0 ? "*" : min === 1 ? "+" : `{${min},}`;
-    return min === max ? `{${min}}` : `{${min},${max}}`;
-}
-
-function nonNegInt(s: Record<string, unknown>, key: string, path: string): number | undefined {
-    const v = s[key];
-    if (v === undefined) return undefined;
-    if (!Number.isInteger(v) || (v as number) < 0) fail(path, `${key} must be a non-negative integer`);
-    return v as number;
-}
-
-function visit(b: GrammarBuilder, schema: unknown, path: string): string {
-    if (schema === true || (typeof schema === "object" && schema !== null && Object.keys(schema).length === 0)) return b.prim("value");
-    if (schema === false) fail(path, "false admits no value");
-    if (typeof schema !== "object" || schema === null || Array.isArray(schema)) fail(path, "a schema must be an object or a boolean");
+    if (typeof schema !== "object" || schema === null || Array.isArray(schema)) fail(path, `expected a JSON schema (an object or true) but received ${Array.isArray(schema) ? "an array" : typeof schema}`);
+    if (seen.has(schema)) fail(path, "the schema object refers to itself (a cycle); use $ref for recursive schemas");
+    seen.add(schema);
     const s = schema as Record<string, unknown>;
-    for (const k of Object.keys(s)) {
-        if (!SUPPORTED.has(k) && !ANNOTATIONS.has(k)) fail(path, `the keyword "${k}" is not supported (supported: ${[...SUPPORTED].join(", ")})`);
-    }
-    if ("const" in s) return literal(JSON.stringify(s.const));
-    if ("enum" in s) {
-        if (!Array.isArray(s.enum) || s.enum.length === 0) fail(path, "enum must be a non-empty array");
-        return b.rule(`${path}-enum`, s.enum.map((v) => literal(JSON.stringify(v))).join(" | "));
-    }
-    const alts = s.anyOf ?? s.oneOf;
-    if (alts !== undefined) {
-        if (!Array.isArray(alts) || alts.length === 0) fail(path, "anyOf/oneOf must be a non-empty array");
-        if (s.type !== undefined) fail(path, "anyOf/oneOf together with type is not supported");
-        return b.rule(`${path}-alt`, alts.map((a, i) => visit(b, a, `${path}/anyOf/${i}`)).join(" | "));
-    }
-    if (Array.isArray(s.type)) {
-        if (s.type.length === 0) fail(path, "type must not be empty");
-        return b.rule(`${path}-types`, s.type.map((t) => visitType(b, s, t, path)).join(" | "));
-    }
-    if (s.type === undefined) {
-        if ("properties" in s || "required" in s) return visitType(b, s, "object", path);
-        if ("items" in s) return visitType(b, s, "array", path);
-        return b.prim("value");
-    }
-    return visitType(b, s, s.type, path);
-}
-
-function visitType(b: GrammarBuilder, s: Record<string, unknown>, type: unknown, path: string): string {
-    switch (type) {
-        case "string": {
-            const min = nonNegInt(s, "minLength", path) ?? 0;
-            const max = nonNegInt(s, "maxLength", path);
-            if (max !== undefined && max < min) fail(path, "maxLength is below minLength");
-            if (min === 0 && max === undefined) return b.prim("string");
-            b.prim("char");
-            return b.rule(`${path}-string`, `"\\"" char${repeat(min, max)} "\\""`);
+    const types = s.type === undefined ? [] : Array.isArray(s.type) ? s.type : [s.type];
+    for (const t of types) if (typeof t !== "string" || !TYPES.has(t)) fail(`${path}/type`, `unknown type ${JSON.stringify(t)}`);
+    for (const [k, v] of Object.entries(s)) {
+        const at = `${path}/${k}`;
+        if (ANNOTATIONS.has(k)) continue;
+        if (!ENFORCED.has(k)) fail(at, `the keyword "${k}" cannot be enforced by a grammar`);
+        if (!SCHEMA_VALUED.has(k)) checkJsonValue(v, at, 0); // schema values are walked by check() itself
+        if (k === "format" && !(typeof v === "string" && FORMATS.test(v))) {
+            fail(at, `format ${JSON.stringify(v)} cannot be enforced (supported: date, time, date-time, uuid)`);
         }
-        case "integer":
-            return b.prim("integer");
-        case "number":
-            return b.prim("number");
-        case "boolean":
-            return b.prim("boolean");
-        case "null":
-            return b.prim("null");
-        case "array":
-            return visitArray(b, s, path);
-        case "object":
-            return visitObject(b, s, path);
-        default:
-            fail(path, `unknown type ${JSON.stringify(type)}`);
-    }
-}
-
-function visitArray(b: GrammarBuilder, s: Record<string, unknown>, path: string): string {
-    const ws = b.prim("ws");
-    if (Array.isArray(s.items)) fail(path, "tuple items (an array of schemas) are not supported");
-    const item = visit(b, s.items ?? true, `${path}/items`);
-    const min = nonNegInt(s, "minItems", path) ?? 0;
-    const max = nonNegInt(s, "maxItems", path);
-    if (max !== undefined && max < min) fail(path, "maxItems is below minItems");
-    if (max === 0) return b.rule(`${path}-array`, `"[" ${ws} "]"`);
-    const more = `( "," ${ws} ${item} ${ws} )${repeat(Math.max(0, min - 1), max === undefined ? undefined : max - 1)}`;
-    const list = `${item} ${ws} ${more}`;
-    return b.rule(`${path}-array`, `"[" ${ws} ${min === 0 ? `( ${list} )?` : list} "]"`);
-}
-
-function visitObject(b: GrammarBuilder, s: Record<string, unknown>, path: string): string {
-    const ws = b.prim("ws");
-    const props = s.properties ?? {};
-    if (typeof props !== "object" || props === null || Array.isArray(props)) fail(path, "properties must be an object");
-    const required = s.required ?? [];
-    if (!Array.isArray(required) || !required.every((r) => typeof r === "string")) fail(path, "required must be an array of strings");
-    const ap = s.additionalProperties;
-    if (ap !== undefined && typeof ap !== "boolean") fail(path, "additionalProperties must be true or false (schemas are not supported)");
-    const entries = Object.entries(props as Record<string, unknown>);
-    if (entries.length === 0 && required.length === 0) {
-        return ap === false ? b.rule(`${path}-empty`, `"{" ${ws} "}"`) : b.prim("object");
-    }
-    const kv = (name: string, sub: unknown) => `${literal(JSON.stringify(name))} ${ws} ":" ${ws} ${visit(b, sub, `${path}/properties/${name}`)} ${ws}`;
-    const req: string[] = [];
-    for (const name of required as string[]) {
-        req.push(kv(name, (props as Record<string, unknown>)[name] ?? true));
-    }
-    const opt = entries.filter(([name]) => !(required as string[]).includes(name)).map(([name, sub]) => kv(name, sub));
-    const optTail = (from: number) => opt.slice(from).map((p) => `( "," ${ws} ${p} )?`).join(" ");
-    let body: string;
-    if (req.length > 0) {
-        body = [req.join(` "," ${ws} `), optTail(0)].filter(Boolean).join(" ");
-    } else {
-        // Some subset of the optional properties, in order: S_i ::= p_i tail(i+1) | S_(i+1).
-        let next = "";
-        for (let i = opt.length - 1; i >= 0; i--) {
-            const here = [opt[i], optTail(i + 1)].filter(Boolean).join(" ");
-            next = b.rule(`${path}-props`, next ? `${here} | ${next}` : here);
+        if ((k === "minimum" || k === "maximum" || k === "exclusiveMinimum" || k === "exclusiveMaximum") && !(types.length === 1 && types[0] === "integer")) {
+            fail(at, `${k} is enforced only on { type: "integer" }`);
         }
-        body = `( ${next} )?`;
+        if ((k === "minimum" || k === "maximum" || k === "exclusiveMinimum" || k === "exclusiveMaximum" || k === "minItems" || k === "maxItems" || k === "minLength" || k === "maxLength") && !Number.isSafeInteger(v)) {
+            fail(at, "expected an integer");
+        }
+        if (k === "pattern" && typeof v !== "string") fail(at, "expected a string");
+        if (k === "$ref" && typeof v !== "string") fail(at, "expected a string");
+        if (k === "required" && !(Array.isArray(v) && v.every((x) => typeof x === "string"))) fail(at, "expected an array of property names");
+        if (k === "enum" && !(Array.isArray(v) && v.length > 0)) fail(at, "expected a non-empty array");
+        if (k === "properties" || k === "$defs" || k === "definitions") {
+            if (typeof v !== "object" || v === null || Array.isArray(v)) fail(at, "expected an object of schemas");
+            for (const [name, sub] of Object.entries(v as object)) check(sub, `${at}/${name}`, depth + 1, seen, count);
+        }
+        if (k === "anyOf" || k === "oneOf" || k === "allOf" || k === "prefixItems") {
+            if (!Array.isArray(v) || v.length === 0) fail(at, "expected a non-empty array of schemas");
+            v.forEach((sub, i) => check(sub, `${at}/${i}`, depth + 1, seen, count));
+        }
+        if (k === "items") {
+            if (Array.isArray(v)) fail(at, "tuple form: use prefixItems");
+            if (v !== false || s.prefixItems === undefined) check(v, at, depth + 1, seen, count); // false after prefixItems: no more items
+        }
+        if (k === "additionalProperties" && typeof v !== "boolean") check(v, at, depth + 1, seen, count);
     }
-    return b.rule(`${path}-object`, `"{" ${ws} ${body} "}"`);
+    if (typeof s.minItems === "number" && typeof s.maxItems === "number" && s.maxItems < s.minItems) fail(`${path}/maxItems`, "maxItems is below minItems");
+    if (typeof s.minLength === "number" && typeof s.maxLength === "number" && s.maxLength < s.minLength) fail(`${path}/maxLength`, "maxLength is below minLength");
+    seen.delete(schema);
+}
+
+/** enum/const values and every other keyword's value must be plain JSON (no bigint, no functions, no cycles). */
+function checkJsonValue(v: unknown, path: string, depth: number): void {
+    if (depth > MAX_DEPTH) fail(path, `nested deeper than ${MAX_DEPTH} levels`);
+    if (v === null || typeof v === "string" || typeof v === "boolean") return;
+    if (typeof v === "number") {
+        if (!Number.isFinite(v)) fail(path, `${v} is not a JSON number`);
+        return;
+    }
+    if (Array.isArray(v)) return v.forEach((x, i) => checkJsonValue(x, `${path}/${i}`, depth + 1));
+    if (typeof v === "object") return Object.entries(v).forEach(([k, x]) => checkJsonValue(x, `${path}/${k}`, depth + 1));
+    fail(path, `a ${typeof v} is not a JSON value`);
 }
 
 /** The GBNF grammar (root rule "root") whose strings are the JSON texts valid under `schema`. */
 export function jsonSchemaToGrammar(schema: unknown): string {
     if (typeof schema !== "boolean" && (typeof schema !== "object" || schema === null || Array.isArray(schema))) {
-        throw new LlamaError("ERR_INVALID_OPTION", `Expected a JSON schema (an object or a boolean) for jsonSchema but received ${typeof schema}`);
+        throw new LlamaError("ERR_INVALID_OPTION", `Expected a JSON schema (an object or a boolean) for jsonSchema but received ${Array.isArray(schema) ? "an array" : typeof schema}`);
     }
-    const b = new GrammarBuilder();
-    const root = visit(b, schema, "");
-    return b.text(root);
+    check(schema, "", 0, new Set(), { n: 0 });
+    try {
+        return binding().jsonSchemaToGrammar(JSON.stringify(schema === true ? {} : schema));
+    } catch (err) {
+        const msg = (err as Error).message.replace(/^the JSON schema cannot be turned into a grammar: /, "");
+        throw new LlamaError("ERR_INVALID_OPTION", `jsonSchema: ${msg}`, { cause: err });
+    }
 }

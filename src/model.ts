@@ -5,6 +5,10 @@ import { binding, type NativeModel, type NativeModelInfo } from "./binding.js";
 import { Context, resolveContextOptions, type ContextOptions } from "./context.js";
 import { createEmbeddingContext, type EmbeddingContext, type EmbeddingContextOptions } from "./embed/index.js";
 import { LlamaError, abortedError, callNative, disposedError, fromNative } from "./errors.js";
+import { applyChatTemplate, createChatSession, tokenizeChat, type ApplyChatTemplateOptions } from "./chat/index.js";
+import type { ChatMessage } from "./chat/messages.js";
+import type { ChatSession, ChatSessionOptions } from "./chat/session.js";
+import { ChatTemplates, type TemplateSpec } from "./chat/templates.js";
 import { abortFlag } from "./queue.js";
 import { createPool, type Pool, type PoolOptions } from "./pool.js";
 import { checkRpcServers, parseEndpoint } from "./rpc.js";
@@ -152,6 +156,7 @@ export class Model {
     #contextRefs = new WeakMap<object, WeakRef<{ dispose(): Promise<void> }>>();
     #contextRegistry = new FinalizationRegistry<WeakRef<{ dispose(): Promise<void> }>>((ref) => this.#contexts.delete(ref));
     #pending = new Set<Promise<unknown>>();
+    #chatTemplates = new Map<string, Promise<ChatTemplates>>();
     #disposing: Promise<void> | null = null;
 
     /** @internal use loadModel() */
@@ -266,16 +271,32 @@ export class Model {
         return token === this.info.eos || token === this.info.eot;
     }
 
-    /** Formats a chat with the model's own template (or a named built-in one). */
-    applyChatTemplate(messages: { role: string; content: string }[], options: { addAssistant?: boolean; template?: string } = {}): string {
-        if (!Array.isArray(messages) || messages.some((m) => !is.object(m) || !is.string(m.role) || !is.string(m.content))) {
-            throw invalidOption("messages", "an array of { role: string, content: string }", messages);
+    /** Renders OpenAI-shaped messages with the model's chat template (llama.cpp's Jinja engine). */
+    applyChatTemplate(messages: ChatMessage[], options?: ApplyChatTemplateOptions): Promise<string> {
+        return applyChatTemplate(this, messages, options);
+    }
+
+    /** The tokens a chat session evaluates for `messages`: message text never becomes control tokens. */
+    tokenizeChat(messages: ChatMessage[], options?: ApplyChatTemplateOptions): Promise<Int32Array> {
+        return tokenizeChat(this, messages, options);
+    }
+
+    /** A conversation with history, prompt-cache reuse, context shift and tool calls. */
+    createChatSession(options?: ChatSessionOptions): Promise<ChatSession> {
+        return createChatSession(this, options);
+    }
+
+    /** @internal the compiled chat template for a spec, compiled once per model */
+    chatTemplates(spec: TemplateSpec): Promise<ChatTemplates> {
+        if (this.#disposing) return Promise.reject(disposedError("model"));
+        const key = JSON.stringify(spec);
+        let t = this.#chatTemplates.get(key);
+        if (!t) {
+            t = ChatTemplates.create(this, spec);
+            this.#chatTemplates.set(key, t);
+            t.catch(() => this.#chatTemplates.delete(key));
         }
-        try {
-            return this.native.applyChatTemplate(messages, options.addAssistant ?? true, options.template);
-        } catch (err) {
-            throw new LlamaError("ERR_NO_CHAT_TEMPLATE", (err as Error).message);
-        }
+        return t;
     }
 
     async createContext(options?: ContextOptions): Promise<Context> {
@@ -321,6 +342,8 @@ export class Model {
         this.#disposing ??= (async () => {
             await Promise.allSettled([...this.#pending]);
             await Promise.allSettled([...this.#contexts].map((r) => r.deref()?.dispose()));
+            for (const t of await Promise.allSettled([...this.#chatTemplates.values()])) if (t.status === "fulfilled") t.value.dispose();
+            this.#chatTemplates.clear();
             this.#native?.dispose();
             this.#native = null;
         })();

@@ -5,6 +5,7 @@ import { binding, type NativeSampleResult, type NativeSampler, type NativeSample
 import type { Context } from "./context.js";
 import { LlamaError, callNative } from "./errors.js";
 import { jsonSchemaToGrammar } from "./json-schema.js";
+import { toTokenArray } from "./tokens.js";
 import type { Model } from "./model.js";
 import { checkKnownKeys, describe, invalidOption, is, optInt, optNumber, optionsObject } from "./validate.js";
 
@@ -70,6 +71,19 @@ export interface SamplingOptions {
     grammar?: string;
     /** A JSON schema that output must follow (turned into a GBNF grammar). */
     jsonSchema?: Record<string, unknown> | boolean;
+    /**
+     * Makes the grammar lazy: output is free until one of these triggers appears, and must
+     * follow the grammar from the trigger on (how tool calls are constrained: the model may
+     * answer in prose or start a call). patterns: regular expressions over the output text
+     * (the grammar starts at the first capture group, else at the match); tokens: token ids.
+     */
+    grammarTriggers?: { patterns?: string[]; tokens?: number[] };
+    /**
+     * Tokens the grammar is advanced past before the first sampled token, because the prompt
+     * already ends with them: chat templates' tool-call and output-format grammars start with
+     * the assistant turn's opening (llama.cpp's generation prompt). Not with grammarTriggers.
+     */
+    grammarPrefix?: ArrayLike<number>;
     /** Also return the chosen token's log-probability and the n most likely candidates'. */
     logProbs?: number;
 }
@@ -78,14 +92,17 @@ export const SAMPLING_KEYS = [
     "temperature", "dynatempRange", "dynatempExponent", "topK", "topP", "minP", "typicalP", "topNSigma",
     "xtcProbability", "xtcThreshold", "dryMultiplier", "dryBase", "dryAllowedLength", "dryPenaltyLastN",
     "drySequenceBreakers", "mirostat", "mirostatTau", "mirostatEta", "repeatPenalty", "frequencyPenalty",
-    "presencePenalty", "penaltyLastN", "logitBias", "seed", "grammar", "jsonSchema", "logProbs",
+    "presencePenalty", "penaltyLastN", "logitBias", "seed", "grammar", "jsonSchema", "grammarTriggers", "grammarPrefix", "logProbs",
 ] as const;
 
 /** Every option with its value filled in. */
-export type ResolvedSampling = Required<Omit<SamplingOptions, "logitBias" | "grammar" | "jsonSchema" | "logProbs">> & {
+export type ResolvedSampling = Required<Omit<SamplingOptions, "logitBias" | "grammar" | "jsonSchema" | "grammarTriggers" | "grammarPrefix" | "logProbs">> & {
     logitBias: Map<number, number>;
     /** GBNF text (from grammar or jsonSchema), or null. */
     grammar: string | null;
+    /** Lazy-grammar triggers, or null for a grammar that applies from the first token. */
+    grammarTriggers: { patterns: string[]; tokens: number[] } | null;
+    grammarPrefix: number[];
     /** -1: no log-probs. */
     logProbs: number;
 };
@@ -93,7 +110,7 @@ export type ResolvedSampling = Required<Omit<SamplingOptions, "logitBias" | "gra
 export interface ResolvedSamplingConfig {
     options: ResolvedSampling;
     /** What native code builds. */
-    native: { stages: NativeSamplerStage[]; grammar: string | null };
+    native: { stages: NativeSamplerStage[]; grammar: string | null; triggerPatterns?: string[]; triggerTokens?: number[]; grammarPrefill?: number[] };
     /** Identifies the chain: equal keys build equal chains. */
     key: string;
 }
@@ -166,16 +183,43 @@ export function resolveSampling(
     if (o.grammar !== undefined && !is.string(o.grammar)) throw invalidOption("grammar", "a GBNF grammar string", o.grammar);
     if (is.string(o.grammar)) checkGrammarRepetitions(o.grammar);
     const grammar = o.jsonSchema !== undefined ? jsonSchemaToGrammar(o.jsonSchema) : ((o.grammar as string | undefined) ?? null);
+    const grammarTriggers = resolveGrammarTriggers(o.grammarTriggers, grammar, vocabSize);
+    const grammarPrefix = o.grammarPrefix === undefined ? [] : Array.from(toTokenArray("grammarPrefix", o.grammarPrefix as ArrayLike<number>, vocabSize));
+    if (grammarPrefix.length > 0 && (grammar === null || grammarTriggers)) {
+        throw new LlamaError("ERR_INVALID_OPTION", "grammarPrefix needs a grammar that applies from the start (not grammarTriggers)");
+    }
 
     const options_: ResolvedSampling = {
         temperature, dynatempRange, dynatempExponent, topK, topP, minP, typicalP, topNSigma, xtcProbability, xtcThreshold,
         dryMultiplier, dryBase, dryAllowedLength, dryPenaltyLastN, drySequenceBreakers, mirostat, mirostatTau, mirostatEta,
-        repeatPenalty, frequencyPenalty, presencePenalty, penaltyLastN, logitBias, seed, grammar, logProbs,
+        repeatPenalty, frequencyPenalty, presencePenalty, penaltyLastN, logitBias, seed, grammar, grammarTriggers, grammarPrefix, logProbs,
     };
     const stages = buildStages(options_, historySize);
-    const native = { stages, grammar: grammar === "" ? null : grammar };
+    const native = {
+        stages,
+        grammar: grammar === "" ? null : grammar,
+        ...(grammarTriggers && grammar ? { triggerPatterns: grammarTriggers.patterns, triggerTokens: grammarTriggers.tokens } : {}),
+        ...(grammarPrefix.length > 0 ? { grammarPrefill: grammarPrefix } : {}),
+    };
     const key = JSON.stringify(native, (_k, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as Float32Array, (x) => (x === -Infinity ? "-inf" : x)) : v));
     return { options: options_, native, key };
+}
+
+function resolveGrammarTriggers(v: unknown, grammar: string | null, vocabSize: number): { patterns: string[]; tokens: number[] } | null {
+    if (v === undefined) return null;
+    if (!is.object(v)) throw invalidOption("grammarTriggers", "an object { patterns?, tokens? }", v);
+    if (grammar === null) throw new LlamaError("ERR_INVALID_OPTION", "grammarTriggers needs a grammar or jsonSchema to trigger");
+    const patterns = v.patterns ?? [];
+    const tokens = v.tokens ?? [];
+    if (!Array.isArray(patterns) || !patterns.every((p) => is.string(p) && p.length > 0 && p.length <= 4096)) {
+        // Syntax is checked by llama.cpp (std::regex, ECMAScript grammar) when the sampler is built.
+        throw invalidOption("grammarTriggers.patterns", "an array of regular expressions (strings)", v.patterns);
+    }
+    if (!Array.isArray(tokens) || !tokens.every((t) => is.integer(t) && (t as number) >= 0 && (t as number) < vocabSize)) {
+        throw invalidOption("grammarTriggers.tokens", `an array of token ids below ${vocabSize}`, v.tokens);
+    }
+    if (patterns.length + tokens.length === 0) throw invalidOption("grammarTriggers", "at least one pattern or token", v);
+    return { patterns: patterns as string[], tokens: tokens as number[] };
 }
 
 /**

@@ -3,6 +3,7 @@
 // whether the unit is a rate or a time). Each suite has a --quick size for smoke runs.
 import path from "node:path";
 import { QUICK_OPTIONS, runAttentionBenchDetailed, type AttentionBenchOptions } from "./attention.js";
+import { CHAT_BENCH_MODEL, runChatBench } from "./chat.js";
 import { runEmbedBench } from "./embed.js";
 import { DEPTH_MODEL_QUICK, LLAMA_BENCH, PEER, ours, runDepthBench, type DepthBenchResult } from "./depth.js";
 import { defaultBenchModel, runForwardBench } from "./forward.js";
@@ -13,7 +14,7 @@ import { serveSuite } from "./serve.js";
 import { runTokenizeBench } from "./tokenize.js";
 import { cachedSynthModel } from "../synth-cache.js";
 
-export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth", "serve", "embed"] as const;
+export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth", "serve", "chat", "embed"] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 export interface BenchRow {
@@ -187,6 +188,19 @@ async function samplingSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "second
     return { suite: "sampling", rows, notes, detail: res.rows };
 }
 
+async function chatSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
+    const rows = await runChatBench({ threads: o.threads, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log, ...(o.quick ? { historyTokens: 256, rounds: 2 } : {}) });
+    return {
+        suite: "chat",
+        rows: rows.map((r) => ({ suite: "chat", test: r.test, model: "synthetic qwen2 (Qwen2.5 template)", threads: o.threads, unit: "ms/call", llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: null, llamaBench: null })),
+        notes: [
+            `model: ${JSON.stringify(CHAT_BENCH_MODEL)} with random weights; the turn's first token only (maxTokens 1), greedy`,
+            `reuse: ${rows[0]?.reusedTokens} of ${(rows[0]?.reusedTokens ?? 0) + (rows[0]?.evaluatedTokens ?? 0)} prompt tokens came from the cache; peer: node-llama-cpp's LlamaChatSession with the same template (JinjaTemplateChatWrapper), history reset to the same ${rows[0]?.historyTokens} tokens each round`,
+        ],
+        detail: rows,
+    };
+}
+
 async function embedSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
     const { rows, notes } = await runEmbedBench({ threads: o.threads, quick: o.quick, model: o.model, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log });
     const out: BenchRow[] = [];
@@ -210,6 +224,7 @@ const RUNNERS: Record<SuiteName, (o: SuiteOptions) => Promise<Omit<SuiteResult, 
     attention: attentionSuite,
     depth: depthSuite,
     serve: serveSuite,
+    chat: chatSuite,
     embed: embedSuite,
 };
 

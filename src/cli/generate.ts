@@ -63,7 +63,9 @@ export function finishGeneration(p: PartialGeneration, promptTokens: number, rea
     return {
         text: p.text, tokens: [...p.tokens], promptTokens, reason,
         promptTokensPerSecond: n > 0 && promptTokens > 0 ? promptTokens / ((p.first - p.started) / 1000) : null,
-        tokensPerSecond: n > 1 ? (n - 1) / ((p.last - p.first) / 1000) : null,
+        // Tokens reach JS in bursts (the native loop runs ahead), so a short answer's first-to-
+        // last span can be near zero: below 20 ms there is no honest rate to show.
+        tokensPerSecond: n > 1 && p.last - p.first >= 20 ? (n - 1) / ((p.last - p.first) / 1000) : null,
     };
 }
 

@@ -1,7 +1,9 @@
 // One REPL conversation, independent of where lines come from: each line is a slash command
-// or a turn. Chat mode (the model has a chat template) keeps a conversation; completion mode
-// treats each line as a new prompt. Either way the KV cache keeps the longest prefix the
-// next prompt shares with what is already decoded, so a turn only decodes what is new.
+// or a turn. Chat mode (the model has a chat template) is a thin client of ChatSession, which
+// keeps the history, reuses the cached prefix and drops old turns when the context fills;
+// completion mode treats each line as a new prompt, and generate()'s prompt cache reuses what
+// it shares with the last one.
+import type { ChatSession } from "../chat/session.js";
 import type { Context } from "../context.js";
 import { LlamaError } from "../errors.js";
 import type { Model } from "../model.js";
@@ -21,8 +23,6 @@ export interface ReplSessionOptions {
     /** Opens a context with at least this many sequences (beam search needs one per beam). */
     openContext: (sequences: number) => Promise<Context>;
 }
-
-type Message = { role: string; content: string };
 
 export const REPL_HELP = [
     "commands:",
@@ -48,12 +48,12 @@ export class ReplSession {
     beams = 0;
     #ctx: Context;
     #opts: ReplSessionOptions;
-    #messages: Message[] = [];
-    /** Tokens held in the KV cache of sequence 0, from position 0. */
-    #cached: number[] = [];
+    /** Chat mode: the conversation (on sequence 0 of #ctx). */
+    #session: ChatSession | null = null;
     #current: AbortController | null = null;
     #last: (TimedGeneration & { beams: number }) | null = null;
-    #total = { promptTokens: 0, promptSeconds: 0, genTokens: 0, genSeconds: 0, turns: 0 };
+    /** Rates are summed over the answers that had a measurable span (see turnTiming). */
+    #total = { promptTokens: 0, promptSeconds: 0, genTokens: 0, rateTokens: 0, genSeconds: 0, turns: 0 };
 
     private constructor(model: Model, ctx: Context, opts: ReplSessionOptions) {
         this.model = model;
@@ -62,12 +62,18 @@ export class ReplSession {
         this.chat = opts.chat ?? model.info.chatTemplate !== null;
         this.sampling = { ...opts.sampling };
         this.maxTokens = opts.maxTokens;
-        if (this.chat && opts.system) this.#messages.push({ role: "system", content: opts.system });
         resolveSampling(this.sampling, model.info.vocabSize); // bad flags fail before the first turn
     }
 
     static async create(model: Model, opts: ReplSessionOptions): Promise<ReplSession> {
-        return new ReplSession(model, await opts.openContext(1), opts);
+        const r = new ReplSession(model, await opts.openContext(1), opts);
+        if (r.chat) await r.#openChat(opts.system ? [{ role: "system", content: opts.system }] : []);
+        return r;
+    }
+
+    async #openChat(history: { role: string; content: string }[]): Promise<void> {
+        this.#session = await this.model.createChatSession({ context: this.#ctx, sequence: 0 });
+        this.#session.history = history;
     }
 
     get context(): Context {
@@ -92,13 +98,8 @@ export class ReplSession {
         if (text.startsWith("/")) return this.#command(text);
         try {
             await this.#turn(line);
-        } catch (err) {
-            // The cache may hold part of a failed turn: start the next one from a clean slate.
+        } finally {
             this.#current = null;
-            this.#cached = [];
-            if (this.chat && this.#messages.at(-1)?.role === "user") this.#messages.pop();
-            await this.#ctx.kv.clear().catch(() => {});
-            throw err;
         }
     }
 
@@ -144,19 +145,19 @@ export class ReplSession {
                 if (v > this.#ctx.sequences) {
                     // Beam search runs each beam as a sequence of the context: open a wider one.
                     const wider = await this.#opts.openContext(v);
+                    const history = this.#session?.history;
                     await this.#ctx.dispose();
                     this.#ctx = wider;
-                    this.#cached = [];
+                    if (history) await this.#openChat(history as { role: string; content: string }[]);
                 }
                 this.beams = v <= 1 ? 0 : v;
                 return w(this.beams ? `beam search, ${v} beams` : "beam search off");
             }
             case "/reset":
-                this.#messages = this.#messages.filter((m) => m.role === "system");
-                this.#cached = [];
+                if (this.#session) this.#session.history = this.#session.history.filter((m) => m.role === "system");
                 await this.#ctx.kv.clear();
                 return w("context cleared");
-            case "/stats": return w(this.#statsText());
+            case "/stats": return w(await this.#statsText());
             case "/help": return w(REPL_HELP);
             case "/quit":
             case "/exit":
@@ -166,7 +167,8 @@ export class ReplSession {
         }
     }
 
-    #statsText(): string {
+    async #statsText(): Promise<string> {
+        const used = (await this.#ctx.kv.positions(0)).max + 1;
         const t = this.#total;
         const last = this.#last;
         const s = this.sampling;
@@ -174,8 +176,8 @@ export class ReplSession {
             last
                 ? `last answer: prompt ${last.promptTokens} new tokens at ${formatRate(last.promptTokensPerSecond)} t/s, ${last.tokens.length} generated at ${formatRate(last.tokensPerSecond)} t/s${last.beams ? ` (beam search, ${last.beams} beams)` : ""}`
                 : "last answer: none yet",
-            `total: ${t.turns} answers, prompt ${t.promptTokens} tokens at ${formatRate(t.promptSeconds > 0 ? t.promptTokens / t.promptSeconds : null)} t/s, generation ${t.genTokens} tokens at ${formatRate(t.genSeconds > 0 ? t.genTokens / t.genSeconds : null)} t/s`,
-            `context: ${this.#cached.length} / ${this.#ctx.contextSize} tokens used (${((100 * this.#cached.length) / this.#ctx.contextSize).toFixed(1)}%), ${this.#ctx.threads} threads, ${this.#ctx.attention} attention`,
+            `total: ${t.turns} answers, prompt ${t.promptTokens} tokens at ${formatRate(t.promptSeconds > 0 ? t.promptTokens / t.promptSeconds : null)} t/s, generation ${t.genTokens} tokens at ${formatRate(t.genSeconds > 0 ? t.rateTokens / t.genSeconds : null)} t/s`,
+            `context: ${used} / ${this.#ctx.contextSize} tokens used (${((100 * used) / this.#ctx.contextSize).toFixed(1)}%), ${this.#ctx.threads} threads, ${this.#ctx.attention} attention`,
             `mode: ${this.chat ? "chat" : "completion"}; sampling: temperature ${s.temperature ?? 0.8}, top-k ${s.topK ?? 40}, top-p ${s.topP ?? 0.95}, min-p ${s.minP ?? 0.05}, seed ${s.seed ?? "random"}${this.beams ? `, ${this.beams} beams` : ""}`,
         ];
         return lines.join("\n");
@@ -183,87 +185,98 @@ export class ReplSession {
 
     // --- turns ---------------------------------------------------------------------------
 
-    /** The tokens of the whole prompt for this turn (chat: the conversation so far). */
-    async #promptTokens(line: string): Promise<number[]> {
-        if (!this.chat) return Array.from(await this.model.tokenize(line));
-        this.#messages.push({ role: "user", content: line });
-        // Drop the oldest exchanges while the conversation leaves no room for an answer.
-        for (;;) {
-            const text = this.model.applyChatTemplate(this.#messages, { addAssistant: true });
-            const tokens = Array.from(await this.model.tokenize(text, { parseSpecial: true }));
-            const firstUser = this.#messages.findIndex((m) => m.role !== "system");
-            const room = this.#ctx.contextSize - tokens.length;
-            if (room >= Math.min(this.maxTokens, 64) || firstUser === this.#messages.length - 1) return tokens;
-            this.#messages.splice(firstUser, 2);
-        }
-    }
-
     async #turn(line: string): Promise<void> {
-        const prompt = await this.#promptTokens(line);
-        const room = this.#ctx.contextSize - prompt.length;
-        if (room < 1) {
-            if (this.chat) this.#messages.pop();
-            this.#opts.write(`(the prompt is ${prompt.length} tokens: it does not fit the ${this.#ctx.contextSize}-token context)\n`);
-            return;
-        }
-        const maxTokens = Math.min(this.maxTokens, room);
-        let result: TimedGeneration;
-        if (this.beams > 0) result = await this.#beamTurn(prompt, maxTokens);
-        else result = await this.#streamTurn(prompt, maxTokens);
-        if (this.chat) this.#messages.push({ role: "assistant", content: result.text });
-        this.#last = { ...result, beams: this.beams };
-        this.#total.turns++;
-        this.#total.promptTokens += result.promptTokens;
-        if (result.promptTokensPerSecond) this.#total.promptSeconds += result.promptTokens / result.promptTokensPerSecond;
-        if (result.tokensPerSecond && result.tokens.length > 1) {
-            this.#total.genTokens += result.tokens.length - 1;
-            this.#total.genSeconds += (result.tokens.length - 1) / result.tokensPerSecond;
-        }
-    }
-
-    async #streamTurn(prompt: number[], maxTokens: number): Promise<TimedGeneration> {
-        // Keep the shared prefix; at least one token must be decoded to have logits to sample.
-        let keep = 0;
-        while (keep < this.#cached.length && keep < prompt.length - 1 && this.#cached[keep] === prompt[keep]) keep++;
-        if (keep < this.#cached.length) await this.#ctx.kv.remove(0, keep, -1);
-        const fresh = prompt.slice(keep);
-        this.#cached = prompt.slice(0, keep);
         const controller = new AbortController();
         this.#current = controller;
+        let result: TimedGeneration;
+        if (this.beams > 0) result = await this.#beamTurn(line, controller.signal);
+        else if (this.#session) result = await this.#chatTurn(this.#session, line, controller.signal);
+        else result = await this.#completionTurn(line, controller.signal);
+        this.#last = { ...result, beams: this.beams };
+        const t = this.#total;
+        t.turns++;
+        t.promptTokens += result.promptTokens;
+        if (result.promptTokensPerSecond) t.promptSeconds += result.promptTokens / result.promptTokensPerSecond;
+        t.genTokens += result.tokens.length;
+        if (result.tokensPerSecond && result.tokens.length > 1) {
+            t.rateTokens += result.tokens.length - 1;
+            t.genSeconds += (result.tokens.length - 1) / result.tokensPerSecond;
+        }
+    }
+
+    /** Ends an answer's line, saying why it stopped when that was not the model's choice. */
+    #endAnswer(reason: string): void {
+        const notes: Record<string, string> = {
+            aborted: " [stopped]",
+            contextFull: " [the context is full: /reset to start over]",
+        };
+        this.#opts.write((notes[reason] ?? "") + "\n");
+    }
+
+    async #chatTurn(session: ChatSession, line: string, signal: AbortSignal): Promise<TimedGeneration> {
+        const partial = newPartial();
+        let reason = "eog";
+        let promptTokens = 0;
+        try {
+            const it = session.stream(line, { ...this.sampling, maxTokens: this.maxTokens, signal });
+            for (;;) {
+                const r = await it.next();
+                if (r.done) {
+                    reason = r.value.stopReason;
+                    promptTokens = r.value.stats.evaluatedTokens;
+                    if (r.value.stats.droppedMessages > 0) this.#opts.write(` [${r.value.stats.droppedMessages} oldest messages left the context]`);
+                    break;
+                }
+                const d = r.value;
+                if (d.type === "toolCall") continue;
+                partial.last = performance.now();
+                if (partial.tokens.length === 0) partial.first = partial.last;
+                if (partial.tokens.at(-1) !== d.token) partial.tokens.push(d.token);
+                partial.text += d.text;
+                this.#opts.write(d.type === "reasoning" ? `\x1b[2m${d.text}\x1b[0m` : d.text);
+            }
+        } catch (err) {
+            if (!(err instanceof LlamaError && (err.code === "ERR_ABORTED" || err.code === "ERR_CONTEXT_FULL"))) throw err;
+            reason = err.code === "ERR_ABORTED" ? "aborted" : "contextFull";
+            if (reason === "contextFull" && partial.tokens.length === 0) this.#opts.write(`(${err.message})`);
+        }
+        this.#endAnswer(reason);
+        return finishGeneration(partial, promptTokens, reason);
+    }
+
+    async #completionTurn(line: string, signal: AbortSignal): Promise<TimedGeneration> {
+        // The whole line is the prompt; generate() keeps the prefix it shares with the cache.
+        const prompt = await this.model.tokenize(line);
         const partial = newPartial();
         let result: TimedGeneration;
         try {
-            result = await timedGenerate(this.#ctx, fresh, { ...this.sampling, maxTokens, signal: controller.signal }, (t) => this.#opts.write(t), partial);
-            this.#opts.write("\n");
+            result = await timedGenerate(this.#ctx, prompt, { ...this.sampling, maxTokens: this.maxTokens, signal }, (t) => this.#opts.write(t), partial);
         } catch (err) {
-            if (!(err instanceof LlamaError && err.code === "ERR_ABORTED")) throw err;
-            this.#opts.write(" [stopped]\n");
-            result = finishGeneration(partial, fresh.length, "aborted");
-        } finally {
-            this.#current = null;
+            if (!(err instanceof LlamaError && (err.code === "ERR_ABORTED" || err.code === "ERR_CONTEXT_FULL"))) throw err;
+            result = finishGeneration(partial, prompt.length, err.code === "ERR_ABORTED" ? "aborted" : "contextFull");
         }
-        // What the cache holds now: the prompt and every generated token it kept (an
-        // end-of-generation token is not decoded; an interrupted answer keeps what was shown).
-        const held = (await this.#ctx.kv.positions(0)).max + 1;
-        this.#cached = [...prompt, ...partial.tokens].slice(0, held);
-        if (this.#cached.length < held) {
-            // Tokens we did not see (an interrupted answer): drop them so the record is exact.
-            await this.#ctx.kv.remove(0, this.#cached.length, -1);
-        }
+        this.#endAnswer(result.reason);
         return result;
     }
 
-    async #beamTurn(prompt: number[], maxTokens: number): Promise<TimedGeneration> {
-        const controller = new AbortController();
-        this.#current = controller;
+    async #beamTurn(line: string, signal: AbortSignal): Promise<TimedGeneration> {
+        const history = this.#session?.history;
+        const prompt = history
+            ? await this.model.tokenizeChat([...history, { role: "user", content: line }])
+            : await this.model.tokenize(line);
+        const room = this.#ctx.contextSize - prompt.length;
+        if (room < 1) {
+            this.#opts.write(`(the prompt is ${prompt.length} tokens: it does not fit the ${this.#ctx.contextSize}-token context)\n`);
+            return { text: "", tokens: [], promptTokens: prompt.length, reason: "contextFull", promptTokensPerSecond: null, tokensPerSecond: null };
+        }
         const started = performance.now();
         try {
             // Beam search uses (and clears) sequences 0..beams-1: nothing stays cached.
-            this.#cached = [];
-            const [best] = await this.#ctx.beamSearch(prompt, { beams: this.beams, maxTokens, signal: controller.signal });
+            const [best] = await this.#ctx.beamSearch(prompt, { beams: this.beams, maxTokens: Math.min(this.maxTokens, room), signal });
             const seconds = (performance.now() - started) / 1000;
             const text = best?.text ?? "";
             this.#opts.write(text + "\n");
+            if (this.#session && history) this.#session.history = [...history, { role: "user", content: line }, { role: "assistant", content: text }];
             const tokens = best?.tokens ?? [];
             return { text, tokens, promptTokens: prompt.length, reason: "beam", promptTokensPerSecond: null, tokensPerSecond: tokens.length / seconds };
         } catch (err) {
@@ -271,7 +284,6 @@ export class ReplSession {
             this.#opts.write("[stopped]\n");
             return { text: "", tokens: [], promptTokens: prompt.length, reason: "aborted", promptTokensPerSecond: null, tokensPerSecond: null };
         } finally {
-            this.#current = null;
             await this.#ctx.kv.clear();
         }
     }

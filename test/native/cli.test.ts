@@ -295,10 +295,10 @@ describe("synthetic models from the CLI", () => {
             expect(model.info.chatTemplate).not.toBeNull();
             const n = 6;
             const turn1 = [{ role: "user", content: "Hi there" }];
-            const t1 = Array.from(await model.tokenize(model.applyChatTemplate(turn1), { parseSpecial: true }));
+            const t1 = Array.from(await model.tokenizeChat(turn1));
             const a1 = await apiGreedy(model, t1, n);
             const turn2 = [...turn1, { role: "assistant", content: a1.text }, { role: "user", content: "And then?" }];
-            const t2 = Array.from(await model.tokenize(model.applyChatTemplate(turn2), { parseSpecial: true }));
+            const t2 = Array.from(await model.tokenizeChat(turn2));
             const a2 = await apiGreedy(model, t2, n);
             const r = await run(["repl", file, "--greedy", "-n", String(n), "--threads", "1"], "Hi there\nAnd then?\n/stats\n");
             expect(r.code, r.stderr).toBe(0);

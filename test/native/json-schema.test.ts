@@ -1,6 +1,7 @@
-// jsonSchemaToGrammar: the grammar accepts JSON texts that are valid under the schema and
-// rejects invalid ones, checked with an independent GBNF recognizer (test/helpers); and
-// schemas it cannot follow exactly are refused, not silently loosened.
+// jsonSchemaToGrammar (llama.cpp's common/json-schema-to-grammar behind an up-front check):
+// the grammar accepts JSON texts that are valid under the schema and rejects invalid ones,
+// checked with an independent GBNF recognizer (test/helpers); and schemas it cannot follow
+// exactly are refused with a code, never silently loosened.
 import { describe, expect, it } from "vitest";
 import { jsonSchemaToGrammar } from "../../src/json-schema.js";
 import { gbnfAccepts } from "../helpers/gbnf-match.js";
@@ -84,25 +85,50 @@ describe("schemas → grammars that accept exactly the valid instances", () => {
     });
 });
 
+describe("what llama.cpp's converter adds over a hand-written subset", () => {
+    it("integer ranges, anchored patterns, formats, $ref, allOf, prefixItems", () => {
+        check({ type: "integer", minimum: 3, maximum: 12 }, [3, 7, 12], ["2", "13", "-1", "100"]);
+        check({ type: "string", pattern: "^[a-c]{2}[0-9]$" }, ["ab1", "cc9"], ['"ab"', '"abd"', '"ab12"']);
+        check({ type: "string", format: "date" }, ["2026-12-01"], ['"2026-13-01"', '"yesterday"']);
+        check({ type: "string", format: "uuid" }, ["123e4567-e89b-12d3-a456-426614174000"], ['"123e4567"']);
+        check({ $defs: { n: { type: "integer" } }, type: "array", items: { $ref: "#/$defs/n" } }, [[1, 2]], ['["a"]']);
+        check({ allOf: [{ type: "object", properties: { a: { type: "integer" } }, required: ["a"] }, { type: "object", properties: { b: { type: "string" } }, required: ["b"] }] }, [{ a: 1, b: "x" }], ['{"a":1}', '{"b":"x"}']);
+        check({ type: "array", prefixItems: [{ type: "string" }, { type: "integer" }], items: false }, [["a", 1]], ['[1,"a"]']);
+    });
+});
+
 describe("schemas it will not loosen", () => {
     it.each([
-        [{ type: "integer", minimum: 0 }, /minimum/],
-        [{ type: "string", pattern: "^a" }, /pattern/],
-        [{ $ref: "#/defs/x" }, /\$ref/],
-        [{ allOf: [{}] }, /allOf/],
-        [{ type: "object", additionalProperties: { type: "string" } }, /additionalProperties/],
+        [{ type: "number", minimum: 0 }, /minimum is enforced only on/],
+        [{ type: "string", pattern: "a+" }, /not anchored/],
+        [{ type: "string", format: "email" }, /format "email" cannot be enforced/],
+        [{ type: "integer", multipleOf: 3 }, /"multipleOf" cannot be enforced/],
+        [{ not: { type: "string" } }, /"not" cannot be enforced/],
+        [{ type: "object", patternProperties: { "^a": {} } }, /patternProperties/],
+        [{ type: "array", uniqueItems: true }, /uniqueItems/],
         [{ type: "array", items: [{ type: "string" }] }, /tuple/],
         [{ type: "array", minItems: 3, maxItems: 2 }, /maxItems/],
         [{ type: "string", minLength: 3, maxLength: 1 }, /maxLength/],
         [{ type: "date" }, /unknown type/],
         [{ enum: [] }, /enum/],
+        [{ const: 1n }, /bigint is not a JSON value/],
+        [{ type: "integer", minimum: 1.5 }, /integer/],
         [false, /no value/],
         ["string", /JSON schema/],
-    ] as [unknown, RegExp][])("%j", (schema, message) => {
+    ] as [unknown, RegExp][])("%s", (schema, message) => {
         expect(() => jsonSchemaToGrammar(schema)).toThrow(expect.objectContaining({ code: "ERR_INVALID_OPTION", message: expect.stringMatching(message) }));
     });
 
+    it("cycles and absurd depth are refused with a code, not a stack overflow", () => {
+        const cyclic: Record<string, unknown> = { type: "object", properties: {} };
+        (cyclic.properties as Record<string, unknown>).self = cyclic;
+        expect(() => jsonSchemaToGrammar(cyclic)).toThrow(expect.objectContaining({ code: "ERR_INVALID_OPTION", message: expect.stringMatching(/cycle/) }));
+        let deep: Record<string, unknown> = { type: "string" };
+        for (let i = 0; i < 20_000; i++) deep = { type: "array", items: deep };
+        expect(() => jsonSchemaToGrammar(deep)).toThrow(expect.objectContaining({ code: "ERR_INVALID_OPTION", message: expect.stringMatching(/deeper than 64/) }));
+    });
+
     it("annotations are fine", () => {
-        expect(() => jsonSchemaToGrammar({ title: "T", description: "d", type: "string", format: "email", default: "a", $schema: "x" })).not.toThrow();
+        expect(() => jsonSchemaToGrammar({ title: "T", description: "d", type: "string", format: "date-time", default: "a", $schema: "x", examples: ["b"] })).not.toThrow();
     });
 });

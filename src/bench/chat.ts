@@ -1,0 +1,119 @@
+// Chat benchmark: time to first token of a new turn after ~2K tokens of history. Three ways:
+// our ChatSession reusing the cached prefix, our ChatSession with the cache cleared before
+// each turn (everything re-evaluated), and node-llama-cpp's LlamaChatSession (same model file,
+// same template through its JinjaTemplateChatWrapper, same threads), in alternating rounds.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { loadModel } from "../model.js";
+import type { ChatMessage } from "../chat/messages.js";
+import { cachedSynthModel } from "../synth-cache.js";
+import { defaultVocabDir } from "../synth/index.js";
+import { interleavedMedianMs } from "./stats.js";
+
+export interface ChatBenchOptions {
+    threads: number;
+    /** Tokens of history before the measured turn. @default 2048 */
+    historyTokens?: number;
+    rounds?: number;
+    noPeer?: boolean;
+    cacheDir?: string;
+    log?: (line: string) => void;
+}
+
+export interface ChatBenchRow {
+    test: string;
+    unit: "ms";
+    llamafuse: number;
+    nodeLlamaCpp: number | null;
+    historyTokens: number;
+    reusedTokens: number;
+    evaluatedTokens: number;
+}
+
+/** A small Qwen2-shaped model (Qwen2.5's vocabulary and template), random weights. */
+export const CHAT_BENCH_MODEL = { architecture: "qwen2", vocab: "qwen2", layers: 4, embedding: 256, heads: 4, headsKv: 2, ff: 768, qkvBias: true, seed: 1 } as const;
+
+const FILLER = "The quick brown fox jumps over the lazy dog while the cat watches from the window sill. ";
+
+function history(turns: number): ChatMessage[] {
+    const out: ChatMessage[] = [{ role: "system", content: "You are a helpful assistant." }];
+    for (let i = 0; i < turns; i++) {
+        out.push({ role: "user", content: `Question ${i}: ${FILLER.repeat(2)}` });
+        out.push({ role: "assistant", content: `Answer ${i}: ${FILLER.repeat(2)}` });
+    }
+    return out;
+}
+
+export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]> {
+    const log = o.log ?? (() => {});
+    const file = await cachedSynthModel(CHAT_BENCH_MODEL, { dir: o.cacheDir, name: "bench-chat" });
+    const template = readFileSync(path.join(defaultVocabDir(), "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8");
+    const target = o.historyTokens ?? 2048;
+    const rounds = o.rounds ?? 5;
+    const model = await loadModel(file);
+    try {
+        // Grow the history until it renders to the target size.
+        let turns = 1;
+        while ((await model.tokenizeChat(history(turns), { template })).length < target) turns++;
+        const base = history(turns);
+        const baseTokens = (await model.tokenizeChat(base, { template })).length;
+        const contextSize = Math.ceil((baseTokens + 256) / 256) * 256;
+        log(`chat: ${baseTokens} tokens of history (${turns} turns), context ${contextSize}, ${o.threads} threads`);
+        const reuse = await model.createChatSession({ template, contextSize, threads: o.threads, batchSize: 512 });
+        const fresh = await model.createChatSession({ template, contextSize, threads: o.threads, batchSize: 512 });
+        let stats = { reusedTokens: 0, evaluatedTokens: 0 };
+        const firstToken = async (chat: typeof reuse, clear: boolean) => {
+            chat.history = base;
+            if (clear) await chat.context.kv.clear();
+            const it = chat.stream("One more question: what happens next?", { temperature: 0, maxTokens: 1 });
+            for (let r = await it.next(); ; r = await it.next()) {
+                if (r.done) {
+                    if (!clear) stats = r.value.stats;
+                    break;
+                }
+            }
+        };
+        await firstToken(reuse, false); // the reuse session's cache now holds the history
+        const tasks: Record<string, () => Promise<unknown>> = {
+            reuse: () => firstToken(reuse, false),
+            reevaluate: () => firstToken(fresh, true),
+        };
+        let peerDispose: (() => Promise<void>) | null = null;
+        if (!o.noPeer) {
+            const { getLlama, LlamaChatSession, JinjaTemplateChatWrapper, LlamaLogLevel } = await import("node-llama-cpp");
+            const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.disabled, progressLogs: false });
+            const pm = await llama.loadModel({ modelPath: file });
+            const pctx = await pm.createContext({ contextSize, threads: o.threads, batchSize: 512 });
+            const chatWrapper = new JinjaTemplateChatWrapper({ template });
+            const session = new LlamaChatSession({ contextSequence: pctx.getSequence(), chatWrapper, autoDisposeSequence: false });
+            const peerHistory = session.getChatHistory().slice(0, 0);
+            peerHistory.push({ type: "system", text: base[0]!.content as string });
+            for (let i = 1; i < base.length; i += 2) {
+                peerHistory.push({ type: "user", text: base[i]!.content as string });
+                peerHistory.push({ type: "model", response: [base[i + 1]!.content as string] });
+            }
+            const peerTurn = async () => {
+                session.setChatHistory(peerHistory);
+                await session.prompt("One more question: what happens next?", { maxTokens: 1, temperature: 0 });
+            };
+            await peerTurn();
+            tasks.peer = peerTurn;
+            peerDispose = async () => {
+                session.dispose();
+                await pctx.dispose();
+                await pm.dispose();
+            };
+        }
+        const ms = await interleavedMedianMs(tasks, rounds);
+        await peerDispose?.();
+        await reuse.dispose();
+        await fresh.dispose();
+        const peerMs = ms.peer ?? null;
+        return [
+            { test: `TTFT after ${baseTokens} tokens of history (reuse)`, unit: "ms", llamafuse: ms.reuse!, nodeLlamaCpp: peerMs, historyTokens: baseTokens, ...stats },
+            { test: `TTFT after ${baseTokens} tokens of history (re-evaluate all)`, unit: "ms", llamafuse: ms.reevaluate!, nodeLlamaCpp: peerMs, historyTokens: baseTokens, reusedTokens: 0, evaluatedTokens: stats.reusedTokens + stats.evaluatedTokens },
+        ];
+    } finally {
+        await model.dispose();
+    }
+}

@@ -1,0 +1,212 @@
+// ChatTemplates: one model's chat template, compiled once by llama.cpp's common/chat, and
+// the three things done with it: render messages (with the grammar and parser the format
+// needs for tool calls), tokenize the rendering so that message text never becomes control
+// tokens, and parse a reply into content, reasoning and tool calls.
+import { binding } from "../binding.js";
+import { LlamaError, callNative } from "../errors.js";
+import type { Model } from "../model.js";
+import { is } from "../validate.js";
+import { messageText, type ChatMessage, type ChatTool } from "./messages.js";
+import type { NativeChatParsed, NativeChatRender, NativeChatTemplates } from "./native.js";
+
+export interface RenderRequest {
+    messages: ChatMessage[];
+    tools?: ChatTool[];
+    toolChoice?: "auto" | "none" | "required";
+    addGenerationPrompt?: boolean;
+    /** Constrain the reply to this JSON schema (a grammar comes back in the render). */
+    jsonSchema?: unknown;
+    parallelToolCalls?: boolean;
+    /** Reasoning models: let the model think (templates that support switching it off). @default true */
+    enableThinking?: boolean;
+    /** Extra variables for the template (chat_template_kwargs). */
+    kwargs?: Record<string, unknown>;
+    /** The time strftime_now() renders. @default Date.now() */
+    now?: number;
+}
+
+export interface RenderedChat extends NativeChatRender {
+    /** The prompt as segments: template text (may hold control tokens) and message text (never does). */
+    segments: string[];
+    plain: boolean[];
+}
+
+/** How a template option is resolved against the model. */
+export type TemplateSpec = { kind: "model" } | { kind: "variant"; name: string } | { kind: "builtin"; name: string } | { kind: "jinja"; source: string };
+
+export function resolveTemplateSpec(model: Model, template: string | undefined): TemplateSpec {
+    if (template === undefined) return { kind: "model" };
+    if (!is.string(template) || template.length === 0) throw new LlamaError("ERR_INVALID_OPTION", `Expected a template name or Jinja source for template but received ${String(template)}`);
+    if (is.string(model.info.metadata[`tokenizer.chat_template.${template}`])) return { kind: "variant", name: template };
+    if (!template.includes("{") && binding().chatBuiltinTemplates().includes(template)) return { kind: "builtin", name: template };
+    if (!template.includes("{")) {
+        throw new LlamaError("ERR_NO_CHAT_TEMPLATE", `"${template}" is neither a chat template variant of this model, a llama.cpp built-in template name (${binding().chatBuiltinTemplates().join(", ")}) nor Jinja source`);
+    }
+    return { kind: "jinja", source: template };
+}
+
+// Private-use characters (plane 15) with a per-process nonce: text no template produces.
+const NONCE = Math.random().toString(36).slice(2, 10);
+const SENTINEL_OPEN = `\u{FFF70}${NONCE}#`;
+const SENTINEL_CLOSE = "\u{FFF71}";
+const SENTINEL_RE = new RegExp(`${SENTINEL_OPEN}(\\d+)${SENTINEL_CLOSE}`, "gu");
+
+export class ChatTemplates {
+    readonly #native: NativeChatTemplates;
+    readonly #model: Model;
+    #controlTexts: string[] | null = null;
+
+    private constructor(native: NativeChatTemplates, model: Model) {
+        this.#native = native;
+        this.#model = model;
+    }
+
+    static async create(model: Model, spec: TemplateSpec): Promise<ChatTemplates> {
+        let source = "";
+        let builtin = false;
+        if (spec.kind === "model") {
+            const own = model.info.metadata["tokenizer.chat_template"];
+            if (!is.string(own) || own === "") {
+                throw new LlamaError("ERR_NO_CHAT_TEMPLATE", 'the model has no chat template (tokenizer.chat_template): pass one as { template: "<jinja source>" } or a llama.cpp built-in name such as "chatml"');
+            }
+            source = own;
+        } else if (spec.kind === "variant") source = model.info.metadata[`tokenizer.chat_template.${spec.name}`] as string;
+        else if (spec.kind === "builtin") {
+            source = spec.name;
+            builtin = true;
+        } else source = spec.source;
+        const nativeModel = model.native;
+        const native = await model.track(callNative(() => binding().NativeChatTemplates.create(nativeModel, { source, builtin })));
+        return new ChatTemplates(native, model);
+    }
+
+    /** The Jinja source in use (a built-in template's name for a built-in one). */
+    get source(): string {
+        return this.#native.source();
+    }
+
+    /** What llama.cpp's engine found the template to support (system role, tools, ...). */
+    get caps(): Record<string, boolean> {
+        return this.#native.caps();
+    }
+
+    /** Renders with llama.cpp's engine: the prompt and everything that goes with its format. */
+    async apply(req: RenderRequest): Promise<NativeChatRender> {
+        const json = JSON.stringify({
+            messages: req.messages,
+            tools: req.tools?.length ? req.tools : undefined,
+            toolChoice: req.toolChoice ?? "auto",
+            addGenerationPrompt: req.addGenerationPrompt ?? true,
+            jsonSchema: req.jsonSchema,
+            parallelToolCalls: req.parallelToolCalls ?? false,
+            enableThinking: req.enableThinking ?? true,
+            kwargs: req.kwargs,
+            nowMs: req.now ?? Date.now(),
+        });
+        return JSON.parse(await this.#model.track(callNative(() => this.#native.apply(json)))) as NativeChatRender;
+    }
+
+    /**
+     * Renders and splits the prompt into template text and message text. Message strings are
+     * rendered once as sentinels to find where each lands; the split is accepted only when
+     * putting the real strings back (as given, or trimmed as many templates do) gives exactly
+     * the real rendering. Otherwise the whole prompt is one template segment, which is safe
+     * only when no message holds control-token text; when one does, this throws.
+     */
+    async render(req: RenderRequest): Promise<RenderedChat> {
+        const strings: string[] = [];
+        const mark = (s: string): string => {
+            strings.push(s);
+            return `${SENTINEL_OPEN}${strings.length - 1}${SENTINEL_CLOSE}`;
+        };
+        const marked = req.messages.map((m) => ({
+            ...m,
+            ...(is.string(m.content) ? { content: mark(m.content) } : {}),
+            ...(Array.isArray(m.content) ? { content: m.content.map((p) => ({ type: "text" as const, text: mark(p.text) })) } : {}),
+            ...(m.reasoning_content !== undefined ? { reasoning_content: mark(m.reasoning_content) } : {}),
+        }));
+        const [real, sentinel] = await Promise.all([this.apply(req), this.apply({ ...req, messages: marked })]);
+        const split = alignSegments(real.prompt, sentinel.prompt, strings);
+        if (split) return { ...real, ...split };
+        const control = this.controlTokenTexts();
+        const unsafe = req.messages.find((m) => control.some((t) => messageText(m).includes(t) || (m.reasoning_content ?? "").includes(t)));
+        if (unsafe) {
+            throw new LlamaError("ERR_UNSAFE_PROMPT", "a message holds control-token text and this template transforms message text in a way that hides where it lands, so it cannot be kept out of the control tokens");
+        }
+        return { ...real, segments: [real.prompt], plain: [false] };
+    }
+
+    /** Tokens of rendered segments: control tokens only from template text. */
+    tokenize(rendered: Pick<RenderedChat, "segments" | "plain">, addSpecial = true): Promise<Int32Array> {
+        const nativeModel = this.#model.native;
+        return this.#model.track(callNative(() => this.#native.tokenizeSegments(nativeModel, rendered.segments, rendered.plain, addSpecial)));
+    }
+
+    /** Parses a reply with the format's own parser (partial: the reply may still grow). */
+    async parse(text: string, render: NativeChatRender, options: { partial?: boolean; parseToolCalls?: boolean; parseReasoning?: boolean } = {}): Promise<NativeChatParsed> {
+        const params = JSON.stringify({
+            format: render.format,
+            generationPrompt: render.generationPrompt,
+            parser: render.parser,
+            parseToolCalls: options.parseToolCalls ?? true,
+            parseReasoning: options.parseReasoning ?? true,
+        });
+        return JSON.parse(await this.#model.track(callNative(() => this.#native.parse(text, options.partial ?? false, params)))) as NativeChatParsed;
+    }
+
+    controlTokenTexts(): string[] {
+        return (this.#controlTexts ??= this.#native.controlTokenTexts());
+    }
+
+    dispose(): void {
+        this.#native.dispose();
+    }
+}
+
+/**
+ * llama.cpp's grammars for a required tool call let free text come first
+ * (`root ::= <opening> <thinking>? until-N? tool-calls`), so a model may talk until it runs
+ * out of tokens without ever calling. With a call required, the reply is held to the
+ * thinking block (where the format has one) and the calls: the optional free text right
+ * before them is removed. Grammars of another shape are returned unchanged.
+ */
+export function requireToolCallsNow(grammar: string): string {
+    return grammar.replace(/^(root ::= .*?)\s+until-\d+\?(\s+tool-calls?)\s*$/m, "$1$2");
+}
+
+/**
+ * Splits `real` into template and message segments using the sentinel rendering, or returns
+ * null when the real strings cannot be put back to reproduce `real` exactly.
+ */
+export function alignSegments(real: string, sentinel: string, strings: string[]): { segments: string[]; plain: boolean[] } | null {
+    const parts = sentinel.split(SENTINEL_RE); // [tmpl, id, tmpl, id, ..., tmpl]
+    const segments: string[] = [];
+    const plain: boolean[] = [];
+    let pos = 0;
+    const pushTemplate = (t: string): boolean => {
+        if (!real.startsWith(t, pos)) return false;
+        if (t.length > 0) {
+            segments.push(t);
+            plain.push(false);
+        }
+        pos += t.length;
+        return true;
+    };
+    if (!pushTemplate(parts[0]!)) return null;
+    for (let k = 1; k < parts.length; k += 2) {
+        const s = strings[Number(parts[k])];
+        if (s === undefined) return null;
+        const next = parts[k + 1]!;
+        // Templates often trim message text; try the string as given first.
+        const candidates = [s, s.trim(), s.trimStart(), s.trimEnd()];
+        const c = candidates.find((v) => real.startsWith(v, pos) && real.startsWith(next, pos + v.length));
+        if (c === undefined) return null;
+        if (c.length > 0) {
+            segments.push(c);
+            plain.push(true);
+        }
+        pos += c.length;
+        if (!pushTemplate(next)) return null;
+    }
+    return pos === real.length ? { segments, plain } : null;
+}

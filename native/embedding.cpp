@@ -6,7 +6,9 @@
 
 #include "gguf.h"
 
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <string>
 
 namespace llamafuse {
@@ -200,32 +202,46 @@ void NativeEmbeddingContext::embed(const std::vector<llama_token> & tokens, cons
                                    const int32_t * abort_flag) {
     const size_t n = offsets.size() - 1;
     auto aborted = [&]() { return abort_flag && __atomic_load_n(abort_flag, __ATOMIC_ACQUIRE) != 0; };
+    auto len_of = [&](size_t k) { return offsets[k + 1] - offsets[k]; };
     abort_flag_ = abort_flag;
     clear_memory();
-    size_t next = 0;
-    while (next < n) {
+    // First-fit decreasing: longest texts first, each batch topped up with the longest that
+    // still fit. Fewer, fuller batches than packing in input order; the results do not depend
+    // on the packing (each text is its own sequence and the memory is cleared per batch).
+    std::vector<size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return len_of(a) > len_of(b); });
+    std::vector<uint8_t> done(n, 0);
+    std::vector<size_t> members; // this batch's texts; sequence id = position here
+    size_t first_left = 0;       // first index of `order` not yet embedded
+    while (first_left < n) {
         if (aborted()) {
             abort_flag_ = nullptr;
             throw CodedError("ERR_ABORTED", "embedding was aborted");
         }
-        // Pack whole texts, in order, one sequence each, while they fit in one batch.
-        const size_t first = next;
+        members.clear();
         batch_.n_tokens = 0;
-        while (next < n && next - first < n_seq_) {
-            const uint32_t len = offsets[next + 1] - offsets[next];
-            if ((uint32_t) batch_.n_tokens + len > n_batch_) break;
-            const llama_seq_id s = (llama_seq_id) (next - first);
+        for (size_t o = first_left; o < n && members.size() < n_seq_; ++o) {
+            const size_t k = order[o];
+            if (done[k]) continue;
+            const uint32_t room = n_batch_ - (uint32_t) batch_.n_tokens;
+            if (len_of(order[n - 1]) > room) break; // not even the shortest fits
+            const uint32_t len = len_of(k);
+            if (len > room) continue;
+            const llama_seq_id s = (llama_seq_id) members.size();
             for (uint32_t j = 0; j < len; ++j) {
                 const int32_t b = batch_.n_tokens++;
-                batch_.token[b] = tokens[offsets[next] + j];
+                batch_.token[b] = tokens[offsets[k] + j];
                 batch_.pos[b] = (llama_pos) j;
                 batch_.n_seq_id[b] = 1;
                 batch_.seq_id[b][0] = s;
                 batch_.logits[b] = 1;
             }
-            ++next;
+            done[k] = 1;
+            members.push_back(k);
         }
-        if (next == first) {
+        while (first_left < n && done[order[first_left]]) ++first_left;
+        if (members.empty()) {
             abort_flag_ = nullptr;
             throw CodedError("ERR_INVALID_BATCH", "a text is longer than the batch size"); // src/embed validates this first
         }
@@ -239,8 +255,9 @@ void NativeEmbeddingContext::embed(const std::vector<llama_token> & tokens, cons
             throw CodedError("ERR_DECODE", "llama_decode failed with " + std::to_string(r) + (why.empty() ? std::string() : ": " + why));
         }
         int32_t row = 0; // this batch's output row of the current token (pooling none)
-        for (size_t k = first; k < next; ++k) {
-            const llama_seq_id s = (llama_seq_id) (k - first);
+        for (size_t m = 0; m < members.size(); ++m) {
+            const size_t k = members[m];
+            const llama_seq_id s = (llama_seq_id) m;
             if (pooling_ == LLAMA_POOLING_TYPE_NONE) {
                 const uint32_t len = offsets[k + 1] - offsets[k];
                 for (uint32_t j = 0; j < len; ++j, ++row) {

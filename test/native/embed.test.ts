@@ -204,17 +204,35 @@ describe("parity with node-llama-cpp on the same files", () => {
 });
 
 describe("batching", () => {
-    it("a text alone equals the same text in a batch of 64 (within 1e-5), bert and llama", async () => {
+    // Not bit-exact, and not within 1e-5: llama.cpp's kernels change path with the batch size
+    // (ggml's flash attention goes tiled from Q_TILE queries, Q in f32 instead of f16; ours from
+    // 16 rows), and ggml's GELU is an f16 table that turns an ulp of difference upstream into an
+    // f16 ulp. Measured, alone vs in 64 (max abs, unit vectors): bert 6.1e-5 fused / 1.9e-4
+    // ggml, nomic-bert 1.6e-5 / 1.1e-4, llama 6.4e-5 / 3.9e-4. A leak between sequences
+    // (a wrong mask, a shared position) shows as 1e-2 and more.
+    it("a text alone equals the same text in a batch of 64 (within 2e-4, measured 6.4e-5), bert and llama", async () => {
         for (const model of [bert, llama]) {
             const ectx = await model.createEmbeddingContext({ threads: 2, sequences: 64, batchSize: 4096 });
             const texts = Array.from({ length: 64 }, (_, i) => `${TEXTS[i % TEXTS.length]} (${i}) ${"more words ".repeat(i % 7)}`);
             const together = await ectx.embed(texts);
-            for (const i of [0, 17, 63]) {
+            for (let i = 0; i < 64; i += 7) {
                 const [alone] = await ectx.embed([texts[i]!]);
-                expect(maxAbsDiff(alone!, together[i]!), `${model.info.architecture} text ${i}`).toBeLessThanOrEqual(1e-5);
+                expect(maxAbsDiff(alone!, together[i]!), `${model.info.architecture} text ${i}`).toBeLessThanOrEqual(2e-4);
             }
             await ectx.dispose();
         }
+    });
+
+    it("on the batched path a text's vector does not depend on its neighbours at all (llama, fused attention: bit-exact)", async () => {
+        const ectx = await llama.createEmbeddingContext({ threads: 2, sequences: 64, batchSize: 4096 });
+        const texts = Array.from({ length: 64 }, (_, i) => `${TEXTS[i % TEXTS.length]} (${i}) ${"more words ".repeat(i % 7)}`);
+        const other = Array.from({ length: 63 }, (_, i) => `other ${i} ${"filler text ".repeat(i % 11)}`);
+        const a = await ectx.embed(texts);
+        for (const i of [0, 20, 41, 63]) {
+            const b = await ectx.embed([...other.slice(0, 30), texts[i]!, ...other.slice(30)]);
+            expect(maxAbsDiff(a[i]!, b[30]!), `text ${i}`).toBe(0);
+        }
+        await ectx.dispose();
     });
 
     it("more texts than fit one batch are split across decodes, in order", async () => {
@@ -223,7 +241,8 @@ describe("batching", () => {
         const texts = Array.from({ length: 20 }, (_, i) => TEXTS[i % TEXTS.length]!);
         const a = await small.embed(texts);
         const b = await big.embed(texts);
-        for (let i = 0; i < texts.length; i++) expect(maxAbsDiff(a[i]!, b[i]!)).toBeLessThanOrEqual(1e-5);
+        // different batch sizes take different kernel paths: the bound above, not bit-exact
+        for (let i = 0; i < texts.length; i++) expect(maxAbsDiff(a[i]!, b[i]!)).toBeLessThanOrEqual(2e-4);
         await Promise.all([small.dispose(), big.dispose()]);
     });
 

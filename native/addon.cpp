@@ -5,7 +5,6 @@
 #include "chat_templates.h"
 #include "context.h"
 #include "embedding.h"
-#include "generate.h"
 #include "log.h"
 #include "model.h"
 #include "rpc.h"
@@ -43,7 +42,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("NativeChatTemplates", NativeChatTemplates::define(env));
     exports.Set("jsonSchemaToGrammar", Napi::Function::New(env, json_schema_to_gbnf));
     exports.Set("chatBuiltinTemplates", Napi::Function::New(env, chat_builtin_templates));
-    exports.Set("generate", Napi::Function::New(env, generate_start));
     exports.Set("NativeScheduler", NativeScheduler::define(env));
     exports.Set("systemInfo", Napi::Function::New(env, SystemInfo));
     exports.Set("supportsMmap", Napi::Boolean::New(env, llama_supports_mmap()));

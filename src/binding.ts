@@ -119,15 +119,6 @@ export interface NativeSampler {
     dispose(): void;
 }
 
-export interface NativeGenerateOptions {
-    maxTokens: number;
-    stopOnEog: boolean;
-    resetSampler: boolean;
-    acceptPrompt: boolean;
-}
-
-export type NativeGenerateReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull";
-
 export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBinding, NativeChatBinding, NativeSchedulerBinding, NativeRpcBinding {
     NativeModel: {
         load(path: string, o: NativeModelLoadOptions): Promise<{ model: NativeModel; info: NativeModelInfo }>;
@@ -145,16 +136,6 @@ export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBi
     NativeSampler: {
         create(model: NativeModel, config: { stages: NativeSamplerStage[]; grammar: string | null }): Promise<NativeSampler>;
     };
-    /** ctrl: shared Int32Array [abort, stop]; onTokens gets batches as they come. */
-    generate(
-        context: NativeContext,
-        sampler: NativeSampler,
-        prompt: Int32Array,
-        seq: number,
-        options: NativeGenerateOptions,
-        ctrl: Int32Array,
-        onTokens: (tokens: Int32Array) => void,
-    ): Promise<{ reason: NativeGenerateReason; tail: Int32Array; generated: number }>;
     systemInfo(): string;
     supportsMmap: boolean;
     supportsGpuOffload: boolean;

@@ -74,9 +74,11 @@ export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]>
             }
         };
         await firstToken(reuse, false); // the reuse session's cache now holds the history
+        // async functions: tinybench calls any other function once at add() to see whether it
+        // returns a promise, which would start a turn outside the timing.
         const tasks: Record<string, () => Promise<unknown>> = {
-            reuse: () => firstToken(reuse, false),
-            reevaluate: () => firstToken(fresh, true),
+            reuse: async () => firstToken(reuse, false),
+            reevaluate: async () => firstToken(fresh, true),
         };
         let peerDispose: (() => Promise<void>) | null = null;
         if (!o.noPeer) {
@@ -97,7 +99,7 @@ export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]>
                 await session.prompt("One more question: what happens next?", { maxTokens: 1, temperature: 0 });
             };
             await peerTurn();
-            tasks.peer = peerTurn;
+            tasks.peer = async () => peerTurn();
             peerDispose = async () => {
                 session.dispose();
                 await pctx.dispose();

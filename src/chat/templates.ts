@@ -6,7 +6,7 @@ import { binding } from "../binding.js";
 import { LlamaError, callNative } from "../errors.js";
 import type { Model } from "../model.js";
 import { is } from "../validate.js";
-import { messageText, type ChatMessage, type ChatTool } from "./messages.js";
+import type { ChatMessage, ChatTool } from "./messages.js";
 import type { NativeChatParsed, NativeChatRender, NativeChatTemplates } from "./native.js";
 
 export interface RenderRequest {
@@ -54,7 +54,7 @@ const SENTINEL_RE = new RegExp(`${SENTINEL_OPEN}(\\d+)${SENTINEL_CLOSE}`, "gu");
 export class ChatTemplates {
     readonly #native: NativeChatTemplates;
     readonly #model: Model;
-    #controlTexts: string[] | null = null;
+    #control: ControlTextIndex | null = null;
 
     private constructor(native: NativeChatTemplates, model: Model) {
         this.#native = native;
@@ -107,30 +107,38 @@ export class ChatTemplates {
     }
 
     /**
-     * Renders and splits the prompt into template text and message text. Message strings are
-     * rendered once as sentinels to find where each lands; the split is accepted only when
-     * putting the real strings back (as given, or trimmed as many templates do) gives exactly
-     * the real rendering. Otherwise the whole prompt is one template segment, which is safe
-     * only when no message holds control-token text; when one does, this throws.
+     * Renders and splits the prompt into template text and message text. When no message
+     * string holds control-token text, or could complete one with the template text beside
+     * it, tokenizing the whole rendering as template text gives the same tokens, and one
+     * render is enough. Otherwise message strings are rendered once more as sentinels to find
+     * where each lands; the split is accepted only when putting the real strings back (as
+     * given, or trimmed as many templates do) gives exactly the real rendering. When it is
+     * not, and a message holds control-token text, this throws rather than let it through.
      */
     async render(req: RenderRequest): Promise<RenderedChat> {
+        const index = this.#controlIndex();
         const strings: string[] = [];
-        const mark = (s: string): string => {
-            strings.push(s);
-            return `${SENTINEL_OPEN}${strings.length - 1}${SENTINEL_CLOSE}`;
-        };
+        for (const m of req.messages) {
+            if (is.string(m.content)) strings.push(m.content);
+            else if (Array.isArray(m.content)) strings.push(...m.content.map((p) => p.text));
+            if (m.reasoning_content !== undefined) strings.push(m.reasoning_content);
+        }
+        if (!strings.some((x) => index.touches(x))) {
+            const real = await this.apply(req);
+            return { ...real, segments: [real.prompt], plain: [false] };
+        }
+        let n = 0;
+        const mark = (): string => `${SENTINEL_OPEN}${n++}${SENTINEL_CLOSE}`;
         const marked = req.messages.map((m) => ({
             ...m,
-            ...(is.string(m.content) ? { content: mark(m.content) } : {}),
-            ...(Array.isArray(m.content) ? { content: m.content.map((p) => ({ type: "text" as const, text: mark(p.text) })) } : {}),
-            ...(m.reasoning_content !== undefined ? { reasoning_content: mark(m.reasoning_content) } : {}),
+            ...(is.string(m.content) ? { content: mark() } : {}),
+            ...(Array.isArray(m.content) ? { content: m.content.map(() => ({ type: "text" as const, text: mark() })) } : {}),
+            ...(m.reasoning_content !== undefined ? { reasoning_content: mark() } : {}),
         }));
         const [real, sentinel] = await Promise.all([this.apply(req), this.apply({ ...req, messages: marked })]);
         const split = alignSegments(real.prompt, sentinel.prompt, strings);
         if (split) return { ...real, ...split };
-        const control = this.controlTokenTexts();
-        const unsafe = req.messages.find((m) => control.some((t) => messageText(m).includes(t) || (m.reasoning_content ?? "").includes(t)));
-        if (unsafe) {
+        if (strings.some((x) => index.contains(x))) {
             throw new LlamaError("ERR_UNSAFE_PROMPT", "a message holds control-token text and this template transforms message text in a way that hides where it lands, so it cannot be kept out of the control tokens");
         }
         return { ...real, segments: [real.prompt], plain: [false] };
@@ -154,12 +162,53 @@ export class ChatTemplates {
         return JSON.parse(await this.#model.track(callNative(() => this.#native.parse(text, options.partial ?? false, params)))) as NativeChatParsed;
     }
 
-    controlTokenTexts(): string[] {
-        return (this.#controlTexts ??= this.#native.controlTokenTexts());
+    #controlIndex(): ControlTextIndex {
+        return (this.#control ??= new ControlTextIndex(this.#native.controlTokenTexts()));
     }
 
     dispose(): void {
         this.#native.dispose();
+    }
+}
+
+/** The vocabulary's control-token texts, for asking whether a message string could produce one. */
+export class ControlTextIndex {
+    readonly #byFirst = new Map<string, string[]>();
+    readonly #prefixes = new Set<string>();
+    readonly #suffixes = new Set<string>();
+    readonly #maxLength: number;
+
+    constructor(texts: string[]) {
+        let max = 0;
+        for (const t of texts) {
+            max = Math.max(max, t.length);
+            const list = this.#byFirst.get(t[0]!) ?? [];
+            list.push(t);
+            this.#byFirst.set(t[0]!, list);
+            for (let k = 1; k < t.length; k++) {
+                this.#prefixes.add(t.slice(0, k));
+                this.#suffixes.add(t.slice(t.length - k));
+            }
+        }
+        this.#maxLength = max;
+    }
+
+    /** s holds a control token's text. */
+    contains(s: string): boolean {
+        for (let i = 0; i < s.length; i++) {
+            const list = this.#byFirst.get(s[i]!);
+            if (list?.some((t) => s.startsWith(t, i))) return true;
+        }
+        return false;
+    }
+
+    /** s holds one, or ends with the start of one, or starts with the end of one (it could complete one with adjacent text). */
+    touches(s: string): boolean {
+        if (this.contains(s)) return true;
+        for (let k = 1; k < Math.min(this.#maxLength, s.length + 1); k++) {
+            if (this.#prefixes.has(s.slice(s.length - k)) || this.#suffixes.has(s.slice(0, k))) return true;
+        }
+        return false;
     }
 }
 

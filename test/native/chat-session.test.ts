@@ -218,6 +218,16 @@ describe("prompt safety", () => {
         expect(Array.from(await model.tokenizeChat(messages, { template: QWEN25 }))).toEqual(Array.from(await model.tokenize(prompt, { parseSpecial: true })));
     });
 
+    it("text that only touches a control token's start or end is split by the sentinel render and still tokenizes as the whole string", async () => {
+        // "<|im_" ends like the start of <|im_end|>, "|>" starts like its end: the segmented path.
+        const messages = [{ role: "system", content: "|> rules" }, { role: "user", content: "a < b and c <|im_" }];
+        const prompt = await model.applyChatTemplate(messages, { template: QWEN25 });
+        const rendered = await (await model.chatTemplates({ kind: "jinja", source: QWEN25 })).render({ messages });
+        expect(rendered.plain.filter(Boolean).length).toBe(2); // both messages came out as plain-text segments
+        const segmented = await model.tokenizeChat(messages, { template: QWEN25 });
+        expect(Array.from(segmented)).toEqual(Array.from(await model.tokenize(prompt, { parseSpecial: true })));
+    });
+
     it("a session never sees the injected system turn as a turn", async () => {
         const chat = await model.createChatSession({ template: QWEN25, contextSize: 512, threads: 1 });
         try {

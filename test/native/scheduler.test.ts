@@ -220,6 +220,34 @@ describe("sequence ownership, cancellation and dispose", () => {
         expect(c.disposed).toBe(true);
     });
 
+    it("stop strings are matched inside the loop: decoding ends at the completing token, with no overshoot to trim", async () => {
+        // The reference runs with the same batch composition as the run under test (two streams
+        // in every step up to the stop), so its tokens are the same bits, not just near ties.
+        const [reference] = await Promise.all([0, 1].map((s) => collect(ctx.generate(prompt, { temperature: 0, maxTokens: 60, stopOnEog: false, sequence: s }))));
+        const alone = reference!;
+        await ctx.kv.clear();
+        const stop = alone.text.slice(40, 47); // starts and ends inside tokens, most likely
+        const at = alone.text.indexOf(stop);
+        const pieces = model.tokenPieces(alone.tokens).map((p) => new TextDecoder().decode(p));
+        let len = 0, k = 0;
+        while (len < at + stop.length) len += pieces[k++]!.length; // tokens through the one completing the stop
+        await ctx.kv.clear();
+        const before = ctx.schedulerStats()!;
+        const [stopped, other] = await Promise.all([
+            collect(ctx.generate(prompt, { temperature: 0, maxTokens: 60, stopOnEog: false, stop, sequence: 0 })),
+            collect(ctx.generate(prompt, { temperature: 0, maxTokens: 60, stopOnEog: false, sequence: 1 })),
+        ]);
+        const after = ctx.schedulerStats()!;
+        expect(stopped.text).toBe(alone.text.slice(0, at));
+        expect(other.tokens.length).toBe(60); // the other stream is not affected (its later steps hold one token: near ties allowed)
+        await expectSameOrNearTie(ctx, 1, prompt, alone.tokens, other.tokens);
+        // Every decode: both prompts, k tokens of the stopped stream, 60 of the other. Nothing more.
+        expect(after.decodedTokens - before.decodedTokens).toBe(2 * prompt.length + k + 60);
+        expect((await ctx.kv.positions(0)).max).toBe(prompt.length + k - 1);
+        expect(Array.from(ctx.kv.tokens(0)!)).toEqual([...prompt, ...alone.tokens.slice(0, k)]);
+        await ctx.kv.clear();
+    });
+
     it("abort ends only its own stream", async () => {
         const ac = new AbortController();
         let n = 0;

@@ -25,6 +25,9 @@ public:
     // ---- used by workers (off the main thread, while busy_ is held) ----
     llama_context * ctx() const { return ctx_; }
     const llama_vocab * vocab() const { return vocab_; }
+    // False for a model whose vocabulary is of type "none" (or empty): llama.cpp's piece and
+    // attribute lookups GGML_ASSERT on it, so text must not be asked of its tokens.
+    bool has_tokenizer() const { return model_ && model_->has_tokenizer(); }
     int32_t n_vocab() const { return n_vocab_; }
     uint32_t n_ctx() const { return n_ctx_; }
     uint32_t n_seq() const { return n_seq_; }

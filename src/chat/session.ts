@@ -10,7 +10,8 @@ import { SAMPLING_KEYS, type SamplingOptions } from "../sampling.js";
 import { checkKnownKeys, invalidOption, is, optBool, optEnum, optInt, optSignal, optionsObject } from "../validate.js";
 import { normalizeMessage, normalizeMessages, normalizeTools, resolveToolChoice, type ChatMessage, type ChatTool, type ToolChoice } from "./messages.js";
 import type { NativeChatParsed } from "./native.js";
-import { requireToolCallsNow, type ChatTemplates, type RenderedChat, type RenderRequest } from "./templates.js";
+import { replyConstraints } from "./constraints.js";
+import type { ChatTemplates, RenderedChat, RenderRequest } from "./templates.js";
 
 export interface ChatSessionOptions extends ContextOptions {
     /** A system prompt, kept through context shifts. */
@@ -221,20 +222,12 @@ export class ChatSession {
                 jsonSchema: o.jsonSchema,
             };
             const { rendered, tokens, dropped } = await this.#fit(req, maxTokens);
-            const grammar = (choice.mode === "required" && rendered.grammar && !rendered.grammarLazy ? requireToolCallsNow(rendered.grammar) : rendered.grammar) || (o.grammar as string | undefined);
-            const triggers = rendered.grammarLazy && rendered.grammar ? {
-                patterns: rendered.grammarTriggers.filter((t) => t.type !== "token").map((t) => triggerPattern(t)),
-                tokens: rendered.grammarTriggers.filter((t) => t.type === "token").map((t) => t.token),
-            } : undefined;
-            delete sampling.jsonSchema;
-            // A forced tool-call or output-format grammar starts with the assistant turn's
-            // opening, which the prompt already ends with: the grammar is advanced past it.
-            const prefix = rendered.grammar && !triggers ? await this.#generationPromptTokens(rendered.generationPrompt) : [];
+            // The template's grammar covers a JSON schema when it makes one; otherwise the schema stays.
+            if (rendered.grammar) delete sampling.jsonSchema;
+            const constraints = await replyConstraints(this.#model, rendered, { required: choice.mode === "required" });
             const steps = this.context.generate(tokens, {
                 ...sampling,
-                ...(grammar ? { grammar } : {}),
-                ...(triggers ? { grammarTriggers: triggers } : {}),
-                ...(prefix.length ? { grammarPrefix: prefix } : {}),
+                ...constraints,
                 sequence: this.sequence,
                 maxTokens,
                 stop: [...rendered.additionalStops, ...(userStops as string[])],
@@ -329,19 +322,6 @@ export class ChatSession {
         return this.dispose();
     }
 
-    /**
-     * The generation prompt's tokens as llama.cpp's common/sampling feeds them to a grammar:
-     * template text (special tokens parsed), without a leading whitespace piece the tokenizer
-     * may put before a first special token.
-     */
-    async #generationPromptTokens(text: string): Promise<number[]> {
-        if (text === "") return [];
-        const tokens = Array.from(await this.#model.tokenize(text, { addSpecial: false, parseSpecial: true }));
-        const first = tokens.length ? new TextDecoder().decode(this.#model.tokenPieces([tokens[0]!], { special: true })[0]) : "";
-        if (/^\s/.test(first) && !/^\s/.test(text)) tokens.shift();
-        return tokens;
-    }
-
     #checkIdle(): void {
         if (this.#disposed || this.context.disposed) throw disposedError("chat session");
         if (this.#busy) throw new LlamaError("ERR_BUSY", "the chat session is answering; wait for the reply (or abort it) first");
@@ -398,16 +378,6 @@ function toMessages(message: unknown): ChatMessage[] {
         return message.map((m, i) => normalizeMessage(m, `message[${i}]`));
     }
     return [normalizeMessage(message, "message")];
-}
-
-/** A trigger as the regular expression llama.cpp's lazy grammar takes (as common/sampling does). */
-function triggerPattern(t: { type: string; value: string }): string {
-    if (t.type === "word") return t.value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-    if (t.type === "patternFull") {
-        if (t.value === "") return "^$";
-        return (t.value.startsWith("^") ? "" : "^") + t.value + (t.value.endsWith("$") ? "" : "$");
-    }
-    return t.value;
 }
 
 /**

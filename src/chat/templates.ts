@@ -213,17 +213,6 @@ export class ControlTextIndex {
 }
 
 /**
- * llama.cpp's grammars for a required tool call let free text come first
- * (`root ::= <opening> <thinking>? until-N? tool-calls`), so a model may talk until it runs
- * out of tokens without ever calling. With a call required, the reply is held to the
- * thinking block (where the format has one) and the calls: the optional free text right
- * before them is removed. Grammars of another shape are returned unchanged.
- */
-export function requireToolCallsNow(grammar: string): string {
-    return grammar.replace(/^(root ::= .*?)\s+until-\d+\?(\s+tool-calls?)\s*$/m, "$1$2");
-}
-
-/**
  * Splits `real` into template and message segments using the sentinel rendering, or returns
  * null when the real strings cannot be put back to reproduce `real` exactly.
  */

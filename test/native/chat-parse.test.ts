@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type Model } from "../../src/index.js";
-import { requireToolCallsNow } from "../../src/chat/templates.js";
+import { requireToolCallsNow } from "../../src/chat/constraints.js";
 import { vocabDir } from "../helpers/models.js";
 
 // test-chat.cpp's special_function_tool and its expected call.

@@ -152,6 +152,19 @@ describe("tool calls", () => {
         }
     }, 120_000);
 
+    it("jsonSchema: the reply is JSON valid under the schema (the template's output-format grammar)", async () => {
+        const chat = await model.createChatSession({ template: QWEN25, contextSize: 1024, threads: 1 });
+        try {
+            const schema = { type: "object", properties: { n: { type: "integer", minimum: 0, maximum: 99 }, ok: { type: "boolean" } }, required: ["n", "ok"] };
+            const r = await chat.send("JSON please", { jsonSchema: schema, seed: 5, maxTokens: 80 });
+            const v = JSON.parse(r.text) as { n: number; ok: boolean };
+            expect(Number.isInteger(v.n) && v.n >= 0 && v.n <= 99).toBe(true);
+            expect(typeof v.ok).toBe("boolean");
+        } finally {
+            await chat.dispose();
+        }
+    }, 60_000);
+
     it("bad tool options fail up front with codes", async () => {
         const chat = await model.createChatSession({ template: QWEN25, contextSize: 256, threads: 1 });
         try {

@@ -385,9 +385,11 @@ export class Context {
      */
     dispose(): Promise<void> {
         this.#disposing ??= (async () => {
+            await this.#scheduler?.close(); // what runs now stops within a step
+            await this.#queue.drain(); // calls queued before dispose() finish
+            // One of them may have created the scheduler or started a generation meanwhile.
             await this.#scheduler?.close();
             await Promise.all(this.#running);
-            await this.#queue.drain();
             await this.#samplers.disposeAll();
             this.#native?.dispose();
             this.#native = null;

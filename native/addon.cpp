@@ -5,6 +5,7 @@
 #include "chat_templates.h"
 #include "context.h"
 #include "embedding.h"
+#include "fit.h"
 #include "log.h"
 #include "model.h"
 #include "rpc.h"
@@ -49,6 +50,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("hasFusedAttention", Napi::Boolean::New(env, true));
     attention_stats_register(env, exports);
     rpc_register(env, exports);
+    fit_register(env, exports);
 #if LLAMAFUSE_DEV_BINDINGS
     attention_binding_register(env, exports);
 #endif

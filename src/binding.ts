@@ -10,6 +10,7 @@ import type { NativeEmbeddingBinding } from "./embed/native.js";
 import type { NativeChatBinding } from "./chat/native.js";
 import type { NativeSchedulerBinding } from "./scheduler-native.js";
 import type { NativeRpcBinding } from "./rpc.js";
+import type { NativeFitBinding } from "./fit.js";
 
 export interface NativeModelInfo {
     architecture: string;
@@ -119,7 +120,7 @@ export interface NativeSampler {
     dispose(): void;
 }
 
-export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBinding, NativeChatBinding, NativeSchedulerBinding, NativeRpcBinding {
+export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBinding, NativeChatBinding, NativeSchedulerBinding, NativeRpcBinding, NativeFitBinding {
     NativeModel: {
         load(path: string, o: NativeModelLoadOptions): Promise<{ model: NativeModel; info: NativeModelInfo }>;
     };

@@ -24,6 +24,8 @@ export type ErrorCode =
     | "ERR_ABORTED"
     | "ERR_BUSY"
     | "ERR_DECODE"
+    /** The model and context do not fit the free memory of the devices (gpuLayers: "auto", a fit check). */
+    | "ERR_OUT_OF_MEMORY"
     | "ERR_NATIVE"
     | "ERR_ADDON_LOAD";
 

@@ -1,5 +1,6 @@
 // Public exports only.
 export { loadModel, Model } from "./model.js";
+export type { DeviceMemory, MemoryEstimate } from "./fit.js";
 export type { LoadModelOptions, ModelInfo, TokenizeOptions, DetokenizeOptions } from "./model.js";
 export { Context, ForwardResult, KvCache, defaultThreads, KV_TYPES } from "./context.js";
 export type { ContextOptions, ForwardItem, ForwardOptions, LogitsMode, KvType, AttentionMode } from "./context.js";

@@ -2,7 +2,8 @@
 // detokenize, open contexts, and free it all on dispose.
 import { open, stat } from "node:fs/promises";
 import { binding, type NativeModel, type NativeModelInfo } from "./binding.js";
-import { Context, resolveContextOptions, type ContextOptions } from "./context.js";
+import { Context, defaultThreads, KV_TYPES, resolveContextOptions, type ContextOptions } from "./context.js";
+import { DEFAULT_FIT_MARGIN_BYTES, estimateMemory, fitGpuLayers, parseGpuLayers, type MemoryEstimate } from "./fit.js";
 import { createEmbeddingContext, type EmbeddingContext, type EmbeddingContextOptions } from "./embed/index.js";
 import { LlamaError, abortedError, callNative, disposedError, fromNative } from "./errors.js";
 import { applyChatTemplate, createChatSession, tokenizeChat, type ApplyChatTemplateOptions } from "./chat/index.js";
@@ -16,8 +17,17 @@ import { toTokenArray, type TokenInput } from "./tokens.js";
 import { checkKnownKeys, invalidOption, is, optBool, optFunction, optInt, optSignal, optionsObject } from "./validate.js";
 
 export interface LoadModelOptions {
-    /** Layers to offload to the GPU (-1: all). Ignored by a CPU-only build. @default 0 */
-    gpuLayers?: number;
+    /**
+     * Layers to offload to the GPU (-1: all). Ignored by a CPU-only build. "auto": as many as
+     * fit free device memory with `fitMarginBytes` left and room for a context of
+     * `fitContextSize` (llama.cpp's common/fit); 0 with no GPU; ERR_OUT_OF_MEMORY when nothing fits.
+     * The layers chosen are model.gpuLayers. @default 0
+     */
+    gpuLayers?: number | "auto";
+    /** gpuLayers "auto": the context size to leave room for. @default 4096 */
+    fitContextSize?: number;
+    /** gpuLayers "auto": bytes to leave free on each device (llama.cpp's --fit-target). @default 1 GiB */
+    fitMarginBytes?: number;
     /** Map the file instead of reading it. @default true */
     useMmap?: boolean;
     /** Lock the weights in RAM. @default false */
@@ -59,7 +69,7 @@ export interface DetokenizeOptions {
 const SYNC_TOKENIZE_MAX_BYTES = 4096;
 const SYNC_DETOKENIZE_MAX_TOKENS = 1024;
 
-const LOAD_KEYS = ["gpuLayers", "useMmap", "useMlock", "vocabOnly", "rpcServers", "onProgress", "signal"] as const;
+const LOAD_KEYS = ["gpuLayers", "fitContextSize", "fitMarginBytes", "useMmap", "useMlock", "vocabOnly", "rpcServers", "onProgress", "signal"] as const;
 
 async function checkModelFile(path: string): Promise<void> {
     let st;
@@ -89,7 +99,9 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
     if (!is.string(path) || path.length === 0) throw invalidOption("path", "a non-empty string", path);
     const o = optionsObject("options", options);
     checkKnownKeys("loadModel", o, LOAD_KEYS);
-    const gpuLayers = optInt(o, "gpuLayers", 0, -1, 1_000_000);
+    const gpuLayersOption = parseGpuLayers(o.gpuLayers);
+    const fitContextSize = optInt(o, "fitContextSize", 4096, 1, 1 << 24);
+    const fitMarginBytes = optInt(o, "fitMarginBytes", DEFAULT_FIT_MARGIN_BYTES, 0, Number.MAX_SAFE_INTEGER);
     const useMmap = optBool(o, "useMmap", true);
     const useMlock = optBool(o, "useMlock", false);
     const vocabOnly = optBool(o, "vocabOnly", false);
@@ -102,6 +114,11 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
 
     await checkModelFile(path);
     if (rpcServers.length > 0) await checkRpcServers(rpcServers as string[]);
+    if (signal?.aborted) throw abortedError("model loading", signal.reason);
+    if (gpuLayersOption === "auto" && (vocabOnly || rpcServers.length > 0)) {
+        throw new LlamaError("ERR_UNSUPPORTED", 'gpuLayers "auto" fits this machine\'s devices for a full model: not with vocabOnly or rpcServers (give a layer count)');
+    }
+    const gpuLayers = gpuLayersOption === "auto" ? await fitGpuLayers(path, fitContextOptions(fitContextSize), fitMarginBytes) : gpuLayersOption;
     if (signal?.aborted) throw abortedError("model loading", signal.reason);
 
     // Progress arrives from a loader thread; pass on only increasing values and end at 1. A
@@ -137,14 +154,22 @@ export async function loadModel(path: string, options?: LoadModelOptions): Promi
             model.dispose();
             throw progressFailed();
         }
-        return new Model(model, info, path, vocabOnly);
+        return new Model(model, info, path, vocabOnly, gpuLayers);
     } finally {
         abort.release();
     }
 }
 
+// The context common/fit reserves room for under gpuLayers "auto": createContext's defaults
+// at that size (the model is not loaded yet, so nothing model-specific).
+function fitContextOptions(contextSize: number) {
+    return { contextSize, batchSize: 512, ubatchSize: 512, sequences: 1, threads: defaultThreads(), kvType: KV_TYPES.f16, poll: 50, attention: binding().hasFusedAttention ? ("fused" as const) : ("ggml" as const) };
+}
+
 export class Model {
     readonly info: Readonly<ModelInfo>;
+    /** Layers offloaded to the GPU as loaded (what gpuLayers "auto" chose; -1: all). */
+    readonly gpuLayers: number;
     readonly path: string;
     readonly vocabOnly: boolean;
     #native: NativeModel | null;
@@ -160,8 +185,9 @@ export class Model {
     #disposing: Promise<void> | null = null;
 
     /** @internal use loadModel() */
-    constructor(native: NativeModel, info: NativeModelInfo, path: string, vocabOnly: boolean) {
+    constructor(native: NativeModel, info: NativeModelInfo, path: string, vocabOnly: boolean, gpuLayers = 0) {
         this.#native = native;
+        this.gpuLayers = gpuLayers;
         const arch = info.architecture;
         const keyLength = info.metadata[`${arch}.attention.key_length`];
         const headDim = typeof keyLength === "number" ? keyLength : info.heads > 0 ? Math.floor(info.embeddingSize / info.heads) : 0;
@@ -297,6 +323,17 @@ export class Model {
             t.catch(() => this.#chatTemplates.delete(key));
         }
         return t;
+    }
+
+    /**
+     * The memory this model and a context with `options` take on each device (host included),
+     * from llama.cpp's no_alloc load (common/fit): weights, KV cache and compute buffers, in bytes.
+     */
+    async estimateMemory(options?: ContextOptions): Promise<MemoryEstimate> {
+        if (this.vocabOnly) throw new LlamaError("ERR_UNSUPPORTED", "a model loaded with vocabOnly has no weights: it has no memory estimate");
+        const resolved = resolveContextOptions(this.info, options);
+        void this.native; // throws when disposed
+        return this.track(estimateMemory(this.path, this.gpuLayers, resolved.native));
     }
 
     async createContext(options?: ContextOptions): Promise<Context> {

@@ -25,8 +25,14 @@ void model_check_tensors(const GgufMetadata & meta) {
         if (type == GGML_TYPE_I8 || type == GGML_TYPE_I16 || type == GGML_TYPE_I32 || type == GGML_TYPE_I64) {
             invalid("tensor " + t.name + " has the integer type " + tname + ", which no llama.cpp graph takes for a weight");
         }
-        if ((t.n_dims <= 1 || ends_with(t.name, "norm.weight")) && type != GGML_TYPE_F32) {
-            invalid("tensor " + t.name + " (a norm or 1-D tensor) has type " + tname + "; llama.cpp's graphs need F32 there");
+        // Norm weights and biases are added to or multiplied with F32 activations, which
+        // ggml's CPU binary ops take only with an F32 operand ("binary_op: unsupported types").
+        // By name, not by rank: a [n, 1] matrix (a reranker's cls.output.weight) looks 1-D to
+        // ggml and may be F16.
+        const bool f32_only = ends_with(t.name, "norm.weight") || ends_with(t.name, ".bias") ||
+                              t.name.find("rope_freqs") != std::string::npos || t.name.find("rope_factors") != std::string::npos;
+        if (f32_only && type != GGML_TYPE_F32) {
+            invalid("tensor " + t.name + " (a norm weight, bias or rope factor) has type " + tname + "; llama.cpp's graphs need F32 there");
         }
     }
 }

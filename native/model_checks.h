@@ -10,7 +10,7 @@
 
 namespace llamafuse {
 
-// Tensor types: no integer-typed weights; 1-D tensors and norms F32 (ggml's binary ops take an
+// Tensor types: no integer-typed weights; norm weights and biases F32 (ggml's binary ops take an
 // F32 activation with an F32 operand only). Skipped for vocabulary-only loads.
 void model_check_tensors(const GgufMetadata & meta);
 

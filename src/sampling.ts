@@ -428,6 +428,7 @@ export class Sampler {
     readonly #model: Model;
     #native: NativeSampler | null;
     #tail: Promise<unknown> = Promise.resolve();
+    #disposing: Promise<void> | null = null;
 
     /** @internal use createSampler() */
     constructor(native: NativeSampler, options: ResolvedSampling, model: Model) {
@@ -461,11 +462,13 @@ export class Sampler {
         return this.#run((n) => n.reset());
     }
 
+    /** Frees the chain once the calls already queued are done. Idempotent, like Model and Context. */
     dispose(): Promise<void> {
-        return this.#run((n) => {
+        this.#disposing ??= this.#run((n) => {
             n.dispose();
             this.#native = null;
         });
+        return this.#disposing;
     }
 }
 

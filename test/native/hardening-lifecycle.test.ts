@@ -5,7 +5,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { LlamaError, kernelStats, kernelStatsReset, loadModel } from "../../src/index.js";
+import { LlamaError, createSampler, kernelStats, kernelStatsReset, loadModel } from "../../src/index.js";
 import { MODELS, repoRoot, vocabDir } from "../helpers/models.js";
 import { outcomeCode, runInChild } from "./hardening-child.js";
 
@@ -170,5 +170,19 @@ describe("a decode that fails an assertion", () => {
         );
         expect(o.signal, o.output).toBeNull();
         expect(o.result, o.output).toEqual({ forward: "ERR_CONTEXT_BROKEN", again: "ERR_CONTEXT_BROKEN", kv: "ERR_CONTEXT_BROKEN", state: "ERR_CONTEXT_BROKEN", dispose: "ok", free: "ok" });
+    });
+});
+
+describe("Sampler.dispose()", () => {
+    it("is idempotent, like Model and Context: twice at once and once more later all resolve; calls after it reject ERR_DISPOSED", async () => {
+        const model = await loadModel(MODELS.stories260K, { vocabOnly: true });
+        try {
+            const s = await createSampler(model, { temperature: 0 });
+            await expect(Promise.all([s.dispose(), s.dispose()])).resolves.toEqual([undefined, undefined]);
+            await expect(s.dispose()).resolves.toBeUndefined();
+            await expect(s.sample(new Float32Array(model.info.vocabSize))).rejects.toMatchObject({ code: "ERR_DISPOSED" });
+        } finally {
+            await model.dispose();
+        }
     });
 });

@@ -27,6 +27,8 @@ export interface BeamHypothesis {
     /** Sum of the model's log-probabilities of the chosen tokens (natural log). */
     logProb: number;
     score: number;
+    /** Why it ended: an end-of-generation token, a stop string, maxTokens, or a full context. */
+    stopReason: "eog" | "stop" | "maxTokens" | "contextFull";
 }
 
 interface Beam {
@@ -101,13 +103,20 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
     const checkAbort = () => {
         if (signal?.aborted) throw abortedError("beamSearch", signal.reason);
     };
+    // A forward aborted by the signal says "beamSearch was aborted", not "forward was aborted".
+    const forward: typeof ctx.forward = (items, options) =>
+        ctx.forward(items, options).catch((err: unknown) => {
+            if (err instanceof LlamaError && err.code === "ERR_ABORTED") throw abortedError("beamSearch", signal?.reason);
+            throw err;
+        });
 
     const finished: BeamHypothesis[] = [];
+    let endReason: BeamHypothesis["stopReason"] = "maxTokens";
     const slots = Array.from({ length: width }, (_, i) => i);
     try {
         checkAbort();
         await Promise.all(slots.map((s) => ctx.kv.remove(s)));
-        const first = await ctx.forward({ sequence: 0, tokens: prompt, logits: "last" }, { signal });
+        const first = await forward({ sequence: 0, tokens: prompt, logits: "last" }, { signal });
         let live: Beam[] = [{ slot: 0, tokens: [], bytes: [], logProb: 0, logits: first.logits(0) }];
 
         for (let step = 0; step < maxTokens && live.length > 0; step++) {
@@ -125,7 +134,7 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
                 if (chosen.length === width) break;
                 if (stopOnEog && model.isEndOfGeneration(c.token)) {
                     const t = c.parent.tokens;
-                    finished.push({ tokens: [...t], text: textOf(c.parent.bytes), logProb: c.logProb, score: score(c.logProb, t.length + 1) });
+                    finished.push({ tokens: [...t], text: textOf(c.parent.bytes), logProb: c.logProb, score: score(c.logProb, t.length + 1), stopReason: "eog" });
                     continue;
                 }
                 chosen.push(c);
@@ -152,7 +161,7 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
             for (const b of next) {
                 const text = textOf(b.bytes);
                 const at = stops.length > 0 ? stopAt(text) : -1;
-                if (at >= 0) finished.push({ tokens: b.tokens, text: text.slice(0, at), logProb: b.logProb, score: score(b.logProb, b.tokens.length) });
+                if (at >= 0) finished.push({ tokens: b.tokens, text: text.slice(0, at), logProb: b.logProb, score: score(b.logProb, b.tokens.length), stopReason: "stop" });
                 else live.push(b);
             }
             if (finished.length >= width && live.length > 0) {
@@ -161,10 +170,19 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
                 if (Math.max(...live.map((b) => score(b.logProb, b.tokens.length))) <= worst) live = [];
             }
             if (live.length === 0 || step === maxTokens - 1) break;
-            const out = await ctx.forward(live.map((b) => ({ sequence: b.slot, tokens: [b.tokens[b.tokens.length - 1]!], logits: "last" as const })), { signal });
+            let out;
+            try {
+                out = await forward(live.map((b) => ({ sequence: b.slot, tokens: [b.tokens[b.tokens.length - 1]!], logits: "last" as const })), { signal });
+            } catch (err) {
+                // The context is full: the hypotheses so far are the answer (the forward
+                // changed nothing, so every live beam ends with the tokens it has).
+                if (!(err instanceof LlamaError && err.code === "ERR_CONTEXT_FULL")) throw err;
+                endReason = "contextFull";
+                break;
+            }
             for (const b of live) b.logits = out.logits(b.slot);
         }
-        for (const b of live) finished.push({ tokens: b.tokens, text: textOf(b.bytes), logProb: b.logProb, score: score(b.logProb, b.tokens.length) });
+        for (const b of live) finished.push({ tokens: b.tokens, text: textOf(b.bytes), logProb: b.logProb, score: score(b.logProb, b.tokens.length), stopReason: endReason });
     } finally {
         if (!ctx.disposed) await Promise.all(slots.map((s) => ctx.kv.remove(s).catch(() => false)));
     }

@@ -186,3 +186,44 @@ describe("Sampler.dispose()", () => {
         }
     });
 });
+
+describe("beamSearch", () => {
+    it("that fills the context returns the hypotheses it has, with stopReason contextFull (it threw ERR_CONTEXT_FULL)", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const ctx = await model.createContext({ contextSize: 64, sequences: 2, threads: 1 });
+        try {
+            const story = await model.tokenize("Once upon a time there was a little girl named Lily. ".repeat(40));
+            const prompt = Array.from(story.slice(0, ctx.contextSize - 5));
+            const hyps = await ctx.beamSearch(prompt, { beams: 2, maxTokens: 32, stopOnEog: false });
+            expect(hyps.length).toBeGreaterThan(0);
+            for (const h of hyps) {
+                expect(h.stopReason).toBe("contextFull");
+                expect(h.tokens.length).toBeGreaterThan(0);
+                expect(h.tokens.length).toBeLessThanOrEqual(5);
+            }
+            // With room to spare, the same search ends on maxTokens.
+            const short = await ctx.beamSearch(prompt.slice(0, 10), { beams: 2, maxTokens: 4, stopOnEog: false });
+            expect(short.map((h) => h.stopReason)).toEqual(["maxTokens", "maxTokens"]);
+        } finally {
+            await ctx.dispose();
+            await model.dispose();
+        }
+    });
+
+    it("aborted by its signal says beamSearch was aborted (it said forward)", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const ctx = await model.createContext({ contextSize: 256, sequences: 4, threads: 1 });
+        try {
+            const ac = new AbortController();
+            const p = ctx.beamSearch(Array.from(await model.tokenize("Once upon a time")), { beams: 4, maxTokens: 200, stopOnEog: false, signal: ac.signal });
+            setTimeout(() => ac.abort(), 5);
+            const err = await p.catch((e: unknown) => e);
+            expect(err).toBeInstanceOf(LlamaError);
+            expect((err as LlamaError).code).toBe("ERR_ABORTED");
+            expect((err as LlamaError).message).toBe("beamSearch was aborted");
+        } finally {
+            await ctx.dispose();
+            await model.dispose();
+        }
+    });
+});

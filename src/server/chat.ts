@@ -45,7 +45,7 @@ export class ChatReply {
     }
 
     get #parsing(): boolean {
-        return !this.#prompt.plain && this.#prompt.parse !== null;
+        return !this.#prompt.plain;
     }
 
     /** Deltas (OpenAI's delta objects) that this step releases. */
@@ -56,7 +56,7 @@ export class ChatReply {
         if (!streaming) return [];
         let parsed: ParsedReply;
         try {
-            parsed = await this.#prompt.parse!(this.#raw, true);
+            parsed = await this.#prompt.parse(this.#raw, true);
         } catch {
             return []; // a partial reply need not parse yet
         }
@@ -69,7 +69,7 @@ export class ChatReply {
         if (this.#parsing) {
             this.#raw += this.#decoder.decode();
             try {
-                parsed = await this.#prompt.parse!(this.#raw, false);
+                parsed = await this.#prompt.parse(this.#raw, false);
             } catch {
                 // not in the format's shape: the text as it is
             }
@@ -107,7 +107,8 @@ function chatShape(modelId: string, reply: ChatReply): ReplyShape {
         id, object: "chat.completion.chunk", created, model: modelId,
         choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
     });
-    const finishOf = (p: ParsedReply, r: GenerationResult) => (p.toolCalls.length > 0 ? "tool_calls" : r.finishReason);
+    // A reply cut by max_tokens says "length" even when it holds the start of a call.
+    const finishOf = (p: ParsedReply, r: GenerationResult) => (r.finishReason !== "length" && p.toolCalls.length > 0 ? "tool_calls" : r.finishReason);
     return {
         idPrefix: "chatcmpl",
         opening: () => [chunk({ role: "assistant", content: "" }, null)],
@@ -144,10 +145,12 @@ export function registerChat(app: FastifyInstance, state: ServerState): void {
             messages: body.messages, tools: body.tools, toolChoice: body.tool_choice,
             parallelToolCalls: body.parallel_tool_calls ?? undefined, jsonSchema, template: state.chatTemplate,
         });
-        // The template's grammar for tool calls, or the response_format schema's.
+        // The template's grammar for tool calls (with the assistant opening it starts with, which
+        // the prompt already holds, as its prefix), or the response_format schema's.
         const grammar = prompt.grammar ?? schemaGrammar;
         if (grammar !== undefined) options.grammar = grammar;
-        if (prompt.grammarTriggers) (options as Record<string, unknown>).grammarTriggers = prompt.grammarTriggers;
+        if (prompt.grammarTriggers) options.grammarTriggers = prompt.grammarTriggers;
+        if (prompt.grammarPrefix && grammar === prompt.grammar) options.grammarPrefix = prompt.grammarPrefix;
         options.stop = [...new Set([...(options.stop as string[] | undefined ?? []), ...prompt.stops])];
         if ((options.stop as string[]).length === 0) delete options.stop;
         return respond(state, reply, route, prompt.tokens, options, { on: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, chatShape(state.modelId, new ChatReply(model, prompt)));

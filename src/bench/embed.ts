@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { loadModel } from "../model.js";
+import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
 import type { SynthOptions } from "../synth/index.js";
 import { cachedSynthModel } from "../synth-cache.js";
 import { findLlamaBench } from "./meta.js";
@@ -19,7 +20,7 @@ export interface EmbedBenchModel {
 
 export const EMBED_BENCH_MODELS: EmbedBenchModel[] = [
     { label: "bert-base (f16)", synth: { preset: "bert-base", type: "f16" } },
-    { label: "llama 0.6B, last pooling (q8_0)", synth: { preset: "embed-0.6b", type: "q8_0" } },
+    { label: "llama 0.6B, last pooling (f16)", synth: { preset: "embed-0.6b", type: "f16" } },
 ];
 // Quick: a smoke run in seconds; the llama row uses the tiny llama shape instead of 0.6B.
 const QUICK_MODELS: EmbedBenchModel[] = [
@@ -35,6 +36,8 @@ export interface EmbedBenchOptions {
     noPeer?: boolean;
     cacheDir?: string;
     log: (line: string) => void;
+    /** Layers to offload, for both runtimes (--gpu-layers). */
+    gpuLayers?: BenchGpuLayers;
 }
 
 export interface EmbedBenchRow {
@@ -71,7 +74,7 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
         for (const m of models) {
             o.log(`embed: ${m.label}`);
             const file = m.synth ? await cachedSynthModel(m.synth, { dir: o.cacheDir, name: "bench-embed", onWrite: (f) => o.log(`writing ${f}`) }) : o.model!;
-            const model = await loadModel(file);
+            const model = await loadModel(file, ourGpuLayers(o.gpuLayers));
             try {
                 const info = model.info;
                 const bert = info.architecture === "bert";
@@ -81,7 +84,7 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
                 const ectx = await model.createEmbeddingContext({ threads: o.threads, contextSize });
                 // BERT's attention is bidirectional: measured with our kernels (which take it) and with ggml's.
                 const ectxGgml = await model.createEmbeddingContext({ threads: o.threads, contextSize, attention: "ggml" });
-                const pm = peer ? await peer.llama.loadModel({ modelPath: file }) : null;
+                const pm = peer ? await peer.llama.loadModel({ modelPath: file, ...peerGpuLayers(o.gpuLayers) }) : null;
                 const pctx = pm ? await pm.createEmbeddingContext({ contextSize: 512, threads: o.threads }) : null;
                 try {
                     const tasks: Record<string, () => Promise<unknown>> = { ours: () => ectx.embed(texts), oursGgml: () => ectxGgml.embed(texts) };

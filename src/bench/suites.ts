@@ -202,7 +202,7 @@ async function chatSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">>
 }
 
 async function embedSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
-    const { rows, notes } = await runEmbedBench({ threads: o.threads, quick: o.quick, model: o.model, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log });
+    const { rows, notes } = await runEmbedBench({ threads: o.threads, quick: o.quick, model: o.model, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log, gpuLayers: o.gpuLayers });
     const out: BenchRow[] = [];
     for (const r of rows) {
         for (const [test, ms] of [[`embed ${r.texts} texts`, r.oursMs], [`embed ${r.texts} texts (ggml attention)`, r.oursGgmlMs]] as const) {

@@ -38,6 +38,8 @@ interface ChildResult {
     addon: { path: string; build: string; variant: string | null };
     pp: number[];
     tg: number[];
+    ppCpu: number[];
+    tgCpu: number[];
 }
 
 function run(addon: string): ChildResult {
@@ -48,21 +50,24 @@ function run(addon: string): ChildResult {
     return JSON.parse(out.trim().split("\n").at(-1)!) as ChildResult;
 }
 
-const results = { source: { pp: [] as number[], tg: [] as number[] }, prebuilt: { pp: [] as number[], tg: [] as number[] } };
+type Series = "pp" | "tg" | "ppCpu" | "tgCpu";
+const SERIES: Series[] = ["pp", "tg", "ppCpu", "tgCpu"];
+const empty = () => ({ pp: [] as number[], tg: [] as number[], ppCpu: [] as number[], tgCpu: [] as number[] });
+const results = { source: empty(), prebuilt: empty() };
 let variant: string | null = null;
 for (let p = 0; p < Number(values.pairs); p++) {
     const order = p % 2 === 0 ? (["source", "prebuilt"] as const) : (["prebuilt", "source"] as const);
     for (const which of order) {
         const r = run(which === "source" ? source : prebuilt);
         if (which === "prebuilt") variant = r.addon.variant;
-        results[which].pp.push(...r.pp);
-        results[which].tg.push(...r.tg);
-        console.error(`pair ${p + 1} ${which}: pp ${median(r.pp).toFixed(1)} t/s, tg ${median(r.tg).toFixed(2)} t/s`);
+        for (const k of SERIES) results[which][k].push(...r[k]);
+        console.error(`pair ${p + 1} ${which}: pp ${median(r.pp).toFixed(1)} t/s (${median(r.ppCpu).toFixed(1)} per CPU s), tg ${median(r.tg).toFixed(2)} t/s (${median(r.tgCpu).toFixed(2)} per CPU s)`);
     }
 }
-const row = (test: "pp" | "tg") => {
+const row = (test: Series) => {
     const s = median(results.source[test]);
     const b = median(results.prebuilt[test]);
-    return { test: test === "pp" ? "pp128" : "tg32", threads: Number(values.threads), sourceTokS: +s.toFixed(2), prebuiltTokS: +b.toFixed(2), ratio: +(b / s).toFixed(3), n: results.source[test].length };
+    const name = { pp: "pp128 (wall)", tg: "tg32 (wall)", ppCpu: "pp128 (CPU time)", tgCpu: "tg32 (CPU time)" }[test];
+    return { test: name, threads: Number(values.threads), sourceTokS: +s.toFixed(2), prebuiltTokS: +b.toFixed(2), ratio: +(b / s).toFixed(3), n: results.source[test].length };
 };
-console.log(JSON.stringify({ model: path.basename(model), prebuilt: path.relative(root, prebuilt), variant, source: path.relative(root, source), rows: [row("pp"), row("tg")] }, null, 2));
+console.log(JSON.stringify({ model: path.basename(model), prebuilt: path.relative(root, prebuilt), variant, source: path.relative(root, source), rows: SERIES.map(row) }, null, 2));

@@ -265,7 +265,28 @@ static Napi::Value ContextMemory(const Napi::CallbackInfo & info) {
     return devices_to_js(env, devs);
 }
 
+// This machine's GPUs as ggml sees them (none on a CPU build): where gpuLayers can go.
+static Napi::Value GpuDevices(const Napi::CallbackInfo & info) {
+    std::vector<DeviceMemory> out;
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+        ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+        auto t = ggml_backend_dev_type(dev);
+        if (t != GGML_BACKEND_DEVICE_TYPE_GPU && t != GGML_BACKEND_DEVICE_TYPE_IGPU) continue;
+        DeviceMemory d;
+        d.name = ggml_backend_dev_name(dev);
+        d.description = ggml_backend_dev_description(dev);
+        d.type = dev_type_name(dev);
+        size_t free = 0, total = 0;
+        ggml_backend_dev_memory(dev, &free, &total);
+        d.free = (int64_t) free;
+        d.total = (int64_t) total;
+        out.push_back(d);
+    }
+    return devices_to_js(info.Env(), out);
+}
+
 void fit_register(Napi::Env env, Napi::Object exports) {
+    exports.Set("gpuDevices", Napi::Function::New(env, GpuDevices));
     exports.Set("estimateMemory", Napi::Function::New(env, EstimateMemory));
     exports.Set("fitParams", Napi::Function::New(env, FitParams));
     exports.Set("contextMemory", Napi::Function::New(env, ContextMemory));

@@ -7,7 +7,7 @@
 namespace llamafuse {
 
 // Adds estimateMemory(path, modelOptions, contextOptions), fitParams(path, contextOptions,
-// fitOptions) and contextMemory(nativeContext) to the exports (see src/fit.ts).
+// fitOptions) and contextMemory(nativeContext) and gpuDevices() to the exports (see src/fit.ts).
 void fit_register(Napi::Env env, Napi::Object exports);
 
 } // namespace llamafuse

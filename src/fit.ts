@@ -47,6 +47,8 @@ export interface NativeFitBinding {
     fitParams(path: string, context: NativeContextCreateOptions, fit: { marginBytes: number; minContextSize: number }): Promise<{ fits: boolean; gpuLayers: number; contextSize: number }>;
     /** What a live context's buffers hold now (allocated), in estimateMemory's layout. */
     contextMemory(context: NativeContext): NativeDeviceMemory[];
+    /** This machine's GPUs as ggml sees them (empty on a CPU build); model/context/compute are 0. */
+    gpuDevices(): NativeDeviceMemory[];
 }
 
 /** Free memory llama.cpp's --fit leaves on each device by default (its fit_params_target). */
@@ -67,6 +69,11 @@ export async function estimateMemory(path: string, gpuLayers: number, context: N
 /** @internal what a live context's buffers hold, for comparing an estimate against. */
 export function contextMemory(context: NativeContext): MemoryEstimate {
     return toMemoryEstimate(binding().contextMemory(context));
+}
+
+/** This machine's GPUs (name, description, total and free memory); none on a CPU build. */
+export function gpuDevices(): { name: string; description: string; totalMemory: number; freeMemory: number }[] {
+    return binding().gpuDevices().map(({ name, description, totalMemory, freeMemory }) => ({ name, description, totalMemory, freeMemory }));
 }
 
 /** loadModel's gpuLayers: a count (-1: all) or "auto". */

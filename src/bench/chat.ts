@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { loadModel } from "../model.js";
+import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
 import type { ChatMessage } from "../chat/messages.js";
 import { cachedSynthModel } from "../synth-cache.js";
 import { defaultVocabDir } from "../synth/index.js";
@@ -18,6 +19,8 @@ export interface ChatBenchOptions {
     noPeer?: boolean;
     cacheDir?: string;
     log?: (line: string) => void;
+    /** Layers to offload, for both runtimes (--gpu-layers). */
+    gpuLayers?: BenchGpuLayers;
 }
 
 export interface ChatBenchRow {
@@ -50,7 +53,7 @@ export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]>
     const template = readFileSync(path.join(defaultVocabDir(), "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8");
     const target = o.historyTokens ?? 2048;
     const rounds = o.rounds ?? 5;
-    const model = await loadModel(file);
+    const model = await loadModel(file, ourGpuLayers(o.gpuLayers));
     try {
         // Grow the history until it renders to the target size.
         let turns = 1;
@@ -84,7 +87,7 @@ export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]>
         if (!o.noPeer) {
             const { getLlama, LlamaChatSession, JinjaTemplateChatWrapper, LlamaLogLevel } = await import("node-llama-cpp");
             const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.disabled, progressLogs: false });
-            const pm = await llama.loadModel({ modelPath: file });
+            const pm = await llama.loadModel({ modelPath: file, ...peerGpuLayers(o.gpuLayers) });
             const pctx = await pm.createContext({ contextSize, threads: o.threads, batchSize: 512 });
             const chatWrapper = new JinjaTemplateChatWrapper({ template });
             const session = new LlamaChatSession({ contextSequence: pctx.getSequence(), chatWrapper, autoDisposeSequence: false });

@@ -23,6 +23,7 @@ import type { SynthOptions } from "../synth/index.js";
 import { cachedSynthModel } from "../synth-cache.js";
 import { benchTokens, loadPeer } from "./peer.js";
 import { median } from "./stats.js";
+import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
 
 type AttentionMode = "fused" | "ggml";
 
@@ -44,6 +45,8 @@ export interface DepthBenchOptions {
     cacheDir?: string;
     /** Progress lines (prefills take a while). */
     log?: (line: string) => void;
+    /** Layers to offload, for both runtimes (--gpu-layers). */
+    gpuLayers?: BenchGpuLayers;
 }
 
 export interface DepthBenchPoint {
@@ -100,7 +103,7 @@ export async function runDepthBench(options: DepthBenchOptions = {}): Promise<De
     const contextSize = maxDepth + n + 64;
     const batch = 512;
 
-    const model = await loadModel(modelPath);
+    const model = await loadModel(modelPath, ourGpuLayers(options.gpuLayers));
     const { binding } = await import("../binding.js");
     const modes = (options.modes ?? ["fused", "ggml"]).filter((m) => m !== "fused" || binding().hasFusedAttention);
     const prompt = benchTokens(maxDepth + 1, model.info.vocabSize, 3);
@@ -112,7 +115,7 @@ export async function runDepthBench(options: DepthBenchOptions = {}): Promise<De
     // noise, which keeps the ratios honest even when the absolute numbers move.
     const ctx = await model.createContext({ contextSize, batchSize: batch, threads, attention: modes[0] ?? "ggml" });
     const { peer, note } = options.noPeer ? { peer: null, note: "peer skipped (--no-peer)" } : await loadPeer();
-    const pm = peer ? await peer.llama.loadModel({ modelPath }) : null;
+    const pm = peer ? await peer.llama.loadModel({ modelPath, ...peerGpuLayers(options.gpuLayers) }) : null;
     const pctx = pm ? await pm.createContext({ contextSize, batchSize: batch, threads, flashAttention: true }) : null;
     const seq = pctx?.getSequence() ?? null;
     try {

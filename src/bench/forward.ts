@@ -8,6 +8,7 @@ import { loadModel, type Model } from "../model.js";
 import { packageRoot } from "../binding.js";
 import type { Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
 import { formatTable, interleavedSamplesMs, median } from "./stats.js";
+import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
 
 export interface ForwardBenchOptions {
     /** GGUF to run. @default ../shared/models/stories260K.gguf beside the package, when present */
@@ -26,6 +27,8 @@ export interface ForwardBenchOptions {
     overhead?: boolean;
     /** Add a tg row for our native `generate` loop (greedy) against the peer's evaluate. @default false */
     generate?: boolean;
+    /** Layers to offload, for both runtimes (--gpu-layers). @default each runtime's default */
+    gpuLayers?: BenchGpuLayers;
 }
 
 export interface ForwardBenchRow {
@@ -87,7 +90,7 @@ export async function runForwardBench(options: ForwardBenchOptions = {}): Promis
     const phases: PhaseSamples[][] = [];
     try {
         for (const first of orders) {
-            const loaded = await loadBoth(modelPath, peerLlama, first);
+            const loaded = await loadBoth(modelPath, peerLlama, first, options.gpuLayers);
             try {
                 phases.push(await measurePhase(loaded, threadsList, { nPrompt, nGen, rounds: roundsPerPhase, options }));
             } finally {
@@ -118,13 +121,13 @@ export async function runForwardBench(options: ForwardBenchOptions = {}): Promis
     return rows;
 }
 
-async function loadBoth(modelPath: string, peerLlama: Llama | null, first: "ours" | "peer"): Promise<Loaded> {
-    const loadPeer = async () => (peerLlama ? await peerLlama.loadModel({ modelPath }) : null);
+async function loadBoth(modelPath: string, peerLlama: Llama | null, first: "ours" | "peer", gpuLayers: BenchGpuLayers | undefined): Promise<Loaded> {
+    const loadPeer = async () => (peerLlama ? await peerLlama.loadModel({ modelPath, ...peerGpuLayers(gpuLayers) }) : null);
     if (first === "peer") {
         const peerModel = await loadPeer();
-        return { peerModel, model: await loadModel(modelPath) };
+        return { peerModel, model: await loadModel(modelPath, ourGpuLayers(gpuLayers)) };
     }
-    const model = await loadModel(modelPath);
+    const model = await loadModel(modelPath, ourGpuLayers(gpuLayers));
     return { model, peerModel: await loadPeer() };
 }
 

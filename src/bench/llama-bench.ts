@@ -3,6 +3,7 @@
 // one). Same model file, same thread count, flash attention on as in our contexts.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { nglArgs, type BenchGpuLayers } from "./gpu-layers.js";
 
 const run = promisify(execFile);
 
@@ -16,6 +17,8 @@ export interface LlamaBenchTest {
     /** Tokens in the KV cache before each test. @default 0 */
     depth?: number;
     reps: number;
+    /** -ngl (--gpu-layers). */
+    gpuLayers?: BenchGpuLayers;
 }
 
 export interface LlamaBenchResult {
@@ -34,7 +37,7 @@ interface LlamaBenchJsonRow {
 export async function runLlamaBench(bin: string, t: LlamaBenchTest): Promise<LlamaBenchResult | null> {
     const args = [
         "-m", t.model, "-t", String(t.threads), "-p", String(t.nPrompt), "-n", String(t.nGen),
-        "-d", String(t.depth ?? 0), "-r", String(t.reps), "-fa", "on", "-o", "json",
+        "-d", String(t.depth ?? 0), "-r", String(t.reps), "-fa", "on", "-o", "json", ...nglArgs(t.gpuLayers),
     ];
     try {
         const { stdout } = await run(bin, args, { maxBuffer: 16 << 20, timeout: 600_000 });

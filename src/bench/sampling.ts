@@ -11,6 +11,7 @@ import { createSampler, type SamplingOptions } from "../sampling.js";
 import { benchMeta, findLlamaBench, type BenchMeta } from "./meta.js";
 import { loadPeer } from "./peer.js";
 import { formatTable, median } from "./stats.js";
+import { nglArgs, ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
 
 export interface SamplingBenchOptions {
     /** Thread counts for the generation rows. @default [1] */
@@ -23,6 +24,10 @@ export interface SamplingBenchOptions {
     samples?: number;
     /** Directory with stories260K.gguf and llama-2-tiny-random.gguf. @default ../shared/models */
     modelsDir?: string;
+    /** Layers to offload for the generation rows, both runtimes (--gpu-layers). */
+    gpuLayers?: BenchGpuLayers;
+    /** Skip node-llama-cpp. @default false */
+    noPeer?: boolean;
 }
 
 export interface SamplingBenchRow {
@@ -85,13 +90,13 @@ async function timeChains(model: Model, samples: number, reps: number): Promise<
     return rows;
 }
 
-async function generationRows(file: string, threadsList: number[], n: number, reps: number): Promise<SamplingBenchRow[]> {
+async function generationRows(file: string, threadsList: number[], n: number, reps: number, gpuLayers?: BenchGpuLayers, noPeer = false): Promise<SamplingBenchRow[]> {
     const rows: SamplingBenchRow[] = [];
     const prompt = "Once upon a time";
-    const model = await loadModel(file);
+    const model = await loadModel(file, ourGpuLayers(gpuLayers));
     const tokens = await model.tokenize(prompt);
-    const { peer, note } = await loadPeer();
-    const peerModel = peer ? await peer.llama.loadModel({ modelPath: file }) : null;
+    const { peer, note } = noPeer ? { peer: null, note: "node-llama-cpp skipped" } : await loadPeer();
+    const peerModel = peer ? await peer.llama.loadModel({ modelPath: file, ...peerGpuLayers(gpuLayers) }) : null;
     try {
         // ggml's attention is like for like with both peers (the loop's own cost); fused is
         // what llamafuse runs by default where its kernels are built in.
@@ -142,7 +147,7 @@ async function generationRows(file: string, threadsList: number[], n: number, re
                 const p = pseq ? median(theirs) : null;
                 const oc = median(oursCpu);
                 const pc = pseq ? median(theirsCpu) : null;
-                const lb = name === "greedy" && attention === "ggml" ? llamaBenchTg(file, threads, n, reps) : null;
+                const lb = name === "greedy" && attention === "ggml" ? llamaBenchTg(file, threads, n, reps, gpuLayers) : null;
                 rows.push({
                     kind: "generate", name, attention, vocab: model.info.vocabSize, threads, oursTokS: o, peerTokS: p, ratio: p ? o / p : null,
                     oursTokPerCpuS: oc, peerTokPerCpuS: pc, cpuRatio: pc ? oc / pc : null,
@@ -162,11 +167,11 @@ async function generationRows(file: string, threadsList: number[], n: number, re
 }
 
 /** llama-bench's tg (tokens/s, flash attention on as in our contexts), or null where it is not built. */
-function llamaBenchTg(file: string, threads: number, n: number, reps: number): number | null {
+function llamaBenchTg(file: string, threads: number, n: number, reps: number, gpuLayers?: BenchGpuLayers): number | null {
     const bin = findLlamaBench().path;
     if (!bin) return null;
     try {
-        const out = execFileSync(bin, ["-m", file, "-t", String(threads), "-p", "0", "-n", String(n), "-r", String(reps), "-fa", "1", "-o", "json"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+        const out = execFileSync(bin, ["-m", file, "-t", String(threads), "-p", "0", "-n", String(n), "-r", String(reps), "-fa", "1", "-o", "json", ...nglArgs(gpuLayers)], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
         return (JSON.parse(out) as { avg_ts: number }[])[0]?.avg_ts ?? null;
     } catch {
         return null;
@@ -198,7 +203,7 @@ export async function runSamplingBench(options: SamplingBenchOptions = {}): Prom
     }
 
     const stories = path.join(dir, "stories260K.gguf");
-    if (existsSync(stories)) rows.push(...(await generationRows(stories, threads, options.tokens ?? 256, reps)));
+    if (existsSync(stories)) rows.push(...(await generationRows(stories, threads, options.tokens ?? 256, reps, options.gpuLayers, options.noPeer)));
     else rows.push({ kind: "generate", name: "(skipped)", vocab: 0, threads: null, note: `missing ${stories}` });
     return { meta: benchMeta(threads[0] ?? 1, false), rows };
 }

@@ -15,6 +15,7 @@ import path from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
 import { packageRoot } from "../binding.js";
 import { loadModel, type Model } from "../model.js";
+import { nglArgs, ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
 import type { Pool } from "../pool.js";
 import { cachedSynthModel } from "../synth-cache.js";
 import { DEPTH_MODEL_QUICK } from "./depth.js";
@@ -40,6 +41,8 @@ export interface ServeBenchOptions {
     /** Also measure a prompt of this many tokens arriving while 4 streams generate (0: skip). @default 0 */
     prefillTokens?: number;
     log?: (line: string) => void;
+    /** Layers to offload: ours, node-llama-cpp's and llama-server's (-ngl) (--gpu-layers). */
+    gpuLayers?: BenchGpuLayers;
 }
 
 export interface ServeFigures {
@@ -220,9 +223,9 @@ export function findLlamaServer(): string | null {
     return candidates.find((p) => existsSync(p)) ?? null;
 }
 
-async function startLlamaServer(bin: string, model: string, threads: number, slots: number, ctxPerSlot: number): Promise<{ base: string; child: ChildProcess }> {
+async function startLlamaServer(bin: string, model: string, threads: number, slots: number, ctxPerSlot: number, gpuLayers?: BenchGpuLayers): Promise<{ base: string; child: ChildProcess }> {
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const child = spawn(bin, ["-m", model, "--host", "127.0.0.1", "--port", String(port), "-t", String(threads), "-tb", String(threads), "-np", String(slots), "-c", String(ctxPerSlot * slots), "--no-webui", "-lv", "0"], { stdio: "ignore" });
+    const child = spawn(bin, ["-m", model, "--host", "127.0.0.1", "--port", String(port), "-t", String(threads), "-tb", String(threads), "-np", String(slots), "-c", String(ctxPerSlot * slots), "--no-webui", "-lv", "0", ...nglArgs(gpuLayers, "auto")], { stdio: "ignore" });
     const base = `http://127.0.0.1:${port}`;
     const t0 = Date.now();
     for (;;) {
@@ -275,7 +278,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
     const cleanup: (() => Promise<unknown> | unknown)[] = [];
     try {
         // Ours: a pool in-process, and the same pool behind the HTTP app.
-        const model: Model = await loadModel(o.model);
+        const model: Model = await loadModel(o.model, ourGpuLayers(o.gpuLayers));
         cleanup.push(() => model.dispose());
         const vocab = model.info.vocabSize;
         const bos = model.info.bos >= 0 ? model.info.bos : null;
@@ -295,7 +298,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
         }
         const bin = findLlamaServer();
         if (bin) {
-            const { base, child } = await startLlamaServer(bin, o.model, o.threads, maxStreams, ctxPerSlot);
+            const { base, child } = await startLlamaServer(bin, o.model, o.threads, maxStreams, ctxPerSlot, o.gpuLayers);
             cleanup.push(() => child.kill("SIGTERM"));
             fixed[LLAMA_SERVER] = httpRunner(base, (prompt, gen) => ({ prompt: withBos(prompt), max_tokens: gen, temperature: 0, stream: true, ignore_eos: true, cache_prompt: true }));
             notes.push(`${LLAMA_SERVER}: ${bin}, ${maxStreams} slots, streamed /v1/completions over loopback like ours`);
@@ -308,7 +311,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
                 const { getLlama } = await import("node-llama-cpp");
                 const llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: "error" as never });
                 cleanup.push(() => llama.dispose());
-                peerModel = await llama.loadModel({ modelPath: o.model });
+                peerModel = await llama.loadModel({ modelPath: o.model, ...peerGpuLayers(o.gpuLayers) });
                 const pm = peerModel;
                 cleanup.push(() => pm.dispose());
                 notes.push(`${PEER}: one context with a sequence per stream (sequence.evaluate at temperature 0; it batches the sequences itself), stopped after ${sizes.genTokens} tokens`);
@@ -412,7 +415,7 @@ export async function serveSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "se
     const notes: string[] = [];
     const details: ServeBenchResult[] = [];
     for (const r of runs) {
-        const res = await runServeBench({ model: r.model, threads: o.threads, noPeer: o.noPeer, log: o.log, ...r.sizes });
+        const res = await runServeBench({ model: r.model, threads: o.threads, noPeer: o.noPeer, log: o.log, gpuLayers: o.gpuLayers, ...r.sizes });
         details.push(res);
         rows.push(...suiteRows(res));
         notes.push(...res.notes.map((n) => `${path.basename(r.model)}: ${n}`));

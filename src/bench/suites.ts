@@ -13,6 +13,7 @@ import { runSamplingBench } from "./sampling.js";
 import { serveSuite } from "./serve.js";
 import { runTokenizeBench } from "./tokenize.js";
 import { cachedSynthModel } from "../synth-cache.js";
+import type { BenchGpuLayers } from "./gpu-layers.js";
 
 export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth", "serve", "chat", "embed"] as const;
 export type SuiteName = (typeof SUITES)[number];
@@ -41,6 +42,8 @@ export interface SuiteOptions {
     noPeer?: boolean;
     cacheDir?: string;
     log: (line: string) => void;
+    /** --gpu-layers: passed to every suite that loads a model (ours, node-llama-cpp's, llama.cpp's tools). */
+    gpuLayers?: BenchGpuLayers;
 }
 
 export interface SuiteResult {
@@ -51,6 +54,8 @@ export interface SuiteResult {
     seconds: number;
     /** The suite's own result, for the JSON (e.g. depth points for the chart). */
     detail: unknown;
+    /** Why the node-llama-cpp column is empty, shown in its cells (e.g. no CUDA peer). */
+    peerAbsent?: string;
 }
 
 const isTime = (unit: string) => /s\/(call|op)$/.test(unit);
@@ -68,9 +73,9 @@ async function forwardSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds
     const model = await fallbackModel(o);
     // Quick still needs 100 prompt tokens: the overhead row feeds them one per call.
     const sizes = o.quick ? { promptTokens: 128, genTokens: 16, reps: 2 } : { promptTokens: 512, genTokens: 128, reps: 5 };
-    const rows = await runForwardBench({ model, threads: [o.threads], noPeer: o.noPeer, ...sizes });
+    const rows = await runForwardBench({ model, threads: [o.threads], noPeer: o.noPeer, gpuLayers: o.gpuLayers, ...sizes });
     const bin = findLlamaBench().path;
-    const lb = bin ? await runLlamaBench(bin, { model, threads: o.threads, nPrompt: sizes.promptTokens, nGen: sizes.genTokens, reps: sizes.reps }) : null;
+    const lb = bin ? await runLlamaBench(bin, { model, threads: o.threads, nPrompt: sizes.promptTokens, nGen: sizes.genTokens, reps: sizes.reps, gpuLayers: o.gpuLayers }) : null;
     const third = (test: string) => (test.startsWith("pp") ? lb?.pp : test.startsWith("tg") ? lb?.tg : null) ?? null;
     return {
         suite: "forward",
@@ -88,7 +93,7 @@ export const MODEL_1B = { preset: "llama-3.2-1b", type: "q4_0", seed: 1 } as con
 async function forward1bSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
     const model = o.model ?? (await cachedSynthModel(MODEL_1B, { dir: o.cacheDir, name: "bench-1b", onWrite: (f) => o.log(`writing ${f} (random weights, once)`) }));
     const sizes = o.quick ? { promptTokens: 32, genTokens: 4, reps: 2 } : { promptTokens: 128, genTokens: 32, reps: 7 };
-    const rows = await runForwardBench({ model, threads: [o.threads], noPeer: o.noPeer, overhead: false, generate: true, ...sizes });
+    const rows = await runForwardBench({ model, threads: [o.threads], noPeer: o.noPeer, gpuLayers: o.gpuLayers, overhead: false, generate: true, ...sizes });
     return {
         suite: "forward-1b",
         rows: rows.map((r) => ({ suite: "forward-1b", test: r.test, model: path.basename(model), threads: r.threads, unit: r.unit, llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: r.ratio, llamaBench: null })),
@@ -133,7 +138,7 @@ async function attentionSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "secon
 
 async function depthSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
     const quick = o.quick ? { depths: [0, 256, 1024], genTokens: 8, reps: 2, model: o.model ?? (await cachedSynthModel(DEPTH_MODEL_QUICK, { dir: o.cacheDir, name: "bench-tiny" })) } : { model: o.model };
-    const res = await runDepthBench({ threads: o.threads, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log, ...quick });
+    const res = await runDepthBench({ threads: o.threads, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log, gpuLayers: o.gpuLayers, ...quick });
     const rows: BenchRow[] = [];
     const name = path.basename(res.model);
     // llama-bench pays its own prefill to each depth on every repetition: two are enough.
@@ -141,7 +146,7 @@ async function depthSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">
     for (const p of res.points) {
         if (!bin) break;
         o.log(`llama-bench: tg${res.genTokens} at depth ${p.depth}`);
-        const lb = await runLlamaBench(bin, { model: res.model, threads: res.threads, nPrompt: 0, nGen: res.genTokens, depth: p.depth, reps: 2 });
+        const lb = await runLlamaBench(bin, { model: res.model, threads: res.threads, nPrompt: 0, nGen: res.genTokens, depth: p.depth, reps: 2, gpuLayers: o.gpuLayers });
         p.tg[LLAMA_BENCH] = lb?.tg ?? null;
     }
     for (const p of res.points) {
@@ -167,7 +172,7 @@ async function depthSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">
 
 async function samplingSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
     const sizes = o.quick ? { reps: 1, samples: 20, tokens: 16 } : {};
-    const res = await runSamplingBench({ threads: [o.threads], ...sizes });
+    const res = await runSamplingBench({ threads: [o.threads], noPeer: o.noPeer, gpuLayers: o.gpuLayers, ...sizes });
     const rows: BenchRow[] = [];
     const notes: string[] = [];
     for (const r of res.rows) {
@@ -189,7 +194,7 @@ async function samplingSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "second
 }
 
 async function chatSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">> {
-    const rows = await runChatBench({ threads: o.threads, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log, ...(o.quick ? { historyTokens: 256, rounds: 2 } : {}) });
+    const rows = await runChatBench({ threads: o.threads, noPeer: o.noPeer, cacheDir: o.cacheDir, log: o.log, gpuLayers: o.gpuLayers, ...(o.quick ? { historyTokens: 256, rounds: 2 } : {}) });
     return {
         suite: "chat",
         rows: rows.map((r) => ({ suite: "chat", test: r.test, model: "synthetic qwen2 (Qwen2.5 template)", threads: o.threads, unit: "ms/call", llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: null, llamaBench: null })),

@@ -11,6 +11,8 @@ import { PEER, type DepthBenchResult } from "../bench/depth.js";
 import { benchMeta, type BenchMeta } from "../bench/meta.js";
 import { formatTable } from "../bench/stats.js";
 import { SUITES, runSuite, type SuiteName, type SuiteResult } from "../bench/suites.js";
+import { PEER_NO_CUDA_CELL, PEER_NO_CUDA_NOTE, offloadsToGpu, parseBenchGpuLayers, type BenchGpuLayers } from "../bench/gpu-layers.js";
+import { gpuDevices } from "../fit.js";
 import { action, CliError } from "./common.js";
 import { parsePositive } from "./options.js";
 
@@ -23,6 +25,8 @@ export interface BenchRunOptions {
     model?: string;
     noPeer?: boolean;
     cacheDir?: string;
+    /** --gpu-layers N|auto: passed to every suite that loads a model. */
+    gpuLayers?: BenchGpuLayers;
 }
 
 export interface BenchReport {
@@ -32,8 +36,8 @@ export interface BenchReport {
     loadAverageAtEnd?: number;
 }
 
-function fmt(v: number | null): string | number {
-    return v === null ? "-" : v;
+function fmt(v: number | null, absent?: string): string | number {
+    return v === null ? (absent ?? "-") : v;
 }
 
 export function formatSuite(s: SuiteResult): string {
@@ -43,7 +47,7 @@ export function formatSuite(s: SuiteResult): string {
     const table = s.rows.length
         ? formatTable(s.rows.map((r) => ({
               test: r.test, model: r.model, threads: String(r.threads), unit: r.unit,
-              llamafuse: r.llamafuse, "node-llama-cpp": fmt(r.nodeLlamaCpp), ratio: r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`,
+              llamafuse: r.llamafuse, "node-llama-cpp": fmt(r.nodeLlamaCpp, s.peerAbsent), ratio: r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`,
               ...(withLlamaBench ? { "llama-bench": fmt(r.llamaBench), "vs llama-bench": r.llamaBench ? `${(r.llamafuse / r.llamaBench).toFixed(2)}x` : "-" } : {}),
           })))
         : "(no rows)";
@@ -71,10 +75,21 @@ export async function runBench(o: BenchRunOptions): Promise<BenchReport> {
         print(`WARNING: load average ${meta.loadAverage} on ${meta.machine.cores} cores: other processes share the CPUs, and spinning thread pools suffer most; numbers will be noisy`);
     }
     print("medians of repeated runs; ratio > 1 means llamafuse is better. Small shared machines are noisy: compare ratios, not absolute numbers.\n");
+    // Layers on a GPU: node-llama-cpp has no CUDA build in a device run, and its CPU build is
+    // no comparison for them, so its column says so instead of holding CPU figures.
+    const offload = offloadsToGpu(o.gpuLayers);
+    if (o.gpuLayers !== undefined) {
+        const gpus = gpuDevices();
+        print(`--gpu-layers ${o.gpuLayers}: ${gpus.length ? gpus.map((g) => `${g.name} (${g.description}, ${(g.freeMemory / 2 ** 30).toFixed(1)} of ${(g.totalMemory / 2 ** 30).toFixed(1)} GiB free)`).join(", ") : "no GPU in this build: every layer stays on the CPU"}`);
+    }
     const suites: SuiteResult[] = [];
     for (const name of names) {
         process.stderr.write(`running ${name} ...\n`);
-        const r = await runSuite(name, { threads: o.threads, quick: o.quick, model: o.model, noPeer: o.noPeer, cacheDir: o.cacheDir, log });
+        const r = await runSuite(name, { threads: o.threads, quick: o.quick, model: o.model, noPeer: o.noPeer || offload, cacheDir: o.cacheDir, log, gpuLayers: o.gpuLayers });
+        if (offload && !o.noPeer) {
+            r.peerAbsent = PEER_NO_CUDA_CELL;
+            r.notes.push(PEER_NO_CUDA_NOTE);
+        }
         suites.push(r);
         print(formatSuite(r) + "\n");
     }
@@ -105,8 +120,11 @@ export function registerBench(program: Command): void {
         .option("-m, --model <file>", "GGUF for the forward and depth suites (default: stories260K / the synthetic depth model)")
         .option("--no-peer", "skip node-llama-cpp")
         .addOption(new Option("--cache-dir <dir>", "where synthetic bench models are cached"))
-        .action(action(async (suite: string, opts: { threads?: number; quick?: boolean; json?: boolean; out: string; model?: string; peer: boolean; cacheDir?: string }) => {
+        .option("--gpu-layers <n|auto>", "layers to offload to the GPU in every suite that loads a model (-1: all; auto: what fits free memory), for llamafuse, node-llama-cpp and llama.cpp's tools")
+        .action(action(async (suite: string, opts: { threads?: number; quick?: boolean; json?: boolean; out: string; model?: string; peer: boolean; cacheDir?: string; gpuLayers?: string }) => {
             if (suite !== "all" && !(SUITES as readonly string[]).includes(suite)) throw new CliError(`unknown suite ${suite}`);
+            const gpuLayers = opts.gpuLayers === undefined ? undefined : parseBenchGpuLayers(opts.gpuLayers);
+            if (gpuLayers === null) throw new CliError(`--gpu-layers takes an integer >= -1 or "auto", not ${JSON.stringify(opts.gpuLayers)}`);
             await runBench({
                 suite: suite as SuiteName | "all",
                 // The API's default, what users get: it leaves a core to Node's main thread.
@@ -120,6 +138,7 @@ export function registerBench(program: Command): void {
                 model: opts.model,
                 noPeer: !opts.peer,
                 cacheDir: opts.cacheDir,
+                gpuLayers,
             });
         }));
 }

@@ -212,44 +212,69 @@ static void check_left_recursion(const llama_grammar_parser & p) {
         }
     }
     // Edges r -> s: s can be the first thing r matches (everything before s in the alternate
-    // can match nothing). A cycle among these edges is left recursion.
-    std::vector<std::vector<uint32_t>> first(n);
+    // can match nothing). tail: s ends its alternate. llama.cpp expands rules on a stack and
+    // skips stacks it has seen, so a cycle of tail edges (r ::= x? r | ..., which its own
+    // repetitions `(x? y)+` become, as in common/chat's tool-call grammars) returns to a stack
+    // it has seen and ends. A cycle through an edge with something after it pushes that
+    // something each time round and grows the stack for ever: that is the hang to refuse.
+    struct Edge { uint32_t to; bool tail; };
+    std::vector<std::vector<Edge>> first(n);
     for (size_t r = 0; r < n; ++r) {
+        const auto & alts = rules[r];
         bool prefix_nullable = true;
-        for (const auto & e : rules[r]) {
+        for (size_t i = 0; i < alts.size(); ++i) {
+            const auto & e = alts[i];
             if (e.type == LLAMA_GRETYPE_END || e.type == LLAMA_GRETYPE_ALT) { prefix_nullable = true; continue; }
             if (!prefix_nullable) continue;
             if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) {
-                first[r].push_back(e.value);
+                const bool tail = i + 1 < alts.size() && (alts[i + 1].type == LLAMA_GRETYPE_END || alts[i + 1].type == LLAMA_GRETYPE_ALT);
+                first[r].push_back({e.value, tail});
                 prefix_nullable = nullable[e.value];
             } else {
                 prefix_nullable = false;
             }
         }
     }
-    // Iterative three-colour DFS (a recursive one could be as deep as the rule count).
-    std::vector<uint8_t> colour(n, 0);
+    // Strongly connected components (Kosaraju, iterative: a recursive walk could be as deep as
+    // the rule count); a non-tail edge inside one component lies on a growing cycle.
+    std::vector<std::vector<uint32_t>> back(n);
+    for (size_t r = 0; r < n; ++r) for (const Edge & e : first[r]) back[e.to].push_back((uint32_t) r);
+    std::vector<uint32_t> order;
+    std::vector<uint8_t> seen(n, 0);
     for (size_t start = 0; start < n; ++start) {
-        if (colour[start]) continue;
+        if (seen[start]) continue;
         std::vector<std::pair<uint32_t, size_t>> st{{(uint32_t) start, 0}};
-        colour[start] = 1;
+        seen[start] = 1;
         while (!st.empty()) {
             auto & [r, k] = st.back();
             if (k < first[r].size()) {
-                uint32_t s = first[r][k++];
-                if (colour[s] == 1) {
-                    std::string name = "#" + std::to_string(s);
-                    for (const auto & kv : p.symbol_ids) if (kv.second == s) name = kv.first;
-                    bad_grammar("left recursion through rule '" + name + "' (possibly behind rules that can match nothing); llama.cpp cannot run a left-recursive grammar");
-                }
-                if (colour[s] == 0) {
-                    colour[s] = 1;
-                    st.push_back({s, 0});
-                }
+                uint32_t s = first[r][k++].to;
+                if (!seen[s]) { seen[s] = 1; st.push_back({s, 0}); }
             } else {
-                colour[r] = 2;
+                order.push_back(r);
                 st.pop_back();
             }
+        }
+    }
+    std::vector<int32_t> comp(n, -1);
+    int32_t n_comp = 0;
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        if (comp[*it] >= 0) continue;
+        std::vector<uint32_t> st{*it};
+        comp[*it] = n_comp;
+        while (!st.empty()) {
+            uint32_t r = st.back();
+            st.pop_back();
+            for (uint32_t s : back[r]) if (comp[s] < 0) { comp[s] = n_comp; st.push_back(s); }
+        }
+        ++n_comp;
+    }
+    for (size_t r = 0; r < n; ++r) {
+        for (const Edge & e : first[r]) {
+            if (e.tail || comp[e.to] != comp[r]) continue;
+            std::string name = "#" + std::to_string(e.to);
+            for (const auto & kv : p.symbol_ids) if (kv.second == e.to) name = kv.first;
+            bad_grammar("left recursion through rule '" + name + "' (possibly behind rules that can match nothing); llama.cpp cannot run a left-recursive grammar");
         }
     }
 }

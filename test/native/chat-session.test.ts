@@ -137,6 +137,33 @@ describe("tool calls", () => {
         }
     }, 120_000);
 
+    it('toolChoice "auto" runs the lazy grammar (its `(tool-call? space)+` is tail recursion through a nullable rule, which llama.cpp runs)', async () => {
+        for (const file of ["Qwen-Qwen2.5-7B-Instruct", "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use"]) {
+            const template = readFileSync(path.join(templatesDir, `${file}.jinja`), "utf8");
+            const chat = await model.createChatSession({ template, tools: [WEATHER_TOOL as never], contextSize: 1024, threads: 1 });
+            try {
+                // A random model writes prose: no trigger, so the grammar never applies and the reply is text.
+                const r = await chat.send("Weather in Paris?", { toolChoice: "auto", temperature: 0, maxTokens: 16 });
+                expect(r.stats.generatedTokens).toBeGreaterThan(0);
+                expect(r.toolCalls).toEqual([]);
+            } finally {
+                await chat.dispose();
+            }
+        }
+    });
+
+    it("a grammar whose recursion through a nullable rule is in tail position runs; one with something after it is refused", async () => {
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        try {
+            let text = "";
+            for await (const s of ctx.generate("x", { grammar: 'root ::= x root | "b"\nx ::= "c"?', maxTokens: 8, seed: 1 })) text += s.text;
+            expect(text).toMatch(/^c*b?$/);
+            await expect(ctx.sample(0, { grammar: 'root ::= x root "a" | "b"\nx ::= "c"?' })).rejects.toMatchObject({ code: "ERR_INVALID_GRAMMAR", message: expect.stringContaining("left recursion") });
+        } finally {
+            await ctx.dispose();
+        }
+    });
+
     it("run() answers calls with the given functions and sends the results back", async () => {
         const chat = await model.createChatSession({ template: QWEN25, tools: [WEATHER_TOOL as never], contextSize: 2048, threads: 1 });
         const seen: unknown[] = [];

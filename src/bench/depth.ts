@@ -80,11 +80,12 @@ export const PEER = "node-llama-cpp";
 export const LLAMA_BENCH = "llama-bench";
 export const ours = (mode: AttentionMode) => `llamafuse ${mode}`;
 
-/** Greedy generation of n tokens from one token: decodes (n + 1) per second. */
+/** Greedy generation of n tokens from one token appended at the depth: decodes (n + 1) per second. */
 async function tgOurs(ctx: Context, first: number, n: number): Promise<number> {
     let tEnd = 0, k = 0;
     const t0 = performance.now();
-    for await (const _ of ctx.generate([first], { temperature: 0, maxTokens: n, stopOnEog: false })) {
+    // continue: the token goes after the prefilled depth (a plain prompt would replace the sequence).
+    for await (const _ of ctx.generate([first], { temperature: 0, maxTokens: n, stopOnEog: false, continue: true })) {
         tEnd = performance.now();
         k++;
     }

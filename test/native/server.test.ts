@@ -266,6 +266,10 @@ describe("tools (a Hermes-style template given to the server)", () => {
             });
             expect(next.choices[0]!.message.role).toBe("assistant");
             expect(next.usage!.prompt_tokens).toBeGreaterThan(plain.usage!.prompt_tokens + 10);
+            // "auto" (the default): the lazy tool-call grammar waits for the format's trigger; stories260K writes prose.
+            const auto = await c.chat.completions.create({ model: "x", messages: [user], tools, temperature: 0, max_tokens: 8 });
+            expect(auto.choices[0]!.finish_reason).toBe("length");
+            expect(auto.choices[0]!.message.tool_calls ?? []).toEqual([]);
             const bad = await c.chat.completions.create({ ...ask, tool_choice: { type: "function", function: { name: "nope" } } }).then(() => null, (e: unknown) => e);
             expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
             expect((bad as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("tool_choice.function.name");

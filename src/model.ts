@@ -284,7 +284,14 @@ export class Model {
     /** Each token's text piece as bytes (synchronous: a table lookup per token). */
     tokenPieces(tokens: TokenInput, options: { special?: boolean } = {}): Uint8Array[] {
         const ids = toTokenArray("tokens", tokens, this.info.vocabSize);
-        const { bytes, offsets } = this.native.tokenPieces(ids, options.special ?? true);
+        const native = this.native;
+        let pieces;
+        try {
+            pieces = native.tokenPieces(ids, options.special ?? true);
+        } catch (err) {
+            throw fromNative(err); // a synchronous native error (no tokenizer) as a LlamaError
+        }
+        const { bytes, offsets } = pieces;
         return Array.from(ids, (_, i) => bytes.subarray(offsets[i]!, offsets[i + 1]!));
     }
 

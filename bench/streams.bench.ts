@@ -29,6 +29,7 @@ for (const n of streamCounts) {
     for (let r = 0; r < runs; r++) {
         await ctx.kv.clear();
         const before = ctx.schedulerStats();
+        const cpu0 = process.cpuUsage();
         const t0 = performance.now();
         const counts = await Promise.all(Array.from({ length: n }, async (_, s) => {
             let k = 0;
@@ -36,6 +37,7 @@ for (const n of streamCounts) {
             return k;
         }));
         const ms = performance.now() - t0;
+        const cpu = process.cpuUsage(cpu0);
         const total = counts.reduce((a, b) => a + b, 0);
         rates.push((total / ms) * 1000);
         const after = ctx.schedulerStats()!;
@@ -46,7 +48,8 @@ for (const n of streamCounts) {
             console.log(`  1 stream run ${r}: ${((total / ms) * 1000).toFixed(0)} tok/s; per token: wall ${((ms * 1000) / total).toFixed(1)} µs, ` +
                 `step ${perTok(d("stepNs"))} µs (decode ${perTok(d("decodeNs"))}, sampling ${perTok(d("sampleNs"))}, text+delivery ${perTok(d("textNs"))}, busy flag ${perTok(d("acquireNs"))}, ` +
                 `rest ${perTok(d("stepNs") - d("decodeNs") - d("sampleNs") - d("textNs") - d("acquireNs"))}), ` +
-                `outside steps ${((ms * 1e6 - d("stepNs")) / 1000 / total).toFixed(1)} µs; steps ${d("steps")}`);
+                `outside steps ${((ms * 1e6 - d("stepNs")) / 1000 / total).toFixed(1)} µs; steps ${d("steps")}; ` +
+                `process CPU time ${((cpu.user + cpu.system) / total).toFixed(1)} µs/token (all threads: compute, loop, JS)`);
         }
     }
     console.log(`${n} stream${n > 1 ? "s" : ""}: ${median(rates).toFixed(0)} tok/s aggregate (runs: ${rates.map((x) => x.toFixed(0)).join(", ")})`);

@@ -3,10 +3,13 @@
 // items/prefixItems/minItems/maxItems, minLength/maxLength, anchored patterns, integer
 // ranges, and the formats date, time, date-time and uuid.
 //
-// The converter skips keywords it does not know; a grammar that skips one would let through
-// output the schema forbids. So the schema is walked here first and anything the converter
-// would not enforce is refused up front, naming the keyword and where it is. (Patterns it
-// cannot translate are refused by the converter itself: native/patches/0003.)
+// The converter skips keywords it does not know, and some it knows when they come without
+// the keywords it reads them with (maxItems without items, minLength without type "string");
+// a grammar that skips one would let through output the schema forbids. So the schema is
+// walked here first and anything the converter would not enforce is refused up front, naming
+// the keyword and where it is. (Patterns it cannot translate are refused by the converter
+// itself: native/patches/0003.) The other way round, it is stricter than JSON Schema in one
+// place: an empty schema ({} or true) becomes "any JSON object", not "any JSON value".
 import { binding } from "./binding.js";
 import { LlamaError } from "./errors.js";
 
@@ -72,6 +75,16 @@ function check(schema: unknown, path: string, depth: number, seen: Set<object>, 
         }
         if (k === "additionalProperties" && typeof v !== "boolean") check(v, at, depth + 1, seen, count);
     }
+    // Keywords llama.cpp's converter reads only in some company, and skips otherwise.
+    const only = (k: string, ok: boolean, need: string) => {
+        if (s[k] !== undefined && !ok) fail(`${path}/${k}`, `${k} is enforced only ${need}`);
+    };
+    const isString = types.length === 1 && types[0] === "string";
+    const untypedOrString = types.length === 0 || isString;
+    for (const k of ["minItems", "maxItems"]) only(k, s.items !== undefined && s.prefixItems === undefined, "with items (and no prefixItems)");
+    for (const k of ["minLength", "maxLength"]) only(k, isString && s.pattern === undefined && s.format === undefined, 'on { type: "string" } without pattern or format');
+    for (const k of ["pattern", "format"]) only(k, untypedOrString, 'on strings (no type, or type "string")');
+    only("additionalProperties", types.length === 0 || (types.length === 1 && types[0] === "object"), 'on objects');
     if (typeof s.minItems === "number" && typeof s.maxItems === "number" && s.maxItems < s.minItems) fail(`${path}/maxItems`, "maxItems is below minItems");
     if (typeof s.minLength === "number" && typeof s.maxLength === "number" && s.maxLength < s.minLength) fail(`${path}/maxLength`, "maxLength is below minLength");
     seen.delete(schema);
@@ -97,7 +110,12 @@ export function jsonSchemaToGrammar(schema: unknown): string {
     }
     check(schema, "", 0, new Set(), { n: 0 });
     try {
-        return binding().jsonSchemaToGrammar(JSON.stringify(schema === true ? {} : schema));
+        // items: false after prefixItems ("no more items") is what the converter does with
+        // prefixItems anyway, and it refuses the false: leave it out.
+        const text = JSON.stringify(schema === true ? {} : schema, function (this: Record<string, unknown>, k: string, v: unknown) {
+            return k === "items" && v === false && this.prefixItems !== undefined ? undefined : v;
+        });
+        return binding().jsonSchemaToGrammar(text);
     } catch (err) {
         const msg = (err as Error).message.replace(/^the JSON schema cannot be turned into a grammar: /, "");
         throw new LlamaError("ERR_INVALID_OPTION", `jsonSchema: ${msg}`, { cause: err });

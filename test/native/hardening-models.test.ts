@@ -65,6 +65,7 @@ describe("crash classes from model files: a coded error, the process alive", () 
             await code("dry", () => lf.createSampler(model, { dryMultiplier: 0.8 }));
             const ctx = await model.createContext({ contextSize: 64, threads: 1 });
             await code("forward", () => ctx.forward({ tokens: [1, 2, 3], sequence: 0 }));
+            await code("generate", async () => { for await (const _ of ctx.generate([1, 2], { maxTokens: 2 })) {} });
             return codes;
         `);
         expect(o.signal, o.output).toBeNull();
@@ -76,6 +77,7 @@ describe("crash classes from model files: a coded error, the process alive", () 
         expect(codes.dry, o.output).toBe("ERR_UNSUPPORTED");
         // Token ids still run through the weights; text output needs the tokenizer.
         expect(codes.forward, o.output).toBe("ok");
+        expect(codes.generate, o.output).toBe("ERR_UNSUPPORTED"); // it died in the scheduler's piece lookup (fuzz seed 28)
     });
 
     it("2. empty tokenizer.ggml.tokens in a vocab-only load → ERR_INVALID_MODEL", () => {

@@ -29,10 +29,12 @@ void model_check_tensors(const GgufMetadata & meta) {
         // ggml's CPU binary ops take only with an F32 operand ("binary_op: unsupported types").
         // By name, not by rank: a [n, 1] matrix (a reranker's cls.output.weight) looks 1-D to
         // ggml and may be F16.
+        // BERT's token_types.weight: its first row is added to the embeddings as it is.
         const bool f32_only = ends_with(t.name, "norm.weight") || ends_with(t.name, ".bias") ||
-                              t.name.find("rope_freqs") != std::string::npos || t.name.find("rope_factors") != std::string::npos;
+                              t.name.find("rope_freqs") != std::string::npos || t.name.find("rope_factors") != std::string::npos ||
+                              t.name == "token_types.weight";
         if (f32_only && type != GGML_TYPE_F32) {
-            invalid("tensor " + t.name + " (a norm weight, bias or rope factor) has type " + tname + "; llama.cpp's graphs need F32 there");
+            invalid("tensor " + t.name + " (a norm weight, bias, rope factor or token-type table) has type " + tname + "; llama.cpp's graphs need F32 there");
         }
     }
 }

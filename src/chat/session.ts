@@ -9,8 +9,8 @@ import type { Model } from "../model.js";
 import { SAMPLING_KEYS, type SamplingOptions } from "../sampling.js";
 import { checkKnownKeys, invalidOption, is, optBool, optEnum, optInt, optSignal, optionsObject } from "../validate.js";
 import { normalizeMessage, normalizeMessages, normalizeTools, resolveToolChoice, type ChatMessage, type ChatTool, type ToolChoice } from "./messages.js";
-import type { NativeChatParsed } from "./native.js";
 import { replyConstraints } from "./constraints.js";
+import { ReplyParser, type ReplyDelta } from "./reply.js";
 import type { ChatTemplates, RenderedChat, RenderRequest } from "./templates.js";
 
 export interface ChatSessionOptions extends ContextOptions {
@@ -83,7 +83,8 @@ export interface ChatResponse {
 export type ChatDelta =
     | { type: "text"; text: string; token: number }
     | { type: "reasoning"; text: string; token: number }
-    | { type: "toolCall"; index: number; id: string; name: string; arguments: string };
+    /** A new call carries its id and name; later deltas of it, only what its arguments grew by (as OpenAI streams them). */
+    | { type: "toolCall"; index: number; id?: string; name?: string; arguments: string };
 
 export interface ChatRunOptions extends ChatSendOptions {
     /** The functions the model may call, by tool name; each gets the parsed arguments. */
@@ -180,7 +181,7 @@ export class ChatSession {
 
     /** Sends a user message (or any message, e.g. a tool result) and waits for the whole reply. */
     async send(message: string | ChatMessage | ChatMessage[], options?: ChatSendOptions): Promise<ChatResponse> {
-        const it = this.stream(message, options);
+        const it = this.#turn(message, options, false);
         for (;;) {
             const r = await it.next();
             if (r.done) return r.value;
@@ -191,7 +192,12 @@ export class ChatSession {
      * Sends a message and streams the reply as deltas (text, reasoning, tool calls). The
      * iterator's return value is the whole response, as send() gives it.
      */
-    async *stream(message: string | ChatMessage | ChatMessage[], options?: ChatSendOptions): AsyncGenerator<ChatDelta, ChatResponse> {
+    stream(message: string | ChatMessage | ChatMessage[], options?: ChatSendOptions): AsyncGenerator<ChatDelta, ChatResponse> {
+        return this.#turn(message, options, true);
+    }
+
+    // A turn; `streaming`: parse the reply as it grows (send() parses it once, at the end).
+    async *#turn(message: string | ChatMessage | ChatMessage[], options: ChatSendOptions | undefined, streaming: boolean): AsyncGenerator<ChatDelta, ChatResponse> {
         const added = toMessages(message);
         const o = optionsObject("options", options);
         checkKnownKeys("chat send", o, [...SEND_KEYS, ...SAMPLING_KEYS]);
@@ -233,7 +239,8 @@ export class ChatSession {
                 stop: [...rendered.additionalStops, ...(userStops as string[])],
                 signal,
             });
-            const parser = new ReplyParser(this.#templates, this.#model, rendered, !!useTools);
+            const templates = this.#templates;
+            const parser = new ReplyParser(this.#model, (raw, partial) => templates.parse(raw, rendered, { partial }), !useTools && !rendered.supportsThinking && rendered.parser === "");
             let summary: GenerateSummary;
             let lastToken = -1;
             for (;;) {
@@ -243,11 +250,11 @@ export class ChatSession {
                     break;
                 }
                 lastToken = r.value.token;
-                yield* parser.push(r.value);
+                for (const d of await parser.push(r.value, streaming)) yield chatDelta(d, lastToken);
             }
-            const parsed = await parser.finish(choice.mode === "required");
-            yield* parser.deltas(parsed, lastToken, true);
-            const toolCalls = parsed.toolCalls.map((c, i) => ({ id: c.id || `call_${Date.now().toString(36)}_${i}`, name: c.name, arguments: c.arguments }));
+            const { parsed, deltas } = await parser.finish(choice.mode === "required");
+            if (streaming) for (const d of deltas) yield chatDelta(d, lastToken);
+            const toolCalls = parsed.toolCalls.map((c) => ({ id: c.id, name: c.name, arguments: c.arguments }));
             const reply: ChatMessage = { role: "assistant", content: parsed.content };
             if (toolCalls.length) reply.tool_calls = toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }));
             if (this.#keepReasoning && parsed.reasoning) reply.reasoning_content = parsed.reasoning;
@@ -380,77 +387,9 @@ function toMessages(message: unknown): ChatMessage[] {
     return [normalizeMessage(message, "message")];
 }
 
-/**
- * Turns generated tokens into parsed deltas. A plain-text format (no tools, no thinking)
- * streams generate()'s own text; otherwise the reply so far (special tokens rendered, since
- * parsers look for markers such as <tool_call>) is parsed as partial after each token and
- * what grew since the last parse is emitted.
- */
-class ReplyParser {
-    readonly #templates: ChatTemplates;
-    readonly #model: Model;
-    readonly #rendered: RenderedChat;
-    readonly #plain: boolean;
-    readonly #decoder = new TextDecoder("utf-8");
-    #raw = "";
-    #last: NativeChatParsed = { content: "", reasoning: "", toolCalls: [] };
-
-    constructor(templates: ChatTemplates, model: Model, rendered: RenderedChat, tools: boolean) {
-        this.#templates = templates;
-        this.#model = model;
-        this.#rendered = rendered;
-        this.#plain = !tools && !rendered.supportsThinking && rendered.parser === "";
-    }
-
-    async *push(step: { token: number; text: string }): AsyncGenerator<ChatDelta> {
-        if (this.#plain) {
-            this.#raw += step.text;
-            yield* this.deltas({ content: this.#raw, reasoning: "", toolCalls: [] }, step.token, false);
-            return;
-        }
-        this.#raw += this.#decoder.decode(this.#model.tokenPieces([step.token], { special: true })[0], { stream: true });
-        let parsed: NativeChatParsed;
-        try {
-            parsed = await this.#templates.parse(this.#raw, this.#rendered, { partial: true });
-        } catch {
-            return; // a partial reply need not parse yet
-        }
-        yield* this.deltas(parsed, step.token, false);
-    }
-
-    /** The final parse. A reply that does not parse is plain content unless a call was required. */
-    async finish(required: boolean): Promise<NativeChatParsed> {
-        if (this.#plain) return { content: this.#raw, reasoning: "", toolCalls: [] };
-        this.#raw += this.#decoder.decode();
-        try {
-            return await this.#templates.parse(this.#raw, this.#rendered, { partial: false });
-        } catch (err) {
-            if (required) throw err;
-            return { content: this.#raw, reasoning: "", toolCalls: [] };
-        }
-    }
-
-    *deltas(parsed: NativeChatParsed, token: number, final: boolean): Generator<ChatDelta> {
-        const prev = this.#last;
-        if (parsed.reasoning.length > prev.reasoning.length && parsed.reasoning.startsWith(prev.reasoning)) {
-            yield { type: "reasoning", text: parsed.reasoning.slice(prev.reasoning.length), token };
-        }
-        if (parsed.content.length > prev.content.length && parsed.content.startsWith(prev.content)) {
-            yield { type: "text", text: parsed.content.slice(prev.content.length), token };
-        }
-        for (let i = 0; i < parsed.toolCalls.length; i++) {
-            const c = parsed.toolCalls[i]!;
-            const p = prev.toolCalls[i];
-            if (!p || p.arguments !== c.arguments || p.name !== c.name || (final && p.id !== c.id)) {
-                yield { type: "toolCall", index: i, id: c.id, name: c.name, arguments: c.arguments };
-            }
-        }
-        // Keep only what grew, so a partial parse that backtracks is not emitted twice.
-        this.#last = {
-            content: parsed.content.startsWith(prev.content) ? parsed.content : prev.content,
-            reasoning: parsed.reasoning.startsWith(prev.reasoning) ? parsed.reasoning : prev.reasoning,
-            toolCalls: parsed.toolCalls,
-        };
-    }
+function chatDelta(d: ReplyDelta, token: number): ChatDelta {
+    if ("reasoning" in d) return { type: "reasoning", text: d.reasoning, token };
+    if ("content" in d) return { type: "text", text: d.content, token };
+    return { type: "toolCall", ...d.toolCall };
 }
 

@@ -2,6 +2,7 @@
 // generated on the pool, the reply parsed into content, reasoning and tool calls by the
 // template format's own parser; answered as one chat.completion or streamed as chunks.
 import type { FastifyInstance } from "fastify";
+import { ReplyParser, type ReplyDelta } from "../chat/reply.js";
 import type { Model } from "../model.js";
 import { ApiError } from "./errors.js";
 import { chatPrompt, type ChatMessageIn, type ChatPrompt, type ParsedReply, type ToolChoiceIn, type ToolIn } from "./chat-prompt.js";
@@ -24,81 +25,32 @@ interface ChatBody extends SamplingFields {
     parallel_tool_calls?: boolean | null;
 }
 
-/**
- * The assistant's reply as it grows. A plain-text format streams the generated text as it
- * comes; otherwise the raw reply (special tokens as text, since parsers look for markers
- * such as <tool_call>) is parsed after each token while streaming, and once at the end, and
- * only what grew since the last parse is sent.
- */
-/** @internal exported for tests */
+/** The reply as OpenAI's delta objects (the chat layer's ReplyParser does the parsing). @internal exported for tests */
 export class ChatReply {
-    readonly #model: Model;
-    readonly #prompt: ChatPrompt;
-    readonly #decoder = new TextDecoder("utf-8");
-    #raw = "";
-    #text = "";
-    #sent: ParsedReply = { content: "", reasoning: "", toolCalls: [] };
+    readonly #parser: ReplyParser;
 
     constructor(model: Model, prompt: ChatPrompt) {
-        this.#model = model;
-        this.#prompt = prompt;
-    }
-
-    get #parsing(): boolean {
-        return !this.#prompt.plain;
+        this.#parser = new ReplyParser(model, prompt.parse, prompt.plain);
     }
 
     /** Deltas (OpenAI's delta objects) that this step releases. */
     async push(step: { token: number; text: string }, streaming: boolean): Promise<Record<string, unknown>[]> {
-        this.#text += step.text;
-        if (!this.#parsing) return streaming && step.text !== "" ? this.#diff({ content: this.#text, reasoning: "", toolCalls: [] }) : [];
-        this.#raw += this.#decoder.decode(this.#model.tokenPieces([step.token], { special: true })[0], { stream: true });
-        if (!streaming) return [];
-        let parsed: ParsedReply;
-        try {
-            parsed = await this.#prompt.parse(this.#raw, true);
-        } catch {
-            return []; // a partial reply need not parse yet
-        }
-        return this.#diff(parsed);
+        return (await this.#parser.push(step, streaming)).map(openaiDelta);
     }
 
     /** The final parse; a reply that does not parse is plain content. */
     async finish(): Promise<{ parsed: ParsedReply; deltas: Record<string, unknown>[] }> {
-        let parsed: ParsedReply = { content: this.#text, reasoning: "", toolCalls: [] };
-        if (this.#parsing) {
-            this.#raw += this.#decoder.decode();
-            try {
-                parsed = await this.#prompt.parse(this.#raw, false);
-            } catch {
-                // not in the format's shape: the text as it is
-            }
-        }
-        parsed = { ...parsed, toolCalls: parsed.toolCalls.map((c, i) => ({ ...c, id: c.id || `call_${Date.now().toString(36)}_${i}` })) };
-        return { parsed, deltas: this.#diff(parsed) };
+        const { parsed, deltas } = await this.#parser.finish();
+        return { parsed, deltas: deltas.map(openaiDelta) };
     }
+}
 
-    #diff(p: ParsedReply): Record<string, unknown>[] {
-        const prev = this.#sent;
-        const out: Record<string, unknown>[] = [];
-        if (p.reasoning.length > prev.reasoning.length && p.reasoning.startsWith(prev.reasoning)) out.push({ reasoning_content: p.reasoning.slice(prev.reasoning.length) });
-        if (p.content.length > prev.content.length && p.content.startsWith(prev.content)) out.push({ content: p.content.slice(prev.content.length) });
-        p.toolCalls.forEach((c, index) => {
-            const before = prev.toolCalls[index];
-            if (!before) {
-                out.push({ tool_calls: [{ index, id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }] });
-            } else if (c.arguments.length > before.arguments.length && c.arguments.startsWith(before.arguments)) {
-                out.push({ tool_calls: [{ index, function: { arguments: c.arguments.slice(before.arguments.length) } }] });
-            }
-        });
-        // Keep only what grew, so that a partial parse that backtracks is not sent twice.
-        this.#sent = {
-            content: p.content.startsWith(prev.content) ? p.content : prev.content,
-            reasoning: p.reasoning.startsWith(prev.reasoning) ? p.reasoning : prev.reasoning,
-            toolCalls: p.toolCalls.map((c, i) => (prev.toolCalls[i] && !c.arguments.startsWith(prev.toolCalls[i]!.arguments) ? prev.toolCalls[i]! : c)),
-        };
-        return out;
-    }
+function openaiDelta(d: ReplyDelta): Record<string, unknown> {
+    if ("reasoning" in d) return { reasoning_content: d.reasoning };
+    if ("content" in d) return { content: d.content };
+    const c = d.toolCall;
+    if (c.name === undefined) return { tool_calls: [{ index: c.index, function: { arguments: c.arguments } }] };
+    return { tool_calls: [{ index: c.index, id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }] };
 }
 
 function chatShape(modelId: string, reply: ChatReply): ReplyShape {

@@ -11,6 +11,26 @@
 
 namespace llamafuse {
 
+void context_init(llama_model * model, const llama_context_params & params, int32_t threads, uint32_t poll, const char * what,
+                  llama_context *& ctx, ggml_threadpool *& tp) {
+    ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+    tpp.poll = poll;
+    tp = ggml_threadpool_new(&tpp);
+    if (!tp) throw CodedError("ERR_NATIVE", "could not create a thread pool");
+    log_clear_error();
+    AbortGuard guard;
+    try {
+        ctx = llama_init_from_model(model, params);
+    } catch (const GgmlAbort & e) {
+        throw CodedError("ERR_INVALID_OPTION", std::string("llama.cpp rejected the context parameters: ") + e.what());
+    }
+    if (!ctx) {
+        std::string why = log_last_error();
+        throw CodedError("ERR_CONTEXT_CREATE", std::string("failed to create the ") + what + (why.empty() ? std::string() : ": " + why));
+    }
+    llama_attach_threadpool(ctx, tp, tp);
+}
+
 Napi::Function NativeContext::define(Napi::Env env) {
     Napi::Function fn = DefineClass(env, "NativeContext", {
         StaticMethod("create", &NativeContext::Create),
@@ -117,22 +137,7 @@ public:
 protected:
     void run() override {
         if (!model_->model()) throw CodedError("ERR_DISPOSED", "the model is disposed");
-        ggml_threadpool_params tpp = ggml_threadpool_params_default(threads_);
-        tpp.poll = poll_;
-        tp_ = ggml_threadpool_new(&tpp);
-        if (!tp_) throw CodedError("ERR_NATIVE", "could not create a thread pool");
-        log_clear_error();
-        AbortGuard guard;
-        try {
-            ctx_ = llama_init_from_model(model_->model(), params_);
-        } catch (const GgmlAbort & e) {
-            throw CodedError("ERR_INVALID_OPTION", std::string("llama.cpp rejected the context parameters: ") + e.what());
-        }
-        if (!ctx_) {
-            std::string why = log_last_error();
-            throw CodedError("ERR_CONTEXT_CREATE", "failed to create the context" + (why.empty() ? std::string() : ": " + why));
-        }
-        llama_attach_threadpool(ctx_, tp_, tp_);
+        context_init(model_->model(), params_, threads_, poll_, "context", ctx_, tp_);
     }
 
     Napi::Value result(Napi::Env env) override {

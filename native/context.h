@@ -16,6 +16,13 @@
 
 namespace llamafuse {
 
+// A llama_context on its own ggml thread pool (`threads`, spinning at `poll`), created under
+// the abort guard; the shared first step of a NativeContext and a NativeEmbeddingContext. ctx
+// and tp are set as soon as each exists, so the caller frees what was made when this throws
+// (CodedError: ERR_NATIVE, ERR_INVALID_OPTION, ERR_CONTEXT_CREATE naming `what`).
+void context_init(llama_model * model, const llama_context_params & params, int32_t threads, uint32_t poll, const char * what,
+                  llama_context *& ctx, ggml_threadpool *& tp);
+
 class NativeContext : public Napi::ObjectWrap<NativeContext> {
 public:
     static Napi::Function define(Napi::Env env);

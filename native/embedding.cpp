@@ -2,6 +2,7 @@
 
 #include "abort_guard.h"
 #include "attention_switch.h"
+#include "context.h"
 #include "log.h"
 
 #include "gguf.h"
@@ -107,22 +108,7 @@ protected:
     void run() override {
         if (!model_->model()) throw CodedError("ERR_DISPOSED", "the model is disposed");
         rank_head_ = gguf_has_rank_head(path_);
-        ggml_threadpool_params tpp = ggml_threadpool_params_default(threads_);
-        tpp.poll = poll_;
-        tp_ = ggml_threadpool_new(&tpp);
-        if (!tp_) throw CodedError("ERR_NATIVE", "could not create a thread pool");
-        log_clear_error();
-        AbortGuard guard;
-        try {
-            ctx_ = llama_init_from_model(model_->model(), params_);
-        } catch (const GgmlAbort & e) {
-            throw CodedError("ERR_INVALID_OPTION", std::string("llama.cpp rejected the context parameters: ") + e.what());
-        }
-        if (!ctx_) {
-            std::string why = log_last_error();
-            throw CodedError("ERR_CONTEXT_CREATE", "failed to create the embedding context" + (why.empty() ? std::string() : ": " + why));
-        }
-        llama_attach_threadpool(ctx_, tp_, tp_);
+        context_init(model_->model(), params_, threads_, poll_, "embedding context", ctx_, tp_);
     }
 
     Napi::Value result(Napi::Env env) override {

@@ -7,11 +7,12 @@
 //
 // Concurrency comes from the context: generations on different sequences of one context
 // share its decode steps (the scheduler), so a pool adds no threads of its own.
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import type { Context, ContextOptions } from "./context.js";
 import { LlamaError, abortedError, disposedError } from "./errors.js";
 import type { GenerateOptions, GenerateStep, GenerateSummary } from "./generate.js";
 import type { Model } from "./model.js";
+import { readStateSource } from "./state.js";
 import { toTokenArray } from "./tokens.js";
 import { invalidOption, is, optInt, optNumber, optSignal, optionsObject } from "./validate.js";
 
@@ -315,19 +316,7 @@ export class Pool {
     /** Restores a slot saved by saveSlot() (from any slot of a pool on the same model) into an idle slot. */
     restoreSlot(index: number, source: string | Uint8Array): Promise<void> {
         return this.#withIdleSlot(index, async (slot) => {
-            let data: Uint8Array;
-            if (is.string(source)) {
-                try {
-                    data = await readFile(source);
-                } catch (err) {
-                    const code = (err as NodeJS.ErrnoException).code;
-                    throw new LlamaError(code === "ENOENT" ? "ERR_FILE_NOT_FOUND" : "ERR_STATE_MISMATCH", `cannot read slot file ${source}: ${(err as Error).message}`);
-                }
-            } else if (source instanceof Uint8Array) {
-                data = source;
-            } else {
-                throw invalidOption("source", "a file path or a Buffer/Uint8Array", source);
-            }
+            const data = await readStateSource(source, "slot");
             const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
             const at = SLOT_MAGIC.length + 4;
             if (buf.length < at || buf.toString("latin1", 0, SLOT_MAGIC.length) !== SLOT_MAGIC) throw new LlamaError("ERR_STATE_MISMATCH", "not a llamafuse slot state (bad header)");

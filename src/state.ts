@@ -79,22 +79,26 @@ export async function saveStateBlob(ctx: Context, target: unknown, options: unkn
     return undefined;
 }
 
-export async function loadStateBlob(ctx: Context, source: unknown, options: unknown): Promise<void> {
-    const seq = stateOptions(ctx, options);
-    let data: Uint8Array;
+/**
+ * A saved state's bytes: read from a file path, or copied from a Buffer/Uint8Array now (the
+ * caller may reuse its buffer while the load waits in a queue). `what` names it in errors.
+ */
+export async function readStateSource(source: unknown, what: string): Promise<Uint8Array> {
     if (is.string(source)) {
         try {
-            data = await readFile(source);
+            return await readFile(source);
         } catch (err) {
             const code = (err as NodeJS.ErrnoException).code;
-            throw new LlamaError(code === "ENOENT" ? "ERR_FILE_NOT_FOUND" : "ERR_STATE_MISMATCH", `cannot read state file ${source}: ${(err as Error).message}`);
+            throw new LlamaError(code === "ENOENT" ? "ERR_FILE_NOT_FOUND" : "ERR_STATE_MISMATCH", `cannot read ${what} file ${source}: ${(err as Error).message}`);
         }
-    } else if (source instanceof Uint8Array) {
-        // A copy, now: the caller may reuse its buffer while the load waits in the queue.
-        data = Uint8Array.prototype.slice.call(source);
-    } else {
-        throw invalidOption("source", "a file path or a Buffer/Uint8Array", source);
     }
+    if (source instanceof Uint8Array) return Uint8Array.prototype.slice.call(source);
+    throw invalidOption("source", "a file path or a Buffer/Uint8Array", source);
+}
+
+export async function loadStateBlob(ctx: Context, source: unknown, options: unknown): Promise<void> {
+    const seq = stateOptions(ctx, options);
+    const data = await readStateSource(source, "state");
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (buf.length < MAGIC.length + 4 || buf.toString("latin1", 0, MAGIC.length) !== MAGIC) {
         throw new LlamaError("ERR_STATE_MISMATCH", "not a llamafuse state (bad header)");

@@ -11,22 +11,12 @@ import { loadModel, type Model } from "../../src/index.js";
 import { synthModel } from "../../src/synth/index.js";
 import { haveModels, MODELS } from "../helpers/models.js";
 import { relL2, rng } from "../helpers/attention-ref.js";
+import { top2 } from "../helpers/logits.js";
 
 const THREADS = 2;
 const PROMPT = 320;
 const STEPS = 64;
 
-function argmaxTop2(x: Float32Array): { best: number; gap: number } {
-    let best = 0;
-    let second = -Infinity;
-    for (let i = 1; i < x.length; i++) {
-        if (x[i]! > x[best]!) {
-            second = x[best]!;
-            best = i;
-        } else if (x[i]! > second) second = x[i]!;
-    }
-    return { best, gap: x[best]! - second };
-}
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
     let m = 0;
@@ -58,7 +48,7 @@ async function compare(model: Model, prompt: number[], kvType: "f16" | "q8_0") {
         // Teacher forcing: both contexts get ggml's greedy token; their argmax may differ only
         // where ggml's top two logits are closer than the two contexts' logits differ.
         let agree = 0;
-        let next = argmaxTop2(b.logits(0)).best;
+        let next = top2(b.logits(0)).best;
         const fed: number[] = [];
         const stepsFused: Float32Array[] = [];
         const stepsGgml: Float32Array[] = [];
@@ -68,8 +58,8 @@ async function compare(model: Model, prompt: number[], kvType: "f16" | "q8_0") {
             const fb = (await ggml.forward([{ sequence: 0, tokens: [next] }])).logits(0);
             stepsFused.push(fa);
             stepsGgml.push(fb);
-            const ta = argmaxTop2(fa);
-            const tb = argmaxTop2(fb);
+            const ta = top2(fa);
+            const tb = top2(fb);
             if (ta.best === tb.best) agree++;
             else expect(tb.gap).toBeLessThanOrEqual(2 * maxAbsDiff(fa, fb));
             next = tb.best;

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, LlamaError, type Context, type GenerateOptions, type Model } from "../../src/index.js";
 import { MODELS } from "../helpers/models.js";
-import { peer } from "../helpers/peer.js";
+import { peer, peerGreedy } from "../helpers/peer.js";
 
 const PROMPTS = ["Once upon a time", "The little dog", "Tom and his friend went to the", "One day, a girl named Sue"];
 const N = 120;
@@ -19,26 +19,6 @@ async function collect(it: AsyncIterable<{ token: number; text: string }>) {
     return { tokens, text };
 }
 
-/** node-llama-cpp's greedy continuation of `input` (tokens incl. BOS), EOG excluded. */
-async function peerGreedy(modelPath: string, inputs: number[][], n: number): Promise<number[][]> {
-    const llama = await peer();
-    const model = await llama.loadModel({ modelPath });
-    const out: number[][] = [];
-    for (const input of inputs) {
-        const context = await model.createContext({ contextSize: 256, batchSize: 256, threads: 1 });
-        const seq = context.getSequence();
-        const got: number[] = [];
-        for await (const t of seq.evaluate(input as never, { temperature: 0 })) {
-            if (model.isEogToken(t)) break;
-            got.push(t);
-            if (got.length >= n) break;
-        }
-        out.push(got);
-        await context.dispose();
-    }
-    await model.dispose();
-    return out;
-}
 
 describe("greedy generation equals node-llama-cpp's", () => {
     for (const [name, file] of [["stories260K", MODELS.stories260K], ["TinyStories-656K", MODELS.tiny656K]] as const) {

@@ -9,43 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kernelStats, kernelStatsReset } from "../../src/attention.js";
 import { loadModel, type Model } from "../../src/index.js";
 import { MODELS } from "../helpers/models.js";
-import { peer } from "../helpers/peer.js";
+import { peer, peerGreedy } from "../helpers/peer.js";
+import { top2 } from "../helpers/logits.js";
 
 const PROMPTS = ["Once upon a time", "The little dog", "Tom and his friend went to the", "One day, a girl named Sue"];
 const N = 120;
 
-/** node-llama-cpp's greedy continuation of each input (tokens incl. BOS), EOG excluded. */
-async function peerGreedy(modelPath: string, inputs: number[][], n: number): Promise<number[][]> {
-    const llama = await peer();
-    const model = await llama.loadModel({ modelPath });
-    const out: number[][] = [];
-    for (const input of inputs) {
-        const context = await model.createContext({ contextSize: 256, batchSize: 256, threads: 1 });
-        const seq = context.getSequence();
-        const got: number[] = [];
-        for await (const t of seq.evaluate(input as never, { temperature: 0 })) {
-            if (model.isEogToken(t)) break;
-            got.push(t);
-            if (got.length >= n) break;
-        }
-        out.push(got);
-        await context.dispose();
-    }
-    await model.dispose();
-    return out;
-}
 
-function top2(x: Float32Array): { best: number; gap: number } {
-    let best = 0;
-    let second = -Infinity;
-    for (let i = 1; i < x.length; i++) {
-        if (x[i]! > x[best]!) {
-            second = x[best]!;
-            best = i;
-        } else if (x[i]! > second) second = x[i]!;
-    }
-    return { best, gap: x[best]! - second };
-}
 
 function relL2(a: Float32Array, b: Float32Array): number {
     let num = 0;

@@ -9,6 +9,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { cloneGguf, decodeGguf, encodeGguf, getKv, setKv, T, type Gguf } from "../fuzz/gguf-edit.js";
 import { MODELS, vocabDir } from "../helpers/models.js";
+import { GgmlType, planSynthModel, tensorByteSize, writeGguf } from "../../src/synth/index.js";
 import { outcomeCode, runInChild } from "./hardening-child.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "llamafuse-harden-"));
@@ -148,5 +149,40 @@ describe("crash classes from model files: a coded error, the process alive", () 
             expect(o.signal, `${name}\n${o.output}`).toBeNull();
             expect(outcomeCode(o), `${name}\n${o.output}`).toMatch(/^ERR_INVALID_MODEL$/);
         }
+    });
+});
+
+describe("a BERT model whose token_types.weight is not F32", () => {
+    // The fuzz editor cannot write a parsable BERT file, so the synth writer lays one out and
+    // this writes it with the token-type table in the type under test. Values are zeros: the
+    // check is on types. ggml's CPU add took the F16 table and killed the process.
+    async function bertWithTokenTypes(type: number): Promise<string> {
+        const plan = await planSynthModel({ preset: "bert-tiny", seed: 21, output: "/dev/null" });
+        const file = path.join(dir, `bert-token-types-${type}.gguf`);
+        const tensors = plan.tensors.map((t) => (t.name === "token_types.weight" ? { ...t, type } : t));
+        expect(tensors.some((t) => t.name === "token_types.weight" && t.type === type)).toBe(true);
+        await writeGguf(file, plan.metadata, tensors.map((t) => ({
+            name: t.name, dims: t.dims, type: t.type, data: () => [new Uint8Array(tensorByteSize(t.type, t.dims))],
+        })));
+        return file;
+    }
+    const EMBED = (file: string) => `
+        const model = await lf.loadModel(${JSON.stringify(file)});
+        const ectx = await model.createEmbeddingContext({ threads: 1 });
+        const [v] = await ectx.embed(["hello world"]);
+        return { dims: v.length };
+    `;
+
+    it("control: the same file with an F32 table loads and embeds", async () => {
+        const o = runInChild(EMBED(await bertWithTokenTypes(GgmlType.F32)));
+        expect(o.signal, o.output).toBeNull();
+        expect(outcomeCode(o), o.output).toBe("ok");
+    });
+
+    it("F16 → ERR_INVALID_MODEL at load, naming the tensor (it loaded, then killed the embedding forward)", async () => {
+        const o = runInChild(EMBED(await bertWithTokenTypes(GgmlType.F16)));
+        expect(o.signal, o.output).toBeNull();
+        expect(outcomeCode(o), o.output).toBe("ERR_INVALID_MODEL");
+        expect((o.result as { error: { message: string } }).error.message).toContain("token_types.weight");
     });
 });

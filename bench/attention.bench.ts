@@ -1,11 +1,11 @@
 // Attention kernel benchmark (issue 5): llamafuse's fused CPU kernel vs ggml's FLASH_ATTN_EXT
-// kernel on identical tensors in this process (see src/bench/attention.ts).
+// kernel on identical tensors in this process (see bench/suites/attention.ts).
 // Run: npm run bench:attention [-- --quick] [-- --json] [-- --threads N] [-- --cpu-clock]
 // --cpu-clock times by process CPU time instead of wall time: steadier with --threads 1 when
 // other processes share the machine.
 import { parseArgs } from "node:util";
 import { cpus } from "node:os";
-import { ATTENTION_TABLE_HEADER, formatAttentionRow, QUICK_OPTIONS, runAttentionBenchDetailed } from "../src/bench/attention.js";
+import { ATTENTION_TABLE_HEADER, formatAttentionRow, QUICK_OPTIONS, runAttentionBenchDetailed } from "./suites/attention.js";
 
 const { values } = parseArgs({ options: { json: { type: "boolean" }, quick: { type: "boolean" }, threads: { type: "string" }, "cpu-clock": { type: "boolean" } } });
 const threads = values.threads === undefined ? 2 : Number(values.threads);

@@ -2,7 +2,7 @@
 // Run: npm run bench:forward [-- --json] [-- --threads 1,2] [-- --model file.gguf]
 import { parseArgs } from "node:util";
 import { availableParallelism, cpus } from "node:os";
-import { formatForwardRows, runForwardBench } from "../src/bench/forward.js";
+import { formatForwardRows, runForwardBench } from "./suites/forward.js";
 
 const { values } = parseArgs({ options: { json: { type: "boolean" }, threads: { type: "string" }, model: { type: "string" }, reps: { type: "string" } } });
 const threads = values.threads?.split(",").map(Number);

@@ -10,8 +10,8 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { prebuiltAddon } from "../src/prebuilt.js";
-import { MODEL_1B } from "../src/bench/suites.js";
-import { median } from "../src/bench/stats.js";
+import { MODEL_1B } from "./suites/suites.js";
+import { median } from "./suites/stats.js";
 import { cachedSynthModel } from "../src/synth-cache.js";
 
 const root = path.resolve(import.meta.dirname, "..");

@@ -4,12 +4,12 @@
 // Targets, reported and not asserted: ≥ 2x node-llama-cpp, ≥ 0.9x llama-bench tg.
 // Run: tsx bench/sampling.bench.ts [--json] [--threads 1,2] [--reps 5] [--tokens 256]
 // With LLAMA_BENCH=/path/to/llama-bench, llama.cpp's own tg is measured in the same run.
-// The logic lives in src/bench/sampling.ts (compiled to dist/, so the CLI can call it).
+// The logic lives in bench/suites/sampling.ts (shared with `llamafuse bench sampling`).
 import { parseArgs } from "node:util";
-import { formatSamplingRows, runSamplingBench } from "../src/bench/sampling.js";
+import { formatSamplingRows, runSamplingBench } from "./suites/sampling.js";
 
-export { runSamplingBench, formatSamplingRows } from "../src/bench/sampling.js";
-export type { SamplingBenchOptions, SamplingBenchRow } from "../src/bench/sampling.js";
+export { runSamplingBench, formatSamplingRows } from "./suites/sampling.js";
+export type { SamplingBenchOptions, SamplingBenchRow } from "./suites/sampling.js";
 
 const isMain = import.meta.url === `file://${process.argv[1]}`;
 if (isMain) {

@@ -30,6 +30,11 @@ export function formatError(err: unknown): string {
     return `llamafuse: ${String(err)}`;
 }
 
+/** Commander's own errors (unknown command, missing argument) as one line, like ours. */
+export function oneLineCommanderError(s: string, write: (s: string) => void): void {
+    write(`${s.trimEnd().split("\n")[0]!.replace(/^error: /, "llamafuse: ")} (see --help)\n`);
+}
+
 export function note(line: string): void {
     process.stderr.write(line + "\n");
 }

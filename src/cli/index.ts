@@ -6,7 +6,7 @@ import path from "node:path";
 import { Command } from "commander";
 import { packageRoot } from "../binding.js";
 import { registerBench } from "./bench.js";
-import { formatError } from "./common.js";
+import { formatError, oneLineCommanderError } from "./common.js";
 import { registerDemo } from "./demo.js";
 import { registerEmbed } from "./embed.js";
 import { registerGenerate } from "./generate.js";
@@ -29,8 +29,7 @@ const program = new Command()
     .name("llamafuse")
     .description("LLM inference for Node.js: llama.cpp with fused attention kernels")
     .version(version())
-    // Commander's own errors (unknown command, missing argument) as one line, like ours.
-    .configureOutput({ outputError: (s, write) => write(`${s.trimEnd().split("\n")[0]!.replace(/^error: /, "llamafuse: ")} (see --help)\n`) });
+    .configureOutput({ outputError: oneLineCommanderError });
 
 registerInspect(program);
 registerGenerate(program);

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { nglArgs, offloadsToGpu, ourGpuLayers, parseBenchGpuLayers, peerGpuLayers } from "../../src/bench/gpu-layers.js";
+import { nglArgs, offloadsToGpu, ourGpuLayers, parseBenchGpuLayers, peerGpuLayers } from "../../bench/suites/gpu-layers.js";
 import { MODELS, repoRoot } from "../helpers/models.js";
 
 const cli = path.join(repoRoot, "dist", "cli", "index.js");

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BENCH_NOT_SHIPPED } from "../../src/cli/bench.js";
 import { cpuinfoFlags } from "../../src/prebuilt.js";
 import { MODELS, repoRoot } from "../helpers/models.js";
 import {
@@ -90,6 +91,10 @@ describe.runIf(haveBuild && haveModel)("npm pack, npm install of the tarball, ge
         expect(existsSync(path.join(pkg, "vendor", "llama.cpp", "models", "ggml-vocab-llama-spm.gguf"))).toBe(true);
         expect(existsSync(path.join(pkg, "deps"))).toBe(false);
         expect(existsSync(path.join(pkg, "test"))).toBe(false);
+        // the benchmark suites stand beside the library, not in its dist
+        expect(existsSync(path.join(pkg, "bench"))).toBe(false);
+        expect(existsSync(path.join(pkg, "dist", "bench"))).toBe(false);
+        expect(existsSync(path.join(pkg, "src"))).toBe(false);
     });
 
     it("generates text through the installed package: the same greedy tokens as this checkout's build", () => {
@@ -123,6 +128,11 @@ describe.runIf(haveBuild && haveModel)("npm pack, npm install of the tarball, ge
         });
         expect(demo.status, `${demo.stdout}${demo.stderr}`.slice(-2000)).toBe(0);
         expect(demo.stdout.length).toBeGreaterThan(0);
+        // the suites ship with the source checkout: one line with the code, not a crash
+        const bench = spawnSync(bin, ["bench", "depth", "--quick"], { cwd: installed.app, env: cleanEnv(), encoding: "utf8", input: "" });
+        expect(bench.status).toBe(1);
+        expect(bench.stdout).toBe("");
+        expect(bench.stderr).toBe(`llamafuse: ${BENCH_NOT_SHIPPED} (ERR_UNSUPPORTED)\n`);
     });
 
     it.runIf(sourceToo)(

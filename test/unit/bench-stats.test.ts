@@ -1,7 +1,7 @@
 // The benchmarks' timing helpers: every round really runs every task, in alternation, and
 // the figure is the median over the timed rounds (the warm-up round left out).
 import { describe, expect, it } from "vitest";
-import { interleavedMedianMs, median, medianMs } from "../../src/bench/stats.js";
+import { interleavedMedianMs, median, medianMs } from "../../bench/suites/stats.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -5,9 +5,9 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { binding, packageRoot } from "../binding.js";
-import { loadModel, type Model } from "../model.js";
-import { createSampler, type SamplingOptions } from "../sampling.js";
+import { binding, packageRoot } from "../../src/binding.js";
+import { loadModel, type Model } from "../../src/model.js";
+import { createSampler, type SamplingOptions } from "../../src/sampling.js";
 import { benchMeta, findLlamaBench, type BenchMeta } from "./meta.js";
 import { loadPeer } from "./peer.js";
 import { formatTable, median } from "./stats.js";

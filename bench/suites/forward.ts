@@ -3,9 +3,9 @@
 // file, same thread count, same run). Each figure is the median of several timed runs.
 import { existsSync } from "node:fs";
 import path from "node:path";
-import type { Context } from "../context.js";
-import { loadModel, type Model } from "../model.js";
-import { packageRoot } from "../binding.js";
+import type { Context } from "../../src/context.js";
+import { loadModel, type Model } from "../../src/model.js";
+import { packageRoot } from "../../src/binding.js";
 import type { Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
 import { formatTable, interleavedSamplesMs, median } from "./stats.js";
 import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";

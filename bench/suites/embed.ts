@@ -5,10 +5,10 @@
 // embedding context takes one text per call. Same files, same threads, same run, alternating.
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { loadModel } from "../model.js";
+import { loadModel } from "../../src/model.js";
 import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
-import type { SynthOptions } from "../synth/index.js";
-import { cachedSynthModel } from "../synth-cache.js";
+import type { SynthOptions } from "../../src/synth/index.js";
+import { cachedSynthModel } from "../../src/synth-cache.js";
 import { findLlamaBench } from "./meta.js";
 import { benchTokens, loadPeer } from "./peer.js";
 import { interleavedMedianMs } from "./stats.js";

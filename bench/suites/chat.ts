@@ -4,11 +4,11 @@
 // same template through its JinjaTemplateChatWrapper, same threads), in alternating rounds.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { loadModel } from "../model.js";
+import { loadModel } from "../../src/model.js";
 import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
-import type { ChatMessage } from "../chat/messages.js";
-import { cachedSynthModel } from "../synth-cache.js";
-import { defaultVocabDir } from "../synth/index.js";
+import type { ChatMessage } from "../../src/chat/messages.js";
+import { cachedSynthModel } from "../../src/synth-cache.js";
+import { defaultVocabDir } from "../../src/synth/index.js";
 import { interleavedMedianMs } from "./stats.js";
 
 export interface ChatBenchOptions {

@@ -6,7 +6,7 @@
 // Times are measured natively around ggml_graph_compute and divided by the number of ops;
 // rows report the median of the repetitions. The machine's read bandwidth is measured in the
 // same run (threads summing a 512 MiB buffer) to give each row's bandwidth fraction.
-import { AttentionBenchSession, type AttentionKvType, kvRowBytes, measureReadBandwidth } from "../attention.js";
+import { AttentionBenchSession, type AttentionKvType, kvRowBytes, measureReadBandwidth } from "../../src/attention.js";
 
 export type AttentionPhase = "decode" | "prefill";
 

@@ -17,10 +17,10 @@
 // figures are N+1 one-token decodes (and samples) over the same wall time. Timing from the
 // first token instead would be wrong for ours: its native loop runs ahead of JS, so several
 // tokens can arrive at once.
-import type { Context } from "../context.js";
-import { loadModel } from "../model.js";
-import type { SynthOptions } from "../synth/index.js";
-import { cachedSynthModel } from "../synth-cache.js";
+import type { Context } from "../../src/context.js";
+import { loadModel } from "../../src/model.js";
+import type { SynthOptions } from "../../src/synth/index.js";
+import { cachedSynthModel } from "../../src/synth-cache.js";
 import { benchTokens, loadPeer } from "./peer.js";
 import { median } from "./stats.js";
 import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
@@ -76,7 +76,7 @@ export const DEPTH_MODEL: Omit<SynthOptions, "output"> = {
 export const DEPTH_MODEL_QUICK: Omit<SynthOptions, "output"> = { preset: "tiny", type: "f16", seed: 0, name: "llamafuse depth bench quick (random weights)" };
 
 export const PEER = "node-llama-cpp";
-/** Filled in by the suite where llama-bench is built (src/bench/suites.ts). */
+/** Filled in by the suite where llama-bench is built (bench/suites/suites.ts). */
 export const LLAMA_BENCH = "llama-bench";
 export const ours = (mode: AttentionMode) => `llamafuse ${mode}`;
 
@@ -105,7 +105,7 @@ export async function runDepthBench(options: DepthBenchOptions = {}): Promise<De
     const batch = 512;
 
     const model = await loadModel(modelPath, ourGpuLayers(options.gpuLayers));
-    const { binding } = await import("../binding.js");
+    const { binding } = await import("../../src/binding.js");
     const modes = (options.modes ?? ["fused", "ggml"]).filter((m) => m !== "fused" || binding().hasFusedAttention);
     const prompt = benchTokens(maxDepth + 1, model.info.vocabSize, 3);
     const points: DepthBenchPoint[] = depths.map((depth) => ({ depth, tg: {}, prefill: {} }));

@@ -1,6 +1,6 @@
 // Small helpers shared by the benchmarks: medians of repeated runs and a plain table.
 import type { Bench as TinyBench } from "tinybench";
-import { LlamaError } from "../errors.js";
+import { LlamaError } from "../../src/errors.js";
 
 /**
  * tinybench is a devDependency (benchmarks run from a development checkout, beside

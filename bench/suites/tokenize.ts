@@ -4,8 +4,8 @@
 // peer's tokenize is synchronous, so the short-call row shows what the async hop costs, and the
 // tokenizeSync / detokenizeSync rows compare like with like.
 import path from "node:path";
-import { loadModel } from "../model.js";
-import { defaultVocabDir } from "../synth/index.js";
+import { loadModel } from "../../src/model.js";
+import { defaultVocabDir } from "../../src/synth/index.js";
 import { loadPeer } from "./peer.js";
 import { medianMs } from "./stats.js";
 

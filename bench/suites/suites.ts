@@ -12,7 +12,7 @@ import { findLlamaBench } from "./meta.js";
 import { runSamplingBench } from "./sampling.js";
 import { serveSuite } from "./serve.js";
 import { runTokenizeBench } from "./tokenize.js";
-import { cachedSynthModel } from "../synth-cache.js";
+import { cachedSynthModel } from "../../src/synth-cache.js";
 import type { BenchGpuLayers } from "./gpu-layers.js";
 
 export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth", "serve", "chat", "embed"] as const;

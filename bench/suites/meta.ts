@@ -4,8 +4,8 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { arch, availableParallelism, cpus, loadavg, platform, release, totalmem } from "node:os";
 import path from "node:path";
-import { packageRoot } from "../binding.js";
-import { addonInfo, LLAMA_CPP_COMMIT, systemInfo, type AddonInfo } from "../system.js";
+import { packageRoot } from "../../src/binding.js";
+import { addonInfo, LLAMA_CPP_COMMIT, systemInfo, type AddonInfo } from "../../src/system.js";
 
 export interface BenchMeta {
     date: string;

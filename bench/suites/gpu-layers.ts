@@ -1,7 +1,7 @@
 // `--gpu-layers N|auto` for the bench suites: what llamafuse's loadModel, node-llama-cpp's
 // loadModel and llama.cpp's tools (-ngl) each take for the same request, and what the tables
 // say about the peer when our layers run on a GPU.
-import { gpuDevices } from "../fit.js";
+import { gpuDevices } from "../../src/fit.js";
 
 /** Layers to offload: a count (-1: all) or "auto" (llama.cpp's common/fit). */
 export type BenchGpuLayers = number | "auto";

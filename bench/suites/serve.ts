@@ -13,11 +13,11 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
-import { packageRoot } from "../binding.js";
-import { loadModel, type Model } from "../model.js";
+import { packageRoot } from "../../src/binding.js";
+import { loadModel, type Model } from "../../src/model.js";
 import { nglArgs, ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
-import type { Pool } from "../pool.js";
-import { cachedSynthModel } from "../synth-cache.js";
+import type { Pool } from "../../src/pool.js";
+import { cachedSynthModel } from "../../src/synth-cache.js";
 import { DEPTH_MODEL_QUICK } from "./depth.js";
 import { defaultBenchModel } from "./forward.js";
 import { benchTokens } from "./peer.js";
@@ -287,7 +287,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
         cleanup.push(() => pool.dispose());
         const fixed: Record<string, StreamRunner> = { [OURS]: poolRunner(pool, bos) };
         if (!o.noHttp) {
-            const { createServer } = await import("../server/index.js");
+            const { createServer } = await import("../../src/server/index.js");
             const app = await createServer({ pool });
             await app.listen({ host: "127.0.0.1", port: 0 });
             cleanup.push(() => app.close());

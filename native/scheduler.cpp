@@ -1,6 +1,7 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace llamafuse {
@@ -47,6 +48,11 @@ struct SchedOutbox {
     std::vector<llama_token> ids;
     std::string bytes;
     std::vector<uint32_t> ends; // end of each token's bytes in `bytes`
+    // With log-probabilities (n_top >= 0): one per token, and n_top alternatives per token.
+    int32_t n_top = -1;
+    std::vector<double> log_probs;
+    std::vector<llama_token> top_ids;
+    std::vector<double> top_log_probs;
     bool notify_pending = false;
 };
 
@@ -70,11 +76,22 @@ struct SchedSlot {
     bool stop_on_eog = true, reset_sampler = true;
     std::vector<std::string> stops;
     int32_t * ctrl = nullptr;
+    // Log-probabilities of each generated token (-1: none asked): the log-softmax of the
+    // model's logits (see token_log_probs), and the n_top most likely tokens of that row.
+    int32_t n_top = -1;
+    double pending_log_prob = 0.0;
+    std::vector<std::pair<llama_token, double>> pending_top;
+    std::vector<double> gen_log_probs;              // per generated token
+    std::vector<std::pair<llama_token, double>> gen_top; // n_top per generated token
 
     bool started = false, done = false;
     size_t prompt_done = 0;
     llama_pos start_pos = 0;           // position of prompt[0]
-    llama_token pending = -1;          // sampled; decoded in the next step
+    // A sampled token's text is matched against the stops and released at once (the consumer
+    // gets it one decode earlier, which is the whole time to first token of a cached prompt);
+    // the token itself is decoded in the next step, since tokens handed out stay in the cache.
+    llama_token pending = -1;          // sampled and released; decoded in the next step
+    bool stop_matched = false;         // `pending` completed a stop string: finish once it is decoded
     std::vector<llama_token> generated; // decoded
     int32_t released = 0;              // tokens handed to the outbox
     std::string held;                  // bytes that may start a stop string
@@ -95,36 +112,85 @@ struct SchedSlot {
 
 namespace {
 
+template <typename A, typename T>
+A typed_copy(Napi::Env env, const std::vector<T> & v) {
+    A a = A::New(env, v.size());
+    std::copy(v.begin(), v.end(), a.Data());
+    return a;
+}
+
 void deliver_js(Napi::Env env, Napi::Function fn, SchedOutbox & box) {
-    std::vector<llama_token> ids;
+    std::vector<llama_token> ids, top_ids;
     std::string bytes;
     std::vector<uint32_t> ends;
+    std::vector<double> log_probs, top_log_probs;
     {
         std::lock_guard<std::mutex> lock(box.mu);
         ids.swap(box.ids);
         bytes.swap(box.bytes);
         ends.swap(box.ends);
+        log_probs.swap(box.log_probs);
+        top_ids.swap(box.top_ids);
+        top_log_probs.swap(box.top_log_probs);
         box.notify_pending = false;
     }
     if (ids.empty() || env == nullptr) return;
-    Napi::Int32Array a = Napi::Int32Array::New(env, ids.size());
-    std::copy(ids.begin(), ids.end(), a.Data());
-    Napi::Uint32Array e = Napi::Uint32Array::New(env, ends.size());
-    std::copy(ends.begin(), ends.end(), e.Data());
+    Napi::Int32Array a = typed_copy<Napi::Int32Array>(env, ids);
+    Napi::Uint32Array e = typed_copy<Napi::Uint32Array>(env, ends);
     Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::Copy(env, (const uint8_t *) bytes.data(), bytes.size());
     try {
-        fn.Call({a, b, e});
+        if (box.n_top < 0) fn.Call({a, b, e});
+        else {
+            fn.Call({a, b, e, typed_copy<Napi::Float64Array>(env, log_probs), typed_copy<Napi::Int32Array>(env, top_ids),
+                     typed_copy<Napi::Float64Array>(env, top_log_probs)});
+        }
     } catch (const Napi::Error &) {
         // src/generate.ts's callback records its own failures; nothing may escape into libuv.
     }
 }
 
+// Tokens are released in the order they were generated, so `released` is the index of this
+// one in `generated` (and in the log-probability records).
 void release_token(SchedSlot & s, llama_token t, const std::string & bytes) {
     std::lock_guard<std::mutex> lock(s.out->mu);
     s.out->ids.push_back(t);
     s.out->bytes += bytes;
     s.out->ends.push_back((uint32_t) s.out->bytes.size());
+    if (s.n_top >= 0) {
+        const size_t i = (size_t) s.released;
+        s.out->log_probs.push_back(s.gen_log_probs[i]);
+        for (size_t k = i * (size_t) s.n_top; k < (i + 1) * (size_t) s.n_top; ++k) {
+            s.out->top_ids.push_back(s.gen_top[k].first);
+            s.out->top_log_probs.push_back(s.gen_top[k].second);
+        }
+    }
     ++s.released;
+}
+
+// What OpenAI's logprobs and llama-server's n_probs (post_sampling_probs false, its default)
+// report: the log-softmax of the model's logits for this position, in float64, before
+// anything the sampler chain does (bias, penalties, grammar, temperature, truncation). The
+// chosen token's log-probability, and the n_top most likely tokens (ties: lower id first).
+void token_log_probs(const float * row, int32_t n_vocab, llama_token chosen, int32_t n_top, double & log_prob,
+                     std::vector<std::pair<llama_token, double>> & top) {
+    float max_l = -INFINITY;
+    for (int32_t i = 0; i < n_vocab; ++i) max_l = std::max(max_l, row[i]);
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp((double) row[i] - (double) max_l);
+    const double lse = (double) max_l + std::log(sum);
+    log_prob = (double) row[chosen] - lse;
+    top.clear();
+    if (n_top <= 0) return;
+    // One pass keeping the best n_top in order (n_top is small: OpenAI allows 20).
+    auto better = [&](llama_token a, llama_token b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+    std::vector<llama_token> best;
+    best.reserve((size_t) n_top + 1);
+    for (llama_token t = 0; t < n_vocab; ++t) {
+        if ((int32_t) best.size() == n_top && !better(t, best.back())) continue;
+        best.insert(std::upper_bound(best.begin(), best.end(), t, better), t);
+        if ((int32_t) best.size() > n_top) best.pop_back();
+    }
+    for (llama_token t : best) top.emplace_back(t, (double) row[t] - lse);
 }
 
 void release_held(SchedSlot & s) {
@@ -219,7 +285,9 @@ void NativeScheduler::stop_thread() {
 }
 
 // submit(seq, sampler, prompt, history, opts, stops: Buffer[], ctrl, onTokens) → Promise<result>
-//   opts: { maxTokens, stopOnEog, resetSampler, buffer, lastToken }
+//   opts: { maxTokens, stopOnEog, resetSampler, buffer, lastToken, logProbs }
+//   logProbs >= 0: onTokens also gets (logProbs: Float64Array, topIds: Int32Array,
+//   topLogProbs: Float64Array), logProbs entries per token in the last two
 //   result: { reason, kept: Int32Array, promptKept, exact }
 Napi::Value NativeScheduler::Submit(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
@@ -253,6 +321,9 @@ Napi::Value NativeScheduler::Submit(const Napi::CallbackInfo & info) {
     s->reset_sampler = get_bool(o, "resetSampler");
     s->buffer = std::max(1, get_i32(o, "buffer"));
     s->last_token = get_i32(o, "lastToken");
+    s->n_top = get_i32(o, "logProbs");
+    if (s->n_top > c_->n_vocab()) s->n_top = c_->n_vocab();
+    s->out->n_top = s->n_top;
     Napi::Array stops = info[5].As<Napi::Array>();
     for (uint32_t i = 0; i < stops.Length(); ++i) {
         Napi::Buffer<char> b = stops.Get(i).As<Napi::Buffer<char>>();
@@ -451,12 +522,20 @@ void NativeScheduler::sample_next(SchedSlot & s, const float * row) {
         return;
     }
     s.pending = r.token;
+    if (s.n_top >= 0) token_log_probs(row, c_->n_vocab(), r.token, s.n_top, s.pending_log_prob, s.pending_top);
+    const auto t_text = Clock::now();
+    take_token(s, r.token);
+    text_ns_.fetch_add(ns_since(t_text), std::memory_order_relaxed);
 }
 
-// A generated token was decoded: its text goes through the stop-string matcher. Returns true
-// when a stop string completed (the text before it is released, the rest dropped).
+// A token was sampled: its text goes through the stop-string matcher. When a stop string
+// completes, the text before it is released, the rest dropped, and the slot finishes once
+// the token is decoded.
 void NativeScheduler::take_token(SchedSlot & s, llama_token t) {
-    s.generated.push_back(t);
+    if (s.n_top >= 0) {
+        s.gen_log_probs.push_back(s.pending_log_prob);
+        s.gen_top.insert(s.gen_top.end(), s.pending_top.begin(), s.pending_top.end());
+    }
     std::string piece = token_piece(c_->vocab(), t);
     if (s.stops.empty()) {
         release_token(s, t, piece);
@@ -479,7 +558,7 @@ void NativeScheduler::take_token(SchedSlot & s, llama_token t) {
         }
         s.held.clear();
         s.held_tokens.clear();
-        finish_slot(s, "stop", false);
+        s.stop_matched = true;
         return;
     }
     // Hold back the longest tail that could still become a stop string.
@@ -515,7 +594,19 @@ void NativeScheduler::cancel_slot(SchedSlot & s, const char * reason) {
         finish_slot(s, reason, false);
         return;
     }
-    const size_t kept = std::min((size_t) std::max(0, load_ctrl(s.ctrl + CTRL_CONSUMED)), s.generated.size());
+    const size_t consumed = (size_t) std::max(0, load_ctrl(s.ctrl + CTRL_CONSUMED));
+    if (s.pending >= 0 && consumed > s.generated.size()) {
+        // The consumer read the token sampled last, which is not decoded yet: it is kept too.
+        std::vector<float> row((size_t) c_->n_vocab());
+        try {
+            c_->decode({s.pending}, {s.seq}, {1}, row.data(), &abort_decode_);
+            s.generated.push_back(s.pending);
+        } catch (const CodedError &) {
+            // not decoded: the cache ends before it, and `kept` says so
+        }
+    }
+    s.pending = -1;
+    const size_t kept = std::min(consumed, s.generated.size());
     if (kept < s.generated.size()) {
         const llama_pos gen0 = s.start_pos + (llama_pos) s.prompt.size();
         const llama_token redo = kept > 0 ? s.generated[kept - 1] : !s.prompt.empty() ? s.prompt.back() : s.last_token;
@@ -691,13 +782,10 @@ void NativeScheduler::run_step() {
         const float * logits = want[s.batch_first + s.batch_count - 1] ? out_.data() + (row++) * (size_t) c_->n_vocab() : nullptr;
         try {
             if (s.batch_generating) {
-                const llama_token t = s.pending;
+                s.generated.push_back(s.pending);
                 s.pending = -1;
-                const auto t_text = Clock::now();
-                take_token(s, t);
-                text_ns_.fetch_add(ns_since(t_text), std::memory_order_relaxed);
-                if (s.done) continue; // a stop string matched
-                if ((int32_t) s.generated.size() >= s.max_tokens) finish_slot(s, "maxTokens", true);
+                if (s.stop_matched) finish_slot(s, "stop", false);
+                else if ((int32_t) s.generated.size() >= s.max_tokens) finish_slot(s, "maxTokens", true);
                 else sample_next(s, logits);
             } else {
                 s.prompt_done += s.batch_count;
@@ -710,7 +798,8 @@ void NativeScheduler::run_step() {
         }
         if (!s.done) {
             const auto t_notify = Clock::now();
-            notify(s, false);
+            // The first token goes out at once (time to first token); later ones in batches.
+            notify(s, s.generated.empty());
             text_ns_.fetch_add(ns_since(t_notify), std::memory_order_relaxed);
         }
     }

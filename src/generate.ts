@@ -8,7 +8,7 @@ import type { NativeContext } from "./binding.js";
 import type { Context } from "./context.js";
 import { LlamaError, abortedError, disposedError, fromNative } from "./errors.js";
 import { resolveSampling, type ResolvedSamplingConfig, type SamplingOptions } from "./sampling.js";
-import type { NativeScheduler, NativeSchedulerReason, NativeSubmitResult } from "./scheduler-native.js";
+import type { NativeScheduler, NativeSchedulerReason, NativeSubmitResult, NativeTokensCallback } from "./scheduler-native.js";
 import { toTokenArray } from "./tokens.js";
 import { invalidOption, is, optBool, optInt, optSignal, optionsObject } from "./validate.js";
 
@@ -40,12 +40,25 @@ export interface GenerateOptions extends SamplingOptions {
      * prompt always continues from the sequence's last logits. @default false
      */
     continue?: boolean;
+    /**
+     * Log-probabilities with each step: N >= 0 gives step.logProb and step.top (the N most
+     * likely tokens, best first). Unlike ctx.sample's logProbs (the distribution the sampler
+     * chain left), these are the model's own: the float64 log-softmax of the logits for that
+     * position, before bias, penalties, grammar, temperature or truncation, as the OpenAI
+     * API's logprobs and llama-server's n_probs report them. Computed in the native loop, only
+     * when asked. @default none
+     */
+    logProbs?: number;
 }
 
 export interface GenerateStep {
     token: number;
     /** Text this step releases: "" while a character is incomplete or a stop string may be starting. */
     text: string;
+    /** With options.logProbs: the model's log-probability of this token. */
+    logProb?: number;
+    /** With options.logProbs = N > 0: the N most likely tokens at this position, best first (ties: lower id). */
+    top?: { token: number; logProb: number }[];
 }
 
 /** What the iterator returns when it ends normally (for await ignores it). */
@@ -74,12 +87,13 @@ interface Plan {
     continue: boolean;
     bufferTokens: number;
     sampling: ResolvedSamplingConfig;
+    /** -1: none. */
+    logProbs: number;
 }
 
 function plan(ctx: Context, options: unknown): Plan {
     const o = optionsObject("options", options);
     const sampling = resolveSampling(o, ctx.model.info.vocabSize, ctx.contextSize, GENERATE_KEYS, "generate");
-    if (sampling.options.logProbs !== -1) throw new LlamaError("ERR_INVALID_OPTION", "logProbs is not available in generate (use ctx.sample)");
     const seq = ctx.checkSequence("sequence", o.sequence ?? 0);
     const maxTokens = optInt(o, "maxTokens", 256, 0, 2 ** 31 - 1);
     const stopOnEog = optBool(o, "stopOnEog", true);
@@ -91,7 +105,7 @@ function plan(ctx: Context, options: unknown): Plan {
     if (!Array.isArray(stops) || !stops.every((s) => is.string(s) && s.length > 0)) {
         throw invalidOption("stop", "a non-empty string or an array of them", o.stop);
     }
-    return { seq, maxTokens, stops: stops as string[], stopOnEog, signal, continue: cont, bufferTokens, sampling };
+    return { seq, maxTokens, stops: stops as string[], stopOnEog, signal, continue: cont, bufferTokens, sampling, logProbs: sampling.options.logProbs };
 }
 
 /**
@@ -141,11 +155,17 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
 
     // Runs in the native loop's delivery callback: it must not throw (there is nobody to
     // catch it), so a failure is recorded and ends the generation instead.
-    const onTokens = (ids: Int32Array, bytes: Buffer, ends: Uint32Array) => {
+    const onTokens: NativeTokensCallback = (ids, bytes, ends, logProbs, topIds, topLogProbs) => {
         try {
             let start = 0;
+            const n = p.logProbs;
             for (let i = 0; i < ids.length; i++) {
-                queue.push({ token: ids[i]!, text: decoder.decode(bytes.subarray(start, ends[i]!), { stream: true }) });
+                const step: GenerateStep = { token: ids[i]!, text: decoder.decode(bytes.subarray(start, ends[i]!), { stream: true }) };
+                if (n >= 0) {
+                    step.logProb = logProbs![i]!;
+                    if (n > 0) step.top = Array.from(topIds!.subarray(i * n, (i + 1) * n), (token, k) => ({ token, logProb: topLogProbs![i * n + k]! }));
+                }
+                queue.push(step);
                 start = ends[i]!;
             }
         } catch (err) {
@@ -180,7 +200,7 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
             const sampler = await ctx.samplerFor(p.seq, p.sampling);
             scheduler = ctx.scheduler(native);
             const submitted = scheduler.submit(p.seq, sampler, evaluate, prompt, {
-                maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, resetSampler: true, buffer: p.bufferTokens, lastToken,
+                maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, resetSampler: true, buffer: p.bufferTokens, lastToken, logProbs: p.logProbs,
             }, p.stops.map((s) => Buffer.from(s, "utf8")), ctrl, onTokens);
             ctx.trackGeneration(submitted);
             return { completion: submitted.then(

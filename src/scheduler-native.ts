@@ -11,7 +11,18 @@ export interface NativeSubmitOptions {
     buffer: number;
     /** The sequence's last token before this call, or -1 (used to restore logits after a cancel). */
     lastToken: number;
+    /**
+     * -1: none. n >= 0: each token's log-probability under the model's logits (float64
+     * log-softmax, before the sampler chain) and the n most likely tokens of that row.
+     */
+    logProbs: number;
 }
+
+/**
+ * Delivered tokens: token i's text is bytes[ends[i-1] .. ends[i]). With options.logProbs = n
+ * >= 0 also logProbs[i] and, for token i, topIds/topLogProbs[i*n .. (i+1)*n), best first.
+ */
+export type NativeTokensCallback = (ids: Int32Array, bytes: Buffer, ends: Uint32Array, logProbs?: Float64Array, topIds?: Int32Array, topLogProbs?: Float64Array) => void;
 
 export interface NativeSubmitResult {
     reason: NativeSchedulerReason;
@@ -36,10 +47,7 @@ export interface NativeSchedulerStats {
 }
 
 export interface NativeScheduler {
-    /**
-     * ctrl: Int32Array over a SharedArrayBuffer: [abort, leave, consumed, paused].
-     * onTokens gets (ids, bytes, ends): token i's text is bytes[ends[i-1] .. ends[i]).
-     */
+    /** ctrl: Int32Array over a SharedArrayBuffer: [abort, leave, consumed, paused]. */
     submit(
         seq: number,
         sampler: NativeSampler,
@@ -48,7 +56,7 @@ export interface NativeScheduler {
         options: NativeSubmitOptions,
         stops: Buffer[],
         ctrl: Int32Array,
-        onTokens: (ids: Int32Array, bytes: Buffer, ends: Uint32Array) => void,
+        onTokens: NativeTokensCallback,
     ): Promise<NativeSubmitResult>;
     /** No new step until resume(); resolves when the step in flight is done. */
     pause(): Promise<void>;

@@ -4,9 +4,10 @@
 import type { FastifyInstance } from "fastify";
 import { ReplyParser, type ReplyDelta } from "../chat/reply.js";
 import type { Model } from "../model.js";
-import { ApiError } from "./errors.js";
+import { badRequest } from "./errors.js";
 import { chatPrompt, type ChatMessageIn, type ChatPrompt, type ParsedReply, type ToolChoiceIn, type ToolIn } from "./chat-prompt.js";
 import type { GenerationResult } from "./generation.js";
+import { chatLogprob, type ChatTokenLogprob } from "./logprobs.js";
 import { replyIds, respond, usageOf, type ReplyShape } from "./respond.js";
 import { generationOptions, grammarFor, schemaOf, type ResponseFormat, type SamplingFields } from "./sampling.js";
 import { chatCompletionBody } from "./schemas.js";
@@ -53,18 +54,30 @@ function openaiDelta(d: ReplyDelta): Record<string, unknown> {
     return { tool_calls: [{ index: c.index, id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }] };
 }
 
-function chatShape(modelId: string, reply: ChatReply): ReplyShape {
+// logprobs: each generated token's entry. Streaming, a chunk carries the entries of the
+// tokens stepped since the previous chunk (the parser may hold text back for a while, so a
+// chunk can carry several, and the closing chunk what is left).
+function chatShape(modelId: string, reply: ChatReply, logprobs: Model | null): ReplyShape {
     const { id, created } = replyIds("chatcmpl");
-    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
-        id, object: "chat.completion.chunk", created, model: modelId,
-        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    });
+    const all: ChatTokenLogprob[] = [];
+    let sent = 0;
+    const chunk = (delta: Record<string, unknown>, finish: string | null) => {
+        let lp: { content: ChatTokenLogprob[]; refusal: null } | null = null;
+        if (logprobs && (sent < all.length || finish !== null)) {
+            lp = { content: all.slice(sent), refusal: null };
+            sent = all.length;
+        }
+        return { id, object: "chat.completion.chunk", created, model: modelId, choices: [{ index: 0, delta, logprobs: lp, finish_reason: finish }] };
+    };
     // A reply cut by max_tokens says "length" even when it holds the start of a call.
     const finishOf = (p: ParsedReply, r: GenerationResult) => (r.finishReason !== "length" && p.toolCalls.length > 0 ? "tool_calls" : r.finishReason);
     return {
         idPrefix: "chatcmpl",
         opening: () => [chunk({ role: "assistant", content: "" }, null)],
-        step: async (s, streaming) => (await reply.push(s, streaming)).map((d) => chunk(d, null)),
+        step: async (s, streaming) => {
+            if (logprobs) all.push(chatLogprob(logprobs, s));
+            return (await reply.push(s, streaming)).map((d) => chunk(d, null));
+        },
         closing: async (r) => {
             const { parsed, deltas } = await reply.finish();
             return [...deltas.map((d) => chunk(d, null)), chunk({}, finishOf(parsed, r))];
@@ -76,7 +89,7 @@ function chatShape(modelId: string, reply: ChatReply): ReplyShape {
             if (parsed.toolCalls.length > 0) message.tool_calls = parsed.toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }));
             return {
                 id, object: "chat.completion", created, model: modelId,
-                choices: [{ index: 0, message, logprobs: null, finish_reason: finishOf(parsed, r) }],
+                choices: [{ index: 0, message, logprobs: logprobs ? { content: all, refusal: null } : null, finish_reason: finishOf(parsed, r) }],
                 usage: usageOf(r),
             };
         },
@@ -88,11 +101,13 @@ export function registerChat(app: FastifyInstance, state: ServerState): void {
     app.post<{ Body: ChatBody }>(route, { schema: { body: chatCompletionBody } }, async (request, reply) => {
         const body = request.body;
         const model = state.pool.model;
-        if (body.logprobs) throw new ApiError(400, "logprobs are not supported yet by this server", { param: "logprobs", code: "unsupported_parameter" });
+        const topLogprobs = body.top_logprobs ?? null;
+        if (topLogprobs !== null && body.logprobs !== true) throw badRequest("top_logprobs", "needs logprobs: true");
         // Checked here first, so that a schema that cannot become a grammar is a 400 naming it.
         const schemaGrammar = grammarFor(body.response_format);
         const jsonSchema = schemaOf(body.response_format);
         const options = generationOptions(body, model);
+        if (body.logprobs === true) options.logProbs = topLogprobs ?? 0;
         const prompt = await chatPrompt(model, {
             messages: body.messages, tools: body.tools, toolChoice: body.tool_choice,
             parallelToolCalls: body.parallel_tool_calls ?? undefined, jsonSchema, template: state.chatTemplate,
@@ -105,6 +120,6 @@ export function registerChat(app: FastifyInstance, state: ServerState): void {
         if (prompt.grammarPrefix && grammar === prompt.grammar) options.grammarPrefix = prompt.grammarPrefix;
         options.stop = [...new Set([...(options.stop as string[] | undefined ?? []), ...prompt.stops])];
         if ((options.stop as string[]).length === 0) delete options.stop;
-        return respond(state, reply, route, prompt.tokens, options, { on: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, chatShape(state.modelId, new ChatReply(model, prompt)));
+        return respond(state, reply, route, prompt.tokens, options, { on: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, chatShape(state.modelId, new ChatReply(model, prompt), body.logprobs === true ? model : null));
     });
 }

@@ -2,7 +2,9 @@
 // tokens written as text in the prompt are parsed, as llama-server does: the caller owns the
 // whole prompt here.
 import type { FastifyInstance } from "fastify";
+import type { Model } from "../model.js";
 import { ApiError, badRequest } from "./errors.js";
+import { CompletionLogprobsBuilder } from "./logprobs.js";
 import { replyIds, respond, usageOf, type ReplyShape } from "./respond.js";
 import { generationOptions, type SamplingFields } from "./sampling.js";
 import { completionBody } from "./schemas.js";
@@ -18,15 +20,27 @@ interface CompletionBody extends SamplingFields {
     suffix?: string | null;
 }
 
-function completionShape(model: string): ReplyShape {
+// logprobs: N gives OpenAI's legacy shape (tokens, token_logprobs, top_logprobs as
+// { text: logprob }, text_offset counted in the completion's text). Streaming, each chunk
+// carries the tokens stepped since the previous one (a step held back by a possible stop
+// string sends nothing; its entry rides with the next chunk).
+function completionShape(modelId: string, logprobs: Model | null): ReplyShape {
     const { id, created } = replyIds("cmpl");
-    const chunk = (text: string, finish: string | null) => ({ id, object: "text_completion", created, model, choices: [{ text, index: 0, logprobs: null, finish_reason: finish }] });
+    const lp = logprobs ? new CompletionLogprobsBuilder(logprobs) : null;
+    const chunk = (text: string, finish: string | null) => ({
+        id, object: "text_completion", created, model: modelId,
+        choices: [{ text, index: 0, logprobs: lp && (lp.pending > 0 || finish !== null) ? lp.take() : null, finish_reason: finish }],
+    });
     let text = "";
     return {
         idPrefix: "cmpl",
         opening: () => [],
         step: async (s, streaming) => {
-            if (!streaming) text += s.text;
+            lp?.push(s);
+            if (!streaming) {
+                text += s.text;
+                return [];
+            }
             return s.text === "" ? [] : [chunk(s.text, null)];
         },
         closing: async (r) => [chunk("", r.finishReason)],
@@ -57,10 +71,11 @@ export function registerCompletions(app: FastifyInstance, state: ServerState): v
         const model = state.pool.model;
         if (body.echo) throw new ApiError(400, "echo is not supported by this server", { param: "echo", code: "unsupported_parameter" });
         if (body.suffix) throw new ApiError(400, "suffix is not supported by this server", { param: "suffix", code: "unsupported_parameter" });
-        if (body.logprobs !== undefined && body.logprobs !== null) throw new ApiError(400, "logprobs are not supported yet by this server", { param: "logprobs", code: "unsupported_parameter" });
         const prompt = promptOf(body.prompt, model.info.vocabSize);
         const options = generationOptions(body, model);
         options.parseSpecial = true;
-        return respond(state, reply, route, prompt, options, { on: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, completionShape(state.modelId));
+        const logprobs = body.logprobs ?? null;
+        if (logprobs !== null) options.logProbs = logprobs;
+        return respond(state, reply, route, prompt, options, { on: body.stream === true, includeUsage: body.stream_options?.include_usage === true }, completionShape(state.modelId, logprobs !== null ? model : null));
     });
 }

@@ -2,7 +2,8 @@
 // UTF-8-safe streaming, stop strings across token boundaries, abort, early exit, and that
 // the context is left consistent (KV cache and next-token logits) in every case.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadModel, LlamaError, type Context, type GenerateOptions, type Model } from "../../src/index.js";
+import { loadModel, LlamaError, type Context, type GenerateOptions, type GenerateStep, type Model } from "../../src/index.js";
+import { logSoftmax64, topK } from "../helpers/log-softmax.js";
 import { MODELS } from "../helpers/models.js";
 import { peer, peerGreedy } from "../helpers/peer.js";
 
@@ -368,5 +369,85 @@ describe("sequence semantics: prompt cache by default, continue: true to append"
         expect(r.summary).toMatchObject({ reusedTokens: prompt.length - 1, evaluatedTokens: 1 });
         expect(r.tokens).toEqual(reference.slice(0, 5));
         await ctx.kv.clear();
+    });
+});
+
+describe("logProbs: the model's own log-probabilities, from the native loop", () => {
+    // The reference: the same tokens through ctx.forward on a fresh context (the prompt in one
+    // call, then each generated token alone, as the loop decodes them), float64 log-softmax here.
+    async function reference(model: Model, prompt: ArrayLike<number>, tokens: number[]): Promise<Float64Array[]> {
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        const rows: Float64Array[] = [];
+        let r = await ctx.forward({ sequence: 0, tokens: prompt });
+        for (const t of tokens) {
+            rows.push(logSoftmax64(r.logits(0)));
+            r = await ctx.forward({ sequence: 0, tokens: [t] });
+        }
+        await ctx.dispose();
+        return rows;
+    }
+
+    for (const [what, sampling] of [
+        ["greedy", { temperature: 0 }],
+        // Temperature, top-k and a penalty change what is drawn, never the reported distribution.
+        ["sampled (temperature 1.5, topK 3, repeatPenalty 1.3)", { temperature: 1.5, topK: 3, repeatPenalty: 1.3, seed: 7 }],
+    ] as const) {
+        it(`${what}: logProb and top equal a float64 log-softmax of ctx.forward's logits`, async () => {
+            const model = await loadModel(MODELS.stories260K);
+            const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+            const prompt = await model.tokenize(PROMPTS[2]!);
+            const steps: GenerateStep[] = [];
+            for await (const s of ctx.generate(prompt, { ...sampling, maxTokens: 40, logProbs: 5 })) steps.push(s);
+            expect(steps.length).toBe(40);
+            const rows = await reference(model, prompt, steps.map((s) => s.token));
+            let worst = 0;
+            for (let i = 0; i < steps.length; i++) {
+                const s = steps[i]!;
+                const lp = rows[i]!;
+                worst = Math.max(worst, Math.abs(s.logProb! - lp[s.token]!));
+                const want = topK(lp, 5);
+                expect(s.top!.map((c) => c.token), `step ${i}`).toEqual(want.map((c) => c.token));
+                s.top!.forEach((c, k) => (worst = Math.max(worst, Math.abs(c.logProb - want[k]!.logProb))));
+                for (let k = 1; k < 5; k++) expect(s.top![k]!.logProb).toBeLessThanOrEqual(s.top![k - 1]!.logProb);
+                if (what === "greedy") expect(s.top![0]).toEqual({ token: s.token, logProb: s.logProb });
+            }
+            // Same logits (same decode shapes), float64 on both sides: only exp/log rounding differs.
+            expect(worst).toBeLessThan(1e-9);
+            await ctx.dispose();
+            await model.dispose();
+        });
+    }
+
+    it("logProbs: 0 gives logProb without top; without the option steps carry neither", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        const a: GenerateStep[] = [];
+        for await (const s of ctx.generate(PROMPTS[0]!, { temperature: 0, maxTokens: 5, logProbs: 0 })) a.push(s);
+        expect(a.every((s) => typeof s.logProb === "number" && s.logProb <= 0 && s.top === undefined)).toBe(true);
+        for await (const s of ctx.generate(PROMPTS[0]!, { temperature: 0, maxTokens: 5 })) expect("logProb" in s || "top" in s).toBe(false);
+        expect(() => ctx.generate("x", { logProbs: -2 })).toThrow(expect.objectContaining({ code: "ERR_INVALID_OPTION" }));
+        await ctx.dispose();
+        await model.dispose();
+    });
+
+    it("with a stop string, the tokens released keep their own log-probabilities", async () => {
+        const model = await loadModel(MODELS.stories260K);
+        const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+        const free: GenerateStep[] = [];
+        for await (const s of ctx.generate(PROMPTS[1]!, { temperature: 0, maxTokens: 30, logProbs: 2 })) free.push(s);
+        const text = free.map((s) => s.text).join("");
+        const stop = text.slice(Math.floor(text.length / 2), Math.floor(text.length / 2) + 3);
+        await ctx.kv.clear(); // the same decode shapes as the first run (no prompt cache)
+        const cut: GenerateStep[] = [];
+        for await (const s of ctx.generate(PROMPTS[1]!, { temperature: 0, maxTokens: 30, logProbs: 2, stop })) cut.push(s);
+        expect(cut.length).toBeGreaterThan(0);
+        expect(cut.length).toBeLessThan(free.length);
+        cut.forEach((s, i) => {
+            expect(s.token).toBe(free[i]!.token);
+            expect(s.logProb).toBe(free[i]!.logProb);
+            expect(s.top).toEqual(free[i]!.top);
+        });
+        await ctx.dispose();
+        await model.dispose();
     });
 });

@@ -12,6 +12,7 @@ import { embeddingsRoute, type Embedder } from "../../src/server/embeddings.js";
 import { ChatReply } from "../../src/server/chat.js";
 import { chatPrompt, type ToolIn } from "../../src/server/chat-prompt.js";
 import { createServer } from "../../src/server/index.js";
+import { logSoftmax64, topK } from "../helpers/log-softmax.js";
 import { MODELS, repoRoot } from "../helpers/models.js";
 
 const THREADS = 1;
@@ -179,6 +180,111 @@ describe("with the openai client", () => {
 
 });
 
+describe("logprobs (the model's own log-probabilities, from the native loop)", () => {
+    // The reference: greedy through ctx.forward on a fresh context (the prompt in chunks of the
+    // pool's prefill size, then one token at a time) and a float64 log-softmax here. The pool
+    // decodes several sequences per step in a larger cache, so logits may differ in the last
+    // float bits: the bound is float32 noise, far below any real difference (a wrong row or a
+    // post-sampling distribution is off by 1e-2 or more).
+    const BOUND = 1e-4; // measured: up to 1.1e-5 (a prompt from a slot's cache), 7e-8 on a fresh slot
+    async function greedyReference(prompt: string, n: number): Promise<{ token: number; lp: Float64Array }[]> {
+        const ctx = await model.createContext({ contextSize: 256, threads: THREADS });
+        try {
+            const tokens = await model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
+            let r = null as Awaited<ReturnType<typeof ctx.forward>> | null;
+            for (let i = 0; i < tokens.length; i += 64) r = await ctx.forward({ sequence: 0, tokens: tokens.subarray(i, i + 64) });
+            const out: { token: number; lp: Float64Array }[] = [];
+            for (let i = 0; i < n; i++) {
+                const lp = logSoftmax64(r!.logits(0));
+                const token = topK(lp, 1)[0]!.token;
+                if (model.isEndOfGeneration(token)) break;
+                out.push({ token, lp });
+                r = await ctx.forward({ sequence: 0, tokens: [token] });
+            }
+            return out;
+        } finally {
+            await ctx.dispose();
+        }
+    }
+    const piece = (t: number) => new TextDecoder().decode(model.tokenPieces([t], { special: false })[0]);
+
+    it("chat, streaming and not: each token's logprob and top_logprobs equal the reference; sorted; the tokens spell the content", async () => {
+        const ref = await greedyReference(CHATML, 20);
+        const r = await client.chat.completions.create({ model: "stories", messages: CHAT, temperature: 0, max_tokens: 20, logprobs: true, top_logprobs: 4 });
+        const content = r.choices[0]!.logprobs!.content!;
+        expect(content.length).toBe(r.usage!.completion_tokens);
+        expect(content.length).toBe(ref.length);
+        expect(content.map((c) => c.token).join("")).toBe(r.choices[0]!.message.content);
+        const check = (c: OpenAI.ChatCompletionTokenLogprob, i: number) => {
+            const { token, lp } = ref[i]!;
+            expect(c.token, `token ${i}`).toBe(piece(token));
+            expect(Buffer.from(c.bytes!).toString("utf8")).toBe(c.token);
+            expect(Math.abs(c.logprob - lp[token]!)).toBeLessThan(BOUND);
+            const want = topK(lp, 4);
+            expect(c.top_logprobs.map((t) => t.token)).toEqual(want.map((w) => piece(w.token)));
+            c.top_logprobs.forEach((t, k) => {
+                expect(Math.abs(t.logprob - want[k]!.logProb)).toBeLessThan(BOUND);
+                if (k > 0) expect(t.logprob).toBeLessThanOrEqual(c.top_logprobs[k - 1]!.logprob);
+            });
+            expect(c.top_logprobs[0]!.logprob).toBe(c.logprob); // greedy: the chosen token is the best
+        };
+        content.forEach(check);
+
+        const stream = await client.chat.completions.create({ model: "stories", messages: CHAT, temperature: 0, max_tokens: 20, logprobs: true, top_logprobs: 4, stream: true });
+        const streamed: OpenAI.ChatCompletionTokenLogprob[] = [];
+        let text = "";
+        for await (const c of stream) {
+            text += c.choices[0]?.delta.content ?? "";
+            streamed.push(...(c.choices[0]?.logprobs?.content ?? []));
+        }
+        expect(text).toBe(r.choices[0]!.message.content);
+        expect(streamed.length).toBe(content.length);
+        streamed.forEach(check);
+
+        // Without logprobs, none.
+        const plain = await client.chat.completions.create({ model: "stories", messages: CHAT, temperature: 0, max_tokens: 5 });
+        expect(plain.choices[0]!.logprobs).toBeNull();
+    });
+
+    it("completions: logprobs N gives the legacy shape (tokens, token_logprobs, top_logprobs, text_offset), streaming and not", async () => {
+        const prompt = "The little dog";
+        const ref = await greedyReference(prompt, 15);
+        const r = await client.completions.create({ model: "stories", prompt, temperature: 0, max_tokens: 15, logprobs: 3 });
+        const lp = r.choices[0]!.logprobs!;
+        expect(lp.tokens!.length).toBe(ref.length);
+        expect(lp.tokens!.join("")).toBe(r.choices[0]!.text);
+        let offset = 0;
+        lp.tokens!.forEach((t, i) => {
+            const { token, lp: row } = ref[i]!;
+            expect(t).toBe(piece(token));
+            expect(lp.text_offset![i]).toBe(offset);
+            offset += t.length;
+            expect(Math.abs(lp.token_logprobs![i]! - row[token]!)).toBeLessThan(BOUND);
+            const top = lp.top_logprobs![i]!;
+            const want = topK(row, 3);
+            for (const w of want) expect(Math.abs(top[piece(w.token)]! - w.logProb)).toBeLessThan(BOUND);
+            expect(Math.max(...Object.values(top))).toBe(lp.token_logprobs![i]);
+        });
+
+        const stream = await client.completions.create({ model: "stories", prompt, temperature: 0, max_tokens: 15, logprobs: 3, stream: true });
+        const tokens: string[] = [];
+        const values: number[] = [];
+        for await (const c of stream) {
+            tokens.push(...(c.choices[0]?.logprobs?.tokens ?? []));
+            values.push(...(c.choices[0]?.logprobs?.token_logprobs ?? []));
+        }
+        expect(tokens).toEqual(lp.tokens);
+        values.forEach((v, i) => expect(Math.abs(v - lp.token_logprobs![i]!)).toBeLessThan(BOUND));
+    });
+
+    it("top_logprobs without logprobs, or out of range, is a 400 naming it", async () => {
+        expect((await post("/v1/chat/completions", { messages: CHAT, top_logprobs: 2 })).json?.error?.param).toBe("top_logprobs");
+        expect((await post("/v1/chat/completions", { messages: CHAT, logprobs: true, top_logprobs: 21 })).json?.error?.param).toBe("top_logprobs");
+        expect((await post("/v1/completions", { prompt: "a", logprobs: 6 })).json?.error?.param).toBe("logprobs");
+        expect((await post("/v1/chat/completions", { messages: CHAT, logprobs: "yes" })).json?.error?.param).toBe("logprobs");
+    });
+});
+
 describe("tools (a Hermes-style template given to the server)", () => {
     const HERMES = readFileSync(path.join(repoRoot, "deps", "llama.cpp", "models", "templates", "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja"), "utf8");
     const tools: OpenAI.ChatCompletionTool[] = [{
@@ -305,7 +411,6 @@ describe("bad requests get a 4xx that names the field", () => {
         ["a bad response_format type", { messages: CHAT, response_format: { type: "xml" } }, 400, "response_format.type"],
         ["json_schema without its schema object", { messages: CHAT, response_format: { type: "json_schema" } }, 400, "response_format.json_schema"],
         ["a seed that is not an integer", { messages: CHAT, seed: 1.5 }, 400, "seed"],
-        ["logprobs", { messages: CHAT, logprobs: true }, 400, "logprobs"],
     ];
     for (const [name, body, status, param] of cases) {
         it(name, async () => {

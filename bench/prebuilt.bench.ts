@@ -10,7 +10,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { prebuiltAddon } from "../src/prebuilt.js";
-import { MODEL_1B } from "./suites/suites.js";
+import { MODEL_1B } from "./suites/rows.js";
 import { median } from "./suites/stats.js";
 import { cachedSynthModel } from "../src/synth-cache.js";
 

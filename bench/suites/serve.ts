@@ -22,7 +22,7 @@ import { DEPTH_MODEL_QUICK } from "./depth.js";
 import { defaultBenchModel } from "./forward.js";
 import { benchTokens } from "./peer.js";
 import { median } from "./stats.js";
-import { MODEL_1B, type BenchRow, type SuiteOptions, type SuiteResult } from "./suites.js";
+import { MODEL_1B, type BenchRow, type SuiteOptions, type SuiteResult } from "./rows.js";
 
 export interface ServeBenchOptions {
     model: string;

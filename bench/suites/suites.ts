@@ -13,50 +13,10 @@ import { runSamplingBench } from "./sampling.js";
 import { serveSuite } from "./serve.js";
 import { runTokenizeBench } from "./tokenize.js";
 import { cachedSynthModel } from "../../src/synth-cache.js";
-import type { BenchGpuLayers } from "./gpu-layers.js";
+import { MODEL_1B, type BenchRow, type SuiteName, type SuiteOptions, type SuiteResult } from "./rows.js";
 
-export const SUITES = ["tokenize", "forward", "forward-1b", "sampling", "attention", "depth", "serve", "chat", "embed"] as const;
-export type SuiteName = (typeof SUITES)[number];
+export { MODEL_1B, SUITES, type BenchRow, type SuiteName, type SuiteOptions, type SuiteResult } from "./rows.js";
 
-export interface BenchRow {
-    suite: SuiteName;
-    test: string;
-    /** Model or vocabulary file (basename), or the tensor shape for kernel rows. */
-    model: string;
-    threads: number;
-    unit: string;
-    llamafuse: number;
-    /** The peer measured in the same run (for attention rows: ggml's kernel, the one node-llama-cpp runs). */
-    nodeLlamaCpp: number | null;
-    /** >1: llamafuse is better (faster rate or shorter time). */
-    ratio: number | null;
-    /** llama.cpp's llama-bench, where it is built (it is not, here). */
-    llamaBench: number | null;
-}
-
-export interface SuiteOptions {
-    threads: number;
-    quick: boolean;
-    /** GGUF for the forward and depth suites (default: their own). */
-    model?: string;
-    noPeer?: boolean;
-    cacheDir?: string;
-    log: (line: string) => void;
-    /** --gpu-layers: passed to every suite that loads a model (ours, node-llama-cpp's, llama.cpp's tools). */
-    gpuLayers?: BenchGpuLayers;
-}
-
-export interface SuiteResult {
-    suite: SuiteName;
-    rows: BenchRow[];
-    /** What the peer column means in this suite, and anything a reader must know. */
-    notes: string[];
-    seconds: number;
-    /** The suite's own result, for the JSON (e.g. depth points for the chart). */
-    detail: unknown;
-    /** Why the node-llama-cpp column is empty, shown in its cells (e.g. no CUDA peer). */
-    peerAbsent?: string;
-}
 
 const isTime = (unit: string) => /s\/(call|op)$/.test(unit);
 
@@ -85,8 +45,6 @@ async function forwardSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds
     };
 }
 
-/** The 1B-class shape of the targets: Llama-3.2-1B's (16 layers, 2048 wide, 128K vocabulary), Q4_0, random weights. */
-export const MODEL_1B = { preset: "llama-3.2-1b", type: "q4_0", seed: 1 } as const;
 
 // pp and tg at depth 0 on a 1B-class Q4_0 model, where the matrix products dominate: the
 // same llama.cpp on both sides, so this row shows what our own layers cost or save.

@@ -2,16 +2,16 @@
 // tokens, on a BERT-base-shape model and a ~0.6B llama-shape one (Qwen3-Embedding-0.6B's
 // dimensions, last-token pooling), both synthetic. llamafuse embeds the whole list in one
 // call (texts packed across sequences into few llama_decode calls); node-llama-cpp's
-// embedding context takes one text per call. Same files, same threads, same run, alternating.
-import { existsSync } from "node:fs";
+// embedding context takes one text per call; llama.cpp's llama-embedding, where built, packs
+// the list in its own order. Same files, same threads, same run, alternating.
 import path from "node:path";
-import { loadModel } from "../../src/model.js";
+import { loadModel, type Model } from "../../src/model.js";
 import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
 import type { SynthOptions } from "../../src/synth/index.js";
 import { cachedSynthModel } from "../../src/synth-cache.js";
-import { findLlamaBench } from "./meta.js";
+import { EMBD_SEPARATOR, findLlamaEmbedding, runLlamaEmbedding } from "./llama-embedding.js";
 import { benchTokens, loadPeer } from "./peer.js";
-import { interleavedMedianMs } from "./stats.js";
+import { interleavedMedianMs, median } from "./stats.js";
 
 export interface EmbedBenchModel {
     label: string;
@@ -49,25 +49,53 @@ export interface EmbedBenchRow {
     /** The same with ggml's attention kernel instead of llamafuse's fused one. */
     oursGgmlMs: number;
     peerMs: number | null;
+    /** llama.cpp's llama-embedding on the same texts: median prompt eval ms (null: not built, or it failed). */
+    llamaEmbeddingMs: number | null;
     batchSize: number;
 }
 
-/** Texts of lengths spread evenly over [min, max] tokens, with the model's specials around them. */
-export function benchTexts(n: number, min: number, max: number, vocab: number, wrap: { first?: number; last?: number }): Int32Array[] {
-    return Array.from({ length: n }, (_, i) => {
+/** First token id random bench text is drawn from: past the specials and unused slots vocabularies put first. */
+const FIRST_PLAIN_TOKEN = 1000;
+
+/**
+ * Texts of lengths spread evenly over [min, max] tokens, as strings (for llama-embedding, which
+ * reads text) and as the tokens the model's tokenizer makes of them, specials included (what
+ * llamafuse and node-llama-cpp embed). Each is random vocabulary pieces made into text and
+ * tokenized again, shortened until it has at most its target length (a round trip may merge
+ * or split pieces, so a text can come out a few tokens short).
+ */
+export async function benchTexts(model: Model, n: number, min: number, max: number): Promise<{ strings: string[]; tokens: Int32Array[] }> {
+    const vocab = Math.min(model.info.vocabSize, 150_000); // below Qwen2's added specials (151643+)
+    const strings: string[] = [];
+    const tokens: Int32Array[] = [];
+    for (let i = 0; i < n; i++) {
         const len = min + Math.round(((max - min) * i) / Math.max(1, n - 1));
-        const body = benchTokens(len - (wrap.first !== undefined ? 1 : 0) - (wrap.last !== undefined ? 1 : 0), vocab, 1000 + i);
-        return Int32Array.from([...(wrap.first !== undefined ? [wrap.first] : []), ...body, ...(wrap.last !== undefined ? [wrap.last] : [])]);
-    });
+        let body = benchTokens(len, vocab - FIRST_PLAIN_TOKEN, 1000 + i).map((t) => t + FIRST_PLAIN_TOKEN);
+        for (;;) {
+            const text = (await model.detokenize(body)).replaceAll(EMBD_SEPARATOR, " ");
+            const ids = await model.tokenize(text);
+            if (ids.length <= len || body.length <= 1) {
+                strings.push(text);
+                tokens.push(ids);
+                break;
+            }
+            body = body.slice(0, body.length - Math.max(1, Math.ceil((ids.length - len) / 2)));
+        }
+    }
+    return { strings, tokens };
 }
 
 export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: EmbedBenchRow[]; notes: string[] }> {
     const sizes = o.quick ? { n: 16, min: 8, max: 64, rounds: 2 } : { n: 256, min: 8, max: 256, rounds: 3 };
     const { peer, note } = o.noPeer ? { peer: null, note: "node-llama-cpp skipped (--no-peer)" } : await loadPeer();
+    const llamaEmbedding = o.noPeer ? null : findLlamaEmbedding();
     const rows: EmbedBenchRow[] = [];
     const notes = [
-        `${sizes.n} texts of ${sizes.min}-${sizes.max} tokens (token ids, so both runtimes embed the same tokens); median of ${sizes.rounds} alternating rounds; ${note}`,
+        `${sizes.n} texts of up to ${sizes.min}-${sizes.max} tokens (random vocabulary pieces; every runtime embeds the same tokens); median of ${sizes.rounds} alternating rounds; ${note}`,
         "llamafuse: one embed() call for the list (packed up to batchSize tokens and 64 texts per decode); node-llama-cpp: getEmbeddingFor per text, as its API works",
+        llamaEmbedding
+            ? `llama-bench column: llama.cpp's llama-embedding (${llamaEmbedding}) on the same texts, one process per round, its own packing (texts in order, -c/-b/-ub = contextSize, -fa on); its time is the prompt eval time it prints (decodes only, no model load)`
+            : "llama-embedding: not found ($LLAMA_CPP_BIN_DIR, or beside llama-bench); no second peer",
     ];
     try {
         const models = o.model ? [{ label: path.basename(o.model), synth: null }] : o.quick ? QUICK_MODELS : EMBED_BENCH_MODELS;
@@ -77,24 +105,44 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
             const model = await loadModel(file, ourGpuLayers(o.gpuLayers));
             try {
                 const info = model.info;
-                const bert = info.architecture === "bert";
-                const texts = benchTexts(sizes.n, sizes.min, sizes.max, info.vocabSize, bert ? { first: 101, last: 102 } : info.addBos ? { first: info.bos } : {});
-                const tokens = texts.reduce((s, t) => s + t.length, 0);
+                const texts = await benchTexts(model, sizes.n, sizes.min, sizes.max);
+                const tokens = texts.tokens.reduce((s, t) => s + t.length, 0);
                 const contextSize = Math.min(512, info.trainContextSize || 512);
                 const ectx = await model.createEmbeddingContext({ threads: o.threads, contextSize });
                 // BERT's attention is bidirectional: measured with our kernels (which take it) and with ggml's.
                 const ectxGgml = await model.createEmbeddingContext({ threads: o.threads, contextSize, attention: "ggml" });
                 const pm = peer ? await peer.llama.loadModel({ modelPath: file, ...peerGpuLayers(o.gpuLayers) }) : null;
-                const pctx = pm ? await pm.createEmbeddingContext({ contextSize: 512, threads: o.threads }) : null;
+                const pctx = pm ? await pm.createEmbeddingContext({ contextSize, threads: o.threads }) : null;
                 try {
-                    const tasks: Record<string, () => Promise<unknown>> = { ours: () => ectx.embed(texts), oursGgml: () => ectxGgml.embed(texts) };
+                    const tasks: Record<string, () => Promise<unknown>> = { ours: () => ectx.embed(texts.tokens), oursGgml: () => ectxGgml.embed(texts.tokens) };
                     if (pctx) {
                         tasks.peer = async () => {
-                            for (const t of texts) await pctx.getEmbeddingFor(Array.from(t) as never);
+                            for (const t of texts.tokens) await pctx.getEmbeddingFor(Array.from(t) as never);
+                        };
+                    }
+                    // Its wall time in the rounds is not used (model load included): the prompt eval time it prints is.
+                    const llamaEmbeddingMs: number[] = [];
+                    let llamaEmbeddingNote: string | null = null;
+                    let llamaEmbeddingCalls = 0;
+                    if (llamaEmbedding) {
+                        tasks.llamaEmbedding = async () => {
+                            // the warm-up round (a process of its own has nothing to warm) and after a failure: nothing
+                            if (llamaEmbeddingCalls++ === 0 || llamaEmbeddingNote) return;
+                            try {
+                                const r = await runLlamaEmbedding(llamaEmbedding, { model: file, texts: texts.strings, threads: o.threads, contextSize, gpuLayers: o.gpuLayers });
+                                if (r.tokens !== tokens) llamaEmbeddingNote = `llama-embedding evaluated ${r.tokens} tokens, llamafuse ${tokens}: not the same input, column left empty`;
+                                else llamaEmbeddingMs.push(r.ms);
+                            } catch (err) {
+                                llamaEmbeddingNote = `llama-embedding failed on ${m.label}: ${(err as Error).message.split("\n")[0]}`;
+                            }
                         };
                     }
                     const ms = await interleavedMedianMs(tasks, sizes.rounds);
-                    rows.push({ model: m.label, texts: sizes.n, tokens, oursMs: ms.ours!, oursGgmlMs: ms.oursGgml!, peerMs: ms.peer ?? null, batchSize: ectx.batchSize });
+                    if (llamaEmbeddingNote) notes.push(llamaEmbeddingNote);
+                    rows.push({
+                        model: m.label, texts: sizes.n, tokens, oursMs: ms.ours!, oursGgmlMs: ms.oursGgml!, peerMs: ms.peer ?? null,
+                        llamaEmbeddingMs: !llamaEmbeddingNote && llamaEmbeddingMs.length ? median(llamaEmbeddingMs) : null, batchSize: ectx.batchSize,
+                    });
                 } finally {
                     await ectx.dispose();
                     await ectxGgml.dispose();
@@ -108,10 +156,5 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
     } finally {
         await peer?.dispose();
     }
-    const lb = findLlamaBench().path;
-    const llamaEmbedding = lb ? path.join(path.dirname(lb), "llama-embedding") : null;
-    notes.push(llamaEmbedding && existsSync(llamaEmbedding)
-        ? `llama-embedding found at ${llamaEmbedding} but not run: it reads text, not token ids (no same-input comparison yet)`
-        : "llama-embedding: not built here (LLAMAFUSE_LLAMA_TOOLS=1 builds llama-bench only)");
     return { rows, notes };
 }

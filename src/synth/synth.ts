@@ -109,6 +109,12 @@ export interface SynthOptions extends Partial<SynthShape> {
     initScale?: number;
     /** general.name. @default "llamafuse synthetic <preset|custom> (random weights)" */
     name?: string;
+    /**
+     * tokenizer.chat_template.rerank: a reranker's prompt with {query} and {document} in it, as
+     * rerankers that need one ship it (llama.cpp's server and llamafuse's rank() fill it in and
+     * tokenize it with special tokens parsed). Needs rankHead. @default none
+     */
+    rerankTemplate?: string;
     /** Fraction of the file written, 0 to 1. */
     onProgress?: (fraction: number) => void;
     signal?: AbortSignal;
@@ -124,6 +130,7 @@ export interface ResolvedSynthOptions {
     embeddingScale: number;
     initScale: number;
     name: string;
+    rerankTemplate: string | null;
     warnings: string[];
 }
 
@@ -151,7 +158,7 @@ const presetNames = Object.keys(synthPresets) as SynthPreset[];
 const optionNames = [
     "output", "preset", "architecture", "layers", "embedding", "heads", "headsKv", "ff", "headDim", "vocab", "vocabSize",
     "contextLength", "ropeTheta", "rmsEps", "tieEmbeddings", "qkvBias", "pooling", "rankHead", "type", "seed", "embeddingScale",
-    "initScale", "name", "onProgress", "signal",
+    "initScale", "name", "rerankTemplate", "onProgress", "signal",
 ] as const;
 const MAX_DIM = 1 << 20;
 
@@ -252,6 +259,13 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
     const initScale = optNumber(m, "initScale", 1, 0, 1e6);
     const name = m.name ?? `llamafuse synthetic ${preset ?? "custom"} (random weights)`;
     if (!is.string(name)) throw invalidOption("name", "a string", name);
+    const rerankTemplate = m.rerankTemplate ?? null;
+    if (rerankTemplate !== null) {
+        if (!is.string(rerankTemplate) || !rerankTemplate.includes("{query}") || !rerankTemplate.includes("{document}")) {
+            throw invalidOption("rerankTemplate", "a string with {query} and {document} in it", rerankTemplate);
+        }
+        if (!rankHead) throw invalidOption("rerankTemplate", "absent without rankHead (only a reranker uses it)", rerankTemplate);
+    }
     optFunction(m, "onProgress");
     optSignal(m, "signal");
 
@@ -262,7 +276,7 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
             architecture, layers, embedding, heads, headsKv, ff, headDim, vocab, contextLength, ropeTheta, rmsEps,
             tieEmbeddings, qkvBias, pooling, rankHead,
         },
-        vocabPath, type, seed, embeddingScale, initScale, name, warnings: [],
+        vocabPath, type, seed, embeddingScale, initScale, name, rerankTemplate, warnings: [],
     };
 }
 
@@ -471,6 +485,7 @@ function buildMetadata(r: ResolvedSynthOptions, vocab: GgufMetadata, vocabSize: 
     m.set("llamafuse.synth.embedding_scale", f32(r.embeddingScale));
     m.set("llamafuse.synth.init_scale", f32(r.initScale));
     for (const [key, value] of vocab) if (key.startsWith("tokenizer.")) m.set(key, value);
+    if (r.rerankTemplate !== null) m.set("tokenizer.chat_template.rerank", { type: "string", value: r.rerankTemplate });
     return m;
 }
 

@@ -2,14 +2,30 @@
 // context; beams share the prompt's cells through sequence copies, every step expands all
 // live beams in one batched forward (one item per beam), and the slots of beams that die or
 // finish are reused by the children of the ones that live on.
+//
+// Beside other work on the context: the search holds its sequences for its whole run, as a
+// generation holds its own (a generate, forward or kv call on one of them gets ERR_BUSY, and
+// the search gets ERR_BUSY when one of them is generating). Each of its steps (the slot copies
+// and the batched forward) is one job on the context's queue, so it runs between the
+// scheduler's steps: generations on the other sequences go on, a step of theirs, a step of the
+// search, and so on. The search's tokens are not yet part of the scheduler's shared
+// llama_decode: ranking the beams needs every live beam's row and moves slots between steps
+// (copies), which the native loop (one sampler per sequence) does not do yet.
+import type { NativeContext } from "./binding.js";
 import type { Context } from "./context.js";
 import { LlamaError, abortedError } from "./errors.js";
+import { abortFlag } from "./queue.js";
 import { toTokenArray } from "./tokens.js";
 import { checkKnownKeys, invalidOption, is, optBool, optInt, optNumber, optSignal, optionsObject } from "./validate.js";
 
 export interface BeamSearchOptions {
-    /** Beam width; the context needs at least this many sequences. @default 4 */
+    /** Beam width; the context needs at least this many sequences. @default 4 (or sequences.length) */
     beams?: number;
+    /**
+     * The sequences the beams live on, held (and emptied) for the search's run; others stay
+     * free for concurrent generations. @default [0, 1, ..., beams - 1]
+     */
+    sequences?: number[];
     /** Most tokens per hypothesis. @default 32 */
     maxTokens?: number;
     /** score = logProb / length^lengthPenalty (0: plain log-probability). @default 1 */
@@ -76,8 +92,10 @@ function concat(parts: Uint8Array[]): Uint8Array {
  */
 export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, options?: BeamSearchOptions): Promise<BeamHypothesis[]> {
     const o = optionsObject("options", options);
-    checkKnownKeys("beamSearch", o, ["beams", "maxTokens", "lengthPenalty", "stop", "stopOnEog", "signal"]);
-    const width = optInt(o, "beams", 4, 1, 256);
+    checkKnownKeys("beamSearch", o, ["beams", "maxTokens", "lengthPenalty", "stop", "stopOnEog", "signal", "sequences"]);
+    const given = o.sequences;
+    if (given !== undefined && (!Array.isArray(given) || given.length === 0)) throw invalidOption("sequences", "a non-empty array of sequence ids", given);
+    const width = optInt(o, "beams", given ? (given as unknown[]).length : 4, 1, 256);
     const maxTokens = optInt(o, "maxTokens", 32, 1, 2 ** 31 - 1);
     const lengthPenalty = optNumber(o, "lengthPenalty", 1, -10, 10);
     const stopOnEog = optBool(o, "stopOnEog", true);
@@ -89,6 +107,9 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
     if (ctx.sequences < width) {
         throw new LlamaError("ERR_INVALID_OPTION", `beamSearch with ${width} beams needs a context with at least ${width} sequences (this one has ${ctx.sequences}: create it with { sequences: ${width} })`);
     }
+    const slots = given ? (given as unknown[]).map((v, i) => ctx.checkSequence(`sequences[${i}]`, v)) : Array.from({ length: width }, (_, i) => i);
+    if (slots.length !== width) throw invalidOption("sequences", `${width} sequence ids (one per beam)`, given);
+    if (new Set(slots).size !== slots.length) throw invalidOption("sequences", "distinct sequence ids", given);
     const model = ctx.model;
     const score = (logProb: number, length: number) => (lengthPenalty === 0 ? logProb : logProb / Math.pow(Math.max(1, length), lengthPenalty));
     const textOf = (parts: Uint8Array[]) => new TextDecoder().decode(concat(parts));
@@ -103,21 +124,62 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
     const checkAbort = () => {
         if (signal?.aborted) throw abortedError("beamSearch", signal.reason);
     };
-    // A forward aborted by the signal says "beamSearch was aborted", not "forward was aborted".
-    const forward: typeof ctx.forward = (items, options) =>
-        ctx.forward(items, options).catch((err: unknown) => {
-            if (err instanceof LlamaError && err.code === "ERR_ABORTED") throw abortedError("beamSearch", signal?.reason);
+    // The search's own context operations. Its sequences are held, so it calls the native
+    // context directly (ctx.forward and ctx.kv refuse held sequences) and keeps the context's
+    // token list as they do.
+    const cache = ctx.sequenceTokens;
+    const empty = (native: NativeContext, seq: number) => {
+        if (native.kvRemove(seq, -1, -1)) cache.removed(seq, -1, -1);
+        else cache.invalidate(seq);
+    };
+    const copies = (native: NativeContext, list: { from: number; to: number }[]) => {
+        for (const { from, to } of list) {
+            empty(native, to);
+            native.kvCopy(from, to, -1, -1);
+            cache.copied(from, to, -1, -1);
+        }
+    };
+    // One decode: a token list per sequence, logits after each list's last token, in order.
+    const decode = async (native: NativeContext, items: { seq: number; tokens: ArrayLike<number> }[]): Promise<Float32Array[]> => {
+        const total = items.reduce((n, it) => n + it.tokens.length, 0);
+        const tokens = new Int32Array(total), seqs = new Int32Array(total), want = new Uint8Array(total);
+        let at = 0;
+        for (const it of items) {
+            tokens.set(Array.from(it.tokens), at);
+            seqs.fill(it.seq, at, at + it.tokens.length);
+            at += it.tokens.length;
+            want[at - 1] = 1;
+        }
+        const abort = abortFlag(signal);
+        try {
+            const data = await native.forward(tokens, seqs, want, abort.flag);
+            for (const it of items) cache.append(it.seq, it.tokens);
+            const n = model.info.vocabSize;
+            return items.map((_, i) => data.subarray(i * n, (i + 1) * n));
+        } catch (err) {
+            // An abort by the signal says "beamSearch was aborted", not "forward was aborted".
+            if (signal?.aborted) throw abortedError("beamSearch", signal.reason);
             throw err;
-        });
+        } finally {
+            abort.release();
+        }
+    };
 
     const finished: BeamHypothesis[] = [];
     let endReason: BeamHypothesis["stopReason"] = "maxTokens";
-    const slots = Array.from({ length: width }, (_, i) => i);
+    const held: number[] = [];
     try {
         checkAbort();
-        await Promise.all(slots.map((s) => ctx.kv.remove(s)));
-        const first = await forward({ sequence: 0, tokens: prompt, logits: "last" }, { signal });
-        let live: Beam[] = [{ slot: 0, tokens: [], bytes: [], logProb: 0, logits: first.logits(0) }];
+        for (const s of slots) {
+            if (ctx.sequenceBusy(s)) throw new LlamaError("ERR_BUSY", `beamSearch: sequence ${s} is generating (give the search other sequences with options.sequences, or wait for that generation to end)`);
+            ctx.claimSequence(s);
+            held.push(s);
+        }
+        const [first] = await ctx.enqueue(async (native) => {
+            for (const s of slots) empty(native, s);
+            return decode(native, [{ seq: slots[0]!, tokens: prompt }]);
+        });
+        let live: Beam[] = [{ slot: slots[0]!, tokens: [], bytes: [], logProb: 0, logits: first! }];
 
         for (let step = 0; step < maxTokens && live.length > 0; step++) {
             checkAbort();
@@ -145,12 +207,12 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
             const busySlots = new Set(chosen.map((c) => c.parent.slot));
             const free = slots.filter((s) => !busySlots.has(s));
             const next: Beam[] = [];
+            const toCopy: { from: number; to: number }[] = [];
             for (const c of chosen) {
                 let slot = c.parent.slot;
                 if (taken.has(c.parent)) {
                     slot = free.pop()!;
-                    await ctx.kv.remove(slot);
-                    await ctx.kv.copy(c.parent.slot, slot);
+                    toCopy.push({ from: c.parent.slot, to: slot });
                 }
                 taken.add(c.parent);
                 const piece = model.tokenPieces([c.token], { special: false })[0]!;
@@ -170,9 +232,14 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
                 if (Math.max(...live.map((b) => score(b.logProb, b.tokens.length))) <= worst) live = [];
             }
             if (live.length === 0 || step === maxTokens - 1) break;
-            let out;
+            checkAbort();
+            // The step: the new beams' copies of their parents' cells, then one forward.
+            let rows: Float32Array[];
             try {
-                out = await forward(live.map((b) => ({ sequence: b.slot, tokens: [b.tokens[b.tokens.length - 1]!], logits: "last" as const })), { signal });
+                rows = await ctx.enqueue(async (native) => {
+                    copies(native, toCopy);
+                    return decode(native, live.map((b) => ({ seq: b.slot, tokens: [b.tokens[b.tokens.length - 1]!] })));
+                });
             } catch (err) {
                 // The context is full: the hypotheses so far are the answer (the forward
                 // changed nothing, so every live beam ends with the tokens it has).
@@ -180,11 +247,16 @@ export async function beamSearch(ctx: Context, tokens: ArrayLike<number>, option
                 endReason = "contextFull";
                 break;
             }
-            for (const b of live) b.logits = out.logits(b.slot);
+            live.forEach((b, i) => (b.logits = rows[i]!));
         }
         for (const b of live) finished.push({ tokens: b.tokens, text: textOf(b.bytes), logProb: b.logProb, score: score(b.logProb, b.tokens.length), stopReason: endReason });
     } finally {
-        if (!ctx.disposed) await Promise.all(slots.map((s) => ctx.kv.remove(s).catch(() => false)));
+        if (held.length > 0 && !ctx.disposed) {
+            await ctx.enqueue((native) => {
+                for (const s of held) empty(native, s);
+            }).catch(() => {});
+        }
+        for (const s of held) ctx.releaseSequence(s);
     }
     return finished.sort((a, b) => b.score - a.score).slice(0, width);
 }

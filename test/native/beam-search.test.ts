@@ -2,6 +2,7 @@
 // log-probs equal a separate forward's log-softmax; one batched forward per step; the
 // context is left clean; bad input.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import type { NativeContext } from "../../src/binding.js";
 import { loadModel, type Context, type Model } from "../../src/index.js";
 import { MODELS } from "../helpers/models.js";
 
@@ -82,18 +83,32 @@ describe("beamSearch", () => {
         for (const h of hyps) expect(h.score).toBeCloseTo(h.logProb / h.tokens.length, 6);
     });
 
-    it("one batched forward per step, one item per live beam; sequences are left empty", async () => {
+    it("one batched forward per step, one token per live beam; sequences are left empty", async () => {
         const prompt = await model.tokenize(PROMPTS[1]!);
-        const spy = vi.spyOn(ctx, "forward");
+        // Every native forward the search makes, seen through the context's queue.
+        const calls: { tokens: Int32Array; seqs: Int32Array }[] = [];
+        const enqueue = ctx.enqueue.bind(ctx);
+        const spy = vi.spyOn(ctx, "enqueue").mockImplementation(((job: (n: NativeContext) => unknown) => enqueue((native) => job(new Proxy(native, {
+            get(target, key) {
+                if (key === "forward") {
+                    return (tokens: Int32Array, seqs: Int32Array, want: Uint8Array, flag: Int32Array) => {
+                        calls.push({ tokens: tokens.slice(), seqs: seqs.slice() });
+                        return target.forward(tokens, seqs, want, flag);
+                    };
+                }
+                const v = Reflect.get(target, key) as unknown;
+                return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+            },
+        })))) as never);
         await ctx.beamSearch(prompt, { beams: 4, maxTokens: 10 });
-        expect(spy.mock.calls.length).toBeLessThanOrEqual(10); // the prompt + at most 9 steps
-        for (const [items] of spy.mock.calls.slice(1)) {
-            const list = Array.isArray(items) ? items : [items];
-            expect(list.length).toBeGreaterThan(0);
-            expect(list.length).toBeLessThanOrEqual(4);
-            for (const it of list) expect(it.tokens.length).toBe(1);
-        }
         spy.mockRestore();
+        expect(calls.length).toBeLessThanOrEqual(10); // the prompt + at most 9 steps
+        expect(Array.from(calls[0]!.tokens)).toEqual(Array.from(prompt));
+        for (const c of calls.slice(1)) {
+            expect(c.tokens.length).toBeGreaterThan(0);
+            expect(c.tokens.length).toBeLessThanOrEqual(4);
+            expect(new Set(c.seqs).size).toBe(c.seqs.length); // one token per beam
+        }
         for (let s = 0; s < 4; s++) expect((await ctx.kv.positions(s)).max).toBe(-1);
     });
 
@@ -114,5 +129,46 @@ describe("beamSearch", () => {
         const ac = new AbortController();
         ac.abort();
         await expect(ctx.beamSearch(prompt, { beams: 2, signal: ac.signal })).rejects.toMatchObject({ code: "ERR_ABORTED" });
+    });
+
+    it("runs beside a generation on another sequence (each as alone); held sequences refuse other calls with ERR_BUSY", async () => {
+        const wide = await model.createContext({ contextSize: 256, threads: 1, sequences: 5, attention: "ggml" });
+        try {
+            const prompt = await model.tokenize(PROMPTS[2]!);
+            const other = await model.tokenize(PROMPTS[0]!);
+            const gen = async (seq: number) => {
+                const out: number[] = [];
+                for await (const s of wide.generate(other, { sequence: seq, temperature: 0, maxTokens: 40 })) out.push(s.token);
+                return out;
+            };
+            const aloneBeams = await wide.beamSearch(prompt, { beams: 3, maxTokens: 12, sequences: [1, 2, 3] });
+            const aloneGen = await gen(4);
+            await wide.kv.clear();
+            const [beams, tokens] = await Promise.all([wide.beamSearch(prompt, { beams: 3, maxTokens: 12, sequences: [1, 2, 3] }), gen(4)]);
+            expect(tokens).toEqual(aloneGen);
+            expect(beams.map((b) => b.tokens)).toEqual(aloneBeams.map((b) => b.tokens));
+            // The shared cache also holds the generation's cells, so attention spans other cells
+            // (another summation order): float noise on 12 summed log-probs, measured 2.5e-4.
+            beams.forEach((b, i) => expect(Math.abs(b.logProb - aloneBeams[i]!.logProb)).toBeLessThan(2e-3));
+
+            // While the search holds 0..1, they are refused; sequence 2 is free.
+            const search = wide.beamSearch(prompt, { beams: 2, maxTokens: 30, sequences: [0, 1] });
+            await new Promise((r) => setTimeout(r, 0));
+            await expect(wide.generate(other, { sequence: 1, maxTokens: 2 }).next()).rejects.toMatchObject({ code: "ERR_BUSY" });
+            await expect(wide.forward({ sequence: 0, tokens: [1] })).rejects.toMatchObject({ code: "ERR_BUSY" });
+            expect((await gen(2)).length).toBe(40);
+            await search;
+            // A generation holds its sequence against a search.
+            const it = wide.generate(other, { sequence: 3, maxTokens: 200, temperature: 0 });
+            await it.next();
+            await expect(wide.beamSearch(prompt, { beams: 2, sequences: [2, 3] })).rejects.toMatchObject({ code: "ERR_BUSY" });
+            await it.return(undefined as never);
+            await expect(wide.beamSearch(prompt, { beams: 2, sequences: [2, 2] })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+            await expect(wide.beamSearch(prompt, { beams: 3, sequences: [0, 1] })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+            await expect(wide.beamSearch(prompt, { sequences: [0, 9] })).rejects.toMatchObject({ code: "ERR_INVALID_SEQUENCE" });
+            for (const s of [0, 1]) expect((await wide.kv.positions(s)).max).toBe(-1); // the searches' sequences
+        } finally {
+            await wide.dispose();
+        }
     });
 });

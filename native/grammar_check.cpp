@@ -191,10 +191,9 @@ static void parse_rules(llama_grammar_parser & p, const std::string & gbnf) {
 
 // ---- 3. left recursion through nullable prefixes ------------------------------------------------
 
-static void check_left_recursion(const llama_grammar_parser & p) {
-    const llama_grammar_rules & rules = p.rules;
+// Nullable rules, by fixpoint: a rule is nullable when one alternate is all nullable refs.
+static std::vector<bool> nullable_rules(const llama_grammar_rules & rules) {
     const size_t n = rules.size();
-    // Nullable rules, by fixpoint: a rule is nullable when one alternate is all nullable refs.
     std::vector<bool> nullable(n, false);
     for (bool changed = true; changed;) {
         changed = false;
@@ -211,6 +210,12 @@ static void check_left_recursion(const llama_grammar_parser & p) {
             }
         }
     }
+    return nullable;
+}
+
+static void check_left_recursion(const llama_grammar_parser & p, const std::vector<bool> & nullable) {
+    const llama_grammar_rules & rules = p.rules;
+    const size_t n = rules.size();
     // Edges r -> s: s can be the first thing r matches (everything before s in the alternate
     // can match nothing). tail: s ends its alternate. llama.cpp expands rules on a stack and
     // skips stacks it has seen, so a cycle of tail edges (r ::= x? r | ..., which its own
@@ -279,6 +284,94 @@ static void check_left_recursion(const llama_grammar_parser & p) {
     }
 }
 
+// ---- 4. stacks one step fans out into ------------------------------------------------------------
+// llama.cpp keeps one stack of rule positions per way the text so far can go on. At creation
+// and after every character it expands the rule reference on top of each stack into all of the
+// rule's alternates (through rules that can match nothing, into what follows them), and checks
+// each new stack against all the others: time grows with the square of the stack count. Rules
+// that each use a nullable rule twice, nested k deep (r1 ::= r0 r0, r2 ::= r1 r1, ...), make
+// 2^k distinct stacks: at k = 16 creating the sampler took 11 s, at k = 20 about 45 minutes,
+// and every token after as long; nothing in the other checks sees it. Counted per position:
+// stacks(p) = 1 for a terminal, 0 at the end of an alternate, and for a reference to rule q,
+// stacks(q) + (q nullable ? stacks(p + 1) : 0), where stacks(q) sums q's alternates. A cycle
+// counts 0 on the way round (llama.cpp's seen-set ends it too; growing ones are refused above).
+
+static bool is_alt_end(const llama_grammar_element & e) { return e.type == LLAMA_GRETYPE_END || e.type == LLAMA_GRETYPE_ALT; }
+
+static double max_fanout(const llama_grammar_rules & rules, const std::vector<bool> & nullable, double & root_stacks, uint32_t root) {
+    const size_t n = rules.size();
+    const double cap = 1e18;
+    std::vector<double> stacks(n, 0);
+    std::vector<uint8_t> state(n, 0); // 0 new, 1 on the walk, 2 counted
+    // Rules whose count a rule's count needs: the references it can start with.
+    auto leading_refs = [&](uint32_t r) {
+        std::vector<uint32_t> out;
+        bool prefix_nullable = true;
+        for (const auto & e : rules[r]) {
+            if (is_alt_end(e)) { prefix_nullable = true; continue; }
+            if (!prefix_nullable) continue;
+            if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) { out.push_back(e.value); prefix_nullable = nullable[e.value]; }
+            else prefix_nullable = false;
+        }
+        return out;
+    };
+    auto count_rule = [&](uint32_t r) {
+        double total = 0;
+        bool open = true; // still in the nullable prefix of the current alternate
+        for (const auto & e : rules[r]) {
+            if (is_alt_end(e)) { open = true; continue; }
+            if (!open) continue;
+            if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) {
+                total += state[e.value] == 2 ? stacks[e.value] : 0;
+                open = nullable[e.value];
+            } else {
+                total += 1;
+                open = false;
+            }
+        }
+        return std::min(total, cap);
+    };
+    // Post-order over leading references, iteratively (a chain of rules can be long).
+    for (uint32_t start = 0; start < n; ++start) {
+        if (state[start]) continue;
+        std::vector<std::pair<uint32_t, std::vector<uint32_t>>> walk;
+        walk.push_back({start, leading_refs(start)});
+        state[start] = 1;
+        while (!walk.empty()) {
+            auto & [r, todo] = walk.back();
+            if (!todo.empty()) {
+                uint32_t q = todo.back();
+                todo.pop_back();
+                if (state[q] == 0) {
+                    state[q] = 1;
+                    walk.push_back({q, leading_refs(q)});
+                }
+                continue;
+            }
+            const uint32_t done = r;
+            walk.pop_back();
+            stacks[done] = count_rule(done);
+            state[done] = 2;
+        }
+    }
+    root_stacks = root < n ? stacks[root] : 0;
+    // Any position can be a stack's top after a character: the largest fan-out from one.
+    double worst = root_stacks;
+    for (const auto & rule : rules) {
+        double next = 0; // stacks from the position after this one, up to the alternate's end
+        for (size_t i = rule.size(); i-- > 0;) {
+            const auto & e = rule[i];
+            double here;
+            if (is_alt_end(e)) here = 0;
+            else if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) here = std::min(cap, stacks[e.value] + (nullable[e.value] ? next : 0));
+            else here = 1;
+            worst = std::max(worst, here);
+            next = here;
+        }
+    }
+    return worst;
+}
+
 void grammar_check(const llama_vocab * vocab, const std::string & gbnf, const std::string & root) {
     std::map<std::string, RuleText> text_rules = scan_text(gbnf); // throws on depth first
     std::map<std::string, double> memo;
@@ -292,7 +385,16 @@ void grammar_check(const llama_vocab * vocab, const std::string & gbnf, const st
     llama_grammar_parser parser(vocab);
     parse_rules(parser, gbnf);
     if (parser.symbol_ids.find(root) == parser.symbol_ids.end()) bad_grammar("no rule named '" + root + "'");
-    check_left_recursion(parser);
+    const std::vector<bool> nullable = nullable_rules(parser.rules);
+    check_left_recursion(parser, nullable);
+    double at_start = 0;
+    const double fanout = max_fanout(parser.rules, nullable, at_start, parser.symbol_ids.at(root));
+    if (fanout > kMaxGrammarStacks) {
+        bad_grammar("the grammar can be at about " + std::to_string((long long) std::min(fanout, 1e15)) +
+                    " places at once (the limit is " + std::to_string((long long) kMaxGrammarStacks) +
+                    "; llama.cpp's time per step grows with the square of that), typically from rules that each use an optional rule "
+                    "more than once, nested deep; make fewer parts optional or use * and +");
+    }
 }
 
 } // namespace llamafuse

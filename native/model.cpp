@@ -30,12 +30,13 @@ Napi::Function NativeModel::define(Napi::Env env) {
 NativeModel::NativeModel(const Napi::CallbackInfo & info) : Napi::ObjectWrap<NativeModel>(info) {}
 
 NativeModel::~NativeModel() {
-    // Fallback for a model that was never disposed: the GC frees it. Contexts hold a
-    // reference to their model, so none can be alive here.
-    if (model_) llama_model_free(model_);
+    // Fallback for a model that was never disposed: the GC frees it (or the last share does).
+    // Contexts hold a reference to their model, so none can be alive here.
+    owner_.reset();
 }
 
 void NativeModel::adopt(llama_model * model) {
+    owner_.reset(model, llama_model_free);
     model_ = model;
     vocab_ = llama_model_get_vocab(model);
     has_tokenizer_ = llama_vocab_type(vocab_) != LLAMA_VOCAB_TYPE_NONE && llama_vocab_n_tokens(vocab_) > 0;
@@ -376,7 +377,7 @@ Napi::Value NativeModel::Dispose(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (contexts_ > 0) throw make_error(env, "ERR_BUSY", "the model still has open contexts");
     if (model_) {
-        llama_model_free(model_);
+        owner_.reset(); // freed now, or by the last share (a grammar build still running)
         model_ = nullptr;
         vocab_ = nullptr;
     }

@@ -8,6 +8,7 @@
 #include "llama.h"
 
 #include <atomic>
+#include <memory>
 
 namespace llamafuse {
 
@@ -26,6 +27,10 @@ public:
     // K head size (key_length, or embedding / heads); 0 when unknown (vocab-only, no attention).
     int32_t head_dim_k() const { return head_dim_k_; }
     void set_head_dim_k(int32_t d) { head_dim_k_ = d; }
+    // A share of the llama_model for work that can outlive its caller (a grammar build left
+    // running after an abort, native/sampling.cpp): dispose() and the GC drop the model's own
+    // share, and the model is freed when the last share goes. Empty once disposed.
+    std::shared_ptr<llama_model> share() const { return owner_; }
     void context_opened() { ++contexts_; }
     void context_closed() { --contexts_; }
 
@@ -46,6 +51,7 @@ private:
     Napi::Value Dispose(const Napi::CallbackInfo & info);
 
     llama_model * model_ = nullptr;
+    std::shared_ptr<llama_model> owner_; // frees model_ (llama_model_free) with the last share
     const llama_vocab * vocab_ = nullptr;
     int contexts_ = 0;
     bool has_tokenizer_ = false;

@@ -5,8 +5,14 @@
 #include "log.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <numeric>
+#include <thread>
 
 namespace llamafuse {
 
@@ -93,10 +99,106 @@ static StageSpec read_stage(const Napi::Object & o) {
 }
 
 // penaltyLastN and dryPenaltyLastN size ring buffers that llama.cpp allocates up front: 2^31-1
-// allocated gigabytes. No history is longer than the longest context the model runs, so they
-// are bounded by that (the training context, or 64K tokens if that is smaller).
+// allocated gigabytes. A context's chains are bounded by its size in src/sampling.ts; here every
+// chain is bounded by the model's training context, at least 64K and at most 1M tokens (a
+// file's n_ctx_train is just a number: 2^31-1 would be no bound).
+static int32_t max_history(const llama_model * model) {
+    return std::clamp<int32_t>(llama_model_n_ctx_train(model), 65536, 1 << 20);
+}
 static int32_t bound_history(int32_t last_n, int32_t max_history) {
     return last_n < 0 ? last_n : std::min(last_n, max_history);
+}
+
+// ---- the grammar build, on a thread of its own ---------------------------------------------------
+// llama.cpp's grammar constructor has no cancellation hook. grammar_check bounds what is known
+// to make it slow (depth, left recursion, nested repetitions, fan-out), but cannot prove every
+// grammar cheap, and a caller must be able to give up on one: its AbortSignal, or dispose() of
+// the context it is for. So the constructor runs on a detached thread while the worker waits
+// for it, polling the caller's abort flag every few milliseconds. On an abort the worker
+// rejects with ERR_ABORTED at once; the build is left to finish on its own and frees what it
+// made. Nothing waits for it: not the libuv pool (which process exit joins, so a stuck pool
+// thread kept process.exit from returning), not the context's dispose(). It holds a copy of
+// its inputs and a share of the model (NativeModel::share), so the vocabulary it reads stays
+// alive even if the model is disposed meanwhile.
+// The cost of an abandoned build: its thread, the memory it allocates, and the model's memory
+// (if disposed meanwhile) stay until it ends; for a build that never ended, until the process
+// exits. Every build this project found slow is refused by grammar_check before it starts.
+struct GrammarBuild {
+    // inputs (owned: the worker may be gone when the build reads them)
+    std::shared_ptr<llama_model> model;
+    const llama_vocab * vocab = nullptr;
+    std::string grammar;
+    bool lazy = false;
+    std::vector<std::string> patterns;
+    std::vector<llama_token> tokens;
+    std::vector<llama_token> prefill;
+    int delay_ms = 0; // LLAMAFUSE_TEST_GRAMMAR_BUILD_DELAY_MS: stands in for a slow build in tests
+    // outcome, under mu
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    bool abandoned = false;
+    llama_sampler * smpl = nullptr;
+    std::string code, message;
+};
+
+static void grammar_build_run(const std::shared_ptr<GrammarBuild> & b) {
+    llama_sampler * smpl = nullptr;
+    std::string code, message;
+    if (b->delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(b->delay_ms)); // not interruptible, like llama.cpp
+    // The guard turns any GGML_ASSERT reached by odd input into an exception instead of an
+    // abort (the grammar code holds no locks; only its own containers unwind).
+    log_clear_error();
+    AbortGuard guard;
+    try {
+        if (b->lazy) {
+            std::vector<const char *> pats;
+            for (const auto & p : b->patterns) pats.push_back(p.c_str());
+            smpl = llama_sampler_init_grammar_lazy_patterns(b->vocab, b->grammar.c_str(), "root", pats.data(), pats.size(),
+                                                            b->tokens.data(), b->tokens.size());
+        } else {
+            smpl = llama_sampler_init_grammar(b->vocab, b->grammar.c_str(), "root");
+        }
+        if (!smpl) {
+            std::string why = log_last_error();
+            code = "ERR_INVALID_GRAMMAR";
+            message = "invalid GBNF grammar" + (why.empty() ? std::string(" (parse error, or left recursion)") : ": " + why);
+        }
+    } catch (const std::exception & e) {
+        code = "ERR_INVALID_GRAMMAR";
+        message = std::string("invalid GBNF grammar: ") + e.what();
+    }
+    // The generation prompt is in the prompt already; a grammar that starts with it (chat
+    // templates' tool-call grammars) is advanced past it. Throws if it does not fit.
+    if (smpl) {
+        try {
+            for (llama_token t : b->prefill) llama_sampler_accept(smpl, t);
+        } catch (const std::exception & e) {
+            llama_sampler_free(smpl);
+            smpl = nullptr;
+            code = "ERR_INVALID_GRAMMAR";
+            message = std::string("the grammar does not accept the generation prompt: ") + e.what();
+        }
+    }
+    std::shared_ptr<llama_model> model;
+    {
+        std::lock_guard<std::mutex> lock(b->mu);
+        if (b->abandoned) {
+            if (smpl) llama_sampler_free(smpl);
+            model = std::move(b->model); // freed below, outside the lock, if it was the last share
+        } else {
+            b->smpl = smpl;
+            b->code = code;
+            b->message = message;
+        }
+        b->done = true;
+    }
+    b->cv.notify_all();
+}
+
+static int test_build_delay_ms() {
+    const char * v = std::getenv("LLAMAFUSE_TEST_GRAMMAR_BUILD_DELAY_MS");
+    return v ? std::max(0, atoi(v)) : 0;
 }
 
 static llama_sampler * stage_init(const StageSpec & s, const llama_vocab * vocab, int32_t n_vocab, int32_t max_history) {
@@ -147,6 +249,13 @@ public:
             Napi::Array toks = cfg.Get("triggerTokens").As<Napi::Array>();
             for (uint32_t i = 0; i < toks.Length(); ++i) trigger_tokens_.push_back(toks.Get(i).As<Napi::Number>().Int32Value());
         }
+        // Optional abort flag: an Int32Array over a SharedArrayBuffer; JS stores 1 to give up.
+        if (info.Length() > 2 && info[2].IsTypedArray()) {
+            Napi::Int32Array flag = info[2].As<Napi::Int32Array>();
+            abort_flag_ = flag.Data();
+            abort_ref_ = Napi::Persistent(flag.As<Napi::Object>());
+        }
+        model_share_ = m->share();
         vocab_ = m->vocab();
     }
     ~SamplerCreateWorker() override {
@@ -162,38 +271,14 @@ protected:
         if (needs_vocab && !m_->has_tokenizer()) {
             throw CodedError("ERR_UNSUPPORTED", "grammar and DRY sampling need the model's token texts, and this model has no tokenizer");
         }
+        check_abort();
         if (has_grammar_) {
             // What llama.cpp's parser and checks let through and then crash or hang on (depth,
-            // left recursion behind nullable rules, exploding repetitions) is refused first;
-            // the parse error detail comes back in the message (grammar_check.h).
+            // left recursion behind nullable rules, exploding repetitions, fan-out) is refused
+            // first; the parse error detail comes back in the message (grammar_check.h).
             grammar_check(vocab_, grammar_);
-            // The guard turns any GGML_ASSERT reached by odd input into an exception instead of
-            // an abort (the grammar code holds no locks; only its own containers unwind).
-            log_clear_error();
-            AbortGuard guard;
-            try {
-                if (lazy_) {
-                    std::vector<const char *> pats;
-                    for (const auto & p : trigger_patterns_) pats.push_back(p.c_str());
-                    grammar_smpl_ = llama_sampler_init_grammar_lazy_patterns(vocab_, grammar_.c_str(), "root", pats.data(), pats.size(),
-                                                                             trigger_tokens_.data(), trigger_tokens_.size());
-                } else {
-                    grammar_smpl_ = llama_sampler_init_grammar(vocab_, grammar_.c_str(), "root");
-                }
-            } catch (const std::exception & e) {
-                throw CodedError("ERR_INVALID_GRAMMAR", std::string("invalid GBNF grammar: ") + e.what());
-            }
-            if (!grammar_smpl_) {
-                std::string why = log_last_error();
-                throw CodedError("ERR_INVALID_GRAMMAR", "invalid GBNF grammar" + (why.empty() ? std::string(" (parse error, or left recursion)") : ": " + why));
-            }
-            // The generation prompt is in the prompt already; a grammar that starts with it
-            // (chat templates' tool-call grammars) is advanced past it. Throws if it does not fit.
-            try {
-                for (llama_token t : prefill_) llama_sampler_accept(grammar_smpl_, t);
-            } catch (const std::exception & e) {
-                throw CodedError("ERR_INVALID_GRAMMAR", std::string("the grammar does not accept the generation prompt: ") + e.what());
-            }
+            check_abort();
+            build_grammar();
         }
         llama_sampler_chain_params cp = llama_sampler_chain_default_params();
         cp.no_perf = true;
@@ -202,13 +287,50 @@ protected:
         for (const StageSpec & s : stages_) {
             llama_sampler * st;
             try {
-                st = stage_init(s, vocab_, n_vocab_, std::max<int32_t>(llama_model_n_ctx_train(m_->model()), 65536));
+                st = stage_init(s, vocab_, n_vocab_, max_history(model_share_.get()));
             } catch (const GgmlAbort & e) {
                 throw CodedError("ERR_INVALID_OPTION", "llama.cpp could not create the \"" + s.kind + "\" sampler: " + e.what());
             }
             if (!st) throw CodedError("ERR_NATIVE", "llama.cpp could not create the \"" + s.kind + "\" sampler");
             llama_sampler_chain_add(chain_, st);
+            check_abort();
         }
+    }
+
+    void check_abort() const {
+        if (abort_flag_ && __atomic_load_n(abort_flag_, __ATOMIC_ACQUIRE) != 0) {
+            throw CodedError("ERR_ABORTED", "creating the sampler was aborted");
+        }
+    }
+
+    // Runs the grammar constructor on its own thread (see GrammarBuild) and waits for it, or
+    // for the abort flag.
+    void build_grammar() {
+        auto b = std::make_shared<GrammarBuild>();
+        b->model = model_share_;
+        b->vocab = vocab_;
+        b->grammar = grammar_;
+        b->lazy = lazy_;
+        b->patterns = trigger_patterns_;
+        b->tokens = trigger_tokens_;
+        b->prefill = prefill_;
+        b->delay_ms = test_build_delay_ms();
+        try {
+            std::thread([b] { grammar_build_run(b); }).detach();
+        } catch (const std::system_error & e) {
+            throw CodedError("ERR_NATIVE", std::string("could not start a thread for the grammar: ") + e.what());
+        }
+        std::unique_lock<std::mutex> lock(b->mu);
+        while (!b->done) {
+            b->cv.wait_for(lock, std::chrono::milliseconds(5));
+            if (!b->done && abort_flag_ && __atomic_load_n(abort_flag_, __ATOMIC_ACQUIRE) != 0) {
+                b->abandoned = true; // the build frees its sampler and model share when it ends
+                throw CodedError("ERR_ABORTED", "creating the sampler was aborted (its grammar was still being built)");
+            }
+        }
+        if (!b->code.empty()) throw CodedError(b->code, b->message);
+        grammar_smpl_ = b->smpl;
+        b->smpl = nullptr;
     }
 
     Napi::Value result(Napi::Env env) override {
@@ -229,6 +351,9 @@ protected:
 private:
     NativeModel * m_;
     Napi::ObjectReference model_obj_;
+    std::shared_ptr<llama_model> model_share_; // for the grammar build, which may outlive this worker
+    const int32_t * abort_flag_ = nullptr;
+    Napi::ObjectReference abort_ref_;
     std::vector<StageSpec> stages_;
     std::string grammar_;
     bool has_grammar_ = false;

@@ -135,7 +135,8 @@ export interface NativeBinding extends NativeAttentionBinding, NativeEmbeddingBi
         }>;
     };
     NativeSampler: {
-        create(model: NativeModel, config: { stages: NativeSamplerStage[]; grammar: string | null }): Promise<NativeSampler>;
+        /** abortFlag: JS stores 1 at [0] to give up (ERR_ABORTED at once, even while llama.cpp still builds the grammar). */
+        create(model: NativeModel, config: { stages: NativeSamplerStage[]; grammar: string | null }, abortFlag?: Int32Array): Promise<NativeSampler>;
     };
     systemInfo(): string;
     supportsMmap: boolean;

@@ -222,8 +222,8 @@ export class Context {
     }
 
     /** The sampler chain for (sequence, options), kept across calls. Call from inside a job. @internal */
-    samplerFor(sequence: number, config: ResolvedSamplingConfig): Promise<NativeSampler> {
-        return this.#samplers.get(sequence, config);
+    samplerFor(sequence: number, config: ResolvedSamplingConfig, signal?: AbortSignal): Promise<NativeSampler> {
+        return this.#samplers.get(sequence, config, signal);
     }
 
     /**
@@ -385,6 +385,7 @@ export class Context {
      */
     dispose(): Promise<void> {
         this.#disposing ??= (async () => {
+            this.#samplers.abortPending(); // a grammar llama.cpp is still building is not waited for
             await this.#scheduler?.close(); // what runs now stops within a step
             await this.#queue.drain(); // calls queued before dispose() finish
             // One of them may have created the scheduler or started a generation meanwhile.

@@ -3,11 +3,12 @@
 // (context, sequence, option set) and reused, so stateful stages keep their history.
 import { binding, type NativeSampleResult, type NativeSampler, type NativeSamplerStage } from "./binding.js";
 import type { Context } from "./context.js";
-import { LlamaError, callNative } from "./errors.js";
+import { LlamaError, abortedError, callNative, disposedError } from "./errors.js";
+import { abortFlag } from "./queue.js";
 import { jsonSchemaToGrammar } from "./json-schema.js";
 import { toTokenArray } from "./tokens.js";
 import type { Model } from "./model.js";
-import { checkKnownKeys, describe, invalidOption, is, optInt, optNumber, optionsObject } from "./validate.js";
+import { checkKnownKeys, describe, invalidOption, is, optInt, optNumber, optSignal, optionsObject } from "./validate.js";
 
 /** llama.cpp's "pick a random seed" value. */
 export const RANDOM_SEED = 0xffffffff;
@@ -327,13 +328,19 @@ export class SamplerChains {
     readonly #ctx: Context;
     // Insertion order is recency order: most recently used last.
     readonly #chains = new Map<string, { sequence: number; chain: Promise<NativeSampler> }>();
+    // Abort flags of the chains being built, and whether dispose() has raised them.
+    readonly #building = new Set<Int32Array>();
+    #aborted = false;
 
     constructor(ctx: Context) {
         this.#ctx = ctx;
     }
 
-    /** The chain for (sequence, config). Call from inside a context job. */
-    get(sequence: number, config: ResolvedSamplingConfig): Promise<NativeSampler> {
+    /**
+     * The chain for (sequence, config). Call from inside a context job. `signal` gives up on a
+     * chain still being built (a grammar llama.cpp is slow to build): ERR_ABORTED at once.
+     */
+    get(sequence: number, config: ResolvedSamplingConfig, signal?: AbortSignal): Promise<NativeSampler> {
         const key = `${sequence}\u0000${config.key}`;
         const hit = this.#chains.get(key);
         if (hit) {
@@ -341,8 +348,22 @@ export class SamplerChains {
             this.#chains.set(key, hit);
             return hit.chain;
         }
+        if (signal?.aborted) return Promise.reject(abortedError("creating the sampler", signal.reason));
         const native = this.#ctx.model.native;
-        const chain = callNative(() => binding().NativeSampler.create(native, config.native));
+        const abort = abortFlag(signal);
+        if (this.#aborted) Atomics.store(abort.flag, 0, 1);
+        this.#building.add(abort.flag);
+        const chain = callNative(() => binding().NativeSampler.create(native, boundHistory(config.native, this.#ctx.contextSize), abort.flag)).then(
+            (n) => n,
+            (err: unknown) => {
+                throw this.#aborted && (err as LlamaError).code === "ERR_ABORTED" ? disposedError("context") : err;
+            },
+        );
+        const settled = () => {
+            abort.release();
+            this.#building.delete(abort.flag);
+        };
+        chain.then(settled, settled);
         this.#chains.set(key, { sequence, chain });
         chain.catch(() => this.#chains.delete(key));
         if (this.#chains.size > MAX_CHAINS_PER_CONTEXT) {
@@ -366,6 +387,15 @@ export class SamplerChains {
         }
     }
 
+    /**
+     * Gives up on the chains being built, now and later (the context is being disposed: its
+     * dispose() must not wait for a grammar build). Their callers get ERR_DISPOSED.
+     */
+    abortPending(): void {
+        this.#aborted = true;
+        for (const flag of this.#building) Atomics.store(flag, 0, 1);
+    }
+
     /** Frees every chain (the context is being disposed; no call uses them any more). */
     async disposeAll(): Promise<void> {
         const all = [...this.#chains.values()];
@@ -379,6 +409,17 @@ export class SamplerChains {
             }
         }
     }
+}
+
+/**
+ * penaltyLastN and dryPenaltyLastN size ring buffers that llama.cpp allocates in full when the
+ * chain is built (2^31-1 allocated gigabytes). A sequence's history never holds more tokens than
+ * its context, so a context's chains are bounded by the context size (native code bounds the
+ * rest by the model's training context).
+ */
+function boundHistory(n: ResolvedSamplingConfig["native"], contextSize: number): ResolvedSamplingConfig["native"] {
+    const stages = n.stages.map((s) => ((s.kind === "penalties" || s.kind === "dry") && s.lastN > contextSize ? { ...s, lastN: contextSize } : s));
+    return { ...n, stages };
 }
 
 /**
@@ -472,10 +513,20 @@ export class Sampler {
     }
 }
 
-/** Builds a sampler chain for `model`'s vocabulary from sampling options. */
-export async function createSampler(model: Model, options?: SamplingOptions): Promise<Sampler> {
-    const config = resolveSampling(options, model.info.vocabSize, 4096, [], "createSampler");
+/**
+ * Builds a sampler chain for `model`'s vocabulary from sampling options. `signal` gives up on a
+ * chain still being built (a grammar llama.cpp is slow to build): ERR_ABORTED at once.
+ */
+export async function createSampler(model: Model, options?: SamplingOptions & { signal?: AbortSignal }): Promise<Sampler> {
+    const config = resolveSampling(options, model.info.vocabSize, 4096, ["signal"], "createSampler");
+    const signal = optSignal(optionsObject("options", options));
+    if (signal?.aborted) throw abortedError("createSampler", signal.reason);
     const native = model.native;
-    const n = await model.track(callNative(() => binding().NativeSampler.create(native, config.native)));
-    return new Sampler(n, config.options, model);
+    const abort = abortFlag(signal);
+    try {
+        const n = await model.track(callNative(() => binding().NativeSampler.create(native, config.native, abort.flag)));
+        return new Sampler(n, config.options, model);
+    } finally {
+        abort.release();
+    }
 }

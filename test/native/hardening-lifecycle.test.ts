@@ -141,6 +141,36 @@ describe("CLI", () => {
         expect(r.stderr).not.toMatch(/EPIPE|Error|at /);
     });
 
+    it("repl: total counts what the answers generated (it was one token short), rates are plausible, a full context says so", () => {
+        const input = ["Once upon a time", "/stats", "There was a", "/stats"].join("\n") + "\n";
+        const r = spawnSync(process.execPath, ["--import", "tsx", "src/cli/index.ts", "repl", MODELS.stories260K, "--greedy", "-n", "12", "--threads", "1"], {
+            cwd: repoRoot, encoding: "utf8", input, timeout: 120_000,
+        });
+        expect(r.status, r.stderr).toBe(0);
+        const lasts = [...r.stdout.matchAll(/^last answer: prompt (\d+) new tokens at ([\d.]+|-) t\/s, (\d+) generated at ([\d.]+|-) t\/s/gm)];
+        const totals = [...r.stdout.matchAll(/^total: (\d+) answers, prompt (\d+) tokens at ([\d.]+|-) t\/s, generation (\d+) tokens at ([\d.]+|-) t\/s/gm)];
+        expect(lasts.length, r.stdout).toBe(2);
+        expect(totals.length, r.stdout).toBe(2);
+        let prompt = 0, generated = 0;
+        for (let i = 0; i < 2; i++) {
+            prompt += Number(lasts[i]![1]);
+            generated += Number(lasts[i]![3]);
+            expect(Number(totals[i]![1])).toBe(i + 1);
+            expect(Number(totals[i]![2]), r.stdout).toBe(prompt);
+            expect(Number(totals[i]![4]), r.stdout).toBe(generated);
+            // stories260K on one thread: thousands of tokens a second at most (192,189 t/s was a
+            // rate over a batch that arrived at once).
+            for (const rate of [lasts[i]![2], lasts[i]![4], totals[i]![3], totals[i]![5]]) if (rate !== "-") expect(Number(rate), r.stdout).toBeLessThan(100_000);
+        }
+        expect(generated).toBeGreaterThan(0);
+
+        // A context that fills mid-answer: the answer ends with a message, not mid-sentence in silence.
+        const full = spawnSync(process.execPath, ["--import", "tsx", "src/cli/index.ts", "repl", MODELS.stories260K, "--greedy", "-n", "400", "--context-size", "256", "--threads", "1"], {
+            cwd: repoRoot, encoding: "utf8", input: "Once upon a time\n", timeout: 120_000,
+        });
+        expect(full.stdout + full.stderr, full.stderr).toMatch(/context is full/);
+    });
+
     it("info on a vocabulary-only GGUF falls back to vocabOnly and says why", () => {
         const r = cli(`info --json ${JSON.stringify(path.join(vocabDir, "ggml-vocab-llama-spm.gguf"))}`);
         expect(r.stderr, r.stderr).toContain("exit=0");

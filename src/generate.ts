@@ -197,7 +197,7 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
             }
             const held = cache.get(p.seq);
             lastToken = held && held.length > 0 ? held[held.length - 1]! : -1;
-            const sampler = await ctx.samplerFor(p.seq, p.sampling);
+            const sampler = await ctx.samplerFor(p.seq, p.sampling, p.signal);
             scheduler = ctx.scheduler(native);
             const submitted = scheduler.submit(p.seq, sampler, evaluate, prompt, {
                 maxTokens: p.maxTokens, stopOnEog: p.stopOnEog, resetSampler: true, buffer: p.bufferTokens, lastToken, logProbs: p.logProbs,

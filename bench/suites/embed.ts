@@ -38,6 +38,15 @@ export interface EmbedBenchOptions {
     log: (line: string) => void;
     /** Layers to offload, for both runtimes (--gpu-layers). */
     gpuLayers?: BenchGpuLayers;
+    /** Texts, their length range and timed rounds, instead of the quick or full sizes (a run sized to a busy machine). */
+    sizes?: EmbedBenchSizes;
+}
+
+export interface EmbedBenchSizes {
+    n: number;
+    min: number;
+    max: number;
+    rounds: number;
 }
 
 export interface EmbedBenchRow {
@@ -51,6 +60,13 @@ export interface EmbedBenchRow {
     peerMs: number | null;
     /** llama.cpp's llama-embedding on the same texts: median prompt eval ms (null: not built, or it failed). */
     llamaEmbeddingMs: number | null;
+    /**
+     * Median CPU ms of this process (all its threads) over one run, for ours and node-llama-cpp's:
+     * unlike wall time, not stretched by other processes' load (node-llama-cpp's many short calls
+     * wait for a core once per call on a busy machine, one long embed() call does not).
+     */
+    oursCpuMs: number;
+    peerCpuMs: number | null;
     batchSize: number;
 }
 
@@ -86,7 +102,7 @@ export async function benchTexts(model: Model, n: number, min: number, max: numb
 }
 
 export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: EmbedBenchRow[]; notes: string[] }> {
-    const sizes = o.quick ? { n: 16, min: 8, max: 64, rounds: 2 } : { n: 256, min: 8, max: 256, rounds: 3 };
+    const sizes = o.sizes ?? (o.quick ? { n: 16, min: 8, max: 64, rounds: 2 } : { n: 256, min: 8, max: 256, rounds: 3 });
     const { peer, note } = o.noPeer ? { peer: null, note: "node-llama-cpp skipped (--no-peer)" } : await loadPeer();
     const llamaEmbedding = o.noPeer ? null : findLlamaEmbedding();
     const rows: EmbedBenchRow[] = [];
@@ -114,11 +130,21 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
                 const pm = peer ? await peer.llama.loadModel({ modelPath: file, ...peerGpuLayers(o.gpuLayers) }) : null;
                 const pctx = pm ? await pm.createEmbeddingContext({ contextSize, threads: o.threads }) : null;
                 try {
-                    const tasks: Record<string, () => Promise<unknown>> = { ours: () => ectx.embed(texts.tokens), oursGgml: () => ectxGgml.embed(texts.tokens) };
+                    const cpu: Record<"ours" | "peer", number[]> = { ours: [], peer: [] };
+                    const timedCpu = (name: "ours" | "peer", fn: () => Promise<unknown>) => async () => {
+                        const c0 = process.cpuUsage();
+                        await fn();
+                        const c = process.cpuUsage(c0);
+                        cpu[name].push((c.user + c.system) / 1000);
+                    };
+                    const tasks: Record<string, () => Promise<unknown>> = {
+                        ours: timedCpu("ours", () => ectx.embed(texts.tokens)),
+                        oursGgml: () => ectxGgml.embed(texts.tokens),
+                    };
                     if (pctx) {
-                        tasks.peer = async () => {
+                        tasks.peer = timedCpu("peer", async () => {
                             for (const t of texts.tokens) await pctx.getEmbeddingFor(Array.from(t) as never);
-                        };
+                        });
                     }
                     // Its wall time in the rounds is not used (model load included): the prompt eval time it prints is.
                     const llamaEmbeddingMs: number[] = [];
@@ -139,9 +165,14 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
                     }
                     const ms = await interleavedMedianMs(tasks, sizes.rounds);
                     if (llamaEmbeddingNote) notes.push(llamaEmbeddingNote);
+                    // the warm-up round's CPU times are dropped, as interleavedMedianMs drops its wall times
+                    const oursCpuMs = median(cpu.ours.slice(1));
+                    const peerCpuMs = cpu.peer.length > 1 ? median(cpu.peer.slice(1)) : null;
+                    notes.push(`${m.label}: CPU time per run (whole process, all threads; load-independent): llamafuse ${(oursCpuMs / 1000).toFixed(1)} s` +
+                        (peerCpuMs !== null ? `, node-llama-cpp ${(peerCpuMs / 1000).toFixed(1)} s: ${(peerCpuMs / oursCpuMs).toFixed(2)}x` : ""));
                     rows.push({
                         model: m.label, texts: sizes.n, tokens, oursMs: ms.ours!, oursGgmlMs: ms.oursGgml!, peerMs: ms.peer ?? null,
-                        llamaEmbeddingMs: !llamaEmbeddingNote && llamaEmbeddingMs.length ? median(llamaEmbeddingMs) : null, batchSize: ectx.batchSize,
+                        llamaEmbeddingMs: !llamaEmbeddingNote && llamaEmbeddingMs.length ? median(llamaEmbeddingMs) : null, oursCpuMs, peerCpuMs, batchSize: ectx.batchSize,
                     });
                 } finally {
                     await ectx.dispose();

@@ -104,6 +104,34 @@ describe("a grammar that is slow to build", () => {
         expect(Date.now() - t0).toBeLessThan(25_000);
     });
 
+    it("generate: its signal ends the iterator with ERR_ABORTED within 200 ms; dispose and exit follow at once", () => {
+        const t0 = Date.now();
+        const o = runInChild(`
+            const model = await lf.loadModel(${STORIES});
+            const ctx = await model.createContext({ contextSize: 64, threads: 1 });
+            const ac = new AbortController();
+            let abortedAt = 0;
+            setTimeout(() => { abortedAt = Date.now(); ac.abort(); }, 500);
+            const code = await (async () => {
+                for await (const s of ctx.generate(await model.tokenize("Once"), { maxTokens: 3, grammar: ${GRAMMAR}, signal: ac.signal })) {}
+                return "done";
+            })().then((v) => v, (e) => e.code);
+            const abortMs = Date.now() - abortedAt;
+            const t1 = Date.now();
+            await ctx.dispose();
+            const disposeMs = Date.now() - t1;
+            await model.dispose();
+            return { code, abortMs, disposeMs };
+        `, SLOW_BUILD);
+        expect(o.timedOut, o.output).toBe(false);
+        expect(o.signal, o.output).toBeNull();
+        const r = o.result as { code: string; abortMs: number; disposeMs: number };
+        expect(r.code, o.output).toBe("ERR_ABORTED");
+        expect(r.abortMs).toBeLessThan(200);
+        expect(r.disposeMs).toBeLessThan(500);
+        expect(Date.now() - t0).toBeLessThan(25_000);
+    });
+
     it("without an abort, the build is waited for (the hook delays, nothing else changes)", () => {
         const o = runInChild(`
             const model = await lf.loadModel(${STORIES});

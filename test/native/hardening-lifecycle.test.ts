@@ -3,6 +3,8 @@
 // callbacks and ids that were not validated. Memory measurements run in a child process with
 // --expose-gc so that nothing else in this file's process skews them.
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { LlamaError, createSampler, kernelStats, kernelStatsReset, loadModel } from "../../src/index.js";
@@ -247,6 +249,21 @@ describe("CLI", () => {
             cwd: repoRoot, encoding: "utf8", input: "Once upon a time\n", timeout: 120_000,
         });
         expect(full.stdout + full.stderr, full.stderr).toMatch(/context is full/);
+    });
+
+    it("bench --quick does not write the 700 MB 1B model (51 s of a quick run): forward-1b is skipped with a note", () => {
+        const dir = mkdtempSync(path.join(tmpdir(), "llamafuse-bench-quick-"));
+        try {
+            const r = cli(`bench forward-1b --quick --no-peer --json --cache-dir ${dir} --out ${dir}`);
+            expect(r.stderr, r.stderr).toContain("exit=0");
+            const report = JSON.parse(r.stdout) as { suites: { suite: string; rows: unknown[]; notes: string[] }[] };
+            const suite = report.suites.find((x) => x.suite === "forward-1b")!;
+            expect(suite.rows).toEqual([]);
+            expect(suite.notes.join(" ")).toMatch(/--quick does not write the 1B model/);
+            expect(readdirSync(dir).filter((f) => f.endsWith(".gguf"))).toEqual([]);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
     });
 
     it("info on a vocabulary-only GGUF falls back to vocabOnly and says why", () => {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <map>
+#include <unordered_map>
 #include <vector>
 
 namespace llamafuse {
@@ -288,89 +289,152 @@ static void check_left_recursion(const llama_grammar_parser & p, const std::vect
 // llama.cpp keeps one stack of rule positions per way the text so far can go on. At creation
 // and after every character it expands the rule reference on top of each stack into all of the
 // rule's alternates (through rules that can match nothing, into what follows them), and checks
-// each new stack against all the others: time grows with the square of the stack count. Rules
-// that each use a nullable rule twice, nested k deep (r1 ::= r0 r0, r2 ::= r1 r1, ...), make
-// 2^k distinct stacks: at k = 16 creating the sampler took 11 s, at k = 20 about 45 minutes,
-// and every token after as long; nothing in the other checks sees it. Counted per position:
-// stacks(p) = 1 for a terminal, 0 at the end of an alternate, and for a reference to rule q,
-// stacks(q) + (q nullable ? stacks(p + 1) : 0), where stacks(q) sums q's alternates. A cycle
-// counts 0 on the way round (llama.cpp's seen-set ends it too; growing ones are refused above).
+// each new stack against all the others. Two counts, on the parsed rules:
+//  - stacks: how many distinct stacks one position expands into. An enum of n strings is n;
+//    the build compares them pairwise (16,384 built in 0.8 s here), tokens stay fast because
+//    each stack takes different characters (1,000 strings: 19 ms a token on stories260K).
+//  - entries: how many of those stacks enter one and the same rule, i.e. share their top and
+//    differ only below. Those all take the same characters, and each re-expands into all the
+//    others after every character. Rules that each use a nullable rule twice, nested k deep
+//    (r1 ::= r0 r0, r2 ::= r1 r1, ...), give 2^k: a token took 0.35 s at 2^8 and 6 s at 2^10,
+//    and creating the sampler 11 s at 2^16 (about 45 minutes at 2^20).
+// Per position: a reference to rule q enters q once, plus q's own entries, plus (q nullable)
+// what the next position enters; a rule sums its alternates. A cycle counts nothing on the way
+// round (llama.cpp's seen-set ends it too; growing ones are refused above). Sparse per-rule
+// maps, with a work budget: a grammar too large to count within it is let through.
 
 static bool is_alt_end(const llama_grammar_element & e) { return e.type == LLAMA_GRETYPE_END || e.type == LLAMA_GRETYPE_ALT; }
 
-static double max_fanout(const llama_grammar_rules & rules, const std::vector<bool> & nullable, double & root_stacks, uint32_t root) {
-    const size_t n = rules.size();
-    const double cap = 1e18;
-    std::vector<double> stacks(n, 0);
-    std::vector<uint8_t> state(n, 0); // 0 new, 1 on the walk, 2 counted
-    // Rules whose count a rule's count needs: the references it can start with.
-    auto leading_refs = [&](uint32_t r) {
+namespace {
+
+struct FanOut {
+    double stacks = 0;   // the most distinct stacks one position expands into
+    double entries = 0;  // the most of them that enter one rule
+    bool counted = true; // false: over the work budget, not counted
+};
+
+class FanOutCounter {
+public:
+    FanOutCounter(const llama_grammar_rules & rules, const std::vector<bool> & nullable)
+        : rules_(rules), nullable_(nullable), n_(rules.size()), stacks_(n_, 0), enters_(n_), state_(n_, 0) {}
+
+    FanOut run(uint32_t root) {
+        FanOut out;
+        // Post-order over the references a rule can start with, iteratively (chains of rules
+        // can be long): a rule is counted after the rules it starts with.
+        for (uint32_t start = 0; start < n_ && out.counted; ++start) {
+            if (state_[start]) continue;
+            std::vector<std::pair<uint32_t, std::vector<uint32_t>>> walk;
+            walk.push_back({start, leading_refs(start)});
+            state_[start] = 1;
+            while (!walk.empty()) {
+                auto & top = walk.back();
+                if (!top.second.empty()) {
+                    const uint32_t q = top.second.back();
+                    top.second.pop_back();
+                    if (state_[q] == 0) {
+                        state_[q] = 1;
+                        walk.push_back({q, leading_refs(q)}); // `top` is not used after this
+                    }
+                    continue;
+                }
+                const uint32_t r = top.first;
+                walk.pop_back();
+                count_rule(r);
+                state_[r] = 2;
+                if (work_ > kBudget) { out.counted = false; return out; }
+            }
+        }
+        // The root, which llama.cpp expands at creation (no reference to it is needed).
+        if (root < n_ && state_[root] == 2) {
+            out.stacks = stacks_[root];
+            for (const auto & kv : enters_[root]) out.entries = std::max(out.entries, kv.second);
+        }
+        // Every position that starts a run of references (the first of an alternate, or the
+        // one after a terminal or a non-nullable reference): what the run expands into.
+        for (const auto & rule : rules_) {
+            bool run_start = true;
+            for (size_t i = 0; i < rule.size(); ++i) {
+                const auto & e = rule[i];
+                if (is_alt_end(e)) { run_start = true; continue; }
+                const bool ref = e.type == LLAMA_GRETYPE_RULE_REF && e.value < n_;
+                if (run_start) {
+                    Map m;
+                    const double st = sequence(rule, i, m);
+                    out.stacks = std::max(out.stacks, st);
+                    for (const auto & kv : m) out.entries = std::max(out.entries, kv.second);
+                    if (work_ > kBudget) { out.counted = false; return out; }
+                }
+                run_start = !(ref && nullable_[e.value]);
+            }
+        }
+        return out;
+    }
+
+private:
+    using Map = std::unordered_map<uint32_t, double>;
+    static constexpr double kCap = 1e18;
+    static constexpr size_t kBudget = 20'000'000; // map entries touched
+
+    std::vector<uint32_t> leading_refs(uint32_t r) const {
         std::vector<uint32_t> out;
         bool prefix_nullable = true;
-        for (const auto & e : rules[r]) {
+        for (const auto & e : rules_[r]) {
             if (is_alt_end(e)) { prefix_nullable = true; continue; }
             if (!prefix_nullable) continue;
-            if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) { out.push_back(e.value); prefix_nullable = nullable[e.value]; }
+            if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n_) { out.push_back(e.value); prefix_nullable = nullable_[e.value]; }
             else prefix_nullable = false;
         }
         return out;
-    };
-    auto count_rule = [&](uint32_t r) {
-        double total = 0;
-        bool open = true; // still in the nullable prefix of the current alternate
-        for (const auto & e : rules[r]) {
-            if (is_alt_end(e)) { open = true; continue; }
-            if (!open) continue;
-            if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) {
-                total += state[e.value] == 2 ? stacks[e.value] : 0;
-                open = nullable[e.value];
-            } else {
-                total += 1;
-                open = false;
-            }
-        }
-        return std::min(total, cap);
-    };
-    // Post-order over leading references, iteratively (a chain of rules can be long).
-    for (uint32_t start = 0; start < n; ++start) {
-        if (state[start]) continue;
-        std::vector<std::pair<uint32_t, std::vector<uint32_t>>> walk;
-        walk.push_back({start, leading_refs(start)});
-        state[start] = 1;
-        while (!walk.empty()) {
-            auto & [r, todo] = walk.back();
-            if (!todo.empty()) {
-                uint32_t q = todo.back();
-                todo.pop_back();
-                if (state[q] == 0) {
-                    state[q] = 1;
-                    walk.push_back({q, leading_refs(q)});
-                }
-                continue;
-            }
-            const uint32_t done = r;
-            walk.pop_back();
-            stacks[done] = count_rule(done);
-            state[done] = 2;
-        }
     }
-    root_stacks = root < n ? stacks[root] : 0;
-    // Any position can be a stack's top after a character: the largest fan-out from one.
-    double worst = root_stacks;
-    for (const auto & rule : rules) {
-        double next = 0; // stacks from the position after this one, up to the alternate's end
-        for (size_t i = rule.size(); i-- > 0;) {
+
+    void add(Map & into, uint32_t key, double v) {
+        double & x = into[key];
+        x = std::min(kCap, x + v);
+        ++work_;
+    }
+
+    // From position i of `rule` to the end of its alternate: the distinct stacks, and into
+    // `m` the rules entered (with how many of those stacks enter each).
+    double sequence(const llama_grammar_rule & rule, size_t i, Map & m) {
+        double st = 0;
+        for (; i < rule.size() && !is_alt_end(rule[i]); ++i) {
             const auto & e = rule[i];
-            double here;
-            if (is_alt_end(e)) here = 0;
-            else if (e.type == LLAMA_GRETYPE_RULE_REF && e.value < n) here = std::min(cap, stacks[e.value] + (nullable[e.value] ? next : 0));
-            else here = 1;
-            worst = std::max(worst, here);
-            next = here;
+            if (!(e.type == LLAMA_GRETYPE_RULE_REF && e.value < n_)) return std::min(kCap, st + 1); // a terminal: one stack, ends the run
+            const uint32_t q = e.value;
+            if (state_[q] == 2) {
+                st = std::min(kCap, st + stacks_[q]);
+                add(m, q, 1);
+                for (const auto & kv : enters_[q]) add(m, kv.first, kv.second);
+            }
+            if (!nullable_[q]) return st;
         }
+        return st;
     }
-    return worst;
-}
+
+    void count_rule(uint32_t r) {
+        const auto & rule = rules_[r];
+        double st = 0;
+        Map m;
+        bool alt_start = true;
+        for (size_t i = 0; i < rule.size(); ++i) {
+            if (alt_start) st = std::min(kCap, st + sequence(rule, i, m));
+            alt_start = is_alt_end(rule[i]);
+        }
+        stacks_[r] = st;
+        enters_[r] = std::move(m);
+    }
+
+    const llama_grammar_rules & rules_;
+    const std::vector<bool> & nullable_;
+    const size_t n_;
+    std::vector<double> stacks_;
+    std::vector<Map> enters_;
+    std::vector<uint8_t> state_; // 0 new, 1 on the walk, 2 counted
+    size_t work_ = 0;
+};
+
+} // namespace
 
 void grammar_check(const llama_vocab * vocab, const std::string & gbnf, const std::string & root) {
     std::map<std::string, RuleText> text_rules = scan_text(gbnf); // throws on depth first
@@ -387,13 +451,17 @@ void grammar_check(const llama_vocab * vocab, const std::string & gbnf, const st
     if (parser.symbol_ids.find(root) == parser.symbol_ids.end()) bad_grammar("no rule named '" + root + "'");
     const std::vector<bool> nullable = nullable_rules(parser.rules);
     check_left_recursion(parser, nullable);
-    double at_start = 0;
-    const double fanout = max_fanout(parser.rules, nullable, at_start, parser.symbol_ids.at(root));
-    if (fanout > kMaxGrammarStacks) {
-        bad_grammar("the grammar can be at about " + std::to_string((long long) std::min(fanout, 1e15)) +
+    const FanOut f = FanOutCounter(parser.rules, nullable).run(parser.symbol_ids.at(root));
+    if (f.entries > kMaxGrammarEntries) {
+        bad_grammar("the grammar can be in one rule " + std::to_string((long long) std::min(f.entries, 1e15)) +
+                    " ways at once (the limit is " + std::to_string((long long) kMaxGrammarEntries) +
+                    "; each of them takes the same characters, and llama.cpp's time per character grows with the square of that), "
+                    "typically from rules that each use an optional rule more than once, nested deep; make fewer parts optional or use * and +");
+    }
+    if (f.stacks > kMaxGrammarStacks) {
+        bad_grammar("the grammar can be at " + std::to_string((long long) std::min(f.stacks, 1e15)) +
                     " places at once (the limit is " + std::to_string((long long) kMaxGrammarStacks) +
-                    "; llama.cpp's time per step grows with the square of that), typically from rules that each use an optional rule "
-                    "more than once, nested deep; make fewer parts optional or use * and +");
+                    "; llama.cpp compares them pairwise at every step); split it, or use fewer alternatives");
     }
 }
 

@@ -1,5 +1,7 @@
 #include "scheduler.h"
 
+#include "beams.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -27,15 +29,6 @@ uint64_t ns_since(Clock::time_point t0) {
 // step); a sequence that pauses or goes idle delivers at once.
 constexpr std::chrono::microseconds kDeliverInterval{2000};
 
-std::string token_piece(const llama_vocab * vocab, llama_token t) {
-    char buf[128];
-    int32_t n = llama_token_to_piece(vocab, t, buf, sizeof buf, 0, false);
-    if (n >= 0) return std::string(buf, (size_t) n);
-    std::string big((size_t) -n, '\0');
-    n = llama_token_to_piece(vocab, t, big.data(), (int32_t) big.size(), 0, false);
-    big.resize((size_t) std::max(n, 0));
-    return big;
-}
 
 void napi_cleanup(void * self);
 
@@ -62,7 +55,7 @@ struct SchedMain {
     explicit SchedMain(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
     Napi::Promise::Deferred deferred;
     Napi::ObjectReference sampler_ref, ctrl_ref;
-    NativeSampler * sampler = nullptr;
+    NativeSampler * sampler = nullptr; // none for a beam search
 };
 
 // One generation, as the loop thread sees it.
@@ -102,6 +95,11 @@ struct SchedSlot {
     SchedMain * main = nullptr;
     std::shared_ptr<SchedOutbox> out = std::make_shared<SchedOutbox>();
     Clock::time_point last_notify{};
+
+    // A beam search instead of a sampled generation: its live beams (one sequence each) add
+    // one token each to a step; `seq` is the one that holds the prompt.
+    std::unique_ptr<BeamSearchState> beams;
+    bool beams_ready = false; // the live beams' last tokens wait to be decoded
 
     // This step's part of the batch.
     size_t batch_first = 0, batch_count = 0;
@@ -243,6 +241,7 @@ bool has_room(SchedSlot & s) {
 Napi::Function NativeScheduler::define(Napi::Env env) {
     return DefineClass(env, "NativeScheduler", {
         InstanceMethod("submit", &NativeScheduler::Submit),
+        InstanceMethod("submitBeams", &NativeScheduler::SubmitBeams),
         InstanceMethod("pause", &NativeScheduler::Pause),
         InstanceMethod("resume", &NativeScheduler::Resume),
         InstanceMethod("wake", &NativeScheduler::Wake),
@@ -348,6 +347,60 @@ Napi::Value NativeScheduler::Submit(const Napi::CallbackInfo & info) {
     return promise;
 }
 
+// submitBeams(seqs: Int32Array, prompt, opts, stops: Buffer[], ctrl, onTokens) → Promise<result>
+//   opts: { maxTokens, lengthPenalty, stopOnEog }; the sequences are emptied first and last.
+//   result: as submit's, plus hypotheses: [{ tokens: Int32Array, bytes: Buffer, logProb, score, stopReason }]
+//   (reason "aborted" when ctrl's abort or leave was set).
+Napi::Value NativeScheduler::SubmitBeams(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (c_->disposed()) return rejected(env, "ERR_DISPOSED", "the context is disposed");
+    Napi::Int32Array seqs = info[0].As<Napi::Int32Array>();
+    auto s = std::make_unique<SchedSlot>();
+    s->beams = std::make_unique<BeamSearchState>();
+    BeamSearchState & b = *s->beams;
+    b.seqs.assign(seqs.Data(), seqs.Data() + seqs.ElementLength());
+    if (b.seqs.empty() || (int32_t) b.seqs.size() > batch_size_) return rejected(env, "ERR_INVALID_OPTION", "a beam search needs 1 to batchSize sequences");
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (closing_) return rejected(env, "ERR_DISPOSED", "the context is disposed");
+        for (llama_seq_id q : b.seqs) {
+            if (q < 0 || (uint32_t) q >= seq_active_.size()) return rejected(env, "ERR_INVALID_SEQUENCE", "no such sequence");
+            if (seq_active_[q]) return rejected(env, "ERR_BUSY", "sequence " + std::to_string(q) + " is already generating");
+        }
+    }
+    s->seq = b.seqs[0];
+    b.width = (int32_t) b.seqs.size();
+    Napi::Int32Array prompt = info[1].As<Napi::Int32Array>();
+    s->prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
+    if (s->prompt.empty()) return rejected(env, "ERR_INVALID_BATCH", "a beam search needs a prompt");
+    Napi::Object o = info[2].As<Napi::Object>();
+    b.max_tokens = std::max(1, get_i32(o, "maxTokens"));
+    b.length_penalty = o.Get("lengthPenalty").As<Napi::Number>().DoubleValue();
+    b.stop_on_eog = get_bool(o, "stopOnEog");
+    s->max_tokens = b.max_tokens;
+    Napi::Array stops = info[3].As<Napi::Array>();
+    for (uint32_t i = 0; i < stops.Length(); ++i) {
+        Napi::Buffer<char> buf = stops.Get(i).As<Napi::Buffer<char>>();
+        b.stops.emplace_back(buf.Data(), buf.Length());
+    }
+    Napi::Int32Array ctrl = info[4].As<Napi::Int32Array>();
+    s->ctrl = ctrl.Data();
+    s->buffer = 1;
+
+    s->main = new SchedMain(env);
+    s->main->ctrl_ref = Napi::Persistent(ctrl.As<Napi::Object>());
+    Napi::Promise promise = s->main->deferred.Promise();
+    s->tsfn = Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "llamafuse-beams", 0, 1, s->main,
+                                            [](Napi::Env, SchedMain * m) { delete m; });
+
+    std::lock_guard<std::mutex> lock(mu_);
+    for (llama_seq_id q : s->beams->seqs) seq_active_[q] = true;
+    incoming_.push_back(std::move(s));
+    if (!thread_.joinable()) thread_ = std::thread(&NativeScheduler::loop, this);
+    cv_.notify_all();
+    return promise;
+}
+
 class SchedPauseWorker : public PromiseWorker {
 public:
     SchedPauseWorker(Napi::Env env, NativeScheduler * s) : PromiseWorker(env, s->Value()), s_(s) {}
@@ -435,6 +488,7 @@ bool NativeScheduler::has_work() {
         if (s.done) continue;
         if (!s.started || load_ctrl(s.ctrl + CTRL_ABORT) || load_ctrl(s.ctrl + CTRL_LEAVE)) return true;
         if (s.prompt_done < s.prompt.size()) return true;
+        if (s.beams_ready) return true;
         if (s.pending >= 0 && has_room(s)) return true;
     }
     return false;
@@ -493,6 +547,15 @@ void NativeScheduler::flush_outboxes(bool force) {
 
 void NativeScheduler::start_slot(SchedSlot & s) {
     s.started = true;
+    if (s.beams) {
+        clear_beam_sequences(s);
+        s.start_pos = 0;
+        if (s.prompt.size() > c_->n_ctx()) {
+            throw CodedError("ERR_CONTEXT_FULL", "the beam search's prompt of " + std::to_string(s.prompt.size()) + " tokens does not fit in the context's " +
+                std::to_string(c_->n_ctx()) + " positions");
+        }
+        return; // the prompt is evaluated on the first sequence in the coming steps
+    }
     if (s.reset_sampler) s.sampler->reset();
     if (!s.history.empty()) s.sampler->accept_history(s.history.data(), s.history.size());
     s.start_pos = c_->next_pos(s.seq);
@@ -536,7 +599,7 @@ void NativeScheduler::take_token(SchedSlot & s, llama_token t) {
         s.gen_log_probs.push_back(s.pending_log_prob);
         s.gen_top.insert(s.gen_top.end(), s.pending_top.begin(), s.pending_top.end());
     }
-    std::string piece = token_piece(c_->vocab(), t);
+    std::string piece = token_text_piece(c_->vocab(), t);
     if (s.stops.empty()) {
         release_token(s, t, piece);
         return;
@@ -584,6 +647,11 @@ void NativeScheduler::take_token(SchedSlot & s, llama_token t) {
 // next-token logits are those after the last kept token (decoded again when the loop had
 // run ahead of the consumer). A prompt not yet fully evaluated is removed (all or nothing).
 void NativeScheduler::cancel_slot(SchedSlot & s, const char * reason) {
+    if (s.beams) {
+        s.beams->end("aborted");
+        finish_beams(s, "aborted");
+        return;
+    }
     llama_memory_t mem = llama_get_memory(c_->ctx());
     if (!s.started || s.prompt_done < s.prompt.size()) {
         if (s.started && s.prompt_done > 0) {
@@ -626,24 +694,75 @@ void NativeScheduler::cancel_slot(SchedSlot & s, const char * reason) {
     finish_slot(s, reason, false);
 }
 
+void NativeScheduler::release_sequences(SchedSlot & s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    seq_active_[s.seq] = false;
+    if (s.beams) for (llama_seq_id q : s.beams->seqs) seq_active_[q] = false;
+}
+
+void NativeScheduler::clear_beam_sequences(SchedSlot & s) {
+    llama_memory_t mem = llama_get_memory(c_->ctx());
+    for (llama_seq_id q : s.beams->seqs) {
+        llama_memory_seq_rm(mem, q, -1, -1);
+        c_->set_has_logits(q, false);
+    }
+}
+
+// The search is over (or was cancelled): its sequences are emptied and the hypotheses go to JS.
+void NativeScheduler::finish_beams(SchedSlot & s, const char * reason) {
+    clear_beam_sequences(s);
+    finish_slot(s, reason, false);
+}
+
+// After a step: the search's next beams, with their sequences' copies made now (before their
+// tokens are decoded in the next step).
+void NativeScheduler::expand_beams(SchedSlot & s, const std::vector<const float *> & rows) {
+    const auto t0 = Clock::now();
+    const std::vector<std::pair<llama_seq_id, llama_seq_id>> copies = s.beams->expand(rows, c_->n_vocab(), c_->vocab());
+    llama_memory_t mem = llama_get_memory(c_->ctx());
+    for (auto [from, to] : copies) {
+        llama_memory_seq_rm(mem, to, -1, -1);
+        llama_memory_seq_cp(mem, from, to, -1, -1);
+    }
+    sample_ns_.fetch_add(ns_since(t0), std::memory_order_relaxed);
+    if (s.beams->over) finish_beams(s, "done");
+    else s.beams_ready = true;
+}
+
 void NativeScheduler::finish_slot(SchedSlot & s, const char * reason, bool flush_held) {
     if (s.done) return;
     if (flush_held) release_held(s);
     s.done = true;
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        seq_active_[s.seq] = false;
-    }
+    release_sequences(s);
     std::shared_ptr<SchedOutbox> box = s.out;
     SchedMain * m = s.main;
     std::string why = reason;
     std::vector<llama_token> kept = s.generated;
     const bool prompt_kept = s.prompt_kept, exact = s.exact;
-    s.tsfn.NonBlockingCall([box, m, why, kept, prompt_kept, exact](Napi::Env env, Napi::Function fn) {
+    auto hyps = std::make_shared<std::vector<BeamHypothesis>>();
+    if (s.beams) *hyps = s.beams->result();
+    const bool beams = s.beams != nullptr;
+    s.tsfn.NonBlockingCall([box, m, why, kept, prompt_kept, exact, hyps, beams](Napi::Env env, Napi::Function fn) {
         if (env == nullptr) return;
         deliver_js(env, fn, *box);
-        m->sampler->release();
+        if (m->sampler) m->sampler->release();
         Napi::Object o = Napi::Object::New(env);
+        if (beams) {
+            Napi::Array list = Napi::Array::New(env, hyps->size());
+            for (size_t i = 0; i < hyps->size(); ++i) {
+                const BeamHypothesis & h = (*hyps)[i];
+                Napi::Object ho = Napi::Object::New(env);
+                Napi::Int32Array t = Napi::Int32Array::New(env, h.tokens.size());
+                std::copy(h.tokens.begin(), h.tokens.end(), t.Data());
+                ho.Set("tokens", t);
+                ho.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, (const uint8_t *) h.bytes.data(), h.bytes.size()));
+                ho.Set("logProb", h.log_prob);
+                ho.Set("score", h.score);
+                ho.Set("stopReason", h.reason);
+                list.Set((uint32_t) i, ho);
+            }
+            o.Set("hypotheses", list);
+        }
         o.Set("reason", why);
         Napi::Int32Array k = Napi::Int32Array::New(env, kept.size());
         std::copy(kept.begin(), kept.end(), k.Data());
@@ -658,14 +777,11 @@ void NativeScheduler::finish_slot(SchedSlot & s, const char * reason, bool flush
 void NativeScheduler::fail_slot(SchedSlot & s, const std::string & code, const std::string & message) {
     if (s.done) return;
     s.done = true;
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        seq_active_[s.seq] = false;
-    }
+    release_sequences(s);
     SchedMain * m = s.main;
     s.tsfn.NonBlockingCall([m, code, message](Napi::Env env, Napi::Function) {
         if (env == nullptr) return;
-        m->sampler->release();
+        if (m->sampler) m->sampler->release();
         m->deferred.Reject(make_error(env, code, message).Value());
     });
     s.tsfn.Release();
@@ -709,6 +825,30 @@ void NativeScheduler::run_step() {
     const int32_t n_ctx = (int32_t) c_->n_ctx();
     for (auto & sp : slots_) {
         SchedSlot & s = *sp;
+        if (s.beams && s.beams_ready && !s.done) {
+            // A beam search: every live beam's last token, or none this step (a group is
+            // never split across steps).
+            const auto & live = s.beams->live;
+            if ((int32_t) (tokens.size() + live.size()) > batch_size_) continue;
+            bool fits = true;
+            for (const auto & b : live) fits = fits && s.start_pos + (llama_pos) s.prompt.size() + (llama_pos) b.tokens.size() <= n_ctx;
+            if (!fits) {
+                s.beams->end("contextFull");
+                finish_beams(s, "done");
+                continue;
+            }
+            s.batch_first = tokens.size();
+            s.batch_count = live.size();
+            s.batch_generating = true;
+            s.beams_ready = false;
+            for (const auto & b : live) {
+                tokens.push_back(b.tokens.back());
+                seqs.push_back(b.seq);
+                want.push_back(1);
+            }
+            in_batch.push_back(&s);
+            continue;
+        }
         if (s.done || s.pending < 0) continue;
         if ((int32_t) tokens.size() >= batch_size_) break;
         if (!has_room(s)) {
@@ -759,7 +899,17 @@ void NativeScheduler::run_step() {
         if (e.code == "ERR_ABORTED") return; // closing: the loop fails every generation
         // Nothing of this batch was kept (decode is all or nothing).
         for (SchedSlot * s : in_batch) {
-            if (s->batch_generating) {
+            if (s->beams) {
+                // The search ends with what it has when the cache is full, as a failed
+                // forward left it; any other failure fails it.
+                if (e.code == "ERR_CONTEXT_FULL") {
+                    s->beams->end("contextFull");
+                    finish_beams(*s, "done");
+                } else {
+                    clear_beam_sequences(*s);
+                    fail_slot(*s, e.code, e.what());
+                }
+            } else if (s->batch_generating) {
                 s->pending = -1;
                 if (e.code == "ERR_CONTEXT_FULL") finish_slot(*s, "contextFull", true);
                 else fail_slot(*s, e.code, e.what());
@@ -779,6 +929,19 @@ void NativeScheduler::run_step() {
     size_t row = 0;
     for (SchedSlot * sp : in_batch) {
         SchedSlot & s = *sp;
+        if (s.beams) {
+            // A beam search takes a row per live beam (or the prompt's last one), expands.
+            std::vector<const float *> beam_rows;
+            const bool last_chunk = s.batch_generating || s.prompt_done + s.batch_count == s.prompt.size();
+            if (s.batch_generating) {
+                for (size_t i = 0; i < s.batch_count; ++i) beam_rows.push_back(out_.data() + (row++) * (size_t) c_->n_vocab());
+            } else {
+                s.prompt_done += s.batch_count;
+                if (last_chunk) beam_rows.push_back(out_.data() + (row++) * (size_t) c_->n_vocab());
+            }
+            if (last_chunk) expand_beams(s, beam_rows);
+            continue;
+        }
         const float * logits = want[s.batch_first + s.batch_count - 1] ? out_.data() + (row++) * (size_t) c_->n_vocab() : nullptr;
         try {
             if (s.batch_generating) {

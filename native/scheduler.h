@@ -14,6 +14,11 @@
 //   so a step costs at most (generating sequences + prefillChunk) tokens, and a long prompt
 //   arriving mid-stream delays the running streams by one chunk per step, not by its length.
 //
+// A beam search (submitBeams) is one more participant: its prompt is prefilled like any
+// other, then every step holds each live beam's last token (all of them or none: a group is
+// not split), and after the step the beams are ranked and expanded here (native/beams.h),
+// sequence copies included, with no JavaScript in between.
+//
 // Other calls on the context (forward, sample, KV operations, state) run between steps: the
 // JS queue pauses the loop (pause() resolves once the step in flight is done), runs its
 // call, and resumes it. dispose stops the loop within one step (llama_decode is aborted
@@ -55,6 +60,7 @@ public:
 
 private:
     Napi::Value Submit(const Napi::CallbackInfo & info);
+    Napi::Value SubmitBeams(const Napi::CallbackInfo & info);
     Napi::Value Pause(const Napi::CallbackInfo & info);
     Napi::Value Resume(const Napi::CallbackInfo & info);
     Napi::Value Wake(const Napi::CallbackInfo & info);
@@ -68,6 +74,10 @@ private:
     void cancel_slot(SchedSlot & s, const char * reason);
     void fail_slot(SchedSlot & s, const std::string & code, const std::string & message);
     void finish_slot(SchedSlot & s, const char * reason, bool flush_held);
+    void release_sequences(SchedSlot & s);
+    void clear_beam_sequences(SchedSlot & s);
+    void finish_beams(SchedSlot & s, const char * reason);
+    void expand_beams(SchedSlot & s, const std::vector<const float *> & rows);
     void sample_next(SchedSlot & s, const float * row);
     void take_token(SchedSlot & s, llama_token t);
     void flush_outboxes(bool force);

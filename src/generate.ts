@@ -63,7 +63,7 @@ export interface GenerateStep {
 
 /** What the iterator returns when it ends normally (for await ignores it). */
 export interface GenerateSummary {
-    reason: Exclude<NativeSchedulerReason, "aborted" | "contextFull">;
+    reason: Exclude<NativeSchedulerReason, "aborted" | "contextFull" | "done">;
     /** Tokens generated and kept in the KV cache. */
     tokens: number;
     /** Tokens in the prompt. */
@@ -250,7 +250,7 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
         if (r.reason === "contextFull") {
             throw new LlamaError("ERR_CONTEXT_FULL", `the context filled up after ${r.kept.length} generated tokens (they were kept)`);
         }
-        return { reason: r.reason, tokens: r.kept.length, promptTokens: prompt.length, reusedTokens: reused, evaluatedTokens: prompt.length - reused };
+        return { reason: r.reason as GenerateSummary["reason"], tokens: r.kept.length, promptTokens: prompt.length, reusedTokens: reused, evaluatedTokens: prompt.length - reused };
     } finally {
         p.signal?.removeEventListener("abort", onAbort);
         if (done && !result) {

@@ -1,7 +1,7 @@
 // The shape of native/scheduler.cpp as src/ sees it (merged into NativeBinding in binding.ts).
 import type { NativeContext, NativeSampler } from "./binding.js";
 
-export type NativeSchedulerReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull";
+export type NativeSchedulerReason = "maxTokens" | "eog" | "stop" | "aborted" | "contextFull" | "done";
 
 export interface NativeSubmitOptions {
     maxTokens: number;
@@ -34,6 +34,20 @@ export interface NativeSubmitResult {
     exact: boolean;
 }
 
+export interface NativeBeamHypothesis {
+    tokens: Int32Array;
+    /** The hypothesis's text as bytes (cut before a stop string). */
+    bytes: Buffer;
+    logProb: number;
+    score: number;
+    stopReason: "eog" | "stop" | "maxTokens" | "contextFull" | "aborted";
+}
+
+export interface NativeBeamsResult extends NativeSubmitResult {
+    /** Best score first, at most one per sequence. */
+    hypotheses: NativeBeamHypothesis[];
+}
+
 export interface NativeSchedulerStats {
     steps: number;
     decodedTokens: number;
@@ -58,6 +72,19 @@ export interface NativeScheduler {
         ctrl: Int32Array,
         onTokens: NativeTokensCallback,
     ): Promise<NativeSubmitResult>;
+    /**
+     * A beam search in the shared steps: one beam per sequence (seqs[0] takes the prompt),
+     * all emptied first and last. Resolves with reason "done", or "aborted" when ctrl's abort
+     * or leave was set.
+     */
+    submitBeams(
+        seqs: Int32Array,
+        prompt: Int32Array,
+        options: { maxTokens: number; lengthPenalty: number; stopOnEog: boolean },
+        stops: Buffer[],
+        ctrl: Int32Array,
+        onTokens: () => void,
+    ): Promise<NativeBeamsResult>;
     /** No new step until resume(); resolves when the step in flight is done. */
     pause(): Promise<void>;
     resume(): void;

@@ -1,8 +1,8 @@
 // Beam search: width 1 is greedy; wider beams never score below greedy here; reported
-// log-probs equal a separate forward's log-softmax; one batched forward per step; the
-// context is left clean; bad input.
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { NativeContext } from "../../src/binding.js";
+// log-probs equal a separate forward's log-softmax; one decode per step inside the
+// context's scheduler, shared with other generations; the context is left clean; abort,
+// dispose; bad input.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type Context, type Model } from "../../src/index.js";
 import { MODELS } from "../helpers/models.js";
 
@@ -83,33 +83,20 @@ describe("beamSearch", () => {
         for (const h of hyps) expect(h.score).toBeCloseTo(h.logProb / h.tokens.length, 6);
     });
 
-    it("one batched forward per step, one token per live beam; sequences are left empty", async () => {
+    it("one decode per step, one token per live beam, in the scheduler's steps; sequences are left empty", async () => {
         const prompt = await model.tokenize(PROMPTS[1]!);
-        // Every native forward the search makes, seen through the context's queue.
-        const calls: { tokens: Int32Array; seqs: Int32Array }[] = [];
-        const enqueue = ctx.enqueue.bind(ctx);
-        const spy = vi.spyOn(ctx, "enqueue").mockImplementation(((job: (n: NativeContext) => unknown) => enqueue((native) => job(new Proxy(native, {
-            get(target, key) {
-                if (key === "forward") {
-                    return (tokens: Int32Array, seqs: Int32Array, want: Uint8Array, flag: Int32Array) => {
-                        calls.push({ tokens: tokens.slice(), seqs: seqs.slice() });
-                        return target.forward(tokens, seqs, want, flag);
-                    };
-                }
-                const v = Reflect.get(target, key) as unknown;
-                return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-            },
-        })))) as never);
+        await ctx.generate([1], { maxTokens: 0, sequence: 0 }).next(); // the scheduler exists
+        const before = ctx.schedulerStats()!;
         await ctx.beamSearch(prompt, { beams: 4, maxTokens: 10 });
-        spy.mockRestore();
-        expect(calls.length).toBeLessThanOrEqual(10); // the prompt + at most 9 steps
-        expect(Array.from(calls[0]!.tokens)).toEqual(Array.from(prompt));
-        for (const c of calls.slice(1)) {
-            expect(c.tokens.length).toBeGreaterThan(0);
-            expect(c.tokens.length).toBeLessThanOrEqual(4);
-            expect(new Set(c.seqs).size).toBe(c.seqs.length); // one token per beam
-        }
+        const after = ctx.schedulerStats()!;
+        const steps = after.steps - before.steps;
+        const decoded = after.decodedTokens - before.decodedTokens;
+        expect(steps).toBeLessThanOrEqual(10); // the prompt + at most 9 steps
+        expect(steps).toBeGreaterThanOrEqual(2);
+        expect(decoded).toBeLessThanOrEqual(prompt.length + 4 * (steps - 1));
+        expect(decoded).toBeGreaterThan(prompt.length + (steps - 1)); // several beams per step
         for (let s = 0; s < 4; s++) expect((await ctx.kv.positions(s)).max).toBe(-1);
+        expect(Array.from(ctx.kv.tokens(0)!)).toEqual([]);
     });
 
     it("stop strings finish a hypothesis, cut before the match", async () => {
@@ -141,14 +128,22 @@ describe("beamSearch", () => {
                 for await (const s of wide.generate(other, { sequence: seq, temperature: 0, maxTokens: 40 })) out.push(s.token);
                 return out;
             };
+            const steps = () => wide.schedulerStats()?.steps ?? 0;
+            let t0 = steps();
             const aloneBeams = await wide.beamSearch(prompt, { beams: 3, maxTokens: 12, sequences: [1, 2, 3] });
+            const searchSteps = steps() - t0;
+            t0 = steps();
             const aloneGen = await gen(4);
+            const genSteps = steps() - t0;
             await wide.kv.clear();
+            t0 = steps();
             const [beams, tokens] = await Promise.all([wide.beamSearch(prompt, { beams: 3, maxTokens: 12, sequences: [1, 2, 3] }), gen(4)]);
+            // They advanced together: shared llama_decode steps, not one after the other.
+            expect(steps() - t0).toBeLessThan(searchSteps + genSteps - 5);
             expect(tokens).toEqual(aloneGen);
             expect(beams.map((b) => b.tokens)).toEqual(aloneBeams.map((b) => b.tokens));
-            // The shared cache also holds the generation's cells, so attention spans other cells
-            // (another summation order): float noise on 12 summed log-probs, measured 2.5e-4.
+            // The steps' batches differ (the generation's token rides along) and the shared cache
+            // holds its cells: float noise on 12 summed log-probs (measured 2.5e-4).
             beams.forEach((b, i) => expect(Math.abs(b.logProb - aloneBeams[i]!.logProb)).toBeLessThan(2e-3));
 
             // While the search holds 0..1, they are refused; sequence 2 is free.
@@ -170,5 +165,21 @@ describe("beamSearch", () => {
         } finally {
             await wide.dispose();
         }
+    });
+
+    it("an abort mid-search rejects with ERR_ABORTED and empties its sequences; dispose mid-search rejects with ERR_DISPOSED", async () => {
+        const c = await model.createContext({ contextSize: 256, threads: 1, sequences: 4, attention: "ggml" });
+        const prompt = await model.tokenize(PROMPTS[0]!);
+        const ac = new AbortController();
+        const search = c.beamSearch(prompt, { beams: 4, maxTokens: 200, stopOnEog: false, signal: ac.signal });
+        setTimeout(() => ac.abort(), 20);
+        await expect(search).rejects.toMatchObject({ code: "ERR_ABORTED" });
+        for (let s = 0; s < 4; s++) expect((await c.kv.positions(s)).max).toBe(-1);
+        // The sequences are free again.
+        expect((await c.beamSearch(prompt, { beams: 2, maxTokens: 3 })).length).toBeGreaterThan(0);
+        const doomed = c.beamSearch(prompt, { beams: 4, maxTokens: 200, stopOnEog: false }).then(() => null, (err: unknown) => err);
+        await new Promise((r) => setTimeout(r, 20));
+        await c.dispose();
+        expect(await doomed).toMatchObject({ code: "ERR_DISPOSED" });
     });
 });

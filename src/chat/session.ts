@@ -11,7 +11,7 @@ import { checkKnownKeys, invalidOption, is, optBool, optEnum, optInt, optSignal,
 import { normalizeMessage, normalizeMessages, normalizeTools, resolveToolChoice, type ChatMessage, type ChatTool, type ToolChoice } from "./messages.js";
 import { replyConstraints } from "./constraints.js";
 import { ReplyParser, type ReplyDelta } from "./reply.js";
-import type { ChatTemplates, RenderedChat, RenderRequest } from "./templates.js";
+import type { ChatTemplates, PromptTokenCache, RenderedChat, RenderRequest } from "./templates.js";
 
 export interface ChatSessionOptions extends ContextOptions {
     /** A system prompt, kept through context shifts. */
@@ -112,6 +112,8 @@ export class ChatSession {
     #windowStart = 0;
     #busy = false;
     #disposed = false;
+    /** The last prompt's tokens: the next turn tokenizes only what changed. */
+    readonly #tokenCache: PromptTokenCache = {};
 
     /** @internal use model.createChatSession() */
     constructor(model: Model, templates: ChatTemplates, context: Context, ownsContext: boolean, o: Record<string, unknown>) {
@@ -345,7 +347,7 @@ export class ChatSession {
         for (;;) {
             const messages = this.#window();
             const rendered = await this.#templates.render({ ...req, messages });
-            const tokens = await this.#templates.tokenize(rendered);
+            const tokens = await this.#templates.tokenize(rendered, true, this.#tokenCache);
             if (tokens.length + room <= this.context.contextSize) return { rendered, tokens, dropped };
             const next = this.#nextTurnStart();
             if (this.#contextShift === "error" || next < 0) {

@@ -25,6 +25,16 @@ export interface RenderRequest {
     now?: number;
 }
 
+/**
+ * A conversation's last tokenization, kept by its session so that the next turn tokenizes
+ * only what follows the last control token before the first change (see ChatTemplates.tokenize).
+ */
+export interface PromptTokenCache {
+    last?: { text: string; tokens: Int32Array; /** where each control token starts in the text */ starts: number[]; /** tokens before it */ counts: number[] };
+    /** Tokens the last call took from the one before instead of tokenizing them. */
+    reused?: number;
+}
+
 export interface RenderedChat extends NativeChatRender {
     /** The prompt as segments: template text (may hold control tokens) and message text (never does). */
     segments: string[];
@@ -55,6 +65,7 @@ export class ChatTemplates {
     readonly #native: NativeChatTemplates;
     readonly #model: Model;
     #control: ControlTextIndex | null = null;
+    #controlIds: Map<number, string> | null | undefined;
 
     private constructor(native: NativeChatTemplates, model: Model) {
         this.#native = native;
@@ -144,10 +155,81 @@ export class ChatTemplates {
         return { ...real, segments: [real.prompt], plain: [false] };
     }
 
-    /** Tokens of rendered segments: control tokens only from template text. */
-    tokenize(rendered: Pick<RenderedChat, "segments" | "plain">, addSpecial = true): Promise<Int32Array> {
+    /**
+     * Tokens of rendered segments: control tokens only from template text.
+     *
+     * With a session's `cache`, a prompt rendered whole (no message text that needs keeping
+     * apart) reuses the previous turn's tokens before a control token and tokenizes only the
+     * rest, from that control token on. That gives the same tokens as tokenizing it all:
+     * llama.cpp splits text at special tokens first and tokenizes each piece between them on
+     * its own (BPE and SentencePiece vocabularies; SentencePiece's space prefix goes on a piece
+     * after a special token, as on a first piece), and a control token's lstrip/rstrip act on
+     * whitespace inside the piece before it (tokenized the same way last time) or inside the
+     * part tokenized now. The control token starts at least one control token's length before
+     * the first changed character, so no special token can straddle the change. On a 2K-token
+     * conversation this takes tokenization from ~3.4 ms to the new turn's share.
+     */
+    async tokenize(rendered: Pick<RenderedChat, "segments" | "plain">, addSpecial = true, cache?: PromptTokenCache): Promise<Int32Array> {
         const nativeModel = this.#model.native;
-        return this.#model.track(callNative(() => this.#native.tokenizeSegments(nativeModel, rendered.segments, rendered.plain, addSpecial)));
+        const run = (segments: string[], plain: boolean[], special: boolean) =>
+            this.#model.track(callNative(() => this.#native.tokenizeSegments(nativeModel, segments, plain, special)));
+        const controlIds = cache && addSpecial && rendered.segments.length === 1 && !rendered.plain[0] ? this.#incrementalControlIds() : null;
+        if (cache) cache.reused = 0;
+        if (!cache || !controlIds) {
+            if (cache) cache.last = undefined;
+            return run(rendered.segments, rendered.plain, addSpecial);
+        }
+        const text = rendered.segments[0]!;
+        const prev = cache.last;
+        let from = 0, reused = 0, starts: number[] = [], counts: number[] = [];
+        if (prev) {
+            const limit = commonPrefixLength(prev.text, text) - this.#controlIndex().maxLength;
+            let j = prev.starts.length - 1;
+            while (j >= 0 && prev.starts[j]! > limit) j--;
+            if (j >= 0 && prev.starts[j]! > 0) {
+                from = prev.starts[j]!;
+                reused = prev.counts[j]!;
+                starts = prev.starts.slice(0, j); // the one at `from` is found again below
+                counts = prev.counts.slice(0, j);
+            }
+        }
+        const rest = from < text.length ? await run([text.slice(from)], [false], from === 0) : new Int32Array(0);
+        const tokens = new Int32Array(reused + rest.length);
+        if (prev) tokens.set(prev.tokens.subarray(0, reused));
+        tokens.set(rest, reused);
+        // Where each control token of the new part starts in the text, for the next turn.
+        let pos = from;
+        for (let i = 0; i < rest.length; i++) {
+            const t = controlIds.get(rest[i]!);
+            if (t === undefined) continue;
+            const at = text.indexOf(t, pos);
+            if (at < 0) {
+                cache.last = undefined; // not where expected: the next turn tokenizes everything
+                return tokens;
+            }
+            starts.push(at);
+            counts.push(reused + i);
+            pos = at + t.length;
+        }
+        cache.last = { text, tokens, starts, counts };
+        cache.reused = reused;
+        return tokens;
+    }
+
+    /**
+     * Control token ids and texts, when prompts may be tokenized in parts (see tokenize):
+     * BPE and SentencePiece vocabularies that add no EOS. Null otherwise.
+     */
+    #incrementalControlIds(): Map<number, string> | null {
+        if (this.#controlIds !== undefined) return this.#controlIds;
+        const info = this.#model.info;
+        if ((info.vocabType !== "bpe" && info.vocabType !== "spm") || info.metadata["tokenizer.ggml.add_eos_token"] === true) return (this.#controlIds = null);
+        const ids = new Map<number, string>();
+        for (const text of this.#native.controlTokenTexts()) {
+            const t = this.#model.tokenizeSync(text, { addSpecial: false, parseSpecial: true });
+            if (t.length === 1) ids.set(t[0]!, text);
+        }
+        return (this.#controlIds = ids);
     }
 
     /** Parses a reply with the format's own parser (partial: the reply may still grow). */
@@ -177,6 +259,11 @@ export class ControlTextIndex {
     readonly #prefixes = new Set<string>();
     readonly #suffixes = new Set<string>();
     readonly #maxLength: number;
+
+    /** The longest control token's text, in UTF-16 units. */
+    get maxLength(): number {
+        return this.#maxLength;
+    }
 
     constructor(texts: string[]) {
         let max = 0;
@@ -210,6 +297,13 @@ export class ControlTextIndex {
         }
         return false;
     }
+}
+
+function commonPrefixLength(a: string, b: string): number {
+    const n = Math.min(a.length, b.length);
+    let i = 0;
+    while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+    return i;
 }
 
 /**

@@ -1,12 +1,13 @@
 // Fuzz worker (child process of test/fuzz/runner.ts): takes mutant files, in order, through
-// load, tokenize, detokenize, pieces, context, forward, generate, sample and state, and reports
+// load, tokenize, detokenize, pieces, a grammar + DRY sampler over the vocabulary, context,
+// forward, generate, sample and state, and reports
 // one line per step on stdout:
 //   BEGIN <index>            before a mutant (so a crash or hang is pinned on it)
 //   END <index> <outcomes>   after it: step=outcome pairs, outcome "ok", an ERR_ code, or
 //                            UNCODED:<name> for an error that is not a LlamaError
 // argv: <list file (one "index<TAB>path<TAB>vocabOnly" line per mutant)> <first index>
 import { readFileSync } from "node:fs";
-import { LlamaError, loadModel, type Model } from "../../src/index.js";
+import { LlamaError, createSampler, loadModel, type Model } from "../../src/index.js";
 
 const [listFile, firstArg] = process.argv.slice(2);
 const first = Number(firstArg ?? 0);
@@ -46,6 +47,18 @@ for (const c of cases) {
         await step(out, "tokenize", async () => (tokens = await m.tokenize("Once upon a time, über 42 🦙\n<|im_start|>", { parseSpecial: true })));
         await step(out, "detokenize", () => m.detokenize(tokens.length ? tokens : [0]));
         await step(out, "pieces", async () => m.tokenPieces(tokens.length ? tokens : [0]));
+        // Sampler stages that read the vocabulary when built or run: the grammar (every token's
+        // text against the rules), DRY (tokenizes its sequence breakers, reads every piece).
+        await step(out, "constrained", async () => {
+            const s = await createSampler(m, { grammar: 'root ::= [a-z ]+ | "<" [a-z|_]+ ">"', dryMultiplier: 0.8, temperature: 0.7, seed: 1 });
+            try {
+                const logits = new Float32Array(m.info.vocabSize);
+                for (let i = 0; i < logits.length; i++) logits[i] = ((i * 2654435761) % 1000) / 100;
+                for (let i = 0; i < 3; i++) await s.sample(logits);
+            } finally {
+                await s.dispose();
+            }
+        });
         if (c.vocabOnly) continue;
         const ctx = await m.createContext({ contextSize: 64, threads: 1 }).catch((err: unknown) => {
             out.push(`context=${code(err)}`);

@@ -2,7 +2,11 @@
 // be given up on (the caller's AbortSignal, the context's dispose()) without waiting for the
 // build, and the history options cannot size gigabyte buffers. Each case runs in a child
 // (hardening-child.ts): a hang or a crash fails its own test, and the child's exit is measured.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { cloneGguf, decodeGguf, encodeGguf, setKv, T } from "../fuzz/gguf-edit.js";
 import { MODELS } from "../helpers/models.js";
 import { outcomeCode, runInChild } from "./hardening-child.js";
 
@@ -190,5 +194,29 @@ describe("penaltyLastN and dryPenaltyLastN", () => {
         expect(o.signal, o.output).toBeNull();
         const grew = o.result as Record<string, number>;
         for (const k of ["penalties", "dry", "standalone"]) expect(grew[k], `${k}\n${o.output}`).toBeLessThan(32 << 20);
+    });
+
+    it("a file claiming a 2^31-1 training context does not lift the bound of a chain without a context (1M tokens at most)", () => {
+        const g = cloneGguf(decodeGguf(readFileSync(MODELS.stories260K)));
+        setKv(g, "llama.context_length", { type: T.u32, value: 2 ** 31 - 1 });
+        const dir = mkdtempSync(path.join(tmpdir(), "llamafuse-ctxlen-"));
+        try {
+            const file = path.join(dir, "ctxlen.gguf");
+            writeFileSync(file, encodeGguf(g));
+            const o = runInChild(`
+                const model = await lf.loadModel(${JSON.stringify(file)});
+                const r0 = process.memoryUsage().rss;
+                const s = await lf.createSampler(model, { temperature: 0, repeatPenalty: 1.1, penaltyLastN: 2 ** 26, dryMultiplier: 0.8, dryPenaltyLastN: 2 ** 26 });
+                const grew = process.memoryUsage().rss - r0;
+                await s.dispose();
+                return { trained: model.info.trainContextSize, grew };
+            `, { timeoutMs: 60_000 });
+            expect(o.signal, o.output).toBeNull();
+            const r = o.result as { trained: number; grew: number };
+            expect(r.trained, o.output).toBe(2 ** 31 - 1);
+            expect(r.grew, o.output).toBeLessThan(32 << 20); // 12 MB measured; 768 MB bounded by the file's number
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
     });
 });

@@ -19,7 +19,7 @@ import { GgmlType, type GgufMetadata, type GgufValue } from "./gguf/types.js";
 import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "./gguf/writer.js";
 import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "../validate.js";
 
-export type SynthType = "f16" | "q8_0" | "q4_0";
+export type SynthType = "f32" | "f16" | "q8_0" | "q4_0";
 export type SynthArchitecture = "llama" | "qwen2" | "bert" | "nomic-bert" | "jina-bert-v2";
 export type SynthPreset = "tiny" | "llama-3.2-1b" | "llama-3.1-8b" | "qwen2.5-0.5b" | "bert-tiny" | "bert-base" | "embed-0.6b";
 /** llama_pooling_type names: what {arch}.pooling_type says an embedding context should do. */
@@ -253,7 +253,7 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
     if (!is.string(vocab) || vocab === "") throw invalidOption("vocab", "a vocab name or a path to a GGUF file", vocab);
     const vocabPath = resolveVocabPath(vocab);
 
-    const type = optEnum<SynthType>(m, "type", "f16", ["f16", "q8_0", "q4_0"]);
+    const type = optEnum<SynthType>(m, "type", "f16", ["f32", "f16", "q8_0", "q4_0"]);
     const seed = optInt(m, "seed", 0, 0, Number.MAX_SAFE_INTEGER);
     const embeddingScale = optNumber(m, "embeddingScale", 4, 1e-6, 1e6);
     const initScale = optNumber(m, "initScale", 1, 0, 1e6);
@@ -293,9 +293,9 @@ export interface SynthTensor {
 
 const CHUNK = 1 << 20; // elements per generated chunk: a multiple of 32 and even
 
-const ggmlTypeOf: Record<SynthType, number> = { f16: GgmlType.F16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
-/** llama_ftype: LLAMA_FTYPE_MOSTLY_F16 = 1, _Q4_0 = 2, _Q8_0 = 7 (llama.h). */
-const fileTypeOf: Record<SynthType, number> = { f16: 1, q4_0: 2, q8_0: 7 };
+const ggmlTypeOf: Record<SynthType, number> = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
+/** llama_ftype: LLAMA_FTYPE_ALL_F32 = 0, _MOSTLY_F16 = 1, _Q4_0 = 2, _Q8_0 = 7 (llama.h). */
+const fileTypeOf: Record<SynthType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
 const BIAS_STD = 0.02;
 /** tokenizer.ggml.token_type_count of the BERT vocab files (sentence A and B). */
 const BERT_TOKEN_TYPES = 2;
@@ -311,7 +311,7 @@ function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: Synth
         }
         let type = ggmlTypeOf[r.type];
         // Quantized rows are whole blocks of 32; llama-quantize also falls back for such tensors.
-        if (r.type !== "f16" && ne0 % 32 !== 0) {
+        if ((r.type === "q8_0" || r.type === "q4_0") && ne0 % 32 !== 0) {
             type = GgmlType.F16;
             f16Fallback.push(name);
         }

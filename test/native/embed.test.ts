@@ -234,6 +234,29 @@ describe("batching", () => {
         }
     });
 
+    // Where llama.cpp leaves nothing to amplify an ulp (F32 weights, SiLU instead of GELU's
+    // table) and the kernels are ours (ggml's rounds Q to f16 on its small-batch path: 1.6e-4..2e-4
+    // even with F32 weights), the issue's 1e-5 holds. Measured: llama 2.6e-6, nomic-bert 1.5e-6
+    // (bert with F32 weights: 2.3e-5, from GELU's f16 table alone).
+    it("with F32 weights and fused attention, a text alone equals it in a batch of 64 within 1e-5 (llama, nomic-bert)", async () => {
+        const files = await Promise.all([
+            cachedSynthModel({ preset: "tiny", pooling: "last", seed: 13, type: "f32" }),
+            cachedSynthModel({ preset: "bert-tiny", architecture: "nomic-bert", pooling: "mean", seed: 14, type: "f32" }),
+        ]);
+        for (const file of files) {
+            const model = await loadModel(file);
+            const ectx = await model.createEmbeddingContext({ threads: 2, sequences: 64, batchSize: 4096, attention: "fused" });
+            const texts = Array.from({ length: 64 }, (_, i) => `${TEXTS[i % TEXTS.length]} (${i}) ${"more words ".repeat(i % 7)}`);
+            const together = await ectx.embed(texts);
+            for (let i = 0; i < 64; i += 7) {
+                const [alone] = await ectx.embed([texts[i]!]);
+                expect(maxAbsDiff(alone!, together[i]!), `${model.info.architecture} text ${i}`).toBeLessThanOrEqual(1e-5);
+            }
+            await ectx.dispose();
+            await model.dispose();
+        }
+    });
+
     it("on the batched path a text's vector does not depend on its neighbours at all (llama, fused attention: bit-exact)", async () => {
         const ectx = await llama.createEmbeddingContext({ threads: 2, sequences: 64, batchSize: 4096 });
         const texts = Array.from({ length: 64 }, (_, i) => `${TEXTS[i % TEXTS.length]} (${i}) ${"more words ".repeat(i % 7)}`);

@@ -6,11 +6,17 @@
 //   llamafuse       a pool (one context, a slot per stream), streams read in-process
 //   llamafuse http  the same pool behind `llamafuse serve`'s app, streamed over loopback SSE
 //   node-llama-cpp  one context with a sequence per stream (its own automatic batching)
-//   llama-server    where built (LLAMA_SERVER or build/bin), over loopback SSE like ours
+//   llama-server    llama.cpp's own server from the pinned tree, where built ($LLAMA_SERVER, or
+//                   llama-server in $LLAMA_CPP_BIN_DIR), started on a free loopback port with
+//                   the same model file and threads, a slot per stream, the same cache size,
+//                   continuous batching, flash attention and a unified KV cache (as our
+//                   context runs), streamed over loopback SSE like ours
 // Every stream has its own random prompt (no prefix shared between streams or rounds), and
 // generation ignores end-of-generation so that every stream makes the same number of tokens.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createServer as createNetServer } from "node:net";
+import { loadavg } from "node:os";
 import path from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
 import { packageRoot } from "../../src/binding.js";
@@ -218,14 +224,36 @@ function peerRunner(context: Awaited<ReturnType<LlamaModel["createContext"]>>, b
 }
 
 export function findLlamaServer(): string | null {
-    const dirs = [process.env.LLAMA_CPP_BIN_DIR, path.join(packageRoot, "build", "bin"), path.join(packageRoot, "deps", "llama.cpp", "build", "bin")].filter((d): d is string => !!d);
+    const dirs = [process.env.LLAMA_CPP_BIN_DIR, process.env.LLAMAFUSE_LLAMA_TOOLS, path.join(packageRoot, "build", "bin"), path.join(packageRoot, "deps", "llama.cpp", "build", "bin")].filter((d): d is string => !!d);
     const candidates = [process.env.LLAMA_SERVER, ...dirs.map((d) => path.join(d, "llama-server"))].filter((p): p is string => !!p);
     return candidates.find((p) => existsSync(p)) ?? null;
 }
 
+/** A loopback port nobody listens on now (the OS picks it; llama-server then binds it). */
+function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const srv = createNetServer();
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", () => {
+            const port = (srv.address() as { port: number }).port;
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+/** The llama-server command line: the same settings as our pool's context (see the header). */
+export function llamaServerArgs(model: string, port: number, threads: number, slots: number, ctxPerSlot: number, gpuLayers?: BenchGpuLayers): string[] {
+    return [
+        "-m", model, "--host", "127.0.0.1", "--port", String(port),
+        "-t", String(threads), "-tb", String(threads),
+        "-np", String(slots), "-c", String(ctxPerSlot * slots), "--kv-unified", "-cb", "-fa", "on",
+        "-b", "512", "-ub", "512", "--no-webui", "-lv", "0", ...nglArgs(gpuLayers, "auto"),
+    ];
+}
+
 async function startLlamaServer(bin: string, model: string, threads: number, slots: number, ctxPerSlot: number, gpuLayers?: BenchGpuLayers): Promise<{ base: string; child: ChildProcess }> {
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const child = spawn(bin, ["-m", model, "--host", "127.0.0.1", "--port", String(port), "-t", String(threads), "-tb", String(threads), "-np", String(slots), "-c", String(ctxPerSlot * slots), "--no-webui", "-lv", "0", ...nglArgs(gpuLayers, "auto")], { stdio: "ignore" });
+    const port = await freePort();
+    const child = spawn(bin, llamaServerArgs(model, port, threads, slots, ctxPerSlot, gpuLayers), { stdio: "ignore" });
     const base = `http://127.0.0.1:${port}`;
     const t0 = Date.now();
     for (;;) {
@@ -276,6 +304,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
     const points: ServeBenchPoint[] = conc.map((c) => ({ concurrency: c, runtimes: {} }));
     const prefill: Record<string, PrefillInterference | null> = {};
     const cleanup: (() => Promise<unknown> | unknown)[] = [];
+    const load0 = loadavg();
     try {
         // Ours: a pool in-process, and the same pool behind the HTTP app.
         const model: Model = await loadModel(o.model, ourGpuLayers(o.gpuLayers));
@@ -301,9 +330,9 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
             const { base, child } = await startLlamaServer(bin, o.model, o.threads, maxStreams, ctxPerSlot, o.gpuLayers);
             cleanup.push(() => child.kill("SIGTERM"));
             fixed[LLAMA_SERVER] = httpRunner(base, (prompt, gen) => ({ prompt: withBos(prompt), max_tokens: gen, temperature: 0, stream: true, ignore_eos: true, cache_prompt: true }));
-            notes.push(`${LLAMA_SERVER}: ${bin}, ${maxStreams} slots, streamed /v1/completions over loopback like ours`);
+            notes.push(`${LLAMA_SERVER}: ${bin} ${llamaServerArgs(path.basename(o.model), 0, o.threads, maxStreams, ctxPerSlot, o.gpuLayers).join(" ")} (port: a free one), streamed /v1/completions over loopback like ours`);
         } else {
-            notes.push(`${LLAMA_SERVER}: not built here (LLAMA_SERVER or build/bin/llama-server)`);
+            notes.push(`${LLAMA_SERVER}: not built here (set LLAMA_CPP_BIN_DIR to a folder holding llama-server, or LLAMA_SERVER to its path)`);
         }
         let peerModel: LlamaModel | null = null;
         if (!o.noPeer) {
@@ -315,6 +344,10 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
                 const pm = peerModel;
                 cleanup.push(() => pm.dispose());
                 notes.push(`${PEER}: one context with a sequence per stream (sequence.evaluate at temperature 0; it batches the sequences itself), stopped after ${sizes.genTokens} tokens`);
+                // Its prebuilt picks its own CPU kernels (on a CPU with AMX, its Q4_0/Q8_0 matmuls
+                // run on AMX tiles, which this build leaves off): the single-stream row shows that
+                // difference, and the 8-streams-over-1 row (ours beside its own) the batching alone.
+                notes.push(`${PEER}: its prebuilt CPU kernels may differ from this build's (e.g. AMX); compare the 8 streams / 1 stream rows for batching alone`);
             } catch (err) {
                 notes.push(`${PEER} unavailable: ${(err as Error).message.split("\n")[0]}`);
             }
@@ -359,6 +392,8 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
         for (const f of cleanup.reverse()) await f();
     }
     notes.push(`${OURS}: a pool with ${maxStreams} slots of ${ctxPerSlot} tokens, streams read in-process; ${OURS_HTTP}: the same pool behind the server app, streamed over loopback SSE; runtimes alternate round by round`);
+    const load1 = loadavg();
+    notes.push(`load average (1 min) ${load0[0]!.toFixed(1)} at the start, ${load1[0]!.toFixed(1)} at the end (5 min: ${load1[1]!.toFixed(1)})`);
     return { model: o.model, threads: o.threads, ...sizes, points, ...(o.prefillTokens ? { prefill } : {}), notes };
 }
 
@@ -393,9 +428,15 @@ function suiteRows(res: ServeBenchResult): BenchRow[] {
         row(`${label} / without it`, "x", pf.withPrefillP99Ms / pf.baselineP99Ms, pp ? pp.withPrefillP99Ms / pp.baselineP99Ms : null, false);
         row(`4 streams + a ${pf.promptTokens}-token prompt: largest gap`, "ms", pf.withPrefillMaxMs, pp?.withPrefillMaxMs, false);
     }
-    const one = res.points.find((p) => p.concurrency === 1)?.runtimes[OURS]?.tokensPerSecond;
-    const eight = res.points.find((p) => p.concurrency === 8)?.runtimes[OURS]?.tokensPerSecond;
-    if (one && eight) rows.push({ suite: "serve", test: "8 streams / 1 stream (aggregate)", model, threads: res.threads, unit: "x", llamafuse: eight / one, nodeLlamaCpp: null, ratio: null, llamaBench: null });
+    // Scaling: 8 streams' aggregate over one stream's, ours beside the peer's (in-process:
+    // node-llama-cpp; over HTTP: llama-server).
+    const at = (c: number, name: string) => res.points.find((p) => p.concurrency === c)?.runtimes[name]?.tokensPerSecond;
+    const scale = (name: string) => {
+        const one = at(1, name), eight = at(8, name);
+        return one && eight ? eight / one : null;
+    };
+    row("8 streams / 1 stream (aggregate)", "x", scale(OURS), scale(PEER), true);
+    row(`8 streams / 1 stream over HTTP (aggregate)${at(8, LLAMA_SERVER) ? " (peer: llama-server)" : ""}`, "x", scale(OURS_HTTP), scale(LLAMA_SERVER), true);
     return rows;
 }
 

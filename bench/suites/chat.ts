@@ -68,20 +68,32 @@ export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]>
         const fresh = await model.createChatSession({ template, contextSize, threads: o.threads, batchSize: 512 });
         let stats = { reusedTokens: 0, evaluatedTokens: 0 };
         const ttft: Record<string, number[]> = { reuse: [], reevaluate: [], peer: [] };
+        // The same, as process CPU time (all threads): what a turn costs, whatever else the
+        // machine runs. Turns run one at a time, so the process's time is the turn's.
+        const ttftCpu: Record<string, number[]> = { reuse: [], reevaluate: [], peer: [] };
+        const cpuMs = (since: NodeJS.CpuUsage) => {
+            const c = process.cpuUsage(since);
+            return (c.user + c.system) / 1000;
+        };
         const firstToken = async (chat: typeof reuse, clear: boolean) => {
             chat.history = base;
             if (clear) await chat.context.kv.clear();
             const t0 = performance.now();
-            let first = 0;
+            const c0 = process.cpuUsage();
+            let first = 0, firstCpu = 0;
             const it = chat.stream("One more question: what happens next?", { temperature: 0, maxTokens: 1 });
             for (let r = await it.next(); ; r = await it.next()) {
-                first ||= performance.now() - t0;
+                if (!first) {
+                    first = performance.now() - t0;
+                    firstCpu = cpuMs(c0);
+                }
                 if (r.done) {
                     if (!clear) stats = r.value.stats;
                     break;
                 }
             }
             ttft[clear ? "reevaluate" : "reuse"]!.push(first);
+            ttftCpu[clear ? "reevaluate" : "reuse"]!.push(firstCpu);
         };
         await firstToken(reuse, false); // the reuse session's cache now holds the history
         // async functions: tinybench calls any other function once at add() to see whether it
@@ -107,9 +119,17 @@ export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]>
             const peerTurn = async () => {
                 session.setChatHistory(peerHistory);
                 const t0 = performance.now();
-                let first = 0;
-                await session.prompt("One more question: what happens next?", { maxTokens: 1, temperature: 0, onTextChunk: () => void (first ||= performance.now() - t0) });
-                ttft.peer!.push(first || performance.now() - t0);
+                const c0 = process.cpuUsage();
+                let first = 0, firstCpu = 0;
+                const onFirst = () => {
+                    if (first) return;
+                    first = performance.now() - t0;
+                    firstCpu = cpuMs(c0);
+                };
+                await session.prompt("One more question: what happens next?", { maxTokens: 1, temperature: 0, onTextChunk: onFirst });
+                onFirst(); // no text came (the token was held back): the turn's end is its first output
+                ttft.peer!.push(first);
+                ttftCpu.peer!.push(firstCpu);
             };
             await peerTurn();
             tasks.peer = async () => peerTurn();
@@ -119,18 +139,20 @@ export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]>
                 await pm.dispose();
             };
         }
-        for (const k of Object.keys(ttft)) ttft[k]!.length = 0; // the warm-up turns above
+        for (const k of Object.keys(ttft)) ttft[k]!.length = ttftCpu[k]!.length = 0; // the warm-up turns above
         const ms = await interleavedMedianMs(tasks, rounds);
         await peerDispose?.();
         await reuse.dispose();
         await fresh.dispose();
         // interleavedMedianMs runs each task once more as a warm-up round: drop it.
         const first = (k: string) => median(ttft[k]!.slice(1));
+        const firstCpu = (k: string) => median(ttftCpu[k]!.slice(1));
         const peerFirst = o.noPeer ? null : first("peer");
         const peerTurn = ms.peer ?? null;
         return [
             { test: `TTFT after ${baseTokens} tokens of history (reuse)`, unit: "ms", llamafuse: first("reuse"), nodeLlamaCpp: peerFirst, historyTokens: baseTokens, ...stats },
             { test: `TTFT after ${baseTokens} tokens of history (re-evaluate all)`, unit: "ms", llamafuse: first("reevaluate"), nodeLlamaCpp: peerFirst, historyTokens: baseTokens, reusedTokens: 0, evaluatedTokens: stats.reusedTokens + stats.evaluatedTokens },
+            { test: `TTFT after ${baseTokens} tokens of history (reuse), process CPU time`, unit: "ms", llamafuse: firstCpu("reuse"), nodeLlamaCpp: o.noPeer ? null : firstCpu("peer"), historyTokens: baseTokens, ...stats },
             { test: `one-token turn, whole, after ${baseTokens} tokens (reuse)`, unit: "ms", llamafuse: ms.reuse!, nodeLlamaCpp: peerTurn, historyTokens: baseTokens, ...stats },
         ];
     } finally {

@@ -219,6 +219,8 @@ export class ChatSession {
         this.#checkIdle();
         this.#busy = true;
         const before = this.#messages.length;
+        let steps: AsyncGenerator<unknown> | null = null;
+        let completed = false;
         try {
             this.#messages.push(...added);
             const req: Omit<RenderRequest, "messages"> = {
@@ -233,7 +235,7 @@ export class ChatSession {
             // The template's grammar covers a JSON schema when it makes one; otherwise the schema stays.
             if (rendered.grammar) delete sampling.jsonSchema;
             const constraints = await replyConstraints(this.#model, rendered, { required: choice.mode === "required" });
-            const steps = this.context.generate(tokens, {
+            const generation = this.context.generate(tokens, {
                 ...sampling,
                 ...constraints,
                 sequence: this.sequence,
@@ -241,12 +243,13 @@ export class ChatSession {
                 stop: [...rendered.additionalStops, ...(userStops as string[])],
                 signal,
             });
+            steps = generation;
             const templates = this.#templates;
             const parser = new ReplyParser(this.#model, (raw, partial) => templates.parse(raw, rendered, { partial }), !useTools && !rendered.supportsThinking && rendered.parser === "");
             let summary: GenerateSummary;
             let lastToken = -1;
             for (;;) {
-                const r = await steps.next();
+                const r = await generation.next();
                 if (r.done) {
                     summary = r.value;
                     break;
@@ -261,6 +264,7 @@ export class ChatSession {
             if (toolCalls.length) reply.tool_calls = toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } }));
             if (this.#keepReasoning && parsed.reasoning) reply.reasoning_content = parsed.reasoning;
             this.#messages.push(reply);
+            completed = true;
             return {
                 text: parsed.content,
                 reasoning: parsed.reasoning,
@@ -275,11 +279,13 @@ export class ChatSession {
                 },
                 message: structuredClone(reply),
             };
-        } catch (err) {
-            // A failed or abandoned turn leaves no half message behind.
-            this.#messages.length = before;
-            throw err;
         } finally {
+            // A failed or abandoned turn (an error, or a consumer that stopped reading the
+            // stream) leaves no half message behind, and its generation ends with it.
+            if (!completed) {
+                this.#messages.length = before;
+                await steps?.return(undefined);
+            }
             this.#busy = false;
         }
     }

@@ -101,6 +101,26 @@ describe("turns reuse the cache", () => {
         }
     });
 
+    it("breaking out of stream() ends the turn: its generation stops, no half turn stays, the next send works", async () => {
+        const chat = await model.createChatSession({ template: QWEN25, system: "S.", contextSize: 1024, threads: 1 });
+        try {
+            const first = await chat.send("Hello", { temperature: 0, maxTokens: 4 });
+            const before = chat.history;
+            let deltas = 0;
+            for await (const _d of chat.stream("Tell me a long story.", { temperature: 0, maxTokens: 400 })) {
+                if (++deltas === 2) break;
+            }
+            expect(deltas).toBe(2);
+            expect(chat.history).toEqual(before);
+            // The sequence is free again (a generation still running on it would be ERR_BUSY).
+            const again = await chat.send("Tell me a long story.", { temperature: 0, maxTokens: 4 });
+            expect(again.stats.reusedTokens).toBeGreaterThanOrEqual(first.stats.promptTokens);
+            expect(chat.history.length).toBe(5);
+        } finally {
+            await chat.dispose();
+        }
+    });
+
     it("fork() continues on another sequence with the cache copied", async () => {
         const ctx = await model.createContext({ contextSize: 1024, sequences: 2, threads: 1 });
         const chat = await model.createChatSession({ template: QWEN25, context: ctx, sequence: 0 });

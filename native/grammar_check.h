@@ -31,6 +31,9 @@ constexpr double kMaxGrammarEntries = 128;
 // Distinct stacks (an enum of n strings is n): built pairwise, 16,384 in 0.8 s; tokens stay fast
 // (1,000 strings: 19 ms a token).
 constexpr double kMaxGrammarStacks = 16384;
+// Live parser stacks sharing one position, while sampling (native/sampling.cpp): checked
+// before every token (text can drive an ambiguous grammar past what its rules show).
+constexpr size_t kMaxLiveGrammarStacks = 512;
 
 void grammar_check(const llama_vocab * vocab, const std::string & gbnf, const std::string & root = "root");
 

@@ -4,15 +4,20 @@
 #include "grammar_check.h"
 #include "log.h"
 
+// llama.cpp's grammar internals (pinned tree, linked statically): the parser stacks alive.
+#include "../deps/llama.cpp/src/llama-grammar.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <numeric>
 #include <thread>
+#include <unordered_map>
 
 namespace llamafuse {
 
@@ -375,6 +380,44 @@ Napi::Value NativeSampler::Create(const Napi::CallbackInfo & info) {
 
 // ---- sampling ----------------------------------------------------------------------------------
 
+// The grammar stage's state, as llama-sampler.cpp lays it out at the pinned commit (the struct
+// is private to that file): read only to count the parser's live stacks.
+struct GrammarSamplerView {
+    const llama_vocab * vocab;
+    std::string grammar_str;
+    std::string grammar_root;
+    llama_grammar * grammar;
+};
+
+// Every step costs llama.cpp time in proportion to the live stacks (each candidate token is
+// matched against each) and their square (advancing dedups pairwise). grammar_check bounds
+// what the rules alone show; text can still drive an ambiguous grammar's stack count up token
+// by token (a random grammar of nested repetitions went 0.3 -> 1.2 s a token over 8 tokens on
+// stories260K's 512 tokens). Past the bound a sample fails with ERR_INVALID_GRAMMAR instead of
+// stalling the context. LLAMAFUSE_TEST_GRAMMAR_MAX_STACKS lowers it for tests.
+static size_t max_live_stacks() {
+    static const size_t v = [] {
+        const char * e = std::getenv("LLAMAFUSE_TEST_GRAMMAR_MAX_STACKS");
+        return e && atoi(e) > 0 ? (size_t) atoi(e) : kMaxLiveGrammarStacks;
+    }();
+    return v;
+}
+
+// The most live stacks that share their top (the grammar position the next character must
+// match): those are the ones that all take the same text and re-expand into each other. Stacks
+// at different positions (an enum's strings) are cheap: most candidates fail them at once.
+static size_t live_stacks(llama_sampler * grammar) {
+    if (!grammar || std::strcmp(llama_sampler_name(grammar), "grammar") != 0) return 0;
+    auto * view = static_cast<GrammarSamplerView *>(grammar->ctx);
+    if (!view || !view->grammar) return 0;
+    const llama_grammar_stacks & stacks = llama_grammar_get_stacks(view->grammar);
+    if (stacks.size() <= max_live_stacks()) return stacks.size(); // cannot exceed the bound
+    std::unordered_map<const llama_grammar_element *, size_t> per_top;
+    size_t most = 0;
+    for (const auto & st : stacks) most = std::max(most, st.empty() ? (size_t) 0 : ++per_top[st.back()]);
+    return most;
+}
+
 SampleResult NativeSampler::sample_row(const float * logits, int32_t n_vocab, int32_t n_top) {
     cur_.resize(n_vocab);
     for (llama_token t = 0; t < n_vocab; ++t) cur_[t] = llama_token_data{t, logits[t], 0.0f};
@@ -382,6 +425,11 @@ SampleResult NativeSampler::sample_row(const float * logits, int32_t n_vocab, in
     {
         // Grammar stages throw std::runtime_error on an impossible state and reach
         // GGML_ABORT on inconsistent input; neither may take the process down.
+        const size_t stacks = live_stacks(grammar_);
+        if (stacks > max_live_stacks()) {
+            throw CodedError("ERR_INVALID_GRAMMAR", "the grammar's parser is at one place in " + std::to_string(stacks) + " ways after this text (the limit is " +
+                             std::to_string(max_live_stacks()) + "; every token would take longer than the last): make the grammar less ambiguous");
+        }
         AbortGuard guard;
         try {
             if (grammar_) llama_sampler_apply(grammar_, &arr);

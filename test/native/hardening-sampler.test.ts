@@ -66,6 +66,32 @@ describe("grammars whose parser states fan out", () => {
     });
 });
 
+describe("a grammar whose parser fans out while sampling", () => {
+    // Text can drive an ambiguous grammar's live stacks past what its rules show; a sample then
+    // fails with a code instead of stalling. LLAMAFUSE_TEST_GRAMMAR_MAX_STACKS lowers the bound
+    // (512 stacks at one position) so that a small grammar reaches it: 2^4 here, from the start.
+    const CASE = `
+        const model = await lf.loadModel(${STORIES});
+        const ctx = await model.createContext({ contextSize: 64, threads: 1 });
+        const out = [];
+        const code = await (async () => {
+            for await (const s of ctx.generate(await model.tokenize("Once"), { maxTokens: 3, temperature: 0, grammar: ${JSON.stringify(fanOutGrammar(4))} })) out.push(s.text);
+            return "ok";
+        })().then((v) => v, (e) => e.code + ": " + e.message);
+        // The context is still usable.
+        await ctx.forward({ tokens: await model.tokenize("Once upon"), sequence: 0 });
+        return { code, text: out.join("") };
+    `;
+    it("is refused with ERR_INVALID_GRAMMAR at the bound, the context still usable; under it the same grammar generates", () => {
+        const low = runInChild(CASE, { env: { LLAMAFUSE_TEST_GRAMMAR_MAX_STACKS: "8" }, timeoutMs: 60_000 });
+        expect(low.signal, low.output).toBeNull();
+        expect((low.result as { code: string }).code, low.output).toMatch(/^ERR_INVALID_GRAMMAR: .*at one place in 16 ways/);
+        const normal = runInChild(CASE, { timeoutMs: 60_000 });
+        expect(normal.result, normal.output).toMatchObject({ code: "ok" });
+        expect((normal.result as { text: string }).text).toMatch(/^x+$/);
+    });
+});
+
 // LLAMAFUSE_TEST_GRAMMAR_BUILD_DELAY_MS makes every grammar build sleep first, uninterruptibly,
 // the way llama.cpp's constructor runs: it stands in for a grammar slow to build for a reason no
 // check foresaw. 60 s: a case that waited for the build would time out (the child gets 30 s).

@@ -4,7 +4,7 @@
 // fails on any compile error. Needs no GPU and no cuBLAS (our kernels use neither), so it
 // runs on CPU-only machines that have nvcc; where nvcc is absent it says so and exits 0.
 //
-// The hook glue (fattn_cuda_hook.cu, fattn_ggml.cu) includes ggml's headers with the CUDA
+// The hook glue (fattn_cuda_hook.cu) includes ggml's headers with the CUDA
 // hook patch applied: deps/llama.cpp as the build prepared it (prepared here if needed).
 //
 // Then (unless --no-emu) it builds bench/gpu/emu/emu_test with the host C++ compiler and
@@ -165,7 +165,8 @@ function runEmulator() {
         const exe = path.join(outDir, "emu_test");
         const cxx = process.env.CXX || "g++";
         const args = ["-std=c++20", "-O1", "-pthread", "-DLF_CUDA_EMU", "-I", kernelDir, ...devKernelDirs.flatMap((d) => ["-I", d]), "-I", path.join(benchDir, "emu"),
-            "-I", inc[1], "-o", exe, path.join(benchDir, "emu", "emu_test.cpp"), path.join(benchDir, "reference.cpp")];
+            "-I", inc[1], "-o", exe, path.join(benchDir, "emu", "emu_test.cpp"), path.join(benchDir, "reference.cpp"),
+            path.join(root, "native", "kernels", "attn_reference.cpp")];
         const b = spawnSync(cxx, args, { encoding: "utf8" });
         if (b.status !== 0) {
             console.log(`FAIL emulator build\n${b.stdout ?? ""}${b.stderr ?? ""}`);

@@ -102,35 +102,16 @@ struct device_problem {
     }
 };
 
-lc::attn_params make_params(const problem & pr, const device_problem & dp) {
-    lc::attn_params p;
+lc::kernel_args make_params(const problem & pr, const device_problem & dp) {
     // q [seq][head][token][D]: token stride D*4, head stride T*D*4 (a permuted view in ggml)
-    p.q = dp.q;
-    p.q_nb1 = (int64_t) pr.D * 4;
-    p.q_nb2 = (int64_t) pr.n_tokens * pr.D * 4;
-    p.q_nb3 = (int64_t) pr.n_head * pr.n_tokens * pr.D * 4;
-    p.k = dp.k;
-    p.v = dp.v;
-    p.k_nb1 = p.v_nb1 = pr.k_nb1();
-    p.k_nb2 = p.v_nb2 = pr.k_nb2();
-    p.k_nb3 = p.v_nb3 = pr.k_nb3();
-    p.type = pr.type == kv_kind::f16 ? lc::kv_type::f16 : lc::kv_type::q8_0;
-    p.mask = dp.mask;
-    p.mask_nb1 = (int64_t) pr.n_kv * 2;
-    p.mask_nb3 = (int64_t) pr.n_tokens * pr.n_kv * 2;
-    p.n_seq_mask = pr.n_seq;
-    p.sinks = dp.sinks;
-    p.dst = dp.dst;
-    p.D = pr.D;
-    p.n_tokens = pr.n_tokens;
-    p.n_head = pr.n_head;
-    p.n_head_kv = pr.n_head_kv;
-    p.n_kv = pr.n_kv;
-    p.n_seq_q = pr.n_seq;
-    p.n_seq_kv = pr.n_seq;
-    p.scale = 1.0f / std::sqrt((float) pr.D);
-    p.max_bias = pr.max_bias;
-    p.softcap = pr.softcap;
+    const int64_t row = (int64_t) pr.D * 4;
+    const llamafuse::attn_op op = problem_op(pr, dp.q, row, row * pr.n_tokens, row * pr.n_tokens * pr.n_head,
+                                             dp.k, dp.v, dp.mask, dp.sinks, dp.dst);
+    lc::kernel_args p;
+    if (!lc::kernel_args_of(op, p)) {
+        fprintf(stderr, "fattn_bench: %s is outside the kernels' argument form\n", pr.describe().c_str());
+        exit(1);
+    }
     return p;
 }
 
@@ -156,7 +137,7 @@ struct check_stats {
 
 // Launches one path with a NaN-poisoned dst; returns the output.
 std::vector<float> run_path(path which, const problem & pr, device_problem & dp, cudaStream_t st) {
-    lc::attn_params p = make_params(pr, dp);
+    lc::kernel_args p = make_params(pr, dp);
     CUDA_CHECK(cudaMemsetAsync(dp.dst, 0xff, dp.dst_floats * 4, st));   // 0xffffffff is a NaN
     switch (which) {
         case path::decode: {
@@ -227,9 +208,9 @@ constexpr double TOL_F32 = 1e-5;
 constexpr double TOL_F16 = 2e-3;
 
 double tolerance(path which, const problem & pr) {
-    const lc::attn_params probe = [&] {
+    const lc::kernel_args probe = [&] {
         device_problem none;
-        lc::attn_params p = make_params(pr, none);
+        lc::kernel_args p = make_params(pr, none);
         p.q = reinterpret_cast<const float *>(uintptr_t(256));   // alignment probes only
         p.k = p.v = reinterpret_cast<const void *>(uintptr_t(256));
         return p;
@@ -622,7 +603,7 @@ decode_row time_decode(kv_kind type, int n_kv, const ceilings & ceiling, cudaStr
     CUDA_CHECK(cudaMalloc(&dp.dst, dp.dst_floats * 4));
     pr.mask = true;
 
-    std::vector<lc::attn_params> layers(n_layers);
+    std::vector<lc::kernel_args> layers(n_layers);
     for (int l = 0; l < n_layers; ++l) {
         dp.k = kv + (size_t) 2 * l * layer_bytes;
         dp.v = dp.k + layer_bytes;
@@ -661,7 +642,7 @@ prefill_row time_prefill(kv_kind type, int n_tokens, bool causal, cudaStream_t s
     const host_data d = make_data(pr, 77);   // ~n_tokens^2 mask halves: 32 MB at 4096
     device_problem dp;
     dp.upload(pr, d);
-    const lc::attn_params p = make_params(pr, dp);
+    const lc::kernel_args p = make_params(pr, dp);
     const double ms = median_ms([&](int) {
         if (wgmma) lc::fattn_prefill_wgmma(p, g_wgmma_variant, st, g_wgmma_wg);
         else lc::fattn_prefill(p, st);

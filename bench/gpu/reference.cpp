@@ -1,5 +1,7 @@
 #include "reference.h"
 
+#include "../../native/kernels/attn_reference.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -162,77 +164,49 @@ host_data make_data(const problem & pr, uint64_t seed) {
 
 // ---- reference -------------------------------------------------------------------------------
 
-static void load_row(const problem & pr, const uint8_t * p, double * out) {
-    if (pr.type == kv_kind::f16) {
-        for (int i = 0; i < pr.D; ++i) {
-            uint16_t h;
-            std::memcpy(&h, p + 2 * i, 2);
-            out[i] = half_to_float(h);
-        }
-    } else {
-        dequantize_row_q8_0(p, out, pr.D);
+llamafuse::attn_op problem_op(const problem & pr, const float * q, int64_t q_nb1, int64_t q_nb2, int64_t q_nb3,
+                              const void * k, const void * v, const void * mask, const float * sinks, float * dst) {
+    llamafuse::attn_op op;
+    op.q = reinterpret_cast<const char *>(q);
+    op.q_nb1 = (size_t) q_nb1;  op.q_nb2 = (size_t) q_nb2;  op.q_nb3 = (size_t) q_nb3;
+    op.k = static_cast<const char *>(k);
+    op.v = static_cast<const char *>(v);
+    op.k_nb1 = op.v_nb1 = (size_t) pr.k_nb1();
+    op.k_nb2 = op.v_nb2 = (size_t) pr.k_nb2();
+    op.k_nb3 = op.v_nb3 = (size_t) pr.k_nb3();
+    op.type = pr.type == kv_kind::f16 ? llamafuse::attn_kv_type::f16 : llamafuse::attn_kv_type::q8_0;
+    if (pr.mask) {
+        op.mask = static_cast<const char *>(mask);
+        op.m_nb1 = (size_t) pr.n_kv * 2;
+        op.m_nb2 = 0;
+        op.m_nb3 = (size_t) pr.n_tokens * pr.n_kv * 2;
+        op.m_ne2 = 1;
+        op.m_ne3 = pr.n_seq;
     }
+    op.sinks = pr.sinks ? sinks : nullptr;
+    op.dst = reinterpret_cast<char *>(dst);
+    op.d_nb1 = (size_t) pr.D * 4;
+    op.d_nb2 = (size_t) pr.n_head * pr.D * 4;
+    op.d_nb3 = (size_t) pr.n_tokens * pr.n_head * pr.D * 4;
+    op.DK = op.DV = pr.D;
+    op.n_tokens = pr.n_tokens;
+    op.n_head = pr.n_head;
+    op.n_stream = pr.n_seq;
+    op.n_kv = pr.n_kv;
+    op.n_head_kv = pr.n_head_kv;
+    op.n_stream_kv = pr.n_seq;
+    op.scale = 1.0f / std::sqrt((float) pr.D);
+    op.max_bias = pr.max_bias;
+    op.softcap = pr.softcap;
+    return op;
 }
 
 std::vector<double> reference(const problem & pr, const host_data & d) {
-    const int D = pr.D, T = pr.n_tokens, H = pr.n_head, G = pr.n_head / pr.n_head_kv;
-    std::vector<double> out((size_t) pr.n_seq * T * H * D, 0.0);
-
-    // dequantize the whole cache once: [seq][key][kv head][D]
-    const size_t n_rows = (size_t) pr.n_seq * pr.n_kv * pr.n_head_kv;
-    std::vector<double> K(n_rows * D), V(n_rows * D);
-    for (size_t r = 0; r < n_rows; ++r) {
-        load_row(pr, d.k.data() + r * pr.row_bytes(), &K[r * D]);
-        load_row(pr, d.v.data() + r * pr.row_bytes(), &V[r * D]);
-    }
-
-    const double scale = 1.0 / std::sqrt((double) D);
-    const int n_head_log2 = 1 << (int) std::floor(std::log2((double) H));
-    const double m0 = std::pow(2.0, -(double) pr.max_bias / n_head_log2);
-    const double m1 = std::pow(2.0, -((double) pr.max_bias / 2.0) / n_head_log2);
-
-    std::vector<double> s(pr.n_kv);
-    std::vector<char> live(pr.n_kv);
-    for (int sq = 0; sq < pr.n_seq; ++sq) {
-        for (int t = 0; t < T; ++t) {
-            for (int h = 0; h < H; ++h) {
-                const int kvh = h / G;
-                const double slope = pr.max_bias > 0.0f
-                    ? (h < n_head_log2 ? std::pow(m0, h + 1) : std::pow(m1, 2 * (h - n_head_log2) + 1))
-                    : 1.0;
-                const float * q = &d.q[(((size_t) sq * H + h) * T + t) * D];
-                double M = -std::numeric_limits<double>::infinity();
-                for (int j = 0; j < pr.n_kv; ++j) {
-                    double mv = 0.0;
-                    if (pr.mask) mv = half_to_float(d.mask[((size_t) sq * T + t) * pr.n_kv + j]);
-                    live[j] = !std::isinf(mv);
-                    if (!live[j]) continue;
-                    const double * k = &K[(((size_t) sq * pr.n_kv + j) * pr.n_head_kv + kvh) * D];
-                    double dot = 0.0;
-                    for (int i = 0; i < D; ++i) dot += (double) q[i] * k[i];
-                    double x = dot * scale;
-                    if (pr.softcap != 0.0f) x = pr.softcap * std::tanh(x / pr.softcap);
-                    x += slope * mv;
-                    s[j] = x;
-                    M = std::max(M, x);
-                }
-                const double sink = pr.sinks ? (double) d.sinks[h] : -std::numeric_limits<double>::infinity();
-                M = std::max(M, sink);
-                double S = pr.sinks ? std::exp(sink - M) : 0.0;
-                double * o = &out[(((size_t) sq * T + t) * H + h) * D];
-                for (int j = 0; j < pr.n_kv; ++j) {
-                    if (!live[j]) continue;
-                    const double p = std::exp(s[j] - M);
-                    S += p;
-                    const double * v = &V[(((size_t) sq * pr.n_kv + j) * pr.n_head_kv + kvh) * D];
-                    for (int i = 0; i < D; ++i) o[i] += p * v[i];
-                }
-                const double inv = S > 0.0 ? 1.0 / S : 0.0;
-                for (int i = 0; i < D; ++i) o[i] *= inv;
-            }
-        }
-    }
-    return out;
+    // q as make_data writes it: [seq][head][token][D]
+    const int64_t row = (int64_t) pr.D * 4;
+    const llamafuse::attn_op op = problem_op(pr, d.q.data(), row, row * pr.n_tokens, row * pr.n_tokens * pr.n_head,
+                                             d.k.data(), d.v.data(), d.mask.data(), d.sinks.data(), nullptr);
+    return llamafuse::attn_reference(op);
 }
 
 compare_result compare(const problem & pr, const std::vector<float> & out, const std::vector<double> & ref) {

@@ -12,6 +12,8 @@
 //   mask f16 [seq_mask][token][n_kv]
 //   dst  f32 [seq][token][head][D]
 
+#include "../../native/kernels/attn_op.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -64,7 +66,15 @@ void dequantize_row_q8_0(const uint8_t * in, double * y, int n);
 // Fresh seeded random inputs (never zeros): q, K, V uniform in [-1, 1], sinks in [-4, 4].
 host_data make_data(const problem & pr, uint64_t seed);
 
-// float64 reference from the stored (already rounded / quantized) cache values:
+// The problem as the one op description (native/kernels/attn_op.h) over the given buffers:
+// q with the strides given (token, head, sequence), K/V, mask and sinks in the layouts
+// above (mask and sinks only where the problem has them), dst [seq][token][head][D]
+// contiguous, scale 1/sqrt(D). The harness packs it for the kernels (kernel_args_of).
+llamafuse::attn_op problem_op(const problem & pr, const float * q, int64_t q_nb1, int64_t q_nb2, int64_t q_nb3,
+                              const void * k, const void * v, const void * mask, const float * sinks, float * dst);
+
+// The float64 reference (native/kernels/attn_reference.h, the one every C++ harness uses) of
+// the problem, from the stored (already rounded / quantized) cache values:
 // out [seq][token][head][D].
 std::vector<double> reference(const problem & pr, const host_data & d);
 

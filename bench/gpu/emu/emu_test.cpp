@@ -36,8 +36,7 @@ struct host_buffers {
     std::vector<float> dst;
 };
 
-lc::attn_params make_params(const problem & pr, host_buffers & b) {
-    lc::attn_params p;
+lc::kernel_args make_params(const problem & pr, host_buffers & b) {
     // q as llama.cpp holds it: [seq][token][head][D] in memory, seen through a permuted
     // view (token stride n_head*D*4, head stride D*4); make_data writes [seq][head][token][D]
     const std::vector<float> & q = b.d.q;
@@ -48,38 +47,20 @@ lc::attn_params make_params(const problem & pr, host_buffers & b) {
                 for (int i = 0; i < pr.D; ++i)
                     b.q_llama[(((size_t) s * pr.n_tokens + t) * pr.n_head + h) * pr.D + i] =
                         q[(((size_t) s * pr.n_head + h) * pr.n_tokens + t) * pr.D + i];
-    p.q = b.q_llama.data();
-    p.q_nb1 = (int64_t) pr.n_head * pr.D * 4;
-    p.q_nb2 = (int64_t) pr.D * 4;
-    p.q_nb3 = (int64_t) pr.n_tokens * pr.n_head * pr.D * 4;
-    p.k = b.d.k.data();
-    p.v = b.d.v.data();
-    p.k_nb1 = p.v_nb1 = pr.k_nb1();
-    p.k_nb2 = p.v_nb2 = pr.k_nb2();
-    p.k_nb3 = p.v_nb3 = pr.k_nb3();
-    p.type = pr.type == kv_kind::f16 ? lc::kv_type::f16 : lc::kv_type::q8_0;
-    p.mask = pr.mask ? reinterpret_cast<const __half *>(b.d.mask.data()) : nullptr;
-    p.mask_nb1 = (int64_t) pr.n_kv * 2;
-    p.mask_nb3 = (int64_t) pr.n_tokens * pr.n_kv * 2;
-    p.n_seq_mask = pr.n_seq;
-    p.sinks = pr.sinks ? b.d.sinks.data() : nullptr;
     b.dst.assign((size_t) pr.n_seq * pr.n_tokens * pr.n_head * pr.D, std::numeric_limits<float>::quiet_NaN());
-    p.dst = b.dst.data();
-    p.D = pr.D;
-    p.n_tokens = pr.n_tokens;
-    p.n_head = pr.n_head;
-    p.n_head_kv = pr.n_head_kv;
-    p.n_kv = pr.n_kv;
-    p.n_seq_q = pr.n_seq;
-    p.n_seq_kv = pr.n_seq;
-    p.scale = 1.0f / std::sqrt((float) pr.D);
-    p.max_bias = pr.max_bias;
-    p.softcap = pr.softcap;
+    const llamafuse::attn_op op = problem_op(pr, b.q_llama.data(), (int64_t) pr.n_head * pr.D * 4, (int64_t) pr.D * 4,
+                                             (int64_t) pr.n_tokens * pr.n_head * pr.D * 4, b.d.k.data(), b.d.v.data(),
+                                             b.d.mask.data(), b.d.sinks.data(), b.dst.data());
+    lc::kernel_args p;
+    if (!lc::kernel_args_of(op, p)) {
+        fprintf(stderr, "emu_test: %s is outside the kernels' argument form\n", pr.describe().c_str());
+        exit(1);
+    }
     return p;
 }
 
 template <int D, int NQ, lc::kv_type T>
-void run_decode_nq(const lc::attn_params & p, const lc::decode_plan & pl, float * o, float2 * ml) {
+void run_decode_nq(const lc::kernel_args & p, const lc::decode_plan & pl, float * o, float2 * ml) {
     using C = lc::decode_cfg<D, NQ, T>;
     lf_emu::launch(dim3(pl.n_splits, p.n_head_kv * pl.row_groups, p.n_seq_q), dim3(C::THREADS), C::SMEM, [&] {
         lc::fattn_decode_kernel<D, NQ, T>(p, pl.G, pl.rows, pl.row_groups, pl.chunk, o, ml);
@@ -87,7 +68,7 @@ void run_decode_nq(const lc::attn_params & p, const lc::decode_plan & pl, float 
 }
 
 template <int D, lc::kv_type T>
-void run_decode_d(const lc::attn_params & p, const lc::decode_plan & pl, float * o, float2 * ml) {
+void run_decode_d(const lc::kernel_args & p, const lc::decode_plan & pl, float * o, float2 * ml) {
     switch (pl.nq) {
         case 1: run_decode_nq<D, 1, T>(p, pl, o, ml); break;
         case 2: run_decode_nq<D, 2, T>(p, pl, o, ml); break;
@@ -97,7 +78,7 @@ void run_decode_d(const lc::attn_params & p, const lc::decode_plan & pl, float *
 }
 
 // what fattn_decode launches, with a small multiprocessor count so there are several splits
-void run_decode(const lc::attn_params & p, int n_sm) {
+void run_decode(const lc::kernel_args & p, int n_sm) {
     const lc::decode_plan pl = lc::fattn_decode_make_plan(p, n_sm);
     std::vector<uint8_t> scratch(lc::fattn_decode_scratch_bytes(p, n_sm), 0xAA);
     float * o = reinterpret_cast<float *>(scratch.data());
@@ -115,7 +96,7 @@ void run_decode(const lc::attn_params & p, int n_sm) {
 }
 
 // what fattn_decode_mma launches
-void run_decode_mma(const lc::attn_params & p, int n_sm) {
+void run_decode_mma(const lc::kernel_args & p, int n_sm) {
     const lc::decode_plan pl = lc::fattn_decode_mma_make_plan(p, n_sm);
     std::vector<uint8_t> scratch(lc::fattn_decode_plan_scratch_bytes(pl, p.D), 0xAA);
     float * o = reinterpret_cast<float *>(scratch.data());
@@ -134,13 +115,13 @@ void run_decode_mma(const lc::attn_params & p, int n_sm) {
     });
 }
 
-template <int D, lc::kv_type T> void run_prefill_t(const lc::attn_params & p) {
+template <int D, lc::kv_type T> void run_prefill_t(const lc::kernel_args & p) {
     using C = lc::prefill_cfg<D, T>;
     lf_emu::launch(dim3((p.n_tokens + C::BQ - 1) / C::BQ, p.n_head, p.n_seq_q), dim3(C::THREADS), C::SMEM,
                    [&] { lc::fattn_prefill_kernel<D, T>(p); });
 }
 
-void run_prefill(const lc::attn_params & p) {
+void run_prefill(const lc::kernel_args & p) {
     if (p.type == lc::kv_type::f16) {
         if (p.D == 64) run_prefill_t<64, lc::kv_type::f16>(p);
         else           run_prefill_t<128, lc::kv_type::f16>(p);
@@ -150,13 +131,13 @@ void run_prefill(const lc::attn_params & p) {
     }
 }
 
-template <int D, int V, int WG> void run_wgmma_t(const lc::attn_params & p) {
+template <int D, int V, int WG> void run_wgmma_t(const lc::kernel_args & p) {
     using C = lc::wg_cfg<D, WG>;
     lf_emu::launch(dim3((p.n_tokens + C::BQ - 1) / C::BQ, p.n_head, p.n_seq_q), dim3(C::THREADS), C::SMEM,
                    [&] { lc::fattn_prefill_wgmma_kernel<D, V, WG>(p); });
 }
 
-template <int WG> void run_wgmma(const lc::attn_params & p, int variant) {
+template <int WG> void run_wgmma(const lc::kernel_args & p, int variant) {
     if (p.D == 64) variant == 0 ? run_wgmma_t<64, 0, WG>(p) : run_wgmma_t<64, 1, WG>(p);
     else           variant == 0 ? run_wgmma_t<128, 0, WG>(p) : run_wgmma_t<128, 1, WG>(p);
 }
@@ -188,7 +169,7 @@ void check_wgmma(const problem & pr, uint64_t seed, int wg, float q_scale = 1.0f
     double rel[2];
     bool pass[2];
     for (int v = 0; v < 2; ++v) {
-        const lc::attn_params p = make_params(pr, b);   // fresh NaN-poisoned dst
+        const lc::kernel_args p = make_params(pr, b);   // fresh NaN-poisoned dst
         wg == 1 ? run_wgmma<1>(p, v) : run_wgmma<2>(p, v);
         const compare_result c = compare(pr, b.dst, ref);
         rel[v] = c.n_nan ? INFINITY : c.rel_l2;
@@ -204,7 +185,7 @@ void check_decode_mma(const problem & pr, uint64_t seed, int n_sm = 3, float q_s
     host_buffers b;
     b.d = data(pr, seed, q_scale);
     const std::vector<double> ref = reference(pr, b.d);
-    const lc::attn_params p = make_params(pr, b);
+    const lc::kernel_args p = make_params(pr, b);
     run_decode_mma(p, n_sm);
     const compare_result c = compare(pr, b.dst, ref);
     const bool ok = c.pass(TOL_F16);
@@ -218,7 +199,7 @@ void check(const problem & pr, bool decode, uint64_t seed, int n_sm = 3, float q
     host_buffers b;
     b.d = data(pr, seed, q_scale);
     const std::vector<double> ref = reference(pr, b.d);
-    const lc::attn_params p = make_params(pr, b);
+    const lc::kernel_args p = make_params(pr, b);
     if (decode) {
         if (!lc::fattn_decode_supported(p)) {
             printf("  FAIL decode does not support %s\n", pr.describe().c_str());
@@ -269,7 +250,7 @@ void check_known_answer(kernel which, float cap, int n_tokens) {
     const double x = cap != 0.0f ? cap * std::tanh(6.0 / cap) : 6.0;
     const double want[2] = {1.0 / (1.0 + std::exp(-x)), 1.0 / (1.0 + std::exp(x))};
     const std::vector<double> ref = reference(pr, b.d);
-    const lc::attn_params p = make_params(pr, b);
+    const lc::kernel_args p = make_params(pr, b);
     if (which == kernel::decode) run_decode(p, 3);
     else if (which == kernel::prefill) run_prefill(p);
     else run_decode_mma(p, 3);

@@ -1,18 +1,20 @@
-// CPU-only check of the hook's translation (fattn_params_from_node): builds
-// GGML_OP_FLASH_ATTN_EXT nodes the way llama.cpp does (permuted q, K/V as views of a
-// cache with all kv heads of a token in one row), runs ggml's own CPU kernel on them, then
-// computes what our kernels compute *from the translated attn_params* (a strided float64
-// reference that follows exactly the index rules the kernels use) and compares. A wrong
-// stride, head mapping, mask broadcast, scale, soft-cap, ALiBi or sink rule shows as an
-// O(1) error. It also checks which nodes the hook accepts and declines.
+// CPU-only check of the hook's translation (the shared attn_op_from_node, then the CUDA
+// backend's supported() rules): builds GGML_OP_FLASH_ATTN_EXT nodes the way llama.cpp does
+// (permuted q, K/V as views of a cache with all kv heads of a token in one row), runs ggml's
+// own CPU kernel on them, then computes the float64 reference *from the translated attn_op*
+// (attn_reference, read through its strides) and compares. A wrong stride, head mapping, mask
+// broadcast, scale, soft-cap, ALiBi or sink rule shows as an O(1) error. It also checks which
+// nodes the hook accepts and declines. (attn_op -> the kernels' arguments is checked by the
+// emulator, bench/gpu/emu, which runs the kernels on kernel_args_of(op) against the same reference.)
 //
 // Build and run (needs the addon's CPU build of ggml, i.e. build/llama.cpp/ggml/src):
 //   make -C bench/gpu params-test && build/bench-gpu/params_test
 
 #include "fattn_cuda.cuh"
 #include "fattn_cuda_hook.h"
-#include "fattn_ggml.cuh"
 #include "reference.h"
+#include "../../../native/kernels/attn_ggml.h"
+#include "../../../native/kernels/attn_reference.h"
 
 #include "ggml-cpu.h"
 #include "ggml-cuda.h"
@@ -26,75 +28,8 @@
 #include <vector>
 
 namespace lc = llamafuse::cuda;
-using fattn_bench::half_to_float;
 
 namespace {
-
-// ---- what the kernels compute, read through attn_params' strides -----------------------------
-
-double kv_value(const lc::attn_params & p, const void * base, int64_t nb1, int64_t nb2, int64_t nb3,
-                int key, int head, int seq, int d) {
-    const uint8_t * row = static_cast<const uint8_t *>(base) + key * nb1 + head * nb2 + seq * nb3;
-    if (p.type == lc::kv_type::f16) {
-        uint16_t h;
-        memcpy(&h, row + 2 * d, 2);
-        return half_to_float(h);
-    }
-    const uint8_t * blk = row + (d / 32) * 34;
-    uint16_t dh;
-    memcpy(&dh, blk, 2);
-    return (double) half_to_float(dh) * (int8_t) blk[2 + d % 32];
-}
-
-std::vector<double> reference_params(const lc::attn_params & p) {
-    const int G = p.n_head / p.n_head_kv;
-    std::vector<double> out((size_t) p.n_seq_q * p.n_tokens * p.n_head * p.D, 0.0);
-    const int n_head_log2 = 1 << (int) std::floor(std::log2((double) p.n_head));
-    const double m0 = std::pow(2.0, -(double) p.max_bias / n_head_log2);
-    const double m1 = std::pow(2.0, -((double) p.max_bias / 2.0) / n_head_log2);
-    std::vector<double> s(p.n_kv);
-    for (int seq = 0; seq < p.n_seq_q; ++seq) {
-        const int seq_kv = seq / (p.n_seq_q / p.n_seq_kv);
-        for (int t = 0; t < p.n_tokens; ++t) {
-            for (int h = 0; h < p.n_head; ++h) {
-                const int kvh = h / G;
-                const double slope = p.max_bias > 0.0f
-                    ? (h < n_head_log2 ? std::pow(m0, h + 1) : std::pow(m1, 2 * (h - n_head_log2) + 1)) : 1.0;
-                const float * q = reinterpret_cast<const float *>(
-                    reinterpret_cast<const uint8_t *>(p.q) + t * p.q_nb1 + h * p.q_nb2 + seq * p.q_nb3);
-                double M = -INFINITY;
-                for (int j = 0; j < p.n_kv; ++j) {
-                    double mv = 0.0;
-                    if (p.mask) {
-                        uint16_t mh;
-                        memcpy(&mh, reinterpret_cast<const uint8_t *>(p.mask) + t * p.mask_nb1 +
-                                        (seq % p.n_seq_mask) * p.mask_nb3 + 2 * j, 2);
-                        mv = half_to_float(mh);
-                    }
-                    if (std::isinf(mv)) { s[j] = -INFINITY; continue; }
-                    double dot = 0.0;
-                    for (int d = 0; d < p.D; ++d) dot += q[d] * kv_value(p, p.k, p.k_nb1, p.k_nb2, p.k_nb3, j, kvh, seq_kv, d);
-                    double x = dot * p.scale;
-                    if (p.softcap != 0.0f) x = p.softcap * std::tanh(x / p.softcap);
-                    s[j] = x + slope * mv;
-                    M = std::max(M, s[j]);
-                }
-                const double sink = p.sinks ? (double) p.sinks[h] : -INFINITY;
-                M = std::max(M, sink);
-                double S = p.sinks ? std::exp(sink - M) : 0.0;
-                double * o = &out[(((size_t) seq * p.n_tokens + t) * p.n_head + h) * p.D];
-                for (int j = 0; j < p.n_kv; ++j) {
-                    if (std::isinf(s[j])) continue;
-                    const double w = std::exp(s[j] - M);
-                    S += w;
-                    for (int d = 0; d < p.D; ++d) o[d] += w * kv_value(p, p.v, p.v_nb1, p.v_nb2, p.v_nb3, j, kvh, seq_kv, d);
-                }
-                for (int d = 0; d < p.D; ++d) o[d] = S > 0.0 ? o[d] / S : 0.0;
-            }
-        }
-    }
-    return out;
-}
 
 // ---- ggml nodes as llama.cpp builds them -------------------------------------------------------
 
@@ -173,15 +108,17 @@ void run_case(const node_case & c, uint64_t seed) {
     fattn_bench::rng g(seed);
     ggml_tensor * out = build_node(ctx, c, g);
 
-    lc::attn_params p;
-    const bool accepted = lc::fattn_params_from_node(out, p);
+    llamafuse::attn_op op;
+    const bool accepted = llamafuse::attn_op_from_node(out, op) && lc::fattn_supported(op);
+    lc::kernel_args p;
+    if (accepted) lc::kernel_args_of(op, p);
     bool ok = accepted == c.expect_accept;
     double rel = 0.0;
     if (accepted) {
         ggml_cgraph * gf = ggml_new_graph(ctx);
         ggml_build_forward_expand(gf, out);
         ggml_graph_compute_with_ctx(ctx, gf, 2);
-        const std::vector<double> ref = reference_params(p);
+        const std::vector<double> ref = llamafuse::attn_reference(op);
         const float * o = (const float *) out->data;
         double num = 0.0, den = 0.0;
         bool finite = true;
@@ -256,7 +193,7 @@ void ggml_backend_cuda_set_fattn_hook(const ggml_cuda_fattn_hook * hook) {
 }
 
 int main() {
-    printf("hook translation: ggml FLASH_ATTN_EXT nodes -> attn_params, against ggml's CPU kernel\n");
+    printf("hook translation: ggml FLASH_ATTN_EXT nodes -> attn_op, against ggml's CPU kernel\n");
     std::vector<node_case> cases;
     auto add = [&](node_case c) { cases.push_back(c); };
     { node_case c; c.name = "decode f16 D128 G4"; add(c); }

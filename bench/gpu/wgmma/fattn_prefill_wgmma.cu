@@ -4,12 +4,12 @@
 
 namespace llamafuse::cuda {
 
-bool fattn_prefill_wgmma_supported(const attn_params & p) {
+bool fattn_prefill_wgmma_supported(const kernel_args & p) {
     return p.type == kv_type::f16 && fattn_prefill_supported(p);
 }
 
 template <int D, int VARIANT, int WG>
-static void launch_wgmma(const attn_params & p, cudaStream_t stream) {
+static void launch_wgmma(const kernel_args & p, cudaStream_t stream) {
     using C = wg_cfg<D, WG>;
     auto kernel = fattn_prefill_wgmma_kernel<D, VARIANT, WG>;
     raise_smem_limit_once<C>(kernel, C::SMEM);
@@ -17,12 +17,12 @@ static void launch_wgmma(const attn_params & p, cudaStream_t stream) {
     kernel<<<grid, C::THREADS, C::SMEM, stream>>>(p);
 }
 
-template <int D, int WG> static void launch_wgmma_v(const attn_params & p, int variant, cudaStream_t stream) {
+template <int D, int WG> static void launch_wgmma_v(const kernel_args & p, int variant, cudaStream_t stream) {
     if (variant == 0) launch_wgmma<D, 0, WG>(p, stream);
     else              launch_wgmma<D, 1, WG>(p, stream);
 }
 
-void fattn_prefill_wgmma(const attn_params & p, int variant, cudaStream_t stream, int warpgroups) {
+void fattn_prefill_wgmma(const kernel_args & p, int variant, cudaStream_t stream, int warpgroups) {
     LF_CUDA_ASSERT(fattn_prefill_wgmma_supported(p));
     LF_CUDA_ASSERT(p.dst != nullptr && (variant == 0 || variant == 1) && (warpgroups == 1 || warpgroups == 2));
     if (p.D == 64) {

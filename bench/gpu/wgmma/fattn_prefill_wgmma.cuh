@@ -14,11 +14,11 @@
 
 namespace llamafuse::cuda {
 
-bool fattn_prefill_wgmma_supported(const attn_params & p);
+bool fattn_prefill_wgmma_supported(const kernel_args & p);
 
 // Launches on `stream` only. Needs a device of compute capability 9.0 and a build for
 // sm_90a; anything else traps in the kernel. warpgroups: 1 (64 query rows per block, two
 // blocks per multiprocessor) or 2 (128 rows sharing each K/V tile, one block).
-void fattn_prefill_wgmma(const attn_params & p, int variant, cudaStream_t stream, int warpgroups = 1);
+void fattn_prefill_wgmma(const kernel_args & p, int variant, cudaStream_t stream, int warpgroups = 1);
 
 } // namespace llamafuse::cuda

@@ -25,7 +25,7 @@ template <int D, int WG> struct wg_cfg {
 
 // grid: x = block of 64 query tokens, y = q head, z = q sequence
 template <int D, int VARIANT, int WG>
-__global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1) fattn_prefill_wgmma_kernel(const attn_params p) {
+__global__ void __launch_bounds__(128 * WG, WG == 1 ? 2 : 1) fattn_prefill_wgmma_kernel(const kernel_args p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(LF_CUDA_EMU)
     using C = wg_cfg<D, WG>;
     LF_DYNAMIC_SMEM(smem);

@@ -353,12 +353,12 @@ fattn_ops make_ops() {
     fattn_ops ops = {};
     ops.mask    = mask_avx2;
     ops.softmax = softmax_avx2;
-    ops = fill<kv_f16, 1, 2, 3, 4, 5, 6, 7, 8>(ops, (int) kv_type::f16);
-    ops = fill<kv_q8_0, 1, 2, 3, 4, 5, 6, 7, 8>(ops, (int) kv_type::q8_0);
-    ops.kconv[(int) kv_type::f16]  = kconv_avx2<kv_f16>;
-    ops.kconv[(int) kv_type::q8_0] = kconv_avx2<kv_q8_0>;
-    ops.vconv[(int) kv_type::f16]  = vconv_avx2<kv_f16>;
-    ops.vconv[(int) kv_type::q8_0] = vconv_avx2<kv_q8_0>;
+    ops = fill<kv_f16, 1, 2, 3, 4, 5, 6, 7, 8>(ops, (int) attn_kv_type::f16);
+    ops = fill<kv_q8_0, 1, 2, 3, 4, 5, 6, 7, 8>(ops, (int) attn_kv_type::q8_0);
+    ops.kconv[(int) attn_kv_type::f16]  = kconv_avx2<kv_f16>;
+    ops.kconv[(int) attn_kv_type::q8_0] = kconv_avx2<kv_q8_0>;
+    ops.vconv[(int) attn_kv_type::f16]  = vconv_avx2<kv_f16>;
+    ops.vconv[(int) attn_kv_type::q8_0] = vconv_avx2<kv_q8_0>;
     ops.qk = qk_avx2;
     ops.pv = pv_avx2;
     return ops;

@@ -49,7 +49,7 @@ struct plan {
     int64_t n_chunks, chunk_len;
 };
 
-plan make_plan(const fattn_params & p, int nth) {
+plan make_plan(const attn_op & p, int nth) {
     plan pl;
     pl.G        = p.n_head / p.n_head_kv;
     pl.tiled    = p.n_tokens > 1 && p.n_tokens * std::min<int64_t>(pl.G, RTILE) >= 16;
@@ -87,7 +87,7 @@ struct scratch_layout {
     size_t qs, o, ml, s, mv, kt, vf, total;
 };
 
-scratch_layout scratch_for(const fattn_params & p, const plan & pl) {
+scratch_layout scratch_for(const attn_op & p, const plan & pl) {
     const size_t slots = pl.band * pl.rows;
     scratch_layout sl;
     sl.qs = 0;
@@ -101,9 +101,9 @@ scratch_layout scratch_for(const fattn_params & p, const plan & pl) {
     return sl;
 }
 
-size_t partial_floats(const fattn_params & p) { return (size_t) p.DV + 2; }
+size_t partial_floats(const attn_op & p) { return (size_t) p.DV + 2; }
 
-size_t work_size_exact(const fattn_params & p, int nth) {
+size_t work_size_exact(const attn_op & p, int nth) {
     const plan pl = make_plan(p, nth);
     size_t n = ALIGN /* header: work counter */ + (size_t) nth * scratch_for(p, pl).total;
     if (pl.n_chunks > 1) n += sizeof(float) * pl.n_groups * pl.rows * pl.n_chunks * partial_floats(p);
@@ -115,7 +115,7 @@ struct group {
     int R() const { return (int) (gn * tn); }
 };
 
-group group_at(const fattn_params & p, const plan & pl, int64_t gi) {
+group group_at(const attn_op & p, const plan & pl, int64_t gi) {
     group g;
     const int64_t gs = gi % pl.n_gsub;  gi /= pl.n_gsub;
     g.hk = gi % p.n_head_kv;            gi /= p.n_head_kv;
@@ -133,12 +133,12 @@ group group_at(const fattn_params & p, const plan & pl, int64_t gi) {
 inline int64_t row_token(const group & g, int r) { return g.t0 + r / g.gn; }
 inline int64_t row_head(const plan & pl, const group & g, int r) { return g.hk * pl.G + g.g0 + r % g.gn; }
 
-float * dst_row(const fattn_params & p, int64_t h, int64_t t, int64_t s) {
+float * dst_row(const attn_op & p, int64_t h, int64_t t, int64_t s) {
     return (float *) (p.dst + h * p.d_nb1 + t * p.d_nb2 + s * p.d_nb3);
 }
 
 // Sink logit, normalisation, write. A row that saw no key (l == 0) is exactly 0.
-void finish_row(const fattn_params & p, int64_t h, float m, float l, const float * o, float * out) {
+void finish_row(const attn_op & p, int64_t h, float m, float l, const float * o, float * out) {
     if (l == 0.0f) {
         std::memset(out, 0, sizeof(float) * p.DV);
         return;
@@ -166,7 +166,7 @@ inline void prefetch_block(const char * rows, size_t nb1, int n, int row_bytes) 
 // One unit: the groups gi0 .. gi0+band-1 against keys [c0, c1), block by block (all groups of
 // the band read one block before the next). Writes the rows' output, or their (m, l, o)
 // partials when partials != null (layout [group][r][chunk][m, l, o[DV]]).
-void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, int64_t gi0,
+void run_unit(const attn_op & p, const plan & pl, const fattn_ops & ops, int64_t gi0,
               int64_t c0, int64_t c1, int64_t chunk, char * scratch, float * partials) {
     const scratch_layout sl = scratch_for(p, pl);
     float * qs = (float *) (scratch + sl.qs);
@@ -198,8 +198,8 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
     std::memset(o, 0, sizeof(float) * nb * rows * p.DV);
 
     const int t = (int) p.type;
-    const int k_row_bytes = (int) (p.type == kv_type::f16 ? 2 * p.DK : p.DK / QK8_0 * sizeof(block_q8_0));
-    const int v_row_bytes = (int) (p.type == kv_type::f16 ? 2 * p.DV : p.DV / QK8_0 * sizeof(block_q8_0));
+    const int k_row_bytes = (int) (p.type == attn_kv_type::f16 ? 2 * p.DK : p.DK / QK8_0 * sizeof(block_q8_0));
+    const int v_row_bytes = (int) (p.type == attn_kv_type::f16 ? 2 * p.DV : p.DV / QK8_0 * sizeof(block_q8_0));
     const bool heads_adjacent = !pl.tiled && p.k_nb2 == (size_t) k_row_bytes && p.v_nb2 == (size_t) v_row_bytes &&
                                 p.k_nb1 == p.n_head_kv * p.k_nb2 && p.v_nb1 == p.n_head_kv * p.v_nb2;
     float m[ROWS_MAX], l[ROWS_MAX];
@@ -278,7 +278,7 @@ void run_unit(const fattn_params & p, const plan & pl, const fattn_ops & ops, in
 }
 
 // Combine the key-chunk partials of one row (log-sum-exp merge) and write it.
-void merge_row(const fattn_params & p, const plan & pl, const group & g, int r, const float * part, float * tmp) {
+void merge_row(const attn_op & p, const plan & pl, const group & g, int r, const float * part, float * tmp) {
     const size_t pf = partial_floats(p);
     float M = -INFINITY;
     for (int64_t c = 0; c < pl.n_chunks; c++) {
@@ -300,9 +300,9 @@ void merge_row(const fattn_params & p, const plan & pl, const group & g, int r, 
 
 } // namespace
 
-bool fattn_supported(const fattn_params & p) {
+bool fattn_supported(const attn_op & p) {
     if (p.DK <= 0 || p.DV <= 0 || p.DK % 8 != 0 || p.DV % 8 != 0 || p.DK > 1024 || p.DV > 1024) return false;
-    if (p.type == kv_type::q8_0 && (p.DK % QK8_0 != 0 || p.DV % QK8_0 != 0)) return false;
+    if (p.type == attn_kv_type::q8_0 && (p.DK % QK8_0 != 0 || p.DV % QK8_0 != 0)) return false;
     if (p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return false;
     if (p.n_stream_kv <= 0 || p.n_stream % p.n_stream_kv != 0) return false;
     if (p.n_tokens <= 0 || p.n_kv <= 0) return false;
@@ -310,13 +310,13 @@ bool fattn_supported(const fattn_params & p) {
     return true;
 }
 
-size_t fattn_work_size(const fattn_params & p, int nth) {
+size_t fattn_work_size(const attn_op & p, int nth) {
     size_t n = 0;
     for (int i = 1; i <= nth; i++) n = std::max(n, work_size_exact(p, i));
     return n;
 }
 
-void fattn_compute(const fattn_params & p, int ith, int nth, void * wdata, size_t wsize,
+void fattn_compute(const attn_op & p, int ith, int nth, void * wdata, size_t wsize,
                    barrier_fn barrier, void * barrier_ctx) {
     const plan pl = make_plan(p, nth);
     const fattn_ops & ops = *select_ops();

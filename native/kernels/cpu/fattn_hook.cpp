@@ -1,8 +1,10 @@
-// ggml node -> fattn_params, the fused-threadpool registry, and the two hook entry points.
+// ggml node -> attn_op (the shared translator) -> the CPU kernels when they take it, the
+// fused-threadpool registry, and the two hook entry points.
 // The accept/decline decision is a pure function of (node, threadpool, nth): plan time and
 // every thread of a computation reach the same answer, so no barrier can be left waiting.
 #include "fattn_hook.h"
 #include "fattn_cpu.h"
+#include "../attn_ggml.h"
 
 #include "ggml.h"
 #include "ggml-cpu.h"
@@ -39,49 +41,10 @@ bool is_fused(const ggml_threadpool * tp) {
     return false;
 }
 
-// Everything the kernels need, checked so that no input we accept can trip ggml or read
-// out of bounds. False means decline.
-bool node_params(const ggml_tensor * dst, cpu::fattn_params & p) {
-    const ggml_tensor * q = dst->src[0], * k = dst->src[1], * v = dst->src[2];
-    const ggml_tensor * mask = dst->src[3], * sinks = dst->src[4];
-    if (!q || !k || !v || dst->type != GGML_TYPE_F32 || q->type != GGML_TYPE_F32) return false;
-    if (k->type != v->type) return false;
-    if (k->type == GGML_TYPE_F16) p.type = cpu::kv_type::f16;
-    else if (k->type == GGML_TYPE_Q8_0) p.type = cpu::kv_type::q8_0;
-    else return false;
-    const int32_t prec = dst->op_params[3];
-    if (prec != GGML_PREC_DEFAULT && prec != GGML_PREC_F32) return false;
-
-    if (q->nb[0] != sizeof(float) || k->nb[0] != ggml_type_size(k->type) || v->nb[0] != ggml_type_size(v->type)) return false;
-    if (dst->nb[0] != sizeof(float)) return false;
-    p.DK = q->ne[0];  p.n_tokens = q->ne[1];  p.n_head = q->ne[2];  p.n_stream = q->ne[3];
-    p.DV = v->ne[0];  p.n_kv = k->ne[1];  p.n_head_kv = k->ne[2];  p.n_stream_kv = k->ne[3];
-    if (k->ne[0] != p.DK || v->ne[1] != p.n_kv || v->ne[2] != p.n_head_kv || v->ne[3] != p.n_stream_kv) return false;
-    if (dst->ne[0] != p.DV || dst->ne[1] != p.n_head || dst->ne[2] != p.n_tokens || dst->ne[3] != p.n_stream) return false;
-
-    p.q = (const char *) q->data;  p.q_nb1 = q->nb[1];  p.q_nb2 = q->nb[2];  p.q_nb3 = q->nb[3];
-    p.k = (const char *) k->data;  p.k_nb1 = k->nb[1];  p.k_nb2 = k->nb[2];  p.k_nb3 = k->nb[3];
-    p.v = (const char *) v->data;  p.v_nb1 = v->nb[1];  p.v_nb2 = v->nb[2];  p.v_nb3 = v->nb[3];
-    p.dst = (char *) dst->data;    p.d_nb1 = dst->nb[1]; p.d_nb2 = dst->nb[2]; p.d_nb3 = dst->nb[3];
-
-    p.mask = nullptr;  p.m_nb1 = p.m_nb2 = p.m_nb3 = 0;  p.m_ne2 = p.m_ne3 = 1;
-    if (mask) {
-        if (mask->type != GGML_TYPE_F16 || mask->nb[0] != sizeof(ggml_fp16_t)) return false;
-        if (mask->ne[0] < p.n_kv || mask->ne[1] < p.n_tokens) return false;
-        p.mask = (const char *) mask->data;
-        p.m_nb1 = mask->nb[1];  p.m_nb2 = mask->nb[2];  p.m_nb3 = mask->nb[3];
-        p.m_ne2 = mask->ne[2];  p.m_ne3 = mask->ne[3];
-    }
-    p.sinks = nullptr;
-    if (sinks) {
-        if (sinks->type != GGML_TYPE_F32 || sinks->nb[0] != sizeof(float) || sinks->ne[0] < p.n_head) return false;
-        p.sinks = (const float *) sinks->data;
-    }
-    // op_params: [0] scale, [1] max_bias, [2] logit softcap (f32 bits), [3] precision
-    std::memcpy(&p.scale,    &dst->op_params[0], sizeof(float));
-    std::memcpy(&p.max_bias, &dst->op_params[1], sizeof(float));
-    std::memcpy(&p.softcap,  &dst->op_params[2], sizeof(float));
-    return cpu::fattn_supported(p);
+// The node as attn_op (../attn_ggml.cpp checks it is one: nothing we accept can trip ggml
+// or read out of bounds), and one the CPU kernels take. False means decline.
+bool node_params(const ggml_tensor * dst, attn_op & p) {
+    return attn_op_from_node(dst, p) && cpu::fattn_supported(p);
 }
 
 struct barrier_ctx {
@@ -97,7 +60,7 @@ void barrier_trampoline(void * ctx) {
 bool hook_compute(ggml_tensor * dst, int ith, int nth, void * wdata, size_t wsize,
                   ggml_threadpool * tp, void (*barrier)(ggml_threadpool *)) {
     if (!is_fused(tp)) return false;
-    cpu::fattn_params p;
+    attn_op p;
     if (!node_params(dst, p) || wdata == nullptr || wsize < cpu::fattn_work_size(p, nth)) {
         if (ith == 0) g_n_declined.fetch_add(1, std::memory_order_relaxed);
         return false;
@@ -109,7 +72,7 @@ bool hook_compute(ggml_tensor * dst, int ith, int nth, void * wdata, size_t wsiz
 }
 
 size_t hook_work_size(const ggml_tensor * node, int n_threads, ggml_threadpool * tp) {
-    cpu::fattn_params p;
+    attn_op p;
     if (!is_fused(tp) || !node_params(node, p)) return 0;
     return cpu::fattn_work_size(p, n_threads);
 }

@@ -159,12 +159,12 @@ fattn_ops make_ops() {
     fattn_ops ops = {};
     ops.mask    = mask_portable;
     ops.softmax = softmax_portable;
-    ops = fill<kv_f16, 1, 2, 3, 4, 5, 6, 7, 8>(ops, (int) kv_type::f16);
-    ops = fill<kv_q8_0, 1, 2, 3, 4, 5, 6, 7, 8>(ops, (int) kv_type::q8_0);
-    ops.kconv[(int) kv_type::f16]  = kconv_portable<kv_f16>;
-    ops.kconv[(int) kv_type::q8_0] = kconv_portable<kv_q8_0>;
-    ops.vconv[(int) kv_type::f16]  = vconv_portable<kv_f16>;
-    ops.vconv[(int) kv_type::q8_0] = vconv_portable<kv_q8_0>;
+    ops = fill<kv_f16, 1, 2, 3, 4, 5, 6, 7, 8>(ops, (int) attn_kv_type::f16);
+    ops = fill<kv_q8_0, 1, 2, 3, 4, 5, 6, 7, 8>(ops, (int) attn_kv_type::q8_0);
+    ops.kconv[(int) attn_kv_type::f16]  = kconv_portable<kv_f16>;
+    ops.kconv[(int) attn_kv_type::q8_0] = kconv_portable<kv_q8_0>;
+    ops.vconv[(int) attn_kv_type::f16]  = vconv_portable<kv_f16>;
+    ops.vconv[(int) attn_kv_type::q8_0] = vconv_portable<kv_q8_0>;
     ops.qk = qk_portable;
     ops.pv = pv_portable;
     return ops;

@@ -3,7 +3,7 @@
 
 namespace llamafuse::cuda {
 
-void fattn_combine(const attn_params & p, const float * part_o, const float2 * part_ml,
+void fattn_combine(const kernel_args & p, const float * part_o, const float2 * part_ml,
                    int n_splits, int G, int rows, cudaStream_t stream) {
     LF_CUDA_ASSERT(p.D > 0 && p.D <= 1024 && n_splits >= 1 && rows >= 1);
     LF_CUDA_ASSERT(p.dst != nullptr && part_o != nullptr && part_ml != nullptr);

@@ -10,7 +10,7 @@ namespace llamafuse::cuda {
 // part_o:  [n_splits][rows_total][D] f32, unnormalised, relative to part_ml.x
 // part_ml: [n_splits][rows_total] (max in log2 units, sum)
 // Row id = (seq * n_head_kv + kv_head) * rows + r, with r = token * G + g.
-void fattn_combine(const attn_params & p, const float * part_o, const float2 * part_ml,
+void fattn_combine(const kernel_args & p, const float * part_o, const float2 * part_ml,
                    int n_splits, int G, int rows, cudaStream_t stream);
 
 } // namespace llamafuse::cuda

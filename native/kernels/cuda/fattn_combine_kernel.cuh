@@ -10,7 +10,7 @@ namespace llamafuse::cuda {
 // still be writing them when this one starts, and restrict would let the compiler hoist
 // their (non-coherent) loads above griddep_wait() (the same reason ggml-cuda drops
 // __restrict__ under PDL).
-__global__ void fattn_combine_kernel(const attn_params p, const float * part_o,
+__global__ void fattn_combine_kernel(const kernel_args p, const float * part_o,
                                      const float2 * part_ml, int n_splits, int G, int rows) {
     const int row_id = blockIdx.x;
     const int rows_total = gridDim.x;

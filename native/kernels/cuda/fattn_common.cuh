@@ -1,17 +1,20 @@
 #pragma once
-// Shared by the CUDA attention kernels: the operand description every launcher takes
-// (plain pointers and byte strides, no ggml types, so the standalone harness in
-// bench/gpu/ can drive the kernels without llama.cpp) and small device helpers.
+// Shared by the CUDA attention kernels: their argument block, made from the one op
+// description (attn_op, ../attn_op.h) by kernel_args_of, and small device helpers. No ggml
+// types, so the standalone harness in bench/gpu/ can drive the kernels without llama.cpp.
 //
-// Operands follow GGML_OP_FLASH_ATTN_EXT (see ../shared/KERNELS.md):
+// Operands follow GGML_OP_FLASH_ATTN_EXT (see ../shared/KERNELS.md), in the subset these
+// kernels take:
 //   q    f32  [D, n_tokens, n_head,    n_seq_q ]   rows contiguous, any strides above
 //   k    kv   [D, n_kv,     n_head_kv, n_seq_kv]   f16 or q8_0, rows contiguous
-//   v    kv   [D, n_kv,     n_head_kv, n_seq_kv]   same type as k
+//   v    kv   [D, n_kv,     n_head_kv, n_seq_kv]   same type and head size as k
 //   mask f16  [n_kv, >= n_tokens, 1, n_seq_mask]   0 / -inf (scaled by the ALiBi slope), or null
 //   sinks f32 [n_head] or null                     one extra logit per head, in the denominator only
 //   dst  f32  [D, n_head, n_tokens, n_seq_q]       contiguous
 // q head h reads kv head h / G with G = n_head / n_head_kv; q sequence i reads kv
 // sequence i / (n_seq_q / n_seq_kv) and mask sequence i % n_seq_mask.
+
+#include "../attn_op.h"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -32,14 +35,17 @@
 
 namespace llamafuse::cuda {
 
-enum class kv_type : int { f16 = 0, q8_0 = 1 };
+using kv_type = ::llamafuse::attn_kv_type;
 
 // Bytes of one row of D values in the cache. q8_0: blocks of 32 int8 with one f16 scale (34 bytes).
 __host__ __device__ constexpr int kv_row_bytes(kv_type t, int D) {
     return t == kv_type::f16 ? D * 2 : D / 32 * 34;
 }
 
-struct attn_params {
+// The kernels' argument block, passed by value to every kernel: an attn_op the kernels take,
+// with 32-bit sizes and typed pointers (the index arithmetic the kernels were tuned with).
+// Made only by kernel_args_of (below); not a second description of the op.
+struct kernel_args {
     const float * q = nullptr;
     int64_t q_nb1 = 0, q_nb2 = 0, q_nb3 = 0;          // bytes: token, head, sequence
 
@@ -73,7 +79,7 @@ struct attn_params {
 // What every kernel of ours needs of a node, whatever its phase: head size 64 or 128, f16 or
 // q8_0 K/V, whole GQA groups and stream broadcasts, and the alignment of the vector loads
 // (q as float4, K/V rows in 16-byte (f16) or 4-byte (q8_0) units, the f16 mask in halves).
-inline bool fattn_layout_supported(const attn_params & p) {
+inline bool fattn_layout_supported(const kernel_args & p) {
     if (p.D != 64 && p.D != 128) return false;
     if (p.type != kv_type::f16 && p.type != kv_type::q8_0) return false;
     if (p.n_head <= 0 || p.n_head_kv <= 0 || p.n_head % p.n_head_kv != 0) return false;
@@ -87,6 +93,43 @@ inline bool fattn_layout_supported(const attn_params & p) {
     }
     if (reinterpret_cast<uintptr_t>(p.k) % ka || reinterpret_cast<uintptr_t>(p.v) % ka) return false;
     if (p.mask && (p.mask_nb1 % 2 || p.mask_nb3 % 2 || p.n_seq_mask <= 0)) return false;
+    return true;
+}
+
+// attn_op -> kernel_args, false where the op is outside the form these kernels take: K and V
+// of one head size, a mask broadcast over heads (ggml's usual [n_kv, n_tokens, 1, n_seq]) and
+// over q's sequences, a contiguous dst, and sizes within 32 bits. The CUDA backend's
+// supported() rules are this, fattn_layout_supported and a kernel path (cuda::fattn_supported).
+inline bool kernel_args_of(const attn_op & op, kernel_args & a) {
+    constexpr int64_t lim = INT32_MAX;
+    if (op.DK != op.DV || op.DK > lim) return false;
+    if (op.n_tokens > lim || op.n_head > lim || op.n_head_kv > lim || op.n_kv > lim) return false;
+    if (op.n_stream > lim || op.n_stream_kv > lim || op.m_ne3 > lim) return false;
+    if (op.mask && (op.m_ne2 != 1 || op.m_ne3 <= 0 || op.n_stream % op.m_ne3 != 0)) return false;
+    const size_t row = (size_t) op.DV * sizeof(float);
+    if (op.d_nb1 != row || op.d_nb2 != row * op.n_head || op.d_nb3 != op.d_nb2 * op.n_tokens) return false;
+    a = kernel_args();
+    a.q = reinterpret_cast<const float *>(op.q);
+    a.q_nb1 = (int64_t) op.q_nb1;  a.q_nb2 = (int64_t) op.q_nb2;  a.q_nb3 = (int64_t) op.q_nb3;
+    a.k = op.k;  a.k_nb1 = (int64_t) op.k_nb1;  a.k_nb2 = (int64_t) op.k_nb2;  a.k_nb3 = (int64_t) op.k_nb3;
+    a.v = op.v;  a.v_nb1 = (int64_t) op.v_nb1;  a.v_nb2 = (int64_t) op.v_nb2;  a.v_nb3 = (int64_t) op.v_nb3;
+    a.type = op.type;
+    a.mask = reinterpret_cast<const __half *>(op.mask);
+    a.mask_nb1 = op.mask ? (int64_t) op.m_nb1 : 0;
+    a.mask_nb3 = op.mask ? (int64_t) op.m_nb3 : 0;
+    a.n_seq_mask = op.mask ? (int) op.m_ne3 : 1;
+    a.sinks = op.sinks;
+    a.dst = reinterpret_cast<float *>(op.dst);
+    a.D = (int) op.DK;
+    a.n_tokens = (int) op.n_tokens;
+    a.n_head = (int) op.n_head;
+    a.n_head_kv = (int) op.n_head_kv;
+    a.n_kv = (int) op.n_kv;
+    a.n_seq_q = (int) op.n_stream;
+    a.n_seq_kv = (int) op.n_stream_kv;
+    a.scale = op.scale;
+    a.max_bias = op.max_bias;
+    a.softcap = op.softcap;
     return true;
 }
 

@@ -5,7 +5,7 @@
 
 namespace llamafuse::cuda {
 
-fattn_path fattn_choose(const attn_params & p) {
+fattn_path fattn_choose(const kernel_args & p) {
     // Decode reads each K/V byte once per kv head for all its rows; once the rows outgrow a
     // few 8-row blocks the tensor-core kernel does the same work at matrix speed.
     if (p.n_tokens <= 4 && fattn_decode_supported(p)) {
@@ -20,7 +20,12 @@ fattn_path fattn_choose(const attn_params & p) {
     return fattn_path::none;
 }
 
-size_t fattn_scratch_bytes(const attn_params & p, int n_sm) {
+bool fattn_supported(const attn_op & op) {
+    kernel_args a;
+    return kernel_args_of(op, a) && fattn_choose(a) != fattn_path::none;
+}
+
+size_t fattn_scratch_bytes(const kernel_args & p, int n_sm) {
     switch (fattn_choose(p)) {
         case fattn_path::decode: return fattn_decode_scratch_bytes(p, n_sm);
         case fattn_path::decode_mma: return fattn_decode_plan_scratch_bytes(fattn_decode_mma_make_plan(p, n_sm), p.D);
@@ -28,7 +33,7 @@ size_t fattn_scratch_bytes(const attn_params & p, int n_sm) {
     }
 }
 
-void fattn_run(const attn_params & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream) {
+void fattn_run(const kernel_args & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream) {
     switch (fattn_choose(p)) {
         case fattn_path::decode:
             fattn_decode(p, scratch, scratch_bytes, n_sm, stream);

@@ -3,7 +3,7 @@
 
 #include "fattn_cuda_hook.h"
 #include "fattn_cuda.cuh"
-#include "fattn_ggml.cuh"
+#include "../attn_ggml.h"
 
 #include "ggml.h"
 #include "ggml-cuda.h"
@@ -29,7 +29,7 @@ std::atomic<unsigned long long> g_runs{0};
 // (read at install) takes every shape our kernels support, for tests and benchmarks.
 constexpr int k_decode_min_kv = 8192;
 
-bool ours_is_faster(const cuda::attn_params & p) {
+bool ours_is_faster(const cuda::kernel_args & p) {
     if (g_take_all.load(std::memory_order_relaxed)) return true;
     switch (cuda::fattn_choose(p)) {
         case cuda::fattn_path::decode:
@@ -38,25 +38,32 @@ bool ours_is_faster(const cuda::attn_params & p) {
     }
 }
 
+// The node as our kernels' arguments: the shared translator's attn_op, in the form these
+// kernels take, with a kernel path for its shape (cuda::fattn_supported, inlined).
+bool node_args(const ggml_tensor * dst, cuda::kernel_args & a) {
+    attn_op op;
+    return attn_op_from_node(dst, op) && cuda::kernel_args_of(op, a) && cuda::fattn_choose(a) != cuda::fattn_path::none;
+}
+
 bool hook_accepts(const ggml_tensor * dst, int cc, int n_sm) {
     (void) n_sm;
     if (!g_enabled.load(std::memory_order_relaxed)) return false;
     if (cc < 800) return false;   // cp.async, ldmatrix, mma.sync m16n8k16
-    cuda::attn_params p;
-    return cuda::fattn_params_from_node(dst, p) && ours_is_faster(p);
+    cuda::kernel_args p;
+    return node_args(dst, p) && ours_is_faster(p);
 }
 
 size_t hook_scratch_size(const ggml_tensor * dst, int cc, int n_sm) {
     (void) cc;
-    cuda::attn_params p;
-    if (!cuda::fattn_params_from_node(dst, p)) return 0;
+    cuda::kernel_args p;
+    if (!node_args(dst, p)) return 0;
     return cuda::fattn_scratch_bytes(p, n_sm);
 }
 
 void hook_run(const ggml_tensor * dst, int cc, int n_sm, void * stream, void * scratch, size_t scratch_size) {
     (void) cc;
-    cuda::attn_params p;
-    const bool ok = cuda::fattn_params_from_node(dst, p);
+    cuda::kernel_args p;
+    const bool ok = node_args(dst, p);
     LF_CUDA_ASSERT(ok);
     cuda::fattn_run(p, scratch, scratch_size, n_sm, static_cast<cudaStream_t>(stream));
     g_runs.fetch_add(1, std::memory_order_relaxed);

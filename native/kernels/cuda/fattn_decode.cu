@@ -9,7 +9,7 @@ namespace llamafuse::cuda {
 // ---- host side -------------------------------------------------------------------------------
 
 template <int D, int NQ, kv_type T>
-static void launch_decode(const attn_params & p, const decode_plan & pl, float * part_o, float2 * part_ml,
+static void launch_decode(const kernel_args & p, const decode_plan & pl, float * part_o, float2 * part_ml,
                           cudaStream_t stream) {
     using C = decode_cfg<D, NQ, T>;
     auto kernel = fattn_decode_kernel<D, NQ, T>;
@@ -19,7 +19,7 @@ static void launch_decode(const attn_params & p, const decode_plan & pl, float *
 }
 
 template <int D, kv_type T>
-static void launch_decode_nq(const attn_params & p, const decode_plan & pl, float * o, float2 * ml, cudaStream_t st) {
+static void launch_decode_nq(const kernel_args & p, const decode_plan & pl, float * o, float2 * ml, cudaStream_t st) {
     switch (pl.nq) {
         case 1: launch_decode<D, 1, T>(p, pl, o, ml, st); break;
         case 2: launch_decode<D, 2, T>(p, pl, o, ml, st); break;
@@ -28,7 +28,7 @@ static void launch_decode_nq(const attn_params & p, const decode_plan & pl, floa
     }
 }
 
-void fattn_decode_with_plan(const attn_params & p, const decode_plan & pl, void * scratch, size_t scratch_bytes,
+void fattn_decode_with_plan(const kernel_args & p, const decode_plan & pl, void * scratch, size_t scratch_bytes,
                             cudaStream_t stream) {
     LF_CUDA_ASSERT(fattn_decode_supported(p));
     LF_CUDA_ASSERT(p.dst != nullptr && scratch != nullptr);
@@ -48,7 +48,7 @@ void fattn_decode_with_plan(const attn_params & p, const decode_plan & pl, void 
     fattn_combine(p, part_o, part_ml, pl.n_splits, pl.G, pl.rows, stream);
 }
 
-void fattn_decode(const attn_params & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream) {
+void fattn_decode(const kernel_args & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream) {
     fattn_decode_with_plan(p, fattn_decode_make_plan(p, n_sm), scratch, scratch_bytes, stream);
 }
 

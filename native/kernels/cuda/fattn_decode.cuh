@@ -26,14 +26,14 @@ struct decode_plan {
 };
 
 // Shapes the decode kernel handles (types, head dims, alignment, few tokens).
-bool fattn_decode_supported(const attn_params & p);
+bool fattn_decode_supported(const kernel_args & p);
 
 // Pure function of the shape and the multiprocessor count. target_blocks (0: one full wave,
 // DECODE_BLOCKS_PER_SM * n_sm) is for tuning runs (bench/gpu's --decode-sweep).
-decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm, int target_blocks = 0);
+decode_plan fattn_decode_make_plan(const kernel_args & p, int n_sm, int target_blocks = 0);
 
 // Scratch for the partials: n_splits * rows_total * (D + 2) floats, 256-byte aligned parts.
-size_t fattn_decode_scratch_bytes(const attn_params & p, int n_sm);
+size_t fattn_decode_scratch_bytes(const kernel_args & p, int n_sm);
 
 // Scratch layout: part_o [n_splits][rows_total][D] f32 at 0, part_ml [n_splits][rows_total]
 // float2 at this byte offset.
@@ -43,11 +43,11 @@ inline size_t fattn_decode_ml_offset(const decode_plan & pl, int D) {
 
 // Launches the split kernel and the combine kernel on `stream`; nothing else (no sync,
 // no allocation), so it may run under CUDA graph capture.
-void fattn_decode(const attn_params & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream);
+void fattn_decode(const kernel_args & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream);
 
 // The same with an explicit plan (tuning runs); scratch as fattn_decode_plan_scratch_bytes.
 size_t fattn_decode_plan_scratch_bytes(const decode_plan & pl, int D);
-void fattn_decode_with_plan(const attn_params & p, const decode_plan & pl, void * scratch, size_t scratch_bytes,
+void fattn_decode_with_plan(const kernel_args & p, const decode_plan & pl, void * scratch, size_t scratch_bytes,
                             cudaStream_t stream);
 
 } // namespace llamafuse::cuda

@@ -37,7 +37,7 @@ template <int D, int NQ, kv_type T> struct decode_cfg {
 // grid: x = split, y = kv head * row_groups + row group, z = q sequence
 template <int D, int NQ, kv_type T>
 __global__ void __launch_bounds__(decode_cfg<D, NQ, T>::THREADS, DECODE_BLOCKS_PER_SM)
-fattn_decode_kernel(const attn_params p, const int G, const int rows, const int row_groups,
+fattn_decode_kernel(const kernel_args p, const int G, const int rows, const int row_groups,
                     const int chunk, float * __restrict__ part_o, float2 * __restrict__ part_ml) {
     using C = decode_cfg<D, NQ, T>;
     LF_DYNAMIC_SMEM(smem);

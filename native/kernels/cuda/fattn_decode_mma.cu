@@ -5,7 +5,7 @@
 namespace llamafuse::cuda {
 
 template <int D>
-static void launch_decode_mma(const attn_params & p, const decode_plan & pl, float * o, float2 * ml, cudaStream_t stream) {
+static void launch_decode_mma(const kernel_args & p, const decode_plan & pl, float * o, float2 * ml, cudaStream_t stream) {
     using C = decode_mma_cfg<D>;
     auto kernel = fattn_decode_mma_kernel<D>;
     raise_smem_limit_once<C>(kernel, C::SMEM);
@@ -13,7 +13,7 @@ static void launch_decode_mma(const attn_params & p, const decode_plan & pl, flo
     kernel<<<grid, C::THREADS, C::SMEM, stream>>>(p, pl.G, pl.rows, pl.row_groups, pl.chunk, o, ml);
 }
 
-void fattn_decode_mma(const attn_params & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream) {
+void fattn_decode_mma(const kernel_args & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream) {
     LF_CUDA_ASSERT(fattn_decode_mma_supported(p));
     LF_CUDA_ASSERT(p.dst != nullptr && scratch != nullptr);
     const decode_plan pl = fattn_decode_mma_make_plan(p, n_sm);

@@ -9,12 +9,12 @@
 
 namespace llamafuse::cuda {
 
-bool fattn_decode_mma_supported(const attn_params & p);
+bool fattn_decode_mma_supported(const kernel_args & p);
 
 // 16 rows per block (row_groups = ceil(G * n_tokens / 16)), 64-key tiles.
-decode_plan fattn_decode_mma_make_plan(const attn_params & p, int n_sm);
+decode_plan fattn_decode_mma_make_plan(const kernel_args & p, int n_sm);
 
 // Scratch as fattn_decode_plan_scratch_bytes(fattn_decode_mma_make_plan(p, n_sm), p.D).
-void fattn_decode_mma(const attn_params & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream);
+void fattn_decode_mma(const kernel_args & p, void * scratch, size_t scratch_bytes, int n_sm, cudaStream_t stream);
 
 } // namespace llamafuse::cuda

@@ -30,7 +30,7 @@ template <int D> struct decode_mma_cfg {
 // grid: x = split, y = kv head * row_groups + row group (16 rows each), z = q sequence
 template <int D>
 __global__ void __launch_bounds__(128, 2)
-fattn_decode_mma_kernel(const attn_params p, const int G, const int rows, const int row_groups,
+fattn_decode_mma_kernel(const kernel_args p, const int G, const int rows, const int row_groups,
                         const int chunk, float * __restrict__ part_o, float2 * __restrict__ part_ml) {
     using C = decode_mma_cfg<D>;
     griddep_launch_dependents();   // the combine kernel waits for this whole grid anyway

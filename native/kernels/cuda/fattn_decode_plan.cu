@@ -8,13 +8,13 @@
 namespace llamafuse::cuda {
 
 
-bool fattn_decode_supported(const attn_params & p) {
+bool fattn_decode_supported(const kernel_args & p) {
     if (!fattn_layout_supported(p)) return false;
     // few tokens: G * n_tokens rows share each K/V read; more goes to the prefill kernel
     return (int64_t) (p.n_head / p.n_head_kv) * p.n_tokens <= 32;
 }
 
-decode_plan fattn_decode_make_plan(const attn_params & p, int n_sm, int target_blocks) {
+decode_plan fattn_decode_make_plan(const kernel_args & p, int n_sm, int target_blocks) {
     decode_plan pl{};
     pl.G = p.n_head / p.n_head_kv;
     pl.rows = pl.G * p.n_tokens;
@@ -40,17 +40,17 @@ size_t fattn_decode_plan_scratch_bytes(const decode_plan & pl, int D) {
     return fattn_decode_ml_offset(pl, D) + ((n * sizeof(float2) + 255) & ~size_t(255));
 }
 
-size_t fattn_decode_scratch_bytes(const attn_params & p, int n_sm) {
+size_t fattn_decode_scratch_bytes(const kernel_args & p, int n_sm) {
     return fattn_decode_plan_scratch_bytes(fattn_decode_make_plan(p, n_sm), p.D);
 }
 
 // ---- the experimental tensor-core decode (fattn_decode_mma) ---------------------------------
 
-bool fattn_decode_mma_supported(const attn_params & p) {
+bool fattn_decode_mma_supported(const kernel_args & p) {
     return p.type == kv_type::f16 && fattn_decode_supported(p);
 }
 
-decode_plan fattn_decode_mma_make_plan(const attn_params & p, int n_sm) {
+decode_plan fattn_decode_mma_make_plan(const kernel_args & p, int n_sm) {
     constexpr int TILE = 64;   // DECODE_MMA_TILE
     decode_plan pl{};
     pl.G = p.n_head / p.n_head_kv;

@@ -5,10 +5,10 @@ namespace llamafuse::cuda {
 
 // ---- host side -------------------------------------------------------------------------------
 
-bool fattn_prefill_supported(const attn_params & p) { return fattn_layout_supported(p); }
+bool fattn_prefill_supported(const kernel_args & p) { return fattn_layout_supported(p); }
 
 template <int D, kv_type T>
-static void launch_prefill(const attn_params & p, cudaStream_t stream) {
+static void launch_prefill(const kernel_args & p, cudaStream_t stream) {
     using C = prefill_cfg<D, T>;
     auto kernel = fattn_prefill_kernel<D, T>;
     raise_smem_limit_once<prefill_cfg<D, T>>(kernel, C::SMEM);
@@ -16,7 +16,7 @@ static void launch_prefill(const attn_params & p, cudaStream_t stream) {
     kernel<<<grid, C::THREADS, C::SMEM, stream>>>(p);
 }
 
-void fattn_prefill(const attn_params & p, cudaStream_t stream) {
+void fattn_prefill(const kernel_args & p, cudaStream_t stream) {
     LF_CUDA_ASSERT(fattn_prefill_supported(p));
     LF_CUDA_ASSERT(p.dst != nullptr);
     if (p.type == kv_type::f16) {

@@ -10,9 +10,9 @@
 
 namespace llamafuse::cuda {
 
-bool fattn_prefill_supported(const attn_params & p);
+bool fattn_prefill_supported(const kernel_args & p);
 
 // Launches one kernel on `stream`; no scratch, no sync, no allocation (graph-capture safe).
-void fattn_prefill(const attn_params & p, cudaStream_t stream);
+void fattn_prefill(const kernel_args & p, cudaStream_t stream);
 
 } // namespace llamafuse::cuda

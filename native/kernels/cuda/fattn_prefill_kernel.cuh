@@ -65,7 +65,7 @@ template <int D, kv_type T> struct prefill_cfg {
 // grid: x = block of 64 query tokens, y = q head, z = q sequence
 template <int D, kv_type T>
 __global__ void __launch_bounds__(prefill_cfg<D, T>::THREADS, 2)
-fattn_prefill_kernel(const attn_params p) {
+fattn_prefill_kernel(const kernel_args p) {
     using C = prefill_cfg<D, T>;
     LF_DYNAMIC_SMEM(smem);
     __half * sQ = reinterpret_cast<__half *>(smem);

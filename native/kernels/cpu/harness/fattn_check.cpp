@@ -1,11 +1,12 @@
-// Standalone check of the fused CPU attention kernels against fattn_reference (double
+// Standalone check of the fused CPU attention kernels against attn_reference (double
 // accumulation), on random shapes, masks, ALiBi, soft-cap, sinks, thread counts, and both
 // the AVX2 and portable inner loops; no ggml or Node needed. Not part of the addon build
 // (CMake globs only native/kernels/cpu/*.cpp). Build and run from the repository root:
 //   K=native/kernels/cpu; g++ -O2 -march=native -std=c++17 -I$K $K/harness/fattn_check.cpp \
-//     $K/fattn_cpu.cpp $K/fattn_portable.cpp $K/fattn_avx2.cpp $K/fattn_ref.cpp -lpthread -o fattn_check
+//     $K/fattn_cpu.cpp $K/fattn_portable.cpp $K/fattn_avx2.cpp native/kernels/attn_reference.cpp -lpthread -o fattn_check
 //   ./fattn_check 500
 #include "fattn_cpu.h"
+#include "../attn_reference.h"
 #include "fattn_common.h"
 #include "spin_barrier.h"
 #include <immintrin.h>
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <cmath>
 #include <chrono>
+using namespace llamafuse;
 using namespace llamafuse::cpu;
 
 static uint16_t f2h(float f) { return _cvtss_sh(f, 0); }
@@ -30,8 +32,8 @@ int main(int argc, char ** argv) {
     for (int c = 0; c < n_cases; c++) {
         const int dims[] = {64, 80, 96, 128, 256, 8, 16};
         int DK = dims[ri(0, 6)], DV = DK;
-        kv_type type = ri(0, 1) ? kv_type::q8_0 : kv_type::f16;
-        if (type == kv_type::q8_0 && DK % 32) DK = DV = 64;
+        attn_kv_type type = ri(0, 1) ? attn_kv_type::q8_0 : attn_kv_type::f16;
+        if (type == attn_kv_type::q8_0 && DK % 32) DK = DV = 64;
         const int Gs[] = {1, 2, 4, 8, 3, 12};
         int G = Gs[ri(0, c % 7 == 0 ? 5 : 3)];
         int nhkv = ri(1, 3);
@@ -49,13 +51,13 @@ int main(int argc, char ** argv) {
         // soft-cap cases: q ×10, so scores reach about ±10 and a cap of 2-5 bends them hard (a cap
         // of 20 on scores of ±1 moved the output by ~1e-5 when tanh was dropped: under the bound)
         for (auto & x : q) x = rf() * (softcap ? 10 : 2);
-        size_t rowb = type == kv_type::f16 ? DK * 2 : DK / 32 * 34;
-        size_t rowbv = type == kv_type::f16 ? DV * 2 : DV / 32 * 34;
+        size_t rowb = type == attn_kv_type::f16 ? DK * 2 : DK / 32 * 34;
+        size_t rowbv = type == attn_kv_type::f16 ? DV * 2 : DV / 32 * 34;
         std::vector<char> k(rowb * nkv * nhkv * ns), v(rowbv * nkv * nhkv * ns);
         auto fill = [&](std::vector<char> & buf, size_t rb, int D) {
             for (size_t r = 0; r < buf.size() / rb; r++) {
                 char * row = buf.data() + r * rb;
-                if (type == kv_type::f16) for (int d = 0; d < D; d++) ((uint16_t *) row)[d] = f2h(rf());
+                if (type == attn_kv_type::f16) for (int d = 0; d < D; d++) ((uint16_t *) row)[d] = f2h(rf());
                 else for (int b = 0; b < D / 32; b++) { block_q8_0 * bl = (block_q8_0 *) row + b; bl->d = f2h(0.01f + 0.02f * (rf() + 1)); for (int i = 0; i < 32; i++) bl->qs[i] = (int8_t) ri(-127, 127); }
             }
         };
@@ -77,7 +79,7 @@ int main(int argc, char ** argv) {
         }
         std::vector<float> sk(nh);
         for (auto & x : sk) x = rf() * 3;
-        fattn_params p{};
+        attn_op p{};
         p.q = (const char *) q.data(); p.q_nb1 = DK * 4; p.q_nb2 = (size_t) DK * 4 * N; p.q_nb3 = (size_t) DK * 4 * N * nh;
         p.k = k.data(); p.k_nb1 = rowb; p.k_nb2 = rowb * nkv; p.k_nb3 = rowb * nkv * nhkv;
         p.v = v.data(); p.v_nb1 = rowbv; p.v_nb2 = rowbv * nkv; p.v_nb3 = rowbv * nkv * nhkv;
@@ -88,7 +90,7 @@ int main(int argc, char ** argv) {
         std::vector<float> out((size_t) DV * nh * N * ns, NAN), ref(out.size(), NAN);
         p.d_nb1 = DV * 4; p.d_nb2 = (size_t) DV * 4 * nh; p.d_nb3 = (size_t) DV * 4 * nh * N;
         p.dst = (char *) ref.data();
-        fattn_reference(p);
+        attn_reference_store(p);
         p.dst = (char *) out.data();
         if (!fattn_supported(p)) { printf("unsupported?\n"); return 1; }
         fattn_force_portable(portable);

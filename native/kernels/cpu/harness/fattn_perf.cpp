@@ -16,11 +16,12 @@
 #include <chrono>
 #include <algorithm>
 #include <ctime>
+using namespace llamafuse;
 using namespace llamafuse::cpu;
 int main(int argc, char ** argv) {
     int D = atoi(argv[1]), G = atoi(argv[2]), depth = atoi(argv[3]), q8 = atoi(argv[4]), N = atoi(argv[5]), nhkv = atoi(argv[6]);
     int nth = argc > 7 ? atoi(argv[7]) : 2;
-    kv_type type = q8 ? kv_type::q8_0 : kv_type::f16;
+    attn_kv_type type = q8 ? attn_kv_type::q8_0 : attn_kv_type::f16;
     int nkv = depth + (N > 1 ? N : 0);
     size_t rowb = q8 ? D / 32 * 34 : D * 2;
     size_t layer_bytes = rowb * nkv * nhkv * 2;
@@ -39,7 +40,7 @@ int main(int argc, char ** argv) {
     std::vector<uint16_t> mask((size_t) nkv * N);
     for (int t = 0; t < N; t++) for (int j = 0; j < nkv; j++) mask[(size_t) t * nkv + j] = _cvtss_sh(j <= depth + t ? 0.0f : -INFINITY, 0);
     std::vector<float> out((size_t) D * nh * N);
-    fattn_params p{};
+    attn_op p{};
     p.q = (const char *) q.data(); p.q_nb1 = D * 4 * nh; p.q_nb2 = D * 4; p.q_nb3 = (size_t) D * 4 * N * nh;
     p.k_nb1 = rowb * nhkv; p.k_nb2 = rowb; p.k_nb3 = 0;
     p.v_nb1 = rowb * nhkv; p.v_nb2 = rowb; p.v_nb3 = 0;

@@ -313,6 +313,33 @@ export function toSampleResult(r: NativeSampleResult): SampleResult {
     return out;
 }
 
+// ---- giving up on a chain being built ----------------------------------------------------------
+
+// Abort flags of every chain being built in this thread. Node's exit joins the libuv pool, where
+// a build's worker waits for llama.cpp's grammar constructor: process.exit() waited for the
+// build (15 s with a 15 s build). On exit every flag is raised, so the workers return at once.
+const building = new Set<Int32Array>();
+let exitHookInstalled = false;
+
+/** An abort flag for NativeSampler.create, raised by `signal` or by process exit. */
+function buildFlag(signal?: AbortSignal): { flag: Int32Array; release: () => void } {
+    if (!exitHookInstalled) {
+        exitHookInstalled = true;
+        process.once("exit", () => {
+            for (const f of building) Atomics.store(f, 0, 1);
+        });
+    }
+    const abort = abortFlag(signal);
+    building.add(abort.flag);
+    return {
+        flag: abort.flag,
+        release: () => {
+            abort.release();
+            building.delete(abort.flag);
+        },
+    };
+}
+
 // ---- per-context chains ----------------------------------------------------------------------
 
 /** Most chains kept per context; the least recently used idle one is dropped beyond this. */
@@ -350,7 +377,7 @@ export class SamplerChains {
         }
         if (signal?.aborted) return Promise.reject(abortedError("creating the sampler", signal.reason));
         const native = this.#ctx.model.native;
-        const abort = abortFlag(signal);
+        const abort = buildFlag(signal);
         if (this.#aborted) Atomics.store(abort.flag, 0, 1);
         this.#building.add(abort.flag);
         const chain = callNative(() => binding().NativeSampler.create(native, boundHistory(config.native, this.#ctx.contextSize), abort.flag)).then(
@@ -522,7 +549,7 @@ export async function createSampler(model: Model, options?: SamplingOptions & { 
     const signal = optSignal(optionsObject("options", options));
     if (signal?.aborted) throw abortedError("createSampler", signal.reason);
     const native = model.native;
-    const abort = abortFlag(signal);
+    const abort = buildFlag(signal);
     try {
         const n = await model.track(callNative(() => binding().NativeSampler.create(native, config.native, abort.flag)));
         return new Sampler(n, config.options, model);

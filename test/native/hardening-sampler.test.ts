@@ -176,6 +176,19 @@ describe("a grammar that is slow to build", () => {
         expect(Date.now() - t0).toBeLessThan(25_000);
     });
 
+    it("process.exit() during it, with no abort asked for, exits at once (it waited for the build)", () => {
+        const t0 = Date.now();
+        const o = runInChild(`
+            const model = await lf.loadModel(${STORIES});
+            void lf.createSampler(model, { grammar: ${GRAMMAR} }).catch(() => {});
+            await new Promise((r) => setTimeout(r, 300));
+            process.exit(7);
+        `, SLOW_BUILD);
+        expect(o.timedOut, o.output).toBe(false);
+        expect(o.status, o.output).toBe(7);
+        expect(Date.now() - t0).toBeLessThan(20_000);
+    });
+
     it("without an abort, the build is waited for (the hook delays, nothing else changes)", () => {
         const o = runInChild(`
             const model = await lf.loadModel(${STORIES});

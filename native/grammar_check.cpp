@@ -4,7 +4,7 @@
 
 // llama.cpp's grammar parser (an internal header of the pinned tree, linked in statically):
 // parsing with it here means the rules analysed are exactly the ones llama.cpp will run.
-#include "../deps/llama.cpp/src/llama-grammar.h"
+#include "llama-grammar.h"  // llama.cpp/src/, on the include path (deps/ or an installed package's vendor/)
 
 #include <algorithm>
 #include <map>

@@ -5,7 +5,7 @@
 #include "log.h"
 
 // llama.cpp's grammar internals (pinned tree, linked statically): the parser stacks alive.
-#include "../deps/llama.cpp/src/llama-grammar.h"
+#include "llama-grammar.h"  // llama.cpp/src/, on the include path (deps/ or an installed package's vendor/)
 
 #include <algorithm>
 #include <chrono>

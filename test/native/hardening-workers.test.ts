@@ -114,4 +114,42 @@ describe("worker_threads", () => {
         expect(ref.out).toHaveLength(12);
         expect(ref.text.length).toBeGreaterThan(0);
     }, 300_000);
+
+    // worker.terminate() while the worker's native work is in flight: the work's completion can no
+    // longer call into JS, and node-addon-api's throw of that failure ended in std::terminate
+    // (the whole process aborted, SIGABRT). Two kinds of work: a long tokenize, and a sampler
+    // build that sleeps 3 s (LLAMAFUSE_TEST_GRAMMAR_BUILD_DELAY_MS).
+    for (const [what, call] of [
+        ["a long tokenize", 'model.tokenize("hello world ".repeat(1_000_000))'],
+        ["a grammar build", "lf.createSampler(model, { grammar: 'root ::= \"a\"+' })"],
+    ] as const) {
+        it(`terminating a worker during ${what} leaves the process alive`, () => {
+            const workerFile = path.join(dir, `terminate-${what.length}.mts`);
+            writeFileSync(workerFile, `
+                import * as lf from ${JSON.stringify(pathToFileURL(path.join(repoRoot, "src", "index.ts")).href)};
+                import { parentPort } from "node:worker_threads";
+                const model = await lf.loadModel(${JSON.stringify(MODELS.stories260K)});
+                void ${call}.catch(() => {});
+                parentPort.postMessage("started");
+                setTimeout(() => {}, 100_000);
+            `);
+            const mainFile = path.join(dir, `terminate-main-${what.length}.mjs`);
+            writeFileSync(mainFile, `
+                import { Worker } from "node:worker_threads";
+                const BOOT = \`import(\${JSON.stringify(${JSON.stringify(import.meta.resolve("tsx/esm/api"))})}).then(({ register }) => { register(); return import(\${JSON.stringify(${JSON.stringify(workerFile)})}); })\`;
+                const w = new Worker(BOOT, { eval: true });
+                w.once("message", () => setTimeout(async () => { await w.terminate(); console.log("TERMINATED"); }, 200));
+                w.on("error", (e) => console.log("worker error", e));
+                setTimeout(() => console.log("ALIVE"), 6_000);
+            `);
+            const r = spawnSync(process.execPath, [mainFile], {
+                cwd: repoRoot, encoding: "utf8", timeout: 120_000, env: { ...process.env, LLAMAFUSE_TEST_GRAMMAR_BUILD_DELAY_MS: "3000" },
+            });
+            const output = `signal=${r.signal} status=${r.status}\n${r.stdout}\n${r.stderr}`;
+            expect(r.signal, output).toBeNull();
+            expect(r.status, output).toBe(0);
+            expect(r.stdout, output).toContain("TERMINATED");
+            expect(r.stdout, output).toContain("ALIVE");
+        }, 180_000);
+    }
 });

@@ -168,17 +168,18 @@ describe("beamSearch", () => {
     });
 
     it("an abort mid-search rejects with ERR_ABORTED and empties its sequences; dispose mid-search rejects with ERR_DISPOSED", async () => {
-        const c = await model.createContext({ contextSize: 256, threads: 1, sequences: 4, attention: "ggml" });
+        // Long searches (1,000 steps of 4 beams), stopped a few milliseconds in.
+        const c = await model.createContext({ contextSize: 4096, threads: 1, sequences: 4, attention: "ggml" });
         const prompt = await model.tokenize(PROMPTS[0]!);
         const ac = new AbortController();
-        const search = c.beamSearch(prompt, { beams: 4, maxTokens: 200, stopOnEog: false, signal: ac.signal });
-        setTimeout(() => ac.abort(), 20);
+        const search = c.beamSearch(prompt, { beams: 4, maxTokens: 1000, stopOnEog: false, signal: ac.signal });
+        setTimeout(() => ac.abort(), 5);
         await expect(search).rejects.toMatchObject({ code: "ERR_ABORTED" });
         for (let s = 0; s < 4; s++) expect((await c.kv.positions(s)).max).toBe(-1);
         // The sequences are free again.
         expect((await c.beamSearch(prompt, { beams: 2, maxTokens: 3 })).length).toBeGreaterThan(0);
-        const doomed = c.beamSearch(prompt, { beams: 4, maxTokens: 200, stopOnEog: false }).then(() => null, (err: unknown) => err);
-        await new Promise((r) => setTimeout(r, 20));
+        const doomed = c.beamSearch(prompt, { beams: 4, maxTokens: 1000, stopOnEog: false }).then(() => null, (err: unknown) => err);
+        await new Promise((r) => setTimeout(r, 5));
         await c.dispose();
         expect(await doomed).toMatchObject({ code: "ERR_DISPOSED" });
     });

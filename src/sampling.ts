@@ -220,7 +220,47 @@ function resolveGrammarTriggers(v: unknown, grammar: string | null, vocabSize: n
         throw invalidOption("grammarTriggers.tokens", `an array of token ids below ${vocabSize}`, v.tokens);
     }
     if (patterns.length + tokens.length === 0) throw invalidOption("grammarTriggers", "at least one pattern or token", v);
+    for (const p of patterns as string[]) checkTriggerPattern(p);
     return { patterns: patterns as string[], tokens: tokens as number[] };
+}
+
+/**
+ * llama.cpp searches the whole output so far with each trigger pattern after every token
+ * (std::regex, a backtracking matcher), until one matches. A repeated group that itself repeats
+ * or branches, as in (.|\s)* or (a+)+, backtracks exponentially: (.|\s)*TRIGGER took 0.24 s at
+ * 25 tokens and never finished 50, on the scheduler's thread, where no abort reaches. Refused
+ * here. Skips escapes and character classes, where these characters mean nothing.
+ */
+export function checkTriggerPattern(p: string): void {
+    // Per open group: whether it holds a quantifier or a top-level alternation so far.
+    const groups: { risky: boolean }[] = [];
+    let lastGroupRisky = false; // the group that just closed, for a quantifier right after it
+    const quantifierAt = (i: number): boolean => {
+        const c = p[i];
+        if (c === "*" || c === "+") return true;
+        if (c === "{") return /^\{\d*,?\d*\}/.test(p.slice(i)) && !/^\{(\d+)\}|^\{0*1?,0*1\}/.test(p.slice(i));
+        return false;
+    };
+    for (let i = 0; i < p.length; i++) {
+        const c = p[i];
+        let closed = false;
+        if (c === "\\") i++;
+        else if (c === "[") {
+            for (i++; i < p.length && p[i] !== "]"; i++) if (p[i] === "\\") i++;
+        } else if (c === "(") groups.push({ risky: false });
+        else if (c === ")") {
+            lastGroupRisky = groups.pop()?.risky ?? false;
+            closed = true;
+        } else if (c === "|") {
+            if (groups.length > 0) groups[groups.length - 1]!.risky = true;
+        }
+        if (quantifierAt(i + 1)) {
+            if (closed && lastGroupRisky) {
+                throw new LlamaError("ERR_INVALID_OPTION", `grammarTriggers pattern ${JSON.stringify(p)}: a repeated group that itself repeats or branches (like (.|\\s)* or (a+)+) makes llama.cpp's regex search take exponential time; use a character class ([\\s\\S]*) or a single repetition`);
+            }
+            if (groups.length > 0) groups[groups.length - 1]!.risky = true;
+        }
+    }
 }
 
 /**

@@ -48,6 +48,9 @@ function sources(): Source[] {
     return out;
 }
 
+/** What a worker may take to start before its first case. */
+const STARTUP_MS = 180_000;
+
 export async function runFuzz(options: { count: number; seed: number; timeoutMs?: number; keepDir?: string; log?: (s: string) => void }): Promise<FuzzReport> {
     const t0 = Date.now();
     const log = options.log ?? (() => {});
@@ -95,14 +98,17 @@ export async function runFuzz(options: { count: number; seed: number; timeoutMs?
                 let stderr = "";
                 let timer: NodeJS.Timeout | undefined;
                 let hung = false;
-                const arm = () => {
+                const arm = (ms = timeoutMs) => {
                     clearTimeout(timer);
                     timer = setTimeout(() => {
                         hung = true;
                         child.kill("SIGKILL");
-                    }, timeoutMs);
+                    }, ms);
                 };
-                arm();
+                // Starting a worker (tsx compiling the sources, loading the addon) is not a case:
+                // under nice 19 on a loaded machine it took over 30 s, and the kill was counted as
+                // a crash of the next mutant. It gets its own, longer allowance.
+                arm(Math.max(timeoutMs, STARTUP_MS));
                 child.stderr.on("data", (d: Buffer) => {
                     stderr = (stderr + d.toString()).slice(-2000);
                 });

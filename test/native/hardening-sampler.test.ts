@@ -92,6 +92,32 @@ describe("a grammar whose parser fans out while sampling", () => {
     });
 });
 
+describe("lazy-grammar trigger patterns", () => {
+    // llama.cpp searches the whole output with each pattern after every token (std::regex,
+    // backtracking) until one matches: (.|\s)*TRIGGER took 0.24 s at 25 tokens and never
+    // finished 50, on the scheduler's thread.
+    it("a repeated group that repeats or branches → ERR_INVALID_OPTION up front; a character class runs", () => {
+        const o = runInChild(`
+            const model = await lf.loadModel(${STORIES});
+            const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+            const run = async (pattern) => {
+                const t0 = Date.now();
+                let n = 0;
+                try {
+                    for await (const s of ctx.generate(await model.tokenize("Once upon a time"), { maxTokens: 60, temperature: 0, grammar: 'root ::= "x"', grammarTriggers: { patterns: [pattern] } })) n++;
+                    return { code: "ok", n, ms: Date.now() - t0 };
+                } catch (e) { return { code: e.code, ms: Date.now() - t0 }; }
+            };
+            return { bad: await run("(.|\\s)*TRIGGER"), nested: await run("(a+)+$"), good: await run("[\\s\\S]*TRIGGER") };
+        `, { timeoutMs: 60_000 });
+        expect(o.timedOut, o.output).toBe(false);
+        const r = o.result as Record<string, { code: string; n?: number; ms: number }>;
+        expect(r.bad!.code, o.output).toBe("ERR_INVALID_OPTION");
+        expect(r.nested!.code, o.output).toBe("ERR_INVALID_OPTION");
+        expect(r.good, o.output).toMatchObject({ code: "ok", n: 60 });
+    });
+});
+
 // LLAMAFUSE_TEST_GRAMMAR_BUILD_DELAY_MS makes every grammar build sleep first, uninterruptibly,
 // the way llama.cpp's constructor runs: it stands in for a grammar slow to build for a reason no
 // check foresaw. 60 s: a case that waited for the build would time out (the child gets 30 s).

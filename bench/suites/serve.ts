@@ -105,7 +105,15 @@ interface StreamTimes {
 }
 
 /** A runtime's way of running one greedy stream of `gen` tokens after `prompt` (stream `i` of the round). */
-type StreamRunner = (prompt: number[], gen: number, i: number) => Promise<StreamTimes>;
+type StreamRunner = ((prompt: number[], gen: number, i: number) => Promise<StreamTimes>) & {
+    /**
+     * Waits, outside the timed round, until the runtime does no more work for it: a stream
+     * left with `break` may still be evaluating in the background, which would otherwise
+     * land on the next runtime's round (seen as ~2 s more TTFT on the 1B model after
+     * node-llama-cpp's rounds).
+     */
+    settle?: () => Promise<void>;
+};
 
 function quantile(xs: number[], q: number): number {
     if (xs.length === 0) return NaN;
@@ -209,7 +217,7 @@ function httpRunner(base: string, body: (prompt: number[], gen: number) => Recor
 /** Stream i runs on sequence i of the context, emptied first (each round's prompts are new). */
 function peerRunner(context: Awaited<ReturnType<LlamaModel["createContext"]>>, bos: number | null, count = context.sequencesLeft): StreamRunner {
     const seqs = Array.from({ length: count }, () => context.getSequence());
-    return async (prompt, gen, i) => {
+    const run: StreamRunner = async (prompt, gen, i) => {
         const seq = seqs[i]!;
         await seq.clearHistory();
         const start = performance.now();
@@ -221,6 +229,12 @@ function peerRunner(context: Awaited<ReturnType<LlamaModel["createContext"]>>, b
         }
         return { start, arrivals };
     };
+    // Clearing waits for whatever evaluation a left stream still has queued.
+    run.settle = async () => {
+        for (const seq of seqs) await seq.clearHistory();
+        await new Promise((r) => setTimeout(r, 100));
+    };
+    return run;
 }
 
 export function findLlamaServer(): string | null {
@@ -286,6 +300,7 @@ async function measureInterleaved(runners: Record<string, StreamRunner>, n: numb
             const streams = await Promise.all(prompts.map((p, i) => run(p, o.genTokens, i)));
             const wall = performance.now() - t0;
             if (rep > 0) rounds[name]!.push(figures(streams, wall));
+            await run.settle?.();
         }
     }
     return Object.fromEntries(Object.entries(rounds).map(([name, rs]) => {

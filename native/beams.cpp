@@ -16,21 +16,15 @@ std::string token_text_piece(const llama_vocab * vocab, llama_token t) {
     return big;
 }
 
-namespace {
-
-struct Candidate {
-    size_t parent;
-    llama_token token;
-    double log_prob;
-};
-
-// log-softmax of the row at its k best tokens, best first (ties: lower id first).
-void top_log_probs(const float * row, int32_t n_vocab, int32_t k, size_t parent, double base, std::vector<Candidate> & out) {
+double row_log_probs(const float * row, int32_t n_vocab, int32_t k, std::vector<std::pair<llama_token, double>> & top) {
     float max_l = -INFINITY;
     for (int32_t i = 0; i < n_vocab; ++i) max_l = std::max(max_l, row[i]);
     double sum = 0.0;
     for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp((double) row[i] - (double) max_l);
     const double lse = (double) max_l + std::log(sum);
+    top.clear();
+    if (k <= 0) return lse;
+    // One pass keeping the best k in order (k is small: 2 x beams, or OpenAI's 20).
     auto better = [&](llama_token a, llama_token b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
     std::vector<llama_token> best;
     best.reserve((size_t) k + 1);
@@ -39,8 +33,17 @@ void top_log_probs(const float * row, int32_t n_vocab, int32_t k, size_t parent,
         best.insert(std::upper_bound(best.begin(), best.end(), t, better), t);
         if ((int32_t) best.size() > k) best.pop_back();
     }
-    for (llama_token t : best) out.push_back({parent, t, base + ((double) row[t] - lse)});
+    for (llama_token t : best) top.emplace_back(t, (double) row[t] - lse);
+    return lse;
 }
+
+namespace {
+
+struct Candidate {
+    size_t parent;
+    llama_token token;
+    double log_prob;
+};
 
 } // namespace
 
@@ -56,7 +59,11 @@ std::vector<std::pair<llama_seq_id, llama_seq_id>> BeamSearchState::expand(const
     // Every live beam's best continuations, ranked together (a stable sort: ties keep beam order).
     std::vector<Candidate> cands;
     const int32_t k = std::min(2 * width, n_vocab);
-    for (size_t i = 0; i < live.size(); ++i) top_log_probs(rows[i], n_vocab, k, i, live[i].log_prob, cands);
+    std::vector<std::pair<llama_token, double>> top;
+    for (size_t i = 0; i < live.size(); ++i) {
+        row_log_probs(rows[i], n_vocab, k, top);
+        for (auto [t, lp] : top) cands.push_back({i, t, live[i].log_prob + lp});
+    }
     std::stable_sort(cands.begin(), cands.end(), [](const Candidate & a, const Candidate & b) { return a.log_prob > b.log_prob; });
     std::vector<Candidate> chosen;
     for (const Candidate & c : cands) {

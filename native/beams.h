@@ -20,6 +20,11 @@ namespace llamafuse {
 // A token's text as generation releases it (no special-token rendering).
 std::string token_text_piece(const llama_vocab * vocab, llama_token t);
 
+// The log-sum-exp of a logits row (float64, max-shifted), and in `top` its k best tokens with
+// their log-probabilities (logit - lse), best first (ties: lower id first). Shared by the
+// beams' ranking and generate's logProbs.
+double row_log_probs(const float * row, int32_t n_vocab, int32_t k, std::vector<std::pair<llama_token, double>> & top);
+
 struct BeamHypothesis {
     std::vector<llama_token> tokens;
     std::string bytes;

@@ -171,24 +171,7 @@ void release_token(SchedSlot & s, llama_token t, const std::string & bytes) {
 // chosen token's log-probability, and the n_top most likely tokens (ties: lower id first).
 void token_log_probs(const float * row, int32_t n_vocab, llama_token chosen, int32_t n_top, double & log_prob,
                      std::vector<std::pair<llama_token, double>> & top) {
-    float max_l = -INFINITY;
-    for (int32_t i = 0; i < n_vocab; ++i) max_l = std::max(max_l, row[i]);
-    double sum = 0.0;
-    for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp((double) row[i] - (double) max_l);
-    const double lse = (double) max_l + std::log(sum);
-    log_prob = (double) row[chosen] - lse;
-    top.clear();
-    if (n_top <= 0) return;
-    // One pass keeping the best n_top in order (n_top is small: OpenAI allows 20).
-    auto better = [&](llama_token a, llama_token b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
-    std::vector<llama_token> best;
-    best.reserve((size_t) n_top + 1);
-    for (llama_token t = 0; t < n_vocab; ++t) {
-        if ((int32_t) best.size() == n_top && !better(t, best.back())) continue;
-        best.insert(std::upper_bound(best.begin(), best.end(), t, better), t);
-        if ((int32_t) best.size() > n_top) best.pop_back();
-    }
-    for (llama_token t : best) top.emplace_back(t, (double) row[t] - lse);
+    log_prob = (double) row[chosen] - row_log_probs(row, n_vocab, n_top, top);
 }
 
 void release_held(SchedSlot & s) {

@@ -44,6 +44,8 @@ export async function runLlamaEmbedding(bin: string, o: { model: string; texts: 
         const args = [
             "-m", o.model, "-f", file, "--embd-separator", EMBD_SEPARATOR, "-t", String(o.threads), "-tb", String(o.threads),
             "-c", String(o.contextSize), "-b", String(o.contextSize), "-ub", String(o.contextSize), "-fa", "on", ...nglArgs(o.gpuLayers),
+            // its timings are on only with --perf, and printed at the info level only with -v
+            "--perf", "-v",
         ];
         let out: string;
         try {

@@ -293,9 +293,10 @@ async function startLlamaServer(bin: string, model: string, threads: number, slo
 async function measureInterleaved(runners: Record<string, StreamRunner>, n: number, o: Required<Pick<ServeBenchOptions, "promptTokens" | "genTokens" | "reps">>, vocab: number): Promise<Record<string, ServeFigures>> {
     const rounds: Record<string, ServeFigures[]> = Object.fromEntries(Object.keys(runners).map((k) => [k, []]));
     for (let rep = 0; rep <= o.reps; rep++) {
-        for (const [name, run] of Object.entries(runners)) {
-            // Prompts differ between rounds and streams: no prefix is ever cached.
-            const prompts = Array.from({ length: n }, (_, i) => [...benchTokens(o.promptTokens, vocab, rep * 1000 + i + 1)]);
+        for (const [k, [name, run]] of Object.entries(runners).entries()) {
+            // Prompts differ between rounds, streams and runtimes: no prefix is ever cached
+            // (ours in-process and over HTTP share one pool, whose slots keep their prompts).
+            const prompts = Array.from({ length: n }, (_, i) => [...benchTokens(o.promptTokens, vocab, rep * 100_000 + k * 1000 + i + 1)]);
             const t0 = performance.now();
             const streams = await Promise.all(prompts.map((p, i) => run(p, o.genTokens, i)));
             const wall = performance.now() - t0;

@@ -110,7 +110,7 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
         `${sizes.n} texts of up to ${sizes.min}-${sizes.max} tokens (random vocabulary pieces; every runtime embeds the same tokens); median of ${sizes.rounds} alternating rounds; ${note}`,
         "llamafuse: one embed() call for the list (packed up to batchSize tokens and 64 texts per decode); node-llama-cpp: getEmbeddingFor per text, as its API works",
         llamaEmbedding
-            ? `llama-bench column: llama.cpp's llama-embedding (${llamaEmbedding}) on the same texts, one process per round, its own packing (texts in order, -c/-b/-ub = contextSize, -fa on); its time is the prompt eval time it prints (decodes only, no model load)`
+            ? `llama-bench column: llama.cpp's llama-embedding (${llamaEmbedding}) on the same texts, one process per round, its own packing (texts in order, -c/-b/-ub = contextSize, -fa on); its time is the process's wall time less that of a run of one short text (start-up, model load)`
             : "llama-embedding: not found ($LLAMA_CPP_BIN_DIR, or beside llama-bench); no second peer",
     ];
     try {
@@ -146,18 +146,25 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
                             for (const t of texts.tokens) await pctx.getEmbeddingFor(Array.from(t) as never);
                         });
                     }
-                    // Its wall time in the rounds is not used (model load included): the prompt eval time it prints is.
+                    // The rounds' timing of this task is not used: runLlamaEmbedding times the process, less its start-up.
                     const llamaEmbeddingMs: number[] = [];
                     let llamaEmbeddingNote: string | null = null;
                     let llamaEmbeddingCalls = 0;
+                    // its start-up and model loading, measured once: a run of the shortest text
+                    let llamaEmbeddingBaseMs = 0;
                     if (llamaEmbedding) {
+                        try {
+                            llamaEmbeddingBaseMs = (await runLlamaEmbedding(llamaEmbedding, { model: file, texts: texts.strings.slice(0, 1), threads: o.threads, contextSize, gpuLayers: o.gpuLayers })).ms;
+                        } catch (err) {
+                            llamaEmbeddingNote = `llama-embedding failed on ${m.label}: ${(err as Error).message.split("\n")[0]}`;
+                        }
                         tasks.llamaEmbedding = async () => {
                             // the warm-up round (a process of its own has nothing to warm) and after a failure: nothing
                             if (llamaEmbeddingCalls++ === 0 || llamaEmbeddingNote) return;
                             try {
                                 const r = await runLlamaEmbedding(llamaEmbedding, { model: file, texts: texts.strings, threads: o.threads, contextSize, gpuLayers: o.gpuLayers });
                                 if (r.tokens !== tokens) llamaEmbeddingNote = `llama-embedding evaluated ${r.tokens} tokens, llamafuse ${tokens}: not the same input, column left empty`;
-                                else llamaEmbeddingMs.push(r.ms);
+                                else llamaEmbeddingMs.push(Math.max(1, r.ms - llamaEmbeddingBaseMs));
                             } catch (err) {
                                 llamaEmbeddingNote = `llama-embedding failed on ${m.label}: ${(err as Error).message.split("\n")[0]}`;
                             }

@@ -286,14 +286,18 @@ async function startLlamaServer(bin: string, model: string, threads: number, slo
 }
 
 /**
- * Runs every runtime's round in turn, `reps` times after a warm-up round, so that a change in
- * the machine's load hits all of them alike; each runtime's round with the median tokens/s
- * is reported.
+ * Runs every runtime's round in turn (in a rotating order), `reps` times after a warm-up
+ * round, so that a change in the machine's load hits all of them alike; each runtime's round
+ * with the median tokens/s is reported.
  */
 async function measureInterleaved(runners: Record<string, StreamRunner>, n: number, o: Required<Pick<ServeBenchOptions, "promptTokens" | "genTokens" | "reps">>, vocab: number): Promise<Record<string, ServeFigures>> {
     const rounds: Record<string, ServeFigures[]> = Object.fromEntries(Object.keys(runners).map((k) => [k, []]));
     for (let rep = 0; rep <= o.reps; rep++) {
-        for (const [k, [name, run]] of Object.entries(runners).entries()) {
+        // The order rotates every round: a runtime that leaves work behind (threads spinning
+        // down, a peer's queued evaluation) does not always land on the same successor.
+        const order = Object.entries(runners).map((e, k) => [k, e] as const);
+        for (let r = 0; r < rep % order.length; r++) order.push(order.shift()!);
+        for (const [k, [name, run]] of order) {
             // Prompts differ between rounds, streams and runtimes: no prefix is ever cached
             // (ours in-process and over HTTP share one pool, whose slots keep their prompts).
             const prompts = Array.from({ length: n }, (_, i) => [...benchTokens(o.promptTokens, vocab, rep * 100_000 + k * 1000 + i + 1)]);

@@ -6,7 +6,8 @@
 // the list in its own order. Same files, same threads, same run, alternating.
 import path from "node:path";
 import { loadModel, type Model } from "../../src/model.js";
-import { ourGpuLayers, peerGpuLayers, type BenchGpuLayers } from "./gpu-layers.js";
+import { ourGpuLayers, peerGpuLayers } from "./gpu-layers.js";
+import type { SuiteOptions } from "./rows.js";
 import type { SynthOptions } from "../../src/synth/index.js";
 import { cachedSynthModel } from "../../src/synth-cache.js";
 import { EMBD_SEPARATOR, findLlamaEmbedding, runLlamaEmbedding } from "./llama-embedding.js";
@@ -28,16 +29,8 @@ const QUICK_MODELS: EmbedBenchModel[] = [
     { label: "llama tiny, last pooling (f16)", synth: { preset: "tiny", pooling: "last", type: "f16" } },
 ];
 
-export interface EmbedBenchOptions {
-    threads: number;
-    quick: boolean;
-    /** One GGUF to measure instead of the two synthetic shapes (`llamafuse bench embed -m file`). */
-    model?: string;
-    noPeer?: boolean;
-    cacheDir?: string;
-    log: (line: string) => void;
-    /** Layers to offload, for both runtimes (--gpu-layers). */
-    gpuLayers?: BenchGpuLayers;
+/** The suite options (threads, quick, model, noPeer, cacheDir, log, gpuLayers), and: */
+export interface EmbedBenchOptions extends SuiteOptions {
     /** Texts, their length range and timed rounds, instead of the quick or full sizes (a run sized to a busy machine). */
     sizes?: EmbedBenchSizes;
 }

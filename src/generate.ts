@@ -248,7 +248,10 @@ async function* run(ctx: Context, text: string | null, given: Int32Array | null,
         left = false;
         if (r.reason === "aborted") throw abortedError("generate", p.signal?.reason);
         if (r.reason === "contextFull") {
-            throw new LlamaError("ERR_CONTEXT_FULL", `the context filled up after ${r.kept.length} generated tokens (they were kept)`);
+            // A token's text goes out when it is sampled, before it is decoded: the one that no
+            // longer fitted may have been read already.
+            const unkept = consumed > r.kept.length ? "; the last token read did not fit and is not in the cache" : "";
+            throw new LlamaError("ERR_CONTEXT_FULL", `the context filled up after ${r.kept.length} generated tokens (they were kept${unkept})`);
         }
         return { reason: r.reason as GenerateSummary["reason"], tokens: r.kept.length, promptTokens: prompt.length, reusedTokens: reused, evaluatedTokens: prompt.length - reused };
     } finally {

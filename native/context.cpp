@@ -11,26 +11,6 @@
 
 namespace llamafuse {
 
-void context_init(llama_model * model, const llama_context_params & params, int32_t threads, uint32_t poll, const char * what,
-                  llama_context *& ctx, ggml_threadpool *& tp) {
-    ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
-    tpp.poll = poll;
-    tp = ggml_threadpool_new(&tpp);
-    if (!tp) throw CodedError("ERR_NATIVE", "could not create a thread pool");
-    log_clear_error();
-    AbortGuard guard;
-    try {
-        ctx = llama_init_from_model(model, params);
-    } catch (const GgmlAbort & e) {
-        throw CodedError("ERR_INVALID_OPTION", std::string("llama.cpp rejected the context parameters: ") + e.what());
-    }
-    if (!ctx) {
-        std::string why = log_last_error();
-        throw CodedError("ERR_CONTEXT_CREATE", std::string("failed to create the ") + what + (why.empty() ? std::string() : ": " + why));
-    }
-    llama_attach_threadpool(ctx, tp, tp);
-}
-
 Napi::Function NativeContext::define(Napi::Env env) {
     Napi::Function fn = DefineClass(env, "NativeContext", {
         StaticMethod("create", &NativeContext::Create),
@@ -55,29 +35,11 @@ NativeContext::NativeContext(const Napi::CallbackInfo & info) : Napi::ObjectWrap
 NativeContext::~NativeContext() { free_native(); }
 
 void NativeContext::free_native() {
-    if (ctx_ && broken_.load()) {
-        // A decode asserted part-way: llama.cpp's state (the KV cache, a half-run graph, maybe
-        // compute threads still waiting at a barrier of that graph) is unknown, and freeing it
-        // could touch that state or wait on those threads forever. Leave it allocated: a bounded
-        // leak, once per such failure, instead of a crash or a hang.
-        ctx_ = nullptr;
-        threadpool_ = nullptr;
-        llama_batch_free(batch_);
-        batch_ = {};
-        if (model_) model_->context_closed();
-    }
-    if (ctx_) {
-        llama_free(ctx_);
-        ctx_ = nullptr;
-        llama_batch_free(batch_);
-        batch_ = {};
-        if (model_) model_->context_closed();
-    }
-    if (threadpool_) {
-        attention_switch_forget(threadpool_);
-        ggml_threadpool_free(threadpool_);
-        threadpool_ = nullptr;
-    }
+    // After a decode asserted part-way (broken_), llama.cpp's state (the KV cache, a half-run
+    // graph, maybe compute threads still waiting at a barrier of that graph) is unknown, and
+    // freeing it could touch that state or wait on those threads forever. Leave it allocated:
+    // a bounded leak, once per such failure, instead of a crash or a hang.
+    context_release(model_, ctx_, threadpool_, batch_, /*leak=*/broken_.load());
     std::vector<float>().swap(last_logits_);
 }
 
@@ -94,74 +56,30 @@ Napi::Value NativeContext::check_usable(Napi::Env env) {
     return Napi::Value();
 }
 
-bool NativeContext::on_abort_check(void * self) {
-    const int32_t * flag = static_cast<NativeContext *>(self)->abort_flag_;
-    return flag && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0;
-}
-
 llama_pos NativeContext::next_pos(llama_seq_id seq) const {
     return llama_memory_seq_pos_max(llama_get_memory(ctx_), seq) + 1;
 }
 
 // ---- create --------------------------------------------------------------------------------
 
-class ContextCreateWorker : public PromiseWorker {
+class ContextCreateWorker : public ContextCreateWorkerBase {
 public:
-    ContextCreateWorker(const Napi::CallbackInfo & info) : PromiseWorker(info.Env(), info[0].As<Napi::Object>()) {
-        model_obj_ = Napi::Persistent(info[0].As<Napi::Object>());
-        model_ = NativeModel::Unwrap(info[0].As<Napi::Object>());
-        Napi::Object o = info[1].As<Napi::Object>();
-        params_ = llama_context_default_params();
-        params_.n_ctx = get_u32(o, "contextSize");
-        params_.n_batch = get_u32(o, "batchSize");
-        params_.n_ubatch = get_u32(o, "ubatchSize");
-        params_.n_seq_max = get_u32(o, "sequences");
-        threads_ = get_i32(o, "threads");
-        params_.n_threads = threads_;
-        params_.n_threads_batch = threads_;
-        params_.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED; // our attention kernels hook FA
-        params_.type_k = (ggml_type) get_i32(o, "kvType");
-        params_.type_v = params_.type_k;
-        params_.kv_unified = true;  // sequences share cells: copies are cheap (beam search, forks)
-        params_.no_perf = true;
-        poll_ = get_u32(o, "poll");
-        fused_ = get_str(o, "attention") == "fused";
-        model_->context_opened(); // held from now: the model cannot be disposed under us
-    }
-    ~ContextCreateWorker() override {
-        if (ctx_) llama_free(ctx_);
-        if (tp_) ggml_threadpool_free(tp_);
-        if (!adopted_) model_->context_closed();
-    }
+    ContextCreateWorker(const Napi::CallbackInfo & info)
+        : ContextCreateWorkerBase(info.Env(), info[0].As<Napi::Object>(), info[0].As<Napi::Object>(), info[1].As<Napi::Object>(),
+                                  context_params_generation(info[1].As<Napi::Object>()), "context") {}
 
 protected:
-    void run() override {
-        if (!model_->model()) throw CodedError("ERR_DISPOSED", "the model is disposed");
-        context_init(model_->model(), params_, threads_, poll_, "context", ctx_, tp_);
-    }
-
     Napi::Value result(Napi::Env env) override {
         Napi::Object obj = addon_data(env).construct("NativeContext");
         NativeContext * c = NativeContext::Unwrap(obj);
-        c->model_ref_ = Napi::Persistent(model_obj_.Value());
-        c->model_ = model_;
-        c->ctx_ = ctx_;
-        c->threadpool_ = tp_;
         c->vocab_ = model_->vocab();
         c->n_vocab_ = llama_vocab_n_tokens(c->vocab_);
         c->n_ctx_ = llama_n_ctx(ctx_);
-        c->n_batch_ = llama_n_batch(ctx_);
-        c->n_seq_ = llama_n_seq_max(ctx_);
-        c->batch_ = llama_batch_init((int32_t) c->n_batch_, 0, 1);
+        hand_over(c);
         c->last_logits_.assign((size_t) c->n_seq_ * c->n_vocab_, 0.0f);
         c->has_logits_.assign(c->n_seq_, 0);
-        llama_set_abort_callback(ctx_, &NativeContext::on_abort_check, c);
         const char * force = getenv("LLAMAFUSE_TEST_DECODE_ABORT");
         c->force_decode_abort_ = force && *force && *force != '0';
-        attention_switch_set(tp_, fused_);
-        ctx_ = nullptr;
-        tp_ = nullptr;
-        adopted_ = true;
         Napi::Object out = Napi::Object::New(env);
         out.Set("context", obj);
         out.Set("contextSize", c->n_ctx_);
@@ -172,17 +90,6 @@ protected:
         out.Set("canShift", c->can_shift_);
         return out;
     }
-
-private:
-    Napi::ObjectReference model_obj_;
-    NativeModel * model_;
-    llama_context_params params_;
-    int32_t threads_;
-    uint32_t poll_;
-    bool fused_;
-    llama_context * ctx_ = nullptr;
-    ggml_threadpool * tp_ = nullptr;
-    bool adopted_ = false;
 };
 
 Napi::Value NativeContext::Create(const Napi::CallbackInfo & info) {

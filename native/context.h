@@ -5,6 +5,7 @@
 #pragma once
 
 #include "common.h"
+#include "context_core.h"
 #include "model.h"
 
 #include "ggml-cpu.h"
@@ -15,13 +16,6 @@
 #include <vector>
 
 namespace llamafuse {
-
-// A llama_context on its own ggml thread pool (`threads`, spinning at `poll`), created under
-// the abort guard; the shared first step of a NativeContext and a NativeEmbeddingContext. ctx
-// and tp are set as soon as each exists, so the caller frees what was made when this throws
-// (CodedError: ERR_NATIVE, ERR_INVALID_OPTION, ERR_CONTEXT_CREATE naming `what`).
-void context_init(llama_model * model, const llama_context_params & params, int32_t threads, uint32_t poll, const char * what,
-                  llama_context *& ctx, ggml_threadpool *& tp);
 
 class NativeContext : public Napi::ObjectWrap<NativeContext> {
 public:
@@ -81,9 +75,9 @@ private:
     void check_kv_op(Napi::Env env);
     void decide_shift(ggml_type type_k);
     void free_native();
-    static bool on_abort_check(void * self);
 
     friend class ContextCreateWorker;
+    friend class ContextCreateWorkerBase;
 
     Napi::ObjectReference model_ref_;
     NativeModel * model_ = nullptr;

@@ -1,8 +1,5 @@
 #include "embedding.h"
 
-#include "abort_guard.h"
-#include "attention_switch.h"
-#include "context.h"
 #include "log.h"
 
 #include "gguf.h"
@@ -29,25 +26,7 @@ NativeEmbeddingContext::NativeEmbeddingContext(const Napi::CallbackInfo & info) 
 
 NativeEmbeddingContext::~NativeEmbeddingContext() { free_native(); }
 
-void NativeEmbeddingContext::free_native() {
-    if (ctx_) {
-        llama_free(ctx_);
-        ctx_ = nullptr;
-        llama_batch_free(batch_);
-        batch_ = {};
-        if (model_) model_->context_closed();
-    }
-    if (threadpool_) {
-        attention_switch_forget(threadpool_);
-        ggml_threadpool_free(threadpool_);
-        threadpool_ = nullptr;
-    }
-}
-
-bool NativeEmbeddingContext::on_abort_check(void * self) {
-    const int32_t * flag = static_cast<NativeEmbeddingContext *>(self)->abort_flag_;
-    return flag && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != 0;
-}
+void NativeEmbeddingContext::free_native() { context_release(model_, ctx_, threadpool_, batch_); }
 
 void NativeEmbeddingContext::clear_memory() {
     // Encoder-only models (BERT) have no memory at all: each decode stands alone.
@@ -70,65 +49,37 @@ static bool gguf_has_rank_head(const std::string & path) {
 
 // ---- create --------------------------------------------------------------------------------
 
-class EmbeddingCreateWorker : public PromiseWorker {
+// The shared parameters with embeddings on and the pooling src/ resolved. One ubatch per decode:
+// a non-causal (BERT) batch cannot be split, and a pooled sequence must not straddle two ubatches.
+static llama_context_params embedding_params(const Napi::Object & o) {
+    llama_context_params p = context_params_shared(o);
+    p.embeddings = true;
+    p.pooling_type = (enum llama_pooling_type) get_i32(o, "pooling");
+    p.n_ubatch = p.n_batch;
+    return p;
+}
+
+class EmbeddingCreateWorker : public ContextCreateWorkerBase {
 public:
     EmbeddingCreateWorker(const Napi::CallbackInfo & info, NativeEmbeddingContext * c)
-        : PromiseWorker(info.Env(), info.This().As<Napi::Object>()), c_(c) {
-        model_obj_ = Napi::Persistent(info[0].As<Napi::Object>());
-        model_ = NativeModel::Unwrap(info[0].As<Napi::Object>());
-        Napi::Object o = info[1].As<Napi::Object>();
-        params_ = llama_context_default_params();
-        params_.embeddings = true;
-        params_.pooling_type = (enum llama_pooling_type) get_i32(o, "pooling");
-        params_.n_ctx = get_u32(o, "contextSize");
-        // One ubatch per decode: a non-causal (BERT) batch cannot be split, and a pooled
-        // sequence must not straddle two ubatches.
-        params_.n_batch = get_u32(o, "batchSize");
-        params_.n_ubatch = params_.n_batch;
-        params_.n_seq_max = get_u32(o, "sequences");
-        threads_ = get_i32(o, "threads");
-        params_.n_threads = threads_;
-        params_.n_threads_batch = threads_;
-        params_.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED; // our attention kernels hook FA
-        params_.kv_unified = true;
-        params_.no_perf = true;
-        poll_ = get_u32(o, "poll");
-        fused_ = get_str(o, "attention") == "fused";
-        path_ = get_str(o, "modelPath");
-        model_->context_opened(); // held from now: the model cannot be disposed under us
-    }
-    ~EmbeddingCreateWorker() override {
-        if (ctx_) llama_free(ctx_);
-        if (tp_) ggml_threadpool_free(tp_);
-        if (!adopted_) model_->context_closed();
-        c_->release();
-    }
+        : ContextCreateWorkerBase(info.Env(), info.This().As<Napi::Object>(), info[0].As<Napi::Object>(), info[1].As<Napi::Object>(),
+                                  embedding_params(info[1].As<Napi::Object>()), "embedding context"),
+          c_(c), path_(get_str(info[1].As<Napi::Object>(), "modelPath")) {}
+    ~EmbeddingCreateWorker() override { c_->release(); }
 
 protected:
     void run() override {
-        if (!model_->model()) throw CodedError("ERR_DISPOSED", "the model is disposed");
         rank_head_ = gguf_has_rank_head(path_);
-        context_init(model_->model(), params_, threads_, poll_, "embedding context", ctx_, tp_);
+        ContextCreateWorkerBase::run();
     }
 
     Napi::Value result(Napi::Env env) override {
         NativeEmbeddingContext * c = c_;
         const llama_model * m = model_->model();
         const llama_vocab * vocab = model_->vocab();
-        c->model_ref_ = Napi::Persistent(model_obj_.Value());
-        c->model_ = model_;
-        c->ctx_ = ctx_;
-        c->threadpool_ = tp_;
         c->pooling_ = llama_pooling_type(ctx_);
-        c->n_batch_ = llama_n_batch(ctx_);
-        c->n_seq_ = llama_n_seq_max(ctx_);
         c->dim_ = c->pooling_ == LLAMA_POOLING_TYPE_RANK ? (int32_t) llama_model_n_cls_out(m) : llama_model_n_embd_out(m);
-        c->batch_ = llama_batch_init((int32_t) c->n_batch_, 0, 1);
-        llama_set_abort_callback(ctx_, &NativeEmbeddingContext::on_abort_check, c);
-        attention_switch_set(tp_, fused_);
-        ctx_ = nullptr;
-        tp_ = nullptr;
-        adopted_ = true;
+        hand_over(c);
 
         Napi::Object out = Napi::Object::New(env);
         out.Set("contextSize", llama_n_ctx(c->ctx_));
@@ -150,17 +101,8 @@ protected:
 
 private:
     NativeEmbeddingContext * c_;
-    Napi::ObjectReference model_obj_;
-    NativeModel * model_;
-    llama_context_params params_;
-    int32_t threads_;
-    uint32_t poll_;
-    bool fused_;
-    bool rank_head_ = false;
     std::string path_;
-    llama_context * ctx_ = nullptr;
-    ggml_threadpool * tp_ = nullptr;
-    bool adopted_ = false;
+    bool rank_head_ = false;
 };
 
 // init(model: NativeModel, options): creates the llama_context of this (empty) instance.

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common.h"
+#include "context_core.h"
 #include "model.h"
 
 #include "ggml-cpu.h"
@@ -43,9 +44,9 @@ private:
 
     void free_native();
     void clear_memory();
-    static bool on_abort_check(void * self);
 
     friend class EmbeddingCreateWorker;
+    friend class ContextCreateWorkerBase;
 
     Napi::ObjectReference model_ref_;
     NativeModel * model_ = nullptr;

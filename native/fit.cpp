@@ -253,8 +253,12 @@ static Napi::Value ContextMemory(const Napi::CallbackInfo & info) {
     devs.back().type = "host";
     for (const auto & [buft, mb] : llama_get_memory_breakdown(ctx)) {
         DeviceMemory * d = nullptr;
-        if (ggml_backend_buft_is_host(buft)) d = &devs.back();
-        else if (ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft)) {
+        ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+        // The CPU's extra buffer types (repacked and AMX weights) are system memory too, as
+        // native/patches/0007 counts them in the estimate.
+        if (ggml_backend_buft_is_host(buft) || (dev && ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU)) {
+            d = &devs.back();
+        } else if (dev) {
             for (int32_t i = 0; i < nd; i++) if (dev == llama_model_get_device(model, i)) d = &devs[i];
         }
         if (!d) continue;

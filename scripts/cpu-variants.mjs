@@ -6,9 +6,10 @@
 // Three levels, not ggml's thirteen: each costs a whole addon in the package (~8 MB), and these
 // are the steps that change speed most: AVX-512 with VNNI/VBMI (Ice Lake, Zen 4, Sapphire Rapids
 // and later; Skylake-X falls back to AVX2), AVX2 with FMA (Haswell, Zen 1 and later) and plain
-// x86-64 (anything else). No AMX level: on a Sapphire Rapids VM here the kernel granted AMX and
-// the first AMX instruction still raised SIGILL (native/cmake/cpu-features.cmake), a crash no
-// load-time check can see; and a fourth addon would take the package past 60 MB installed.
+// x86-64 (anything else). The AVX-512 level also carries ggml's AMX kernels (Sapphire Rapids and
+// later): ggml uses them only where the kernel grants AMX and the tile instructions execute
+// (native/patches/0006 tries them once under a SIGILL handler), so the level does not require
+// the AMX flags and Ice Lake or Zen 4 load it too.
 
 /** ggml CPU option -> the /proc/cpuinfo flags it needs (all of them). */
 export const CPUINFO_FLAGS = {
@@ -29,7 +30,10 @@ export const CPUINFO_FLAGS = {
 };
 
 const HASWELL = ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2"];
-const ICELAKE = [...HASWELL, "AVX512", "AVX512_VBMI", "AVX512_VNNI"];
+const ICELAKE = [...HASWELL, "AVX512", "AVX512_VBMI", "AVX512_VNNI", "AMX_TILE", "AMX_INT8"];
+
+/** Options a level is built with but that the CPU need not have: ggml checks them at run time. */
+const PROBED_AT_RUN_TIME = new Set(["AMX_TILE", "AMX_INT8"]);
 
 export const CPU_VARIANTS = {
     "linux-x64": [
@@ -41,5 +45,5 @@ export const CPU_VARIANTS = {
 
 /** The cpuinfo flags a variant needs. */
 export function cpuinfoFlags(features) {
-    return [...new Set(features.flatMap((f) => CPUINFO_FLAGS[f]))];
+    return [...new Set(features.filter((f) => !PROBED_AT_RUN_TIME.has(f)).flatMap((f) => CPUINFO_FLAGS[f]))];
 }

@@ -37,13 +37,12 @@ function(llamafuse_ggml_cpu_features)
         "GGML_AVX512_VBMI=avx512f,avx512vbmi"
         "GGML_AVX512_VNNI=avx512f,avx512_vnni"
         "GGML_AVX512_BF16=avx512f,avx512_bf16")
-    # AMX stays off even where /proc/cpuinfo lists it: on this Sapphire Rapids VM the kernel
-    # grants AMX (arch_prctl succeeds) yet the first tileloadd raises SIGILL, so every Q4_0
-    # matmul of ggml's AMX path killed the process (the 1B benchmark model, in a source build
-    # and in a prebuilt level alike). The AVX-512 VNNI paths run instead.
-    foreach (option GGML_AMX_TILE GGML_AMX_INT8 GGML_AMX_BF16)
-        set(${option} OFF CACHE BOOL "" FORCE)
-    endforeach()
+    # AMX (ggml's tile kernels for Q4_0/Q4_1/Q8_0/K-quant matmuls) is built where cpuinfo lists
+    # it. It was off because every Q4_0 matmul raised SIGILL here: GCC 12 dropped the stores of
+    # ggml's tile config (only the palette byte was kept), so ldtilecfg loaded no rows.
+    # native/patches/0006 fixes that, and also tries the tile instructions once under a SIGILL
+    # handler before ggml uses them, so a machine that lists AMX and faults on it keeps AVX-512.
+    list(APPEND map "GGML_AMX_TILE=amx_tile" "GGML_AMX_INT8=amx_tile,amx_int8" "GGML_AMX_BF16=amx_tile,amx_bf16")
     set(enabled "")
     foreach (entry IN LISTS map)
         string(REPLACE "=" ";" parts "${entry}")

@@ -1,32 +1,16 @@
 // `llamafuse bench --gpu-layers N|auto`: accepted, validated, and passed on to every runtime
 // in the form it takes (our loadModel, node-llama-cpp's loadModel, llama.cpp's -ngl). On this
 // CPU build no layer can move, so the peer still runs and the header says where layers went.
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { nglArgs, offloadsToGpu, ourGpuLayers, parseBenchGpuLayers, peerGpuLayers } from "../../bench/suites/gpu-layers.js";
-import { MODELS, repoRoot } from "../helpers/models.js";
+import { MODELS } from "../helpers/models.js";
+import { runCli } from "../helpers/run-cli.js";
 
-const cli = path.join(repoRoot, "dist", "cli", "index.js");
 const tmp = mkdtempSync(path.join(tmpdir(), "llamafuse-bench-gpu-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function run(args: string[], timeoutMs = 300_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [cli, ...args], { cwd: repoRoot, env: { ...process.env, LLAMAFUSE_DEBUG: "" }, stdio: ["ignore", "pipe", "pipe"] });
-        let stdout = "", stderr = "";
-        child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-        child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-        const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-        child.on("error", reject);
-        child.on("close", (code) => {
-            clearTimeout(timer);
-            resolve({ code, stdout, stderr });
-        });
-    });
-}
 
 describe("--gpu-layers values", () => {
     it("parses counts and auto, and refuses the rest", () => {
@@ -57,7 +41,7 @@ describe("--gpu-layers values", () => {
 describe("llamafuse bench --gpu-layers", () => {
     it("rejects a bad value in one line, before running anything", async () => {
         for (const bad of ["abc", "-2", "1.5"]) {
-            const r = await run(["bench", "forward-1b", "--quick", "--gpu-layers", bad, "--out", tmp], 60_000);
+            const r = await runCli(["bench", "forward-1b", "--quick", "--gpu-layers", bad, "--out", tmp], { timeoutMs: 60_000 });
             expect(r.code, bad).not.toBe(0);
             expect(r.stderr.trim()).toMatch(/--gpu-layers takes an integer >= -1 or "auto"/);
             expect(r.stderr).not.toContain("running forward-1b");
@@ -65,7 +49,7 @@ describe("llamafuse bench --gpu-layers", () => {
     });
 
     it.skipIf(!existsSync(MODELS.stories260K))("bench forward-1b --gpu-layers auto runs on a CPU build: 0 layers moved, the peer beside it", async () => {
-        const r = await run(["bench", "forward-1b", "--quick", "--json", "--threads", "1", "--model", MODELS.stories260K, "--gpu-layers", "auto", "--out", tmp]);
+        const r = await runCli(["bench", "forward-1b", "--quick", "--json", "--threads", "1", "--model", MODELS.stories260K, "--gpu-layers", "auto", "--out", tmp], { timeoutMs: 300_000 });
         expect(r.code, r.stderr).toBe(0);
         expect(r.stderr).toContain("--gpu-layers auto: no GPU in this build: every layer stays on the CPU");
         const report = JSON.parse(r.stdout) as { suites: { suite: string; peerAbsent?: string; rows: { test: string; llamafuse: number; nodeLlamaCpp: number | null }[] }[] };

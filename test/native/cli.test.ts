@@ -1,7 +1,7 @@
 // The `llamafuse` CLI, run as a user runs it: `node dist/cli/index.js ...` in a child
 // process. Expected outputs are computed through the API in this process (same model, same
 // greedy settings), so a CLI that prints something else fails.
-import { execFile, execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -9,35 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, LLAMA_CPP_COMMIT, type Model } from "../../src/index.js";
 import { planSynthModel } from "../../src/synth/index.js";
 import { MODELS, repoRoot } from "../helpers/models.js";
+import { cliPath, runCli } from "../helpers/run-cli.js";
 import { cachedSynthModel } from "../helpers/synth-cache.js";
 
-const cli = path.join(repoRoot, "dist", "cli", "index.js");
+const cli = cliPath;
 const stories = MODELS.stories260K;
 const haveStories = existsSync(stories);
 const tmp = mkdtempSync(path.join(tmpdir(), "llamafuse-cli-"));
-
-interface Run {
-    code: number | null;
-    stdout: string;
-    stderr: string;
-}
-
-/** Runs the CLI with `input` on stdin (a pipe, so not a terminal), or stdin closed. */
-function run(args: string[], input?: string, timeoutMs = 120_000, command = process.execPath, pre: string[] = [cli]): Promise<Run> {
-    return new Promise((resolve, reject) => {
-        const child = spawn(command, [...pre, ...args], { cwd: repoRoot, env: { ...process.env, LLAMAFUSE_DEBUG: "" }, stdio: ["pipe", "pipe", "pipe"] });
-        let stdout = "", stderr = "";
-        child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-        child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-        const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-        child.on("error", reject);
-        child.on("close", (code) => {
-            clearTimeout(timer);
-            resolve({ code, stdout, stderr });
-        });
-        child.stdin.end(input ?? "");
-    });
-}
 
 /** The newest modification time under src/, to tell whether dist/ is stale. */
 function newestSource(dir: string): number {
@@ -82,17 +60,17 @@ function oneLine(s: string): string {
 describe("help and errors", () => {
     it("every command has --help", async () => {
         for (const cmd of ["info", "tokenize", "generate", "repl", "demo", "synth", "bench"]) {
-            const r = await run([cmd, "--help"]);
+            const r = await runCli([cmd, "--help"]);
             expect(r.code, cmd).toBe(0);
             expect(r.stdout).toContain(`Usage: llamafuse ${cmd}`);
         }
-        const top = await run(["--help"]);
+        const top = await runCli(["--help"]);
         expect(top.stdout).toMatch(/info[\s\S]*tokenize[\s\S]*generate[\s\S]*repl[\s\S]*synth[\s\S]*bench/);
     });
 
     it("a missing model is one line on stderr and a non-zero exit", async () => {
         for (const args of [["info", "no/such.gguf"], ["generate", "no/such.gguf", "-p", "x"], ["repl", "no/such.gguf"], ["tokenize", "no/such.gguf", "x"]]) {
-            const r = await run(args);
+            const r = await runCli(args);
             expect(r.code, args.join(" ")).not.toBe(0);
             expect(oneLine(r.stderr)).toBe("llamafuse: model file not found: no/such.gguf (ERR_FILE_NOT_FOUND)");
             expect(r.stdout).toBe("");
@@ -108,7 +86,7 @@ describe("help and errors", () => {
             [["synth", "--layers", "2"], /for embedding but received undefined.*ERR_INVALID_OPTION/],
         ];
         for (const [args, re] of cases) {
-            const r = await run(args);
+            const r = await runCli(args);
             expect(r.code, args.join(" ")).not.toBe(0);
             expect(oneLine(r.stderr)).toMatch(re);
         }
@@ -123,13 +101,13 @@ describe.skipIf(!haveStories)("on stories260K", () => {
     afterAll(async () => model?.dispose());
 
     it("an out-of-range sampling option is one line with its code", async () => {
-        const r = await run(["generate", stories, "-p", "x", "--temp", "5000000"]);
+        const r = await runCli(["generate", stories, "-p", "x", "--temp", "5000000"]);
         expect(r.code).not.toBe(0);
         expect(oneLine(r.stderr)).toMatch(/temperature.*\(ERR_INVALID_OPTION\)$/);
     });
 
     it("info prints the model's properties and every metadata key", async () => {
-        const r = await run(["info", stories]);
+        const r = await runCli(["info", stories]);
         expect(r.code).toBe(0);
         const keys = Object.keys(model.info.metadata);
         expect(r.stdout).toContain(`metadata (${keys.length} keys):`);
@@ -138,7 +116,7 @@ describe.skipIf(!haveStories)("on stories260K", () => {
         expect(r.stdout).toMatch(/^layers\s+5$/m);
         // Long arrays are summarized: length and the first items.
         expect(r.stdout).toMatch(/^tokenizer\.ggml\.tokens\s+\[512 items\] "<unk>", "<s>", "<\/s>",/m);
-        const j = await run(["info", stories, "--json"]);
+        const j = await runCli(["info", stories, "--json"]);
         const info = JSON.parse(j.stdout) as { vocabSize: number; embeddingSize: number; metadata: Record<string, unknown> };
         expect(info.vocabSize).toBe(model.info.vocabSize);
         expect(info.embeddingSize).toBe(model.info.embeddingSize);
@@ -147,15 +125,15 @@ describe.skipIf(!haveStories)("on stories260K", () => {
 
     it("tokenize prints the same ids as model.tokenize, with their pieces", async () => {
         for (const text of ["Once upon a time, Lily saw a dog.", "Ünïcödé 東京 🙂", " leading  spaces\n"]) {
-            const r = await run(["tokenize", stories, text, "--json"]);
+            const r = await runCli(["tokenize", stories, text, "--json"]);
             expect(r.code).toBe(0);
             const out = JSON.parse(r.stdout) as { tokens: number[]; pieces: string[] };
             expect(out.tokens).toEqual(Array.from(await model.tokenize(text)));
             expect(out.pieces).toHaveLength(out.tokens.length);
-            const noSpecial = JSON.parse((await run(["tokenize", stories, text, "--json", "--no-add-special"])).stdout) as { tokens: number[] };
+            const noSpecial = JSON.parse((await runCli(["tokenize", stories, text, "--json", "--no-add-special"])).stdout) as { tokens: number[] };
             expect(noSpecial.tokens).toEqual(Array.from(await model.tokenize(text, { addSpecial: false })));
         }
-        const table = await run(["tokenize", stories, "Hello world"]);
+        const table = await runCli(["tokenize", stories, "Hello world"]);
         const ids = Array.from(await model.tokenize("Hello world"));
         expect(table.stdout).toContain(`${ids.length} tokens`);
         expect(table.stdout).toContain(`ids: ${ids.join(" ")}`);
@@ -166,24 +144,24 @@ describe.skipIf(!haveStories)("on stories260K", () => {
         const prompt = "Once upon a time";
         const ref = await apiGreedy(model, prompt, 40);
         expect(ref.text.length).toBeGreaterThan(20);
-        const streamed = await run(["generate", stories, "-p", prompt, "-n", "40", "--greedy", "--threads", "1"]);
+        const streamed = await runCli(["generate", stories, "-p", prompt, "-n", "40", "--greedy", "--threads", "1"]);
         expect(streamed.code).toBe(0);
         expect(streamed.stdout).toBe(ref.text + "\n");
         expect(streamed.stderr).toMatch(/\[40 tokens, maxTokens; prompt \d+ tokens at [\d.]+ t\/s, generation [\d.]+ t\/s, 1 threads\]/);
-        const json = JSON.parse((await run(["generate", stories, "-p", prompt, "-n", "40", "--temp", "0", "--json"])).stdout) as { text: string; tokens: number[] };
+        const json = JSON.parse((await runCli(["generate", stories, "-p", prompt, "-n", "40", "--temp", "0", "--json"])).stdout) as { text: string; tokens: number[] };
         expect(json.text).toBe(ref.text);
         expect(json.tokens).toEqual(ref.tokens);
         // A stop string ends the text before it.
         const cut = ref.text.indexOf("Lily");
         expect(cut, "the greedy text names Lily").toBeGreaterThan(0);
-        const stopped = await run(["generate", stories, "-p", prompt, "-n", "40", "--greedy", "--stop", "Lily"]);
+        const stopped = await runCli(["generate", stories, "-p", prompt, "-n", "40", "--greedy", "--stop", "Lily"]);
         expect(stopped.stdout).toBe(ref.text.slice(0, cut) + "\n");
     });
 
     it("generate with a seed is reproducible and differs from greedy", async () => {
         const args = ["generate", stories, "-p", "The dog", "-n", "30", "--seed", "7", "--temp", "1.5", "--json"];
-        const a = JSON.parse((await run(args)).stdout) as { tokens: number[] };
-        const b = JSON.parse((await run(args)).stdout) as { tokens: number[] };
+        const a = JSON.parse((await runCli(args)).stdout) as { tokens: number[] };
+        const b = JSON.parse((await runCli(args)).stdout) as { tokens: number[] };
         expect(a.tokens).toEqual(b.tokens);
         const greedy = await apiGreedy(model, "The dog", 30);
         expect(a.tokens).not.toEqual(greedy.tokens);
@@ -200,7 +178,7 @@ describe.skipIf(!haveStories)("on stories260K", () => {
         await bctx.dispose();
         const promptLen = (await model.tokenize(p2)).length;
         const input = [p1, "/stats", "/temp abc", "/topk 5", "/greedy", p2, "/stats", "/beam 2", p3, "/beam 0", "/bogus", "/help", "/quit", "Never answered"].join("\n") + "\n";
-        const r = await run(["repl", stories, "--greedy", "-n", String(n), "--threads", "1"], input);
+        const r = await runCli(["repl", stories, "--greedy", "-n", String(n), "--threads", "1"], { input });
         expect(r.code).toBe(0);
         const expected = [
             r1.text,
@@ -231,7 +209,7 @@ describe.skipIf(!haveStories)("on stories260K", () => {
     });
 
     it("repl exits 0 at the end of input, and keeps the shared prefix of the next prompt", async () => {
-        const r = await run(["repl", stories, "--greedy", "-n", "8", "--threads", "1"], "Once upon a time\nOnce upon a time there\n/stats\n");
+        const r = await runCli(["repl", stories, "--greedy", "-n", "8", "--threads", "1"], { input: "Once upon a time\nOnce upon a time there\n/stats\n" });
         expect(r.code).toBe(0);
         // The second prompt shares "<s> Once upon a time" with what is cached: only the rest is new.
         const extra = (await model.tokenize("Once upon a time there")).length - (await model.tokenize("Once upon a time")).length;
@@ -242,7 +220,7 @@ describe.skipIf(!haveStories)("on stories260K", () => {
 
     it("repl: a turn that fails is one error line, the session goes on, and the exit code says so", async () => {
         // An invalid grammar passes option checks but fails when its sampler is built (in the turn).
-        const r = await run(["repl", stories, "--grammar", "root ::= (", "--threads", "1"], "Hello\n/stats\n");
+        const r = await runCli(["repl", stories, "--grammar", "root ::= (", "--threads", "1"], { input: "Hello\n/stats\n" });
         expect(r.code).toBe(1);
         expect(r.stderr.trimEnd().split("\n").at(-1)).toMatch(/^llamafuse: .*grammar.*\(ERR_INVALID_GRAMMAR\)$/);
         expect(r.stdout).toMatch(/^total: 0 answers/m);
@@ -250,7 +228,7 @@ describe.skipIf(!haveStories)("on stories260K", () => {
 
     it("npm start runs the scripted demo when stdin is not a terminal", async () => {
         const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-        const r = await run(["start", "--silent"], undefined, 120_000, npm, []);
+        const r = await runCli(["start", "--silent"], { command: npm, pre: [] });
         expect(r.code, r.stderr).toBe(0);
         expect(r.stdout).toContain("llamafuse repl: stories260K (real weights");
         expect(r.stdout).toContain("> Once upon a time, there was a little girl named Lily.");
@@ -261,7 +239,7 @@ describe.skipIf(!haveStories)("on stories260K", () => {
 describe("synthetic models from the CLI", () => {
     it("synth --dry-run prints the plan and writes nothing", async () => {
         const out = path.join(tmp, "dry.gguf");
-        const r = await run(["synth", "--preset", "llama-3.2-1b", "--type", "q4_0", "-o", out, "--dry-run", "--json"]);
+        const r = await runCli(["synth", "--preset", "llama-3.2-1b", "--type", "q4_0", "-o", out, "--dry-run", "--json"]);
         expect(r.code).toBe(0);
         const plan = JSON.parse(r.stdout) as { bytes: number; parameters: number; shape: { layers: number } };
         const api = await planSynthModel({ preset: "llama-3.2-1b", type: "q4_0", output: out });
@@ -269,20 +247,20 @@ describe("synthetic models from the CLI", () => {
         expect(plan.parameters).toBe(api.parameters);
         expect(plan.shape.layers).toBe(16);
         expect(existsSync(out)).toBe(false);
-        const text = await run(["synth", "--preset", "tiny", "--dry-run"]);
+        const text = await runCli(["synth", "--preset", "tiny", "--dry-run"]);
         expect(text.stdout).toMatch(/^dry run, nothing written:/);
         expect(text.stdout).toContain("2 layers, embedding 128, heads 2 (kv 1, head size 64)");
     });
 
     it("synth writes a model that loads, and info says its weights are random", async () => {
         const out = path.join(tmp, "small.gguf");
-        const r = await run(["synth", "--layers", "1", "--embedding", "64", "--heads", "2", "--ff", "96", "--vocab", "llama-spm", "--type", "q8_0", "--seed", "3", "-o", out]);
+        const r = await runCli(["synth", "--layers", "1", "--embedding", "64", "--heads", "2", "--ff", "96", "--vocab", "llama-spm", "--type", "q8_0", "--seed", "3", "-o", out]);
         expect(r.code, r.stderr).toBe(0);
         expect(r.stdout).toMatch(/^wrote .*small\.gguf: [\d.]+ MB/);
         const m = await loadModel(out);
         expect([m.info.layers, m.info.embeddingSize, m.info.heads, m.info.vocabSize]).toEqual([1, 64, 2, 32000]);
         await m.dispose();
-        const info = await run(["info", out]);
+        const info = await runCli(["info", out]);
         expect(info.stderr).toContain("has random weights");
         expect(info.stdout).toMatch(/^llamafuse\.synthetic\s+true$/m);
     });
@@ -300,12 +278,12 @@ describe("synthetic models from the CLI", () => {
             const turn2 = [...turn1, { role: "assistant", content: a1.text }, { role: "user", content: "And then?" }];
             const t2 = Array.from(await model.tokenizeChat(turn2));
             const a2 = await apiGreedy(model, t2, n);
-            const r = await run(["repl", file, "--greedy", "-n", String(n), "--threads", "1"], "Hi there\nAnd then?\n/stats\n");
+            const r = await runCli(["repl", file, "--greedy", "-n", String(n), "--threads", "1"], { input: "Hi there\nAnd then?\n/stats\n" });
             expect(r.code, r.stderr).toBe(0);
             expect(r.stdout).toContain(a1.text + "\n" + a2.text + "\n");
             expect(r.stdout).toMatch(/^mode: chat;/m);
             // --no-chat: the line itself is the prompt.
-            const plain = await run(["repl", file, "--greedy", "-n", String(n), "--threads", "1", "--no-chat"], "Hi there\n/stats\n");
+            const plain = await runCli(["repl", file, "--greedy", "-n", String(n), "--threads", "1", "--no-chat"], { input: "Hi there\n/stats\n" });
             expect(plain.stdout).toContain((await apiGreedy(model, "Hi there", n)).text + "\n");
             expect(plain.stdout).toMatch(/^mode: completion;/m);
         } finally {
@@ -339,13 +317,13 @@ describe("synthetic models from the CLI", () => {
 
     it("demo --synthetic writes the cached default model once, labels it, and exits 0", async () => {
         const cache = path.join(tmp, "cache");
-        const first = await run(["demo", "--synthetic", "--cache-dir", cache, "-n", "8"]);
+        const first = await runCli(["demo", "--synthetic", "--cache-dir", cache, "-n", "8"]);
         expect(first.code, first.stderr).toBe(0);
         expect(first.stderr).toContain("writing the demo model (random weights)");
         expect(first.stdout).toContain("RANDOM WEIGHTS");
         expect(first.stdout).toContain("> The quick brown fox");
         expect(readdirSync(cache).filter((f) => f.endsWith(".gguf"))).toHaveLength(1);
-        const second = await run(["demo", "--synthetic", "--cache-dir", cache, "-n", "8"]);
+        const second = await runCli(["demo", "--synthetic", "--cache-dir", cache, "-n", "8"]);
         expect(second.code).toBe(0);
         expect(second.stderr).not.toContain("writing the demo model");
         // Same seed, same model, same demo (but for the timings).
@@ -357,7 +335,7 @@ describe("synthetic models from the CLI", () => {
 describe("bench", () => {
     it("bench depth --quick --json: rows with the peer and ratios, metadata, and a chart", async () => {
         const out = path.join(tmp, "results");
-        const r = await run(["bench", "depth", "--quick", "--json", "--threads", "1", "--out", out], undefined, 300_000);
+        const r = await runCli(["bench", "depth", "--quick", "--json", "--threads", "1", "--out", out], { timeoutMs: 300_000 });
         expect(r.code, r.stderr).toBe(0);
         const report = JSON.parse(r.stdout) as {
             meta: { threads: number; llamaCppCommit: string; machine: { cpu: string; cores: number }; llamafuse: { gitCommit: string | null }; llamaBench: { note: string } };
@@ -391,7 +369,7 @@ describe("bench", () => {
 
     it.skipIf(!haveStories)("bench forward-1b --quick on a given model: pp, the JS tg loop and the native generate loop, each beside the peer", async () => {
         const out = path.join(tmp, "results-1b");
-        const r = await run(["bench", "forward-1b", "--quick", "--json", "--threads", "1", "--model", stories, "--out", out], undefined, 300_000);
+        const r = await runCli(["bench", "forward-1b", "--quick", "--json", "--threads", "1", "--model", stories, "--out", out], { timeoutMs: 300_000 });
         expect(r.code, r.stderr).toBe(0);
         const report = JSON.parse(r.stdout) as { suites: { suite: string; rows: { test: string; model: string; llamafuse: number; nodeLlamaCpp: number | null; ratio: number | null }[] }[] };
         expect(report.suites.map((s) => s.suite)).toEqual(["forward-1b"]);

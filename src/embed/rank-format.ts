@@ -3,16 +3,10 @@
 // {document} filled in where the model defines one, else
 // [BOS] query [EOS] [SEP] document [EOS], each special token as the vocabulary asks for it.
 import type { Model } from "../model.js";
+import type { NativeEmbeddingCreated } from "./native.js";
 
-export interface RankVocab {
-    rerankTemplate: string | null;
-    bos: number;
-    eos: number;
-    sep: number;
-    addBos: boolean;
-    addEos: boolean;
-    addSep: boolean;
-}
+/** What the native side reports about the vocabulary that the format needs. */
+export type RankVocab = Pick<NativeEmbeddingCreated, "rerankTemplate" | "bos" | "eos" | "sep" | "addBos" | "addEos" | "addSep">;
 
 const NO_TOKEN = -1;
 

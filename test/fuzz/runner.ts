@@ -3,11 +3,11 @@
 // process, and classifies each: a crash (the worker died on it), a hang (no END within the
 // timeout), an uncoded error (not a LlamaError), or coded outcomes. A dead or hung worker is
 // replaced and resumes after the mutant that killed it.
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { MODELS, repoRoot, vocabDir } from "../helpers/models.js";
+import { runCasesInChildren } from "./child-runner.js";
 import { decodeGguf, type Gguf } from "./gguf-edit.js";
 import { mutant } from "./mutate.js";
 
@@ -48,7 +48,11 @@ function sources(): Source[] {
     return out;
 }
 
-/** What a worker may take to start before its first case. */
+/**
+ * What a worker may take to start before its first case: under nice 19 on a loaded machine,
+ * tsx compiling the sources and loading the addon took over 30 s, and the kill was counted as a
+ * crash of the next mutant.
+ */
 const STARTUP_MS = 180_000;
 
 export async function runFuzz(options: { count: number; seed: number; timeoutMs?: number; keepDir?: string; log?: (s: string) => void }): Promise<FuzzReport> {
@@ -86,69 +90,22 @@ export async function runFuzz(options: { count: number; seed: number; timeoutMs?
             }
         };
 
-        let next = 0;
-        while (next < options.count) {
-            next = await new Promise<number>((resolve) => {
-                const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "test", "fuzz", "worker.ts"), list, String(next)], {
-                    cwd: repoRoot,
-                    stdio: ["ignore", "pipe", "pipe"],
-                });
-                let current = -1;
-                let buf = "";
-                let stderr = "";
-                let timer: NodeJS.Timeout | undefined;
-                let hung = false;
-                const arm = (ms = timeoutMs) => {
-                    clearTimeout(timer);
-                    timer = setTimeout(() => {
-                        hung = true;
-                        child.kill("SIGKILL");
-                    }, ms);
-                };
-                // Starting a worker (tsx compiling the sources, loading the addon) is not a case:
-                // under nice 19 on a loaded machine it took over 30 s, and the kill was counted as
-                // a crash of the next mutant. It gets its own, longer allowance.
-                arm(Math.max(timeoutMs, STARTUP_MS));
-                child.stderr.on("data", (d: Buffer) => {
-                    stderr = (stderr + d.toString()).slice(-2000);
-                });
-                child.stdout.on("data", (d: Buffer) => {
-                    buf += d.toString();
-                    let nl;
-                    while ((nl = buf.indexOf("\n")) >= 0) {
-                        const line = buf.slice(0, nl);
-                        buf = buf.slice(nl + 1);
-                        if (line.startsWith("BEGIN ")) {
-                            current = Number(line.slice(6));
-                            stderr = "";
-                            arm();
-                        } else if (line.startsWith("END ")) {
-                            const parts = line.split(" ");
-                            const index = Number(parts[1]);
-                            for (const p of parts.slice(2)) {
-                                report.outcomes[p.split(":")[0]!] = (report.outcomes[p.split(":")[0]!] ?? 0) + 1;
-                                if (p.includes("UNCODED")) finding(index, "uncoded", p);
-                            }
-                            current = -1;
-                            next = index + 1;
-                        }
-                    }
-                });
-                child.on("exit", (codeNum, signal) => {
-                    clearTimeout(timer);
-                    if (current >= 0) {
-                        finding(current, hung ? "hang" : "crash", hung ? `no END within ${timeoutMs} ms` : `exit ${codeNum} signal ${signal}: ${stderr.trim().slice(-400)}`);
-                        resolve(current + 1);
-                    } else if (next < options.count) {
-                        // Ended between cases (died at startup?): count it against the next mutant so the run moves on.
-                        finding(next, "crash", `worker exit ${codeNum} signal ${signal} between cases: ${stderr.trim().slice(-400)}`);
-                        resolve(next + 1);
-                    } else {
-                        resolve(next);
-                    }
-                });
-            });
-        }
+        await runCasesInChildren({
+            worker: path.join(repoRoot, "test", "fuzz", "worker.ts"),
+            args: (next) => [list, String(next)],
+            first: 0,
+            last: options.count - 1,
+            timeoutMs,
+            startupMs: Math.max(timeoutMs, STARTUP_MS),
+            noun: "cases",
+            onEnd: (index, outcomes) => {
+                for (const p of outcomes) {
+                    report.outcomes[p.split(":")[0]!] = (report.outcomes[p.split(":")[0]!] ?? 0) + 1;
+                    if (p.includes("UNCODED")) finding(index, "uncoded", p);
+                }
+            },
+            onStopped: finding,
+        });
         report.seconds = (Date.now() - t0) / 1000;
         return report;
     } finally {

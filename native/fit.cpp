@@ -11,9 +11,7 @@
 #include "abort_guard.h"
 #include "common.h"
 #include "context.h"
-#include "gguf_metadata.h"
 #include "log.h"
-#include "model_checks.h"
 
 // llama.cpp's common/fit.h: "fit.h" alone would find native/fit.h, so reach it from the
 // llama.cpp include directories (common/ and src/ of the pinned tree).
@@ -29,36 +27,6 @@
 namespace llamafuse {
 
 static std::mutex g_fit_mutex;
-
-// The context parameters NativeContext.create uses (native/context.cpp), from the same
-// resolved options object, so an estimate describes the context createContext would make.
-static llama_context_params context_params_from(const Napi::Object & o) {
-    llama_context_params p = llama_context_default_params();
-    p.n_ctx = get_u32(o, "contextSize");
-    p.n_batch = get_u32(o, "batchSize");
-    p.n_ubatch = get_u32(o, "ubatchSize");
-    p.n_seq_max = get_u32(o, "sequences");
-    p.n_threads = get_i32(o, "threads");
-    p.n_threads_batch = p.n_threads;
-    p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
-    p.type_k = (ggml_type) get_i32(o, "kvType");
-    p.type_v = p.type_k;
-    p.kv_unified = true;
-    p.no_perf = true;
-    return p;
-}
-
-static void check_model_file(const std::string & path) {
-    GgufMetadata meta;
-    try {
-        meta = gguf_metadata_read(path);
-    } catch (const std::exception & e) {
-        throw CodedError("ERR_INVALID_MODEL", std::string("invalid GGUF file ") + path + ": " + e.what());
-    }
-    model_check_vocab(meta);
-    model_check_tensors(meta);
-    model_check_hparams(meta);
-}
 
 static bool has_gpu_device() {
     for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
@@ -101,23 +69,41 @@ static Napi::Array devices_to_js(Napi::Env env, const std::vector<DeviceMemory> 
     return out;
 }
 
-// ---- estimateMemory ------------------------------------------------------------------------
-
-class EstimateWorker : public PromiseWorker {
-public:
-    EstimateWorker(const Napi::CallbackInfo & info) : PromiseWorker(info.Env()) {
-        path_ = info[0].As<Napi::String>().Utf8Value();
-        mparams_ = llama_model_default_params();
-        mparams_.n_gpu_layers = get_i32(info[1].As<Napi::Object>(), "gpuLayers");
-        cparams_ = context_params_from(info[2].As<Napi::Object>());
-    }
-
+// What estimateMemory and fitParams share: the model file (path, info[0]); the parameters a load
+// and createContext would use (the context's from the same resolved options object as
+// NativeContext.create, so the answer describes the context createContext would make); and
+// run(): the file's own checks, then fit() with the fit mutex held, llama.cpp's last error
+// cleared and a GGML_ASSERT turned into an exception.
+class FitWorkerBase : public PromiseWorker {
 protected:
-    void run() override {
-        check_model_file(path_);
+    FitWorkerBase(const Napi::CallbackInfo & info, const Napi::Object & context_options)
+        : PromiseWorker(info.Env()), path_(info[0].As<Napi::String>().Utf8Value()), mparams_(llama_model_default_params()),
+          cparams_(context_params_generation(context_options)) {}
+
+    void run() final {
+        model_metadata_checked(path_, /*vocab_only=*/false);
         std::lock_guard<std::mutex> lock(g_fit_mutex);
         log_clear_error();
         AbortGuard guard;
+        fit();
+    }
+    virtual void fit() = 0;
+
+    std::string path_;
+    llama_model_params mparams_;
+    llama_context_params cparams_;
+};
+
+// ---- estimateMemory ------------------------------------------------------------------------
+
+class EstimateWorker : public FitWorkerBase {
+public:
+    EstimateWorker(const Napi::CallbackInfo & info) : FitWorkerBase(info, info[2].As<Napi::Object>()) {
+        mparams_.n_gpu_layers = get_i32(info[1].As<Napi::Object>(), "gpuLayers");
+    }
+
+protected:
+    void fit() override {
         std::vector<ggml_backend_dev_t> devs;
         uint32_t n_layer = 0, n_ctx_train = 0, n_expert = 0;
         common_device_memory_data_vec data;
@@ -152,9 +138,6 @@ protected:
     Napi::Value result(Napi::Env env) override { return devices_to_js(env, devices_); }
 
 private:
-    std::string path_;
-    llama_model_params mparams_;
-    llama_context_params cparams_;
     std::vector<DeviceMemory> devices_;
 };
 
@@ -164,23 +147,17 @@ static Napi::Value EstimateMemory(const Napi::CallbackInfo & info) {
 
 // ---- fitParams -----------------------------------------------------------------------------
 
-class FitWorker : public PromiseWorker {
+class FitWorker : public FitWorkerBase {
 public:
-    FitWorker(const Napi::CallbackInfo & info) : PromiseWorker(info.Env()) {
-        path_ = info[0].As<Napi::String>().Utf8Value();
-        mparams_ = llama_model_default_params(); // n_gpu_layers at its default: the fit may set it
-        cparams_ = context_params_from(info[1].As<Napi::Object>());
+    // n_gpu_layers stays at its default: the fit may set it.
+    FitWorker(const Napi::CallbackInfo & info) : FitWorkerBase(info, info[1].As<Napi::Object>()) {
         Napi::Object f = info[2].As<Napi::Object>();
         margin_ = (size_t) get_f64(f, "marginBytes");
         min_ctx_ = get_u32(f, "minContextSize");
     }
 
 protected:
-    void run() override {
-        check_model_file(path_);
-        std::lock_guard<std::mutex> lock(g_fit_mutex);
-        log_clear_error();
-        AbortGuard guard;
+    void fit() override {
         std::vector<float> split(llama_max_devices(), 0.0f);
         std::vector<llama_model_tensor_buft_override> overrides(llama_max_tensor_buft_overrides(), {nullptr, nullptr});
         std::vector<size_t> margins(std::max<size_t>(1, llama_max_devices()), margin_);
@@ -216,9 +193,6 @@ protected:
     }
 
 private:
-    std::string path_;
-    llama_model_params mparams_;
-    llama_context_params cparams_;
     size_t margin_ = 0;
     uint32_t min_ctx_ = 0;
     bool fits_ = false;

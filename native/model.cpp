@@ -13,6 +13,21 @@
 
 namespace llamafuse {
 
+GgufMetadata model_metadata_checked(const std::string & path, bool vocab_only) {
+    GgufMetadata meta;
+    try {
+        meta = gguf_metadata_read(path);
+    } catch (const std::exception & e) {
+        throw CodedError("ERR_INVALID_MODEL", std::string("invalid GGUF file ") + path + ": " + e.what());
+    }
+    model_check_vocab(meta);
+    if (!vocab_only) {
+        model_check_tensors(meta);
+        model_check_hparams(meta);
+    }
+    return meta;
+}
+
 Napi::Function NativeModel::define(Napi::Env env) {
     Napi::Function fn = DefineClass(env, "NativeModel", {
         StaticMethod("load", &NativeModel::Load),
@@ -119,16 +134,7 @@ protected:
         // crash on (model_checks.h) is refused before it reads anything.
         log_clear_error();
         AbortGuard guard;
-        try {
-            metadata_ = gguf_metadata_read(path_);
-        } catch (const std::exception & e) {
-            throw CodedError("ERR_INVALID_MODEL", std::string("invalid GGUF file ") + path_ + ": " + e.what());
-        }
-        model_check_vocab(metadata_);
-        if (!params_.vocab_only) {
-            model_check_tensors(metadata_);
-            model_check_hparams(metadata_);
-        }
+        metadata_ = model_metadata_checked(path_, params_.vocab_only);
         if (!rpc_servers_.empty()) {
             // The servers' devices, then this machine's GPUs (llama.cpp's own order for --rpc).
             devices_ = rpc_devices(rpc_servers_);

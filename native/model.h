@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common.h"
+#include "gguf_metadata.h"
 
 #include "llama.h"
 
@@ -11,6 +12,12 @@
 #include <memory>
 
 namespace llamafuse {
+
+// A GGUF file's metadata, read without llama.cpp and checked for what its loader would crash
+// on (model_checks.h): the vocabulary always, tensors and hyperparameters unless vocab_only.
+// The first step of a load, and of a memory estimate or fit (native/fit.cpp). Throws
+// CodedError: ERR_INVALID_MODEL for a file that is not a readable GGUF, else the checks' codes.
+GgufMetadata model_metadata_checked(const std::string & path, bool vocab_only);
 
 class NativeModel : public Napi::ObjectWrap<NativeModel> {
 public:

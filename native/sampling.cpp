@@ -349,6 +349,7 @@ protected:
         s->vocab_ = vocab_;
         s->n_vocab_ = n_vocab_;
         s->cur_.resize(n_vocab_);
+        s->greedy_only_ = grammar_smpl_ == nullptr && stages_.size() == 1 && stages_[0].kind == "greedy";
         chain_ = grammar_smpl_ = nullptr;
         return obj;
     }
@@ -419,6 +420,18 @@ static size_t live_stacks(llama_sampler * grammar) {
 }
 
 SampleResult NativeSampler::sample_row(const float * logits, int32_t n_vocab, int32_t n_top) {
+    if (greedy_only_ && n_top < 0 && n_vocab > 0) {
+        int32_t best = 0;
+        for (int32_t t = 1; t < n_vocab; ++t) {
+            if (logits[t] > logits[best]) best = t;
+        }
+        if (!std::isfinite(logits[best])) {
+            throw CodedError("ERR_NO_CANDIDATES", "no token can be sampled: every candidate was removed (by logitBias, the grammar or the samplers)");
+        }
+        SampleResult r;
+        r.token = best;
+        return r;
+    }
     cur_.resize(n_vocab);
     for (llama_token t = 0; t < n_vocab; ++t) cur_[t] = llama_token_data{t, logits[t], 0.0f};
     llama_token_data_array arr = {cur_.data(), cur_.size(), -1, false};

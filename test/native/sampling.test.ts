@@ -85,6 +85,28 @@ describe("stages on a known distribution", () => {
         await s.dispose();
     });
 
+    // Greedy alone takes a direct argmax (native/sampling.cpp); with any stage before it the
+    // candidates go through llama.cpp's own greedy stage. A zero logit bias changes no logit,
+    // so both must pick the same token: the first of tied maxima, and never a NaN or -Infinity.
+    it("temperature 0 alone picks what llama.cpp's greedy stage picks, ties and non-finite logits included", async () => {
+        const direct = await createSampler(model, { temperature: 0 });
+        const viaChain = await createSampler(model, { temperature: 0, logitBias: { 0: 0 } });
+        for (let t = 0; t < 200; t++) {
+            const l = new Float32Array(V).map(() => Math.floor(Math.random() * 4)); // many ties
+            if (t % 3 === 0) l[Math.floor(Math.random() * V)] = NaN;
+            if (t % 5 === 0) l[0] = -Infinity;
+            // A NaN that lands first stays the pick in llama.cpp's stage (nothing compares above
+            // it) and is refused; both paths must agree on that too.
+            const outcome = (s: typeof direct) => s.sample(l).then((r) => r.token, (e: { code: string }) => e.code);
+            expect(await outcome(direct)).toBe(await outcome(viaChain));
+        }
+        const dead = new Float32Array(V).fill(-Infinity);
+        await expect(direct.sample(dead)).rejects.toMatchObject({ code: "ERR_NO_CANDIDATES" });
+        await expect(viaChain.sample(dead)).rejects.toMatchObject({ code: "ERR_NO_CANDIDATES" });
+        await direct.dispose();
+        await viaChain.dispose();
+    });
+
     it("no truncation, temperature 1: frequencies follow the softmax", async () => {
         const { logits, probs } = knownLogits(6);
         const n = 4000;

@@ -46,11 +46,12 @@ export function formatSuite(s: SuiteResult): string {
     const head = `== ${s.suite} (${s.seconds.toFixed(0)} s)`;
     // llama-bench gets a column only where some row has it (it is rarely built).
     const withLlamaBench = s.rows.some((r) => r.llamaBench !== null);
+    const tool = s.llamaTool ?? "llama-bench";
     const table = s.rows.length
         ? formatTable(s.rows.map((r) => ({
               test: r.test, model: r.model, threads: String(r.threads), unit: r.unit,
               llamafuse: r.llamafuse, "node-llama-cpp": fmt(r.nodeLlamaCpp, s.peerAbsent), ratio: r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`,
-              ...(withLlamaBench ? { "llama-bench": fmt(r.llamaBench), "vs llama-bench": r.llamaBench ? `${(r.llamafuse / r.llamaBench).toFixed(2)}x` : "-" } : {}),
+              ...(withLlamaBench ? { [tool]: fmt(r.llamaBench), [`vs ${tool}`]: r.llamaBench ? `${(r.llamafuse / r.llamaBench).toFixed(2)}x` : "-" } : {}),
           })))
         : "(no rows)";
     return [head, table, ...s.notes.map((n) => `  note: ${n}`)].join("\n");

@@ -103,7 +103,7 @@ export async function runEmbedBench(o: EmbedBenchOptions): Promise<{ rows: Embed
         `${sizes.n} texts of up to ${sizes.min}-${sizes.max} tokens (random vocabulary pieces; every runtime embeds the same tokens); median of ${sizes.rounds} alternating rounds; ${note}`,
         "llamafuse: one embed() call for the list (packed up to batchSize tokens and 64 texts per decode); node-llama-cpp: getEmbeddingFor per text, as its API works",
         llamaEmbedding
-            ? `llama-bench column: llama.cpp's llama-embedding (${llamaEmbedding}) on the same texts, one process per round, its own packing (texts in order, -c/-b/-ub = contextSize, -fa on); its time is the process's wall time less that of a run of one short text (start-up, model load)`
+            ? `llama-embedding column: llama.cpp's llama-embedding (${llamaEmbedding}) on the same texts, one process per round, its own packing (texts in order, -c/-b/-ub = contextSize, -fa on); its time is the process's wall time less that of a run of one short text (start-up, model load)`
             : "llama-embedding: not found ($LLAMA_CPP_BIN_DIR, or beside llama-bench); no second peer",
     ];
     try {

@@ -18,7 +18,7 @@ export interface BenchRow {
     nodeLlamaCpp: number | null;
     /** >1: llamafuse is better (faster rate or shorter time). */
     ratio: number | null;
-    /** llama.cpp's llama-bench, where it is built (it is not, here). */
+    /** llama.cpp's own tool for the same work (llama-bench, or the suite's `llamaTool`), where it is built. */
     llamaBench: number | null;
 }
 
@@ -44,6 +44,8 @@ export interface SuiteResult {
     detail: unknown;
     /** Why the node-llama-cpp column is empty, shown in its cells (e.g. no CUDA peer). */
     peerAbsent?: string;
+    /** Which llama.cpp tool fills the llamaBench column. @default "llama-bench" */
+    llamaTool?: string;
 }
 
 /** The 1B-class shape of the targets: Llama-3.2-1B's (16 layers, 2048 wide, 128K vocabulary), Q4_0, random weights. */

@@ -178,13 +178,12 @@ async function embedSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">
             for (const [unit, amount] of [["texts/s", r.texts], ["tokens/s", r.tokens]] as const) {
                 const ours = (amount * 1000) / ms;
                 const peer = r.peerMs === null ? null : (amount * 1000) / r.peerMs;
-                // the llama-bench column holds llama.cpp's llama-embedding here (see the suite's notes)
                 const llamaEmbedding = r.llamaEmbeddingMs === null ? null : (amount * 1000) / r.llamaEmbeddingMs;
                 out.push({ suite: "embed", test, model: r.model, threads: o.threads, unit, llamafuse: ours, nodeLlamaCpp: peer, ratio: peer ? ours / peer : null, llamaBench: llamaEmbedding });
             }
         }
     }
-    return { suite: "embed", rows: out, notes, detail: rows };
+    return { suite: "embed", rows: out, notes, detail: rows, llamaTool: "llama-embedding" };
 }
 
 const RUNNERS: Record<SuiteName, (o: SuiteOptions) => Promise<Omit<SuiteResult, "seconds">>> = {

@@ -2,6 +2,7 @@
 
 #include "abort_guard.h"
 #include "model.h"
+#include "tokenize.h"
 
 #include "chat.h" // llama.cpp's common/chat.h
 #include "json-schema-to-grammar.h"
@@ -183,41 +184,43 @@ private:
 
 // ---- parse ----------------------------------------------------------------------------------------
 
-// Parses model output into { role, content, reasoning_content, tool_calls } with the format's
-// own parser (the PEG arena that apply returned).
+// Parses model output into { content, reasoning, toolCalls } (JSON) with the format's own
+// parser (the PEG arena that apply returned). Throws CodedError.
+static std::string parse_reply(const std::string & text, bool partial, const std::string & params) {
+    json pj = parse_json_arg(params, "the parser parameters");
+    common_chat_parser_params pp;
+    const int format = pj.value("format", 0);
+    pp.format = (common_chat_format) format;
+    if (format < 0 || format >= COMMON_CHAT_FORMAT_COUNT) throw CodedError("ERR_INVALID_OPTION", "unknown chat format");
+    pp.reasoning_format = pj.value("parseReasoning", true) ? COMMON_REASONING_FORMAT_DEEPSEEK : COMMON_REASONING_FORMAT_NONE;
+    pp.generation_prompt = pj.value("generationPrompt", std::string());
+    pp.parse_tool_calls = pj.value("parseToolCalls", true);
+    AbortGuard guard;
+    try {
+        const std::string parser = pj.value("parser", std::string());
+        if (!parser.empty()) pp.parser.load(parser);
+        common_chat_msg msg = common_chat_parse(text, partial, pp);
+        json out = json::object();
+        out["content"] = msg.content;
+        out["reasoning"] = msg.reasoning_content;
+        json calls = json::array();
+        for (const auto & c : msg.tool_calls) calls.push_back({{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}});
+        out["toolCalls"] = calls;
+        return out.dump_safe();
+    } catch (const CodedError &) {
+        throw;
+    } catch (const std::exception & e) {
+        throw CodedError("ERR_CHAT_PARSE", std::string("the reply does not parse in the template's format: ") + e.what());
+    }
+}
+
 class ChatParseWorker : public PromiseWorker {
 public:
     ChatParseWorker(Napi::Env env, Napi::Object owner, std::string text, bool partial, std::string params)
         : PromiseWorker(env, owner), text_(std::move(text)), partial_(partial), params_(std::move(params)) {}
 
 protected:
-    void run() override {
-        json pj = parse_json_arg(params_, "the parser parameters");
-        common_chat_parser_params pp;
-        const int format = pj.value("format", 0);
-        pp.format = (common_chat_format) format;
-        if (format < 0 || format >= COMMON_CHAT_FORMAT_COUNT) throw CodedError("ERR_INVALID_OPTION", "unknown chat format");
-        pp.reasoning_format = pj.value("parseReasoning", true) ? COMMON_REASONING_FORMAT_DEEPSEEK : COMMON_REASONING_FORMAT_NONE;
-        pp.generation_prompt = pj.value("generationPrompt", std::string());
-        pp.parse_tool_calls = pj.value("parseToolCalls", true);
-        AbortGuard guard;
-        try {
-            const std::string parser = pj.value("parser", std::string());
-            if (!parser.empty()) pp.parser.load(parser);
-            common_chat_msg msg = common_chat_parse(text_, partial_, pp);
-            json out = json::object();
-            out["content"] = msg.content;
-            out["reasoning"] = msg.reasoning_content;
-            json calls = json::array();
-            for (const auto & c : msg.tool_calls) calls.push_back({{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}});
-            out["toolCalls"] = calls;
-            result_ = out.dump_safe();
-        } catch (const CodedError &) {
-            throw;
-        } catch (const std::exception & e) {
-            throw CodedError("ERR_CHAT_PARSE", std::string("the reply does not parse in the template's format: ") + e.what());
-        }
-    }
+    void run() override { result_ = parse_reply(text_, partial_, params_); }
 
     Napi::Value result(Napi::Env env) override { return Napi::String::New(env, result_); }
 
@@ -237,6 +240,77 @@ private:
 // tokenizes a whole string with special parsing on (partition on special tokens, then each
 // raw fragment on its own), so a prompt whose messages hold no control-token text gets the
 // same tokens as whole-string tokenization, and one whose messages do gets them as plain text.
+static void append_plain(const llama_vocab * vocab, const std::string & text, std::vector<llama_token> & out) {
+    std::vector<llama_token> buf(text.size() + 8);
+    AbortGuard guard;
+    int32_t n = llama_tokenize(vocab, text.data(), (int32_t) text.size(), buf.data(), (int32_t) buf.size(), false, false);
+    if (n < 0) {
+        buf.resize(-n);
+        n = llama_tokenize(vocab, text.data(), (int32_t) text.size(), buf.data(), (int32_t) buf.size(), false, false);
+    }
+    if (n < 0) throw CodedError("ERR_NATIVE", "tokenization failed");
+    out.insert(out.end(), buf.begin(), buf.begin() + n);
+}
+
+static std::vector<llama_token> tokenize_segments(const ChatTemplatesState & st, const std::vector<std::string> & segs,
+                                                  const std::vector<bool> & plain, bool add_special) {
+    const llama_vocab * vocab = st.vocab;
+    std::vector<llama_token> out;
+    // first byte -> control tokens starting with it, longest first
+    std::unordered_map<unsigned char, std::vector<const std::pair<std::string, llama_token> *>> by_first;
+    for (const auto & ct : st.control_tokens) by_first[(unsigned char) ct.first[0]].push_back(&ct);
+
+    std::string run_text;
+    auto flush = [&]() {
+        if (run_text.empty()) return;
+        append_plain(vocab, run_text, out);
+        run_text.clear();
+    };
+    for (size_t s = 0; s < segs.size(); ++s) {
+        const std::string & seg = segs[s];
+        if (plain[s]) {
+            run_text += seg;
+            continue;
+        }
+        size_t i = 0;
+        while (i < seg.size()) {
+            const std::pair<std::string, llama_token> * hit = nullptr;
+            auto it = by_first.find((unsigned char) seg[i]);
+            if (it != by_first.end()) {
+                for (const auto * ct : it->second) {
+                    if (seg.compare(i, ct->first.size(), ct->first) == 0) {
+                        hit = ct;
+                        break;
+                    }
+                }
+            }
+            if (!hit) {
+                run_text += seg[i++];
+                continue;
+            }
+            flush();
+            out.push_back(hit->second);
+            i += hit->first.size();
+        }
+    }
+    flush();
+    // BOS/EOS as the vocabulary asks, unless the template already wrote them.
+    const llama_token bos = llama_vocab_bos(vocab), eos = llama_vocab_eos(vocab);
+    if (add_special && llama_vocab_get_add_bos(vocab) && bos != LLAMA_TOKEN_NULL && (out.empty() || out.front() != bos)) {
+        out.insert(out.begin(), bos);
+    }
+    if (add_special && llama_vocab_get_add_eos(vocab) && eos != LLAMA_TOKEN_NULL && (out.empty() || out.back() != eos)) {
+        out.push_back(eos);
+    }
+    return out;
+}
+
+static Napi::Int32Array to_int32_array(Napi::Env env, const std::vector<llama_token> & tokens) {
+    Napi::Int32Array a = Napi::Int32Array::New(env, tokens.size());
+    std::copy(tokens.begin(), tokens.end(), a.Data());
+    return a;
+}
+
 class ChatTokenizeWorker : public PromiseWorker {
 public:
     ChatTokenizeWorker(Napi::Env env, Napi::Object owner, std::shared_ptr<ChatTemplatesState> st,
@@ -247,75 +321,12 @@ public:
 protected:
     void run() override {
         if (m_->disposed()) throw CodedError("ERR_DISPOSED", "the model is disposed");
-        const llama_vocab * vocab = st_->vocab;
-        // first byte -> control tokens starting with it, longest first
-        std::unordered_map<unsigned char, std::vector<const std::pair<std::string, llama_token> *>> by_first;
-        for (const auto & ct : st_->control_tokens) by_first[(unsigned char) ct.first[0]].push_back(&ct);
-
-
-        std::string run_text;
-        auto flush = [&]() {
-            if (run_text.empty()) return;
-            append_plain(vocab, run_text);
-            run_text.clear();
-        };
-        for (size_t s = 0; s < segs_.size(); ++s) {
-            const std::string & seg = segs_[s];
-            if (plain_[s]) {
-                run_text += seg;
-                continue;
-            }
-            size_t i = 0;
-            while (i < seg.size()) {
-                const std::pair<std::string, llama_token> * hit = nullptr;
-                auto it = by_first.find((unsigned char) seg[i]);
-                if (it != by_first.end()) {
-                    for (const auto * ct : it->second) {
-                        if (seg.compare(i, ct->first.size(), ct->first) == 0) {
-                            hit = ct;
-                            break;
-                        }
-                    }
-                }
-                if (!hit) {
-                    run_text += seg[i++];
-                    continue;
-                }
-                flush();
-                out_.push_back(hit->second);
-                i += hit->first.size();
-            }
-        }
-        flush();
-        // BOS/EOS as the vocabulary asks, unless the template already wrote them.
-        const llama_token bos = llama_vocab_bos(vocab), eos = llama_vocab_eos(vocab);
-        if (add_special_ && llama_vocab_get_add_bos(vocab) && bos != LLAMA_TOKEN_NULL && (out_.empty() || out_.front() != bos)) {
-            out_.insert(out_.begin(), bos);
-        }
-        if (add_special_ && llama_vocab_get_add_eos(vocab) && eos != LLAMA_TOKEN_NULL && (out_.empty() || out_.back() != eos)) {
-            out_.push_back(eos);
-        }
+        out_ = tokenize_segments(*st_, segs_, plain_, add_special_);
     }
 
-    Napi::Value result(Napi::Env env) override {
-        Napi::Int32Array a = Napi::Int32Array::New(env, out_.size());
-        std::copy(out_.begin(), out_.end(), a.Data());
-        return a;
-    }
+    Napi::Value result(Napi::Env env) override { return to_int32_array(env, out_); }
 
 private:
-    void append_plain(const llama_vocab * vocab, const std::string & text) {
-        std::vector<llama_token> buf(text.size() + 8);
-        AbortGuard guard;
-        int32_t n = llama_tokenize(vocab, text.data(), (int32_t) text.size(), buf.data(), (int32_t) buf.size(), false, false);
-        if (n < 0) {
-            buf.resize(-n);
-            n = llama_tokenize(vocab, text.data(), (int32_t) text.size(), buf.data(), (int32_t) buf.size(), false, false);
-        }
-        if (n < 0) throw CodedError("ERR_NATIVE", "tokenization failed");
-        out_.insert(out_.end(), buf.begin(), buf.begin() + n);
-    }
-
     std::shared_ptr<ChatTemplatesState> st_;
     std::vector<std::string> segs_;
     std::vector<bool> plain_;
@@ -331,7 +342,9 @@ Napi::Function NativeChatTemplates::define(Napi::Env env) {
         StaticMethod("create", &NativeChatTemplates::Create),
         InstanceMethod("apply", &NativeChatTemplates::Apply),
         InstanceMethod("parse", &NativeChatTemplates::Parse),
+        InstanceMethod("parseSync", &NativeChatTemplates::ParseSync),
         InstanceMethod("tokenizeSegments", &NativeChatTemplates::TokenizeSegments),
+        InstanceMethod("tokenizeSegmentsSync", &NativeChatTemplates::TokenizeSegmentsSync),
         InstanceMethod("source", &NativeChatTemplates::Source),
         InstanceMethod("caps", &NativeChatTemplates::Caps),
         InstanceMethod("controlTokenTexts", &NativeChatTemplates::ControlTokenTexts),
@@ -361,6 +374,28 @@ Napi::Value NativeChatTemplates::Parse(const Napi::CallbackInfo & info) {
                                 info[1].As<Napi::Boolean>().Value(), info[2].As<Napi::String>().Utf8Value()))->start();
 }
 
+// parseSync(text, partial, params): the same on the calling thread, for a short reply with a
+// small parser (a streamed reply's first tokens), where handing the work to a worker thread
+// and back costs more than the parse.
+static constexpr size_t kSyncParseMaxTextBytes = 1024;
+static constexpr size_t kSyncParseMaxParamsBytes = 16384;
+
+Napi::Value NativeChatTemplates::ParseSync(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (!state) throw make_error(env, "ERR_DISPOSED", "the chat templates are disposed");
+    const std::string text = info[0].As<Napi::String>().Utf8Value();
+    const std::string params = info[2].As<Napi::String>().Utf8Value();
+    if (text.size() > kSyncParseMaxTextBytes || params.size() > kSyncParseMaxParamsBytes) {
+        throw make_error(env, "ERR_INVALID_OPTION", "parseSync takes replies of at most " + std::to_string(kSyncParseMaxTextBytes) +
+                                                        " bytes and parsers of at most " + std::to_string(kSyncParseMaxParamsBytes) + "; use parse()");
+    }
+    try {
+        return Napi::String::New(env, parse_reply(text, info[1].As<Napi::Boolean>().Value(), params));
+    } catch (const CodedError & e) {
+        throw make_error(env, e.code, e.what());
+    }
+}
+
 // tokenizeSegments(model, segments: string[], plain: boolean[], addSpecial)
 Napi::Value NativeChatTemplates::TokenizeSegments(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
@@ -375,6 +410,33 @@ Napi::Value NativeChatTemplates::TokenizeSegments(const Napi::CallbackInfo & inf
         p[i] = plain.Get(i).As<Napi::Boolean>().Value();
     }
     return (new ChatTokenizeWorker(env, info[0].As<Napi::Object>(), state, std::move(s), std::move(p), info[3].As<Napi::Boolean>().Value(), m))->start();
+}
+
+// tokenizeSegmentsSync(model, segments, plain, addSpecial): the same on the calling thread, for
+// at most kSyncTokenizeMaxBytes in all: the part of a chat prompt that changed since the last
+// turn is usually this short, and a worker round trip would cost more than tokenizing it.
+Napi::Value NativeChatTemplates::TokenizeSegmentsSync(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (!state) throw make_error(env, "ERR_DISPOSED", "the chat templates are disposed");
+    NativeModel * m = NativeModel::Unwrap(info[0].As<Napi::Object>());
+    if (m->disposed()) throw make_error(env, "ERR_DISPOSED", "the model is disposed");
+    Napi::Array segs = info[1].As<Napi::Array>(), plain = info[2].As<Napi::Array>();
+    std::vector<std::string> s(segs.Length());
+    std::vector<bool> p(segs.Length());
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < segs.Length(); ++i) {
+        s[i] = segs.Get(i).As<Napi::String>().Utf8Value();
+        p[i] = plain.Get(i).As<Napi::Boolean>().Value();
+        bytes += s[i].size();
+    }
+    if (bytes > kSyncTokenizeMaxBytes) {
+        throw make_error(env, "ERR_INVALID_OPTION", "tokenizeSegmentsSync takes at most " + std::to_string(kSyncTokenizeMaxBytes) + " bytes; use tokenizeSegments()");
+    }
+    try {
+        return to_int32_array(env, tokenize_segments(*state, s, p, info[3].As<Napi::Boolean>().Value()));
+    } catch (const CodedError & e) {
+        throw make_error(env, e.code, e.what());
+    }
 }
 
 Napi::Value NativeChatTemplates::Source(const Napi::CallbackInfo & info) {

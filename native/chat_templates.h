@@ -39,6 +39,8 @@ private:
     static Napi::Value Create(const Napi::CallbackInfo & info);
     Napi::Value Apply(const Napi::CallbackInfo & info);
     Napi::Value Parse(const Napi::CallbackInfo & info);
+    Napi::Value ParseSync(const Napi::CallbackInfo & info);
+    Napi::Value TokenizeSegmentsSync(const Napi::CallbackInfo & info);
     Napi::Value TokenizeSegments(const Napi::CallbackInfo & info);
     Napi::Value Source(const Napi::CallbackInfo & info);
     Napi::Value Caps(const Napi::CallbackInfo & info);

@@ -33,7 +33,11 @@ export interface NativeChatParsed {
 export interface NativeChatTemplates {
     apply(requestJson: string): Promise<string>;
     parse(text: string, partial: boolean, paramsJson: string): Promise<string>;
+    /** parse() on the calling thread, for at most 1024 bytes of reply and 16384 of parameters. */
+    parseSync(text: string, partial: boolean, paramsJson: string): string;
     tokenizeSegments(model: NativeModel, segments: string[], plain: boolean[], addSpecial: boolean): Promise<Int32Array>;
+    /** tokenizeSegments() on the calling thread, for at most 4096 UTF-8 bytes in all. */
+    tokenizeSegmentsSync(model: NativeModel, segments: string[], plain: boolean[], addSpecial: boolean): Int32Array;
     source(variant?: string): string;
     caps(): Record<string, boolean>;
     controlTokenTexts(): string[];

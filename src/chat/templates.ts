@@ -3,11 +3,17 @@
 // needs for tool calls), tokenize the rendering so that message text never becomes control
 // tokens, and parse a reply into content, reasoning and tool calls.
 import { binding } from "../binding.js";
-import { LlamaError, callNative } from "../errors.js";
+import { LlamaError, callNative, fromNative } from "../errors.js";
 import type { Model } from "../model.js";
 import { is } from "../validate.js";
 import type { ChatMessage, ChatTool } from "./messages.js";
 import type { NativeChatParsed, NativeChatRender, NativeChatTemplates } from "./native.js";
+
+/** parseSync's limits (native/chat_templates.cpp): longer replies or parsers go to a worker. */
+const SYNC_PARSE_MAX_TEXT_BYTES = 1024;
+const SYNC_PARSE_MAX_PARAMS_BYTES = 16384;
+/** tokenizeSegmentsSync's limit (native/tokenize.h kSyncTokenizeMaxBytes). */
+const SYNC_TOKENIZE_MAX_BYTES = 4096;
 
 export interface RenderRequest {
     messages: ChatMessage[];
@@ -171,8 +177,18 @@ export class ChatTemplates {
      */
     async tokenize(rendered: Pick<RenderedChat, "segments" | "plain">, addSpecial = true, cache?: PromptTokenCache): Promise<Int32Array> {
         const nativeModel = this.#model.native;
-        const run = (segments: string[], plain: boolean[], special: boolean) =>
-            this.#model.track(callNative(() => this.#native.tokenizeSegments(nativeModel, segments, plain, special)));
+        const run = async (segments: string[], plain: boolean[], special: boolean): Promise<Int32Array> => {
+            // The part of a prompt that changed since the last turn is usually short: tokenized
+            // on this thread, without a worker round trip (UTF-8 is at most 3 bytes per unit).
+            if (segments.reduce((n, x) => n + x.length, 0) * 3 <= SYNC_TOKENIZE_MAX_BYTES) {
+                try {
+                    return this.#native.tokenizeSegmentsSync(nativeModel, segments, plain, special);
+                } catch (err) {
+                    throw fromNative(err);
+                }
+            }
+            return this.#model.track(callNative(() => this.#native.tokenizeSegments(nativeModel, segments, plain, special)));
+        };
         const controlIds = cache && addSpecial && rendered.segments.length === 1 && !rendered.plain[0] ? this.#incrementalControlIds() : null;
         if (cache) cache.reused = 0;
         if (!cache || !controlIds) {
@@ -241,6 +257,16 @@ export class ChatTemplates {
             parseToolCalls: options.parseToolCalls ?? true,
             parseReasoning: options.parseReasoning ?? true,
         });
+        // A short reply with a small parser (every streamed reply starts as one) is parsed on
+        // this thread: a worker round trip costs more than the parse. UTF-8 is at most 3
+        // bytes per UTF-16 unit, so the lengths bound the native limits without counting.
+        if (text.length * 3 <= SYNC_PARSE_MAX_TEXT_BYTES && params.length * 3 <= SYNC_PARSE_MAX_PARAMS_BYTES) {
+            try {
+                return JSON.parse(this.#native.parseSync(text, options.partial ?? false, params)) as NativeChatParsed;
+            } catch (err) {
+                throw fromNative(err);
+            }
+        }
         return JSON.parse(await this.#model.track(callNative(() => this.#native.parse(text, options.partial ?? false, params)))) as NativeChatParsed;
     }
 

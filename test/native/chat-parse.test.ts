@@ -61,6 +61,25 @@ describe("replies parse into content, reasoning and tool calls", () => {
         expect(calls).toEqual(c.calls ?? []);
     });
 
+    // Replies up to 1 KB are parsed on the calling thread, longer ones on a worker: the same
+    // reply padded past the limit must parse the same way there, and bad parameters must fail
+    // with the same code on both paths.
+    it("short replies (parsed on the calling thread) and long ones (on a worker) parse alike", async () => {
+        const source = readFileSync(path.join(vocabDir, "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8");
+        const templates = await model.chatTemplates({ kind: "jinja", source });
+        const rendered = await templates.render({ messages: [{ role: "user", content: "Hello" }], tools: [SPECIAL_FUNCTION] });
+        const call = (pad: string) => `${pad}<tool_call>\n{"name": "special_function", "arguments": {"arg1": 1}}\n</tool_call>`;
+        for (const pad of ["Sure. ", `${"Sure, let me look that up. ".repeat(60)}`]) {
+            const parsed = await templates.parse(call(pad), rendered);
+            expect(parsed.content).toBe(pad);
+            expect(parsed.toolCalls.map((t) => ({ name: t.name, arguments: JSON.stringify(JSON.parse(t.arguments)) }))).toEqual([CALL]);
+        }
+        expect(call("Sure, let me look that up. ".repeat(60)).length * 3).toBeGreaterThan(1024);
+        for (const text of ["Sure.", "x".repeat(2000)]) {
+            await expect(templates.parse(text, { ...rendered, format: 1e6 })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION", message: "unknown chat format" });
+        }
+    });
+
     it("a tool-call reply with tools off stays plain content", async () => {
         const source = readFileSync(path.join(vocabDir, "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8");
         const templates = await model.chatTemplates({ kind: "jinja", source });

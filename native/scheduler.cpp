@@ -29,6 +29,15 @@ uint64_t ns_since(Clock::time_point t0) {
 // step); a sequence that pauses or goes idle delivers at once.
 constexpr std::chrono::microseconds kDeliverInterval{2000};
 
+// Adaptive prefill budget (scheduler.h, step policy): a step holding prompt tokens beside
+// generating ones should cost at most this many decode-only steps...
+constexpr double kMixedStepCost = 2.0;
+// ...but takes at least this many prompt tokens, so that a prompt always progresses.
+constexpr int32_t kPrefillFloor = 16;
+// Weight of the newest measurement in the step-time averages.
+constexpr double kEmaWeight = 0.25;
+
+double ema(double avg, double x) { return avg <= 0 ? x : avg + kEmaWeight * (x - avg); }
 
 void napi_cleanup(void * self);
 
@@ -459,6 +468,10 @@ Napi::Value NativeScheduler::Stats(const Napi::CallbackInfo & info) {
     o.Set("sampleNs", (double) sample_ns_.load(std::memory_order_relaxed));
     o.Set("acquireNs", (double) acquire_ns_.load(std::memory_order_relaxed));
     o.Set("textNs", (double) text_ns_.load(std::memory_order_relaxed));
+    o.Set("mixedSteps", (double) mixed_steps_.load(std::memory_order_relaxed));
+    o.Set("mixedPromptTokens", (double) mixed_prompt_tokens_.load(std::memory_order_relaxed));
+    o.Set("mixedPromptTokensMax", mixed_prompt_max_.load(std::memory_order_relaxed));
+    o.Set("prefillBudget", prefill_budget_last_.load(std::memory_order_relaxed));
     return o;
 }
 
@@ -770,6 +783,47 @@ void NativeScheduler::fail_slot(SchedSlot & s, const std::string & code, const s
     s.tsfn.Release();
 }
 
+int32_t NativeScheduler::prefill_budget(int32_t n_generating) const {
+    if (n_generating == 0) return prefill_chunk_; // nobody waits on this step
+    const int32_t floor = std::min(prefill_chunk_, kPrefillFloor);
+    // The decode-only time for this many generating tokens, or for the nearest count measured
+    // (streams come and go while a long prompt is evaluated, and then no step is decode-only).
+    double base = 0;
+    const int32_t n = (int32_t) decode_only_ns_.size();
+    for (int32_t d = 0; d < n && base <= 0; ++d) {
+        if (n_generating - d >= 0 && n_generating - d < n) base = decode_only_ns_[n_generating - d];
+        if (base <= 0 && n_generating + d < n) base = decode_only_ns_[n_generating + d];
+    }
+    if (base <= 0 || prompt_token_ns_ <= 0) return floor;
+    const double fit = (kMixedStepCost - 1.0) * base / prompt_token_ns_;
+    const int32_t grown = std::max(floor, 2 * last_mixed_prompt_);
+    return std::max(floor, std::min({prefill_chunk_, grown, (int32_t) std::min(fit, 1e9)}));
+}
+
+void NativeScheduler::observe_step(int32_t n_generating, int32_t n_prompt, uint64_t decode_ns) {
+    const double t = (double) decode_ns;
+    if (n_prompt == 0) {
+        if (n_generating <= 0) return;
+        if ((int32_t) decode_only_ns_.size() <= n_generating) decode_only_ns_.resize(n_generating + 1, 0.0);
+        decode_only_ns_[n_generating] = ema(decode_only_ns_[n_generating], t);
+        return;
+    }
+    if (n_generating == 0) {
+        // A prompt alone: time per token with the step's fixed cost in it (an overestimate of
+        // the extra cost per prompt token), a first guess until a mixed step is measured.
+        if (prompt_token_ns_ <= 0) prompt_token_ns_ = t / n_prompt;
+        return;
+    }
+    const double base = n_generating < (int32_t) decode_only_ns_.size() ? decode_only_ns_[n_generating] : 0;
+    // The extra time over the decode-only step (the whole step until that is measured).
+    const double extra = std::max(1.0, t - base) / n_prompt;
+    prompt_token_ns_ = ema(prompt_token_ns_, extra);
+    last_mixed_prompt_ = n_prompt;
+    mixed_steps_.fetch_add(1, std::memory_order_relaxed);
+    mixed_prompt_tokens_.fetch_add((uint64_t) n_prompt, std::memory_order_relaxed);
+    if (n_prompt > mixed_prompt_max_.load(std::memory_order_relaxed)) mixed_prompt_max_.store(n_prompt, std::memory_order_relaxed);
+}
+
 void NativeScheduler::run_step() {
     const auto t_step = Clock::now();
     // The JS side pauses the loop before any other call on the context, so the busy flag is
@@ -850,12 +904,21 @@ void NativeScheduler::run_step() {
         want.push_back(1);
         in_batch.push_back(&s);
     }
-    int32_t budget = std::min(prefill_chunk_, batch_size_ - (int32_t) tokens.size());
+    // The time bound (prefill_budget) splits long prompts; a short one (at most a chunk) is
+    // taken whole while the chunk has room, so that a burst of requests starts generating
+    // within a step or two instead of one floor's worth of tokens per step.
+    const int32_t n_generating = (int32_t) tokens.size();
+    const int32_t room = batch_size_ - n_generating;
+    const int32_t timed = std::min(prefill_budget(n_generating), room);
+    int32_t chunk_left = std::min(prefill_chunk_, room), budget = timed;
     for (auto & sp : slots_) {
         SchedSlot & s = *sp;
-        if (budget <= 0) break;
+        if (chunk_left <= 0) break;
         if (s.done || !s.started || s.prompt_done >= s.prompt.size()) continue;
-        const size_t take = std::min((size_t) budget, s.prompt.size() - s.prompt_done);
+        const size_t left = s.prompt.size() - s.prompt_done;
+        const bool whole = s.prompt.size() <= (size_t) prefill_chunk_ && left <= (size_t) chunk_left;
+        if (!whole && budget <= 0) continue;
+        const size_t take = whole ? left : std::min((size_t) budget, left);
         s.batch_first = tokens.size();
         s.batch_count = take;
         s.batch_generating = false;
@@ -866,9 +929,11 @@ void NativeScheduler::run_step() {
         }
         if (s.prompt_done + take == s.prompt.size()) want.back() = 1;
         budget -= (int32_t) take;
+        chunk_left -= (int32_t) take;
         in_batch.push_back(&s);
     }
     if (tokens.empty()) return;
+    if (n_generating > 0 && (int32_t) tokens.size() > n_generating) prefill_budget_last_.store(timed, std::memory_order_relaxed);
 
     // 3. One decode for all of them.
     size_t rows = 0;
@@ -904,8 +969,10 @@ void NativeScheduler::run_step() {
         }
         return;
     }
-    decode_ns_.fetch_add(ns_since(t_decode), std::memory_order_relaxed);
+    const uint64_t decode_ns = ns_since(t_decode);
+    decode_ns_.fetch_add(decode_ns, std::memory_order_relaxed);
     decoded_tokens_.fetch_add(tokens.size(), std::memory_order_relaxed);
+    observe_step(n_generating, (int32_t) tokens.size() - n_generating, decode_ns);
     steps_.fetch_add(1, std::memory_order_relaxed);
 
     // 4. Each sequence takes its row: text and stops for a generated token, then the next pick.

@@ -11,8 +11,19 @@
 //   - prompts are evaluated in arrival order, at most `prefillChunk` prompt tokens per step
 //     in all (the oldest prompt first; a prompt longer than the chunk takes several steps),
 //     and never more than batchSize - (generating sequences) tokens;
-//   so a step costs at most (generating sequences + prefillChunk) tokens, and a long prompt
-//   arriving mid-stream delays the running streams by one chunk per step, not by its length.
+//   - while sequences generate, a step's prompt tokens are also bounded by time (adaptive
+//     prefill budget): the loop keeps an EMA of llama_decode's time for decode-only steps
+//     (per count of generating tokens) and of the extra time per prompt token in steps that
+//     hold both, and takes at most (kMixedStepCost - 1) x decode-only time / (time per prompt
+//     token) prompt tokens, so that such a step costs about kMixedStepCost (2) decode-only
+//     steps. The budget never goes below kPrefillFloor (16) tokens (a prompt always
+//     progresses), grows at most 2x from one mixed step to the next (an estimate made on a
+//     small chunk does not jump straight to a large one), and starts at the floor until both
+//     times are measured. With nothing generating, a prompt takes the full `prefillChunk`;
+//   so a long prompt arriving mid-stream delays the running streams by a bounded share of a
+//   step (about 2x their inter-token time at most, or the floor's cost on a model where even
+//   16 prompt tokens cost more), not by its length. The price: on a large model a long prompt
+//   joining busy streams is evaluated in many small steps (a slower time to first token).
 //
 // A beam search (submitBeams) is one more participant: its prompt is prefilled like any
 // other, then every step holds each live beam's last token (all of them or none: a group is
@@ -106,9 +117,20 @@ private:
     std::vector<std::unique_ptr<SchedSlot>> slots_; // in arrival order
     std::vector<float> out_;                        // this step's logits rows
 
+    // Adaptive prefill budget (loop thread only; see the step policy above).
+    int32_t prefill_budget(int32_t n_generating) const;
+    void observe_step(int32_t n_generating, int32_t n_prompt, uint64_t decode_ns);
+    std::vector<double> decode_only_ns_; // EMA of a decode-only step's llama_decode time, by generating tokens
+    double prompt_token_ns_ = 0;         // EMA of the extra time per prompt token in a mixed step
+    int32_t last_mixed_prompt_ = 0;      // prompt tokens of the last mixed step
+
     // Counters (loop thread writes, Stats reads: relaxed atomics).
     std::atomic<uint64_t> steps_{0}, decoded_tokens_{0}, decode_ns_{0}, sample_ns_{0}, step_ns_{0};
     std::atomic<uint64_t> acquire_ns_{0}, text_ns_{0}; // busy flag; token text, stops and delivery
+    // Steps that held prompt tokens beside generating ones, their prompt tokens in all, the
+    // most in one of them, and the last budget given to one.
+    std::atomic<uint64_t> mixed_steps_{0}, mixed_prompt_tokens_{0};
+    std::atomic<int32_t> mixed_prompt_max_{0}, prefill_budget_last_{0};
 };
 
 } // namespace llamafuse

@@ -58,6 +58,12 @@ export interface NativeSchedulerStats {
     acquireNs: number;
     /** Token text, stop strings and handing tokens to JS. */
     textNs: number;
+    /** Steps that held prompt tokens beside generating ones (their prompt tokens in all, the most in one). */
+    mixedSteps: number;
+    mixedPromptTokens: number;
+    mixedPromptTokensMax: number;
+    /** The last time-bounded prompt budget of such a step (scheduler.h: adaptive prefill budget). */
+    prefillBudget: number;
 }
 
 export interface NativeScheduler {

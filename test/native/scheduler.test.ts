@@ -122,6 +122,51 @@ describe("concurrent generations", () => {
         expect(aAtFirstB - aAtSubmit).toBeGreaterThanOrEqual(10);
         await c.dispose();
     });
+
+    it("while streams generate, a long prompt's steps are bounded by time, not by the chunk; alone it takes whole chunks", async () => {
+        // Chunk 512: without the time bound each step would hold 512 prompt tokens beside the
+        // 4 streams' tokens. On stories260K at 1 thread, 512 prompt tokens at up to 2K depth
+        // cost tens of decode-only steps; the budget (about one decode-only step's worth of
+        // prompt tokens, at least 16) keeps every mixed step far below the chunk.
+        const chunk = 512;
+        const c = await model.createContext({ contextSize: 4096, threads: 1, sequences: 5, batchSize: chunk, prefillChunk: chunk });
+        try {
+            const long = Array.from({ length: 2000 }, (_, i) => prompts[2]![1 + (i % (prompts[2]!.length - 1))]!);
+            long.unshift(model.info.bos);
+            let intruder: Promise<{ tokens: number[] }> | null = null;
+            let before: ReturnType<Context["schedulerStats"]> = null;
+            const streams = await Promise.all(prompts.map((p, s) => collect(c.generate(p, { temperature: 0, maxTokens: 300, stopOnEog: false, sequence: s }), () => {
+                if (s === 0 && intruder === null && c.schedulerStats()!.steps > 30) {
+                    before = c.schedulerStats();
+                    intruder = collect(c.generate(long, { temperature: 0, maxTokens: 1, stopOnEog: false, sequence: 4 }));
+                }
+            })));
+            expect(intruder).not.toBeNull();
+            const mid = await intruder!;
+            const after = c.schedulerStats()!;
+            for (const s of streams) expect(s.tokens.length).toBe(300);
+            const mixed = after.mixedSteps - before!.mixedSteps;
+            const midTokens = after.mixedPromptTokens - before!.mixedPromptTokens;
+            console.log(`2001-token prompt beside 4 streams: ${mixed} mixed steps, ${midTokens} prompt tokens in them, at most ${after.mixedPromptTokensMax} in one (chunk ${chunk}), last budget ${after.prefillBudget}`);
+            expect(after.mixedPromptTokensMax).toBeLessThan(chunk / 4);
+            expect(after.mixedPromptTokensMax).toBeGreaterThanOrEqual(16); // the floor: the prompt progressed
+            expect(after.prefillBudget).toBeGreaterThanOrEqual(16);
+            expect(mixed).toBeGreaterThan(Math.ceil(long.length / chunk) * 4);
+
+            // Alone, the same prompt goes in whole chunks: ceil(2001 / 512) = 4 prompt steps,
+            // then one step decoding the sampled token.
+            await c.kv.clear();
+            const s0 = c.schedulerStats()!;
+            const alone = await collect(c.generate(long, { temperature: 0, maxTokens: 1, stopOnEog: false, sequence: 4 }));
+            const s1 = c.schedulerStats()!;
+            expect(s1.steps - s0.steps).toBeLessThanOrEqual(Math.ceil(long.length / chunk) + 1);
+            expect(s1.mixedSteps).toBe(s0.mixedSteps);
+            // Split finely or not, the prompt gives the same next token (or a near-tie).
+            await expectSameOrNearTie(c, 4, long, alone.tokens, mid.tokens);
+        } finally {
+            await c.dispose();
+        }
+    });
 });
 
 describe("sequence ownership, cancellation and dispose", () => {

@@ -17,6 +17,7 @@ export interface ChatBenchOptions {
     threads: number;
     /** Tokens of history before the measured turn. @default 2048 */
     historyTokens?: number;
+    /** Alternating rounds; a turn takes tens of milliseconds, so many rounds are cheap and steady the medians. @default 15 */
     rounds?: number;
     noPeer?: boolean;
     cacheDir?: string;
@@ -54,7 +55,7 @@ export async function runChatBench(o: ChatBenchOptions): Promise<ChatBenchRow[]>
     const file = await cachedSynthModel(CHAT_BENCH_MODEL, { dir: o.cacheDir, name: "bench-chat" });
     const template = readFileSync(path.join(defaultVocabDir(), "templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8");
     const target = o.historyTokens ?? 2048;
-    const rounds = o.rounds ?? 5;
+    const rounds = o.rounds ?? 15;
     const model = await loadModel(file, ourGpuLayers(o.gpuLayers));
     try {
         // Grow the history until it renders to the target size.

@@ -396,19 +396,30 @@ Napi::Value NativeChatTemplates::ParseSync(const Napi::CallbackInfo & info) {
     }
 }
 
+// The segments (info[1]) and their plain flags (info[2]) of a tokenizeSegments call; returns
+// their total size in bytes.
+static size_t read_segments(const Napi::CallbackInfo & info, std::vector<std::string> & segs, std::vector<bool> & plain) {
+    Napi::Array s = info[1].As<Napi::Array>(), p = info[2].As<Napi::Array>();
+    segs.resize(s.Length());
+    plain.resize(s.Length());
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < s.Length(); ++i) {
+        segs[i] = s.Get(i).As<Napi::String>().Utf8Value();
+        plain[i] = p.Get(i).As<Napi::Boolean>().Value();
+        bytes += segs[i].size();
+    }
+    return bytes;
+}
+
 // tokenizeSegments(model, segments: string[], plain: boolean[], addSpecial)
 Napi::Value NativeChatTemplates::TokenizeSegments(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (!state) return rejected(env, "ERR_DISPOSED", "the chat templates are disposed");
     NativeModel * m = NativeModel::Unwrap(info[0].As<Napi::Object>());
     if (m->disposed()) return rejected(env, "ERR_DISPOSED", "the model is disposed");
-    Napi::Array segs = info[1].As<Napi::Array>(), plain = info[2].As<Napi::Array>();
-    std::vector<std::string> s(segs.Length());
-    std::vector<bool> p(segs.Length());
-    for (uint32_t i = 0; i < segs.Length(); ++i) {
-        s[i] = segs.Get(i).As<Napi::String>().Utf8Value();
-        p[i] = plain.Get(i).As<Napi::Boolean>().Value();
-    }
+    std::vector<std::string> s;
+    std::vector<bool> p;
+    read_segments(info, s, p);
     return (new ChatTokenizeWorker(env, info[0].As<Napi::Object>(), state, std::move(s), std::move(p), info[3].As<Napi::Boolean>().Value(), m))->start();
 }
 
@@ -420,16 +431,9 @@ Napi::Value NativeChatTemplates::TokenizeSegmentsSync(const Napi::CallbackInfo &
     if (!state) throw make_error(env, "ERR_DISPOSED", "the chat templates are disposed");
     NativeModel * m = NativeModel::Unwrap(info[0].As<Napi::Object>());
     if (m->disposed()) throw make_error(env, "ERR_DISPOSED", "the model is disposed");
-    Napi::Array segs = info[1].As<Napi::Array>(), plain = info[2].As<Napi::Array>();
-    std::vector<std::string> s(segs.Length());
-    std::vector<bool> p(segs.Length());
-    size_t bytes = 0;
-    for (uint32_t i = 0; i < segs.Length(); ++i) {
-        s[i] = segs.Get(i).As<Napi::String>().Utf8Value();
-        p[i] = plain.Get(i).As<Napi::Boolean>().Value();
-        bytes += s[i].size();
-    }
-    if (bytes > kSyncTokenizeMaxBytes) {
+    std::vector<std::string> s;
+    std::vector<bool> p;
+    if (read_segments(info, s, p) > kSyncTokenizeMaxBytes) {
         throw make_error(env, "ERR_INVALID_OPTION", "tokenizeSegmentsSync takes at most " + std::to_string(kSyncTokenizeMaxBytes) + " bytes; use tokenizeSegments()");
     }
     try {

@@ -250,6 +250,8 @@ export function checkTriggerPattern(p: string): void {
         } else if (c === "(") groups.push({ risky: false });
         else if (c === ")") {
             lastGroupRisky = groups.pop()?.risky ?? false;
+            // A group holding a risky group is risky too: ((a+))+ repeats a repetition.
+            if (lastGroupRisky && groups.length > 0) groups[groups.length - 1]!.risky = true;
             closed = true;
         } else if (c === "|") {
             if (groups.length > 0) groups[groups.length - 1]!.risky = true;

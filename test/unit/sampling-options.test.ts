@@ -1,7 +1,7 @@
 // resolveSampling: every option validated with a clear error, defaults filled, and the
 // resolved chain (which stages, in which order) as documented.
 import { describe, expect, it } from "vitest";
-import { RANDOM_SEED, resolveSampling } from "../../src/sampling.js";
+import { RANDOM_SEED, checkTriggerPattern, resolveSampling } from "../../src/sampling.js";
 
 const V = 1000;
 const kinds = (o: unknown) => resolveSampling(o, V).native.stages.map((s) => s.kind);
@@ -114,5 +114,16 @@ describe("defaults and the resolved chain", () => {
         expect(key({ topK: 5 })).not.toBe(key({ topK: 6 }));
         expect(key({ logitBias: { 7: -Infinity } })).not.toBe(key({ logitBias: { 7: -1e30 } }));
         expect(key({ logProbs: 3 })).toBe(key({ logProbs: 5 })); // log-probs do not change the chain
+    });
+});
+
+// Patterns llama.cpp's backtracking std::regex would search in exponential time are refused;
+// the forms common/chat's formats use, and character classes, pass.
+describe("grammar trigger patterns", () => {
+    it.each(["(.|\\s)*TRIGGER", "(a+)+$", "((a+))+", "(a|b)*c", "(x*){2,}", "((a|b))*"])("refuses %s", (p) => {
+        expect(() => checkTriggerPattern(p)).toThrow(expect.objectContaining({ code: "ERR_INVALID_OPTION" }));
+    });
+    it.each(["[\\s\\S]*TRIGGER", "(<tool_call>)+", "(a+)?", "(a|b){1}", "[(a+)]+", "\\(a+\\)+", "^(\\s*)<function="])("accepts %s", (p) => {
+        expect(() => checkTriggerPattern(p)).not.toThrow();
     });
 });

@@ -13,7 +13,7 @@ import { ChatTemplates, type TemplateSpec } from "./chat/templates.js";
 import { abortFlag } from "./queue.js";
 import { createPool, type Pool, type PoolOptions } from "./pool.js";
 import { checkRpcServers, parseEndpoint } from "./rpc.js";
-import { toTokenArray, type TokenInput } from "./tokens.js";
+import { SYNC_DETOKENIZE_MAX_TOKENS, SYNC_TOKENIZE_MAX_BYTES, toTokenArray, type TokenInput } from "./tokens.js";
 import { checkKnownKeys, invalidOption, is, optBool, optFunction, optInt, optSignal, optionsObject } from "./validate.js";
 
 export interface LoadModelOptions {
@@ -65,9 +65,6 @@ export interface DetokenizeOptions {
     unparseSpecial?: boolean;
 }
 
-// The synchronous tokenizer calls' limits (native/tokenize.h), checked here first.
-const SYNC_TOKENIZE_MAX_BYTES = 4096;
-const SYNC_DETOKENIZE_MAX_TOKENS = 1024;
 
 const LOAD_KEYS = ["gpuLayers", "fitContextSize", "fitMarginBytes", "useMmap", "useMlock", "vocabOnly", "rpcServers", "onProgress", "signal"] as const;
 

@@ -6,6 +6,10 @@ import { describe } from "./validate.js";
 
 export type TokenInput = ArrayLike<number>;
 
+/** The synchronous tokenizer calls' limits (native/tokenize.h): tokenizeSync, detokenizeSync and the chat prompt's sync path. */
+export const SYNC_TOKENIZE_MAX_BYTES = 4096;
+export const SYNC_DETOKENIZE_MAX_TOKENS = 1024;
+
 export function toTokenArray(name: string, tokens: unknown, vocabSize: number, allowEmpty = true): Int32Array {
     if (!(Array.isArray(tokens) || tokens instanceof Int32Array || tokens instanceof Uint32Array)) {
         throw new LlamaError("ERR_INVALID_OPTION", `Expected an array of token ids (number[], Int32Array or Uint32Array) for ${name} but received ${describe(tokens)}`);

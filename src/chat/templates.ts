@@ -5,6 +5,7 @@
 import { binding } from "../binding.js";
 import { LlamaError, callNative, fromNative } from "../errors.js";
 import type { Model } from "../model.js";
+import { SYNC_TOKENIZE_MAX_BYTES } from "../tokens.js";
 import { is } from "../validate.js";
 import type { ChatMessage, ChatTool } from "./messages.js";
 import type { NativeChatParsed, NativeChatRender, NativeChatTemplates } from "./native.js";
@@ -12,8 +13,6 @@ import type { NativeChatParsed, NativeChatRender, NativeChatTemplates } from "./
 /** parseSync's limits (native/chat_templates.cpp): longer replies or parsers go to a worker. */
 const SYNC_PARSE_MAX_TEXT_BYTES = 1024;
 const SYNC_PARSE_MAX_PARAMS_BYTES = 16384;
-/** tokenizeSegmentsSync's limit (native/tokenize.h kSyncTokenizeMaxBytes). */
-const SYNC_TOKENIZE_MAX_BYTES = 4096;
 
 export interface RenderRequest {
     messages: ChatMessage[];

@@ -89,6 +89,9 @@ describe("stages on a known distribution", () => {
     // candidates go through llama.cpp's own greedy stage. A zero logit bias changes no logit,
     // so both must pick the same token: the first of tied maxima, and never a NaN or -Infinity.
     it("temperature 0 alone picks what llama.cpp's greedy stage picks, ties and non-finite logits included", async () => {
+        // The comparison means something only if the bias really puts a stage before greedy.
+        expect(resolveSampling({ temperature: 0 }, V).native.stages.map((s) => s.kind)).toEqual(["greedy"]);
+        expect(resolveSampling({ temperature: 0, logitBias: { 0: 0 } }, V).native.stages.map((s) => s.kind)).toEqual(["logit_bias", "greedy"]);
         const direct = await createSampler(model, { temperature: 0 });
         const viaChain = await createSampler(model, { temperature: 0, logitBias: { 0: 0 } });
         for (let t = 0; t < 200; t++) {

@@ -1,0 +1,57 @@
+// A decode step of several sequences gives each sequence exactly (bit for bit) the logits it
+// gets decoded alone, on Q4_0 and Q8_0 weights. Where the CPU has AMX, ggml keeps such
+// weights in its AMX buffer and picks a kernel by the step's row count: ggml's VNNI kernel for
+// 1 row, native/patches/0009's for 2 to 8 (a decode step of a few streams), ggml's tile
+// kernel above that. They must agree exactly, or a stream's text would depend on which other
+// streams share its steps. (Elsewhere every step runs ggml's generic CPU matmul.)
+// The attention is ggml's here: the fused kernels take a tiled path for a batch of several
+// tokens and a dot-form one for a single token, whose float rounding may differ in the last
+// bit (Q8_0-quantized activations then magnify that to ~1e-2 in the logits of a random-weight
+// model), and what is tested is the matmul.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadModel, type Model } from "../../src/index.js";
+import { cachedSynthModel } from "../helpers/synth-cache.js";
+
+const SHAPE = { layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 32, ff: 512, vocab: "llama-spm" as const, seed: 5 };
+const SEQUENCES = 16;
+const STEP_SIZES = [2, 3, 5, 8, 9, 16];
+
+/** Index of the first element that differs (NaN never equals), or -1. */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+    if (a.length !== b.length) return 0;
+    for (let i = 0; i < a.length; i++) if (!(a[i] === b[i])) return i;
+    return -1;
+}
+
+describe.each(["q4_0", "q8_0"] as const)("%s weights: a sequence's logits do not depend on the step it shares", (type) => {
+    let model: Model;
+    beforeAll(async () => {
+        model = await loadModel(await cachedSynthModel({ ...SHAPE, type }));
+    });
+    afterAll(async () => {
+        await model?.dispose();
+    });
+
+    it(`steps of ${STEP_SIZES.join(", ")} sequences equal each sequence decoded alone, bit for bit`, async () => {
+        const ctx = await model.createContext({ contextSize: 2048, sequences: SEQUENCES, threads: 2, attention: "ggml" });
+        try {
+            // Each sequence gets its own history (prefilled alone, so the same in both arms).
+            const history = Array.from({ length: SEQUENCES }, (_, s) => Array.from({ length: 6 + (s % 5) }, (_, i) => 100 + 37 * s + 11 * i));
+            for (let s = 0; s < SEQUENCES; s++) await ctx.forward({ sequence: s, tokens: history[s]! });
+            for (const n of STEP_SIZES) {
+                const next = (s: number) => [2000 + 13 * s + n];
+                const together = await ctx.forward(Array.from({ length: n }, (_, s) => ({ sequence: s, tokens: next(s) })));
+                for (let s = 0; s < n; s++) await ctx.kv.remove(s, history[s]!.length);
+                for (let s = 0; s < n; s++) {
+                    const alone = await ctx.forward({ sequence: s, tokens: next(s) });
+                    await ctx.kv.remove(s, history[s]!.length);
+                    const a = together.logits(s), b = alone.logits(s);
+                    const at = firstDifference(a, b);
+                    expect(at, `step of ${n}, sequence ${s}: logit ${at} is ${a[at]} together, ${b[at]} alone`).toBe(-1);
+                }
+            }
+        } finally {
+            await ctx.dispose();
+        }
+    });
+});

@@ -54,4 +54,20 @@ describe.each(["q4_0", "q8_0"] as const)("%s weights: a sequence's logits do not
             await ctx.dispose();
         }
     });
+
+    it("a 40-token prompt in one forward (row tiles of 16, 16 and 8) equals it fed token by token, bit for bit", async () => {
+        const prompt = Array.from({ length: 40 }, (_, i) => 300 + 29 * i);
+        const ctx = await model.createContext({ contextSize: 256, sequences: 2, threads: 2, attention: "ggml" });
+        try {
+            const whole = await ctx.forward({ sequence: 0, tokens: prompt, logits: "all" });
+            for (let i = 0; i < prompt.length; i++) {
+                const one = await ctx.forward({ sequence: 1, tokens: [prompt[i]!] });
+                const a = whole.logits(0, i), b = one.logits(1);
+                const at = firstDifference(a, b);
+                expect(at, `position ${i}: logit ${at} is ${a[at]} in the prompt, ${b[at]} token by token`).toBe(-1);
+            }
+        } finally {
+            await ctx.dispose();
+        }
+    });
 });

@@ -906,11 +906,13 @@ void NativeScheduler::run_step() {
     }
     // The time bound (prefill_budget) splits long prompts; a short one (at most a chunk) is
     // taken whole while the chunk has room, so that a burst of requests starts generating
-    // within a step or two instead of one floor's worth of tokens per step.
+    // within a step or two instead of one floor's worth of tokens per step. With nothing
+    // generating, nobody waits on this step: short prompts fill the whole batch, so that a
+    // pool's slots filling at once start together (see the step policy in scheduler.h).
     const int32_t n_generating = (int32_t) tokens.size();
     const int32_t room = batch_size_ - n_generating;
     const int32_t timed = std::min(prefill_budget(n_generating), room);
-    int32_t chunk_left = std::min(prefill_chunk_, room), budget = timed;
+    int32_t chunk_left = n_generating == 0 ? room : std::min(prefill_chunk_, room), budget = timed;
     for (auto & sp : slots_) {
         SchedSlot & s = *sp;
         if (chunk_left <= 0) break;
@@ -918,7 +920,7 @@ void NativeScheduler::run_step() {
         const size_t left = s.prompt.size() - s.prompt_done;
         const bool whole = s.prompt.size() <= (size_t) prefill_chunk_ && left <= (size_t) chunk_left;
         if (!whole && budget <= 0) continue;
-        const size_t take = whole ? left : std::min((size_t) budget, left);
+        const size_t take = whole ? left : std::min({(size_t) budget, (size_t) chunk_left, left});
         s.batch_first = tokens.size();
         s.batch_count = take;
         s.batch_generating = false;

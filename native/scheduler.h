@@ -20,8 +20,10 @@
 //     progresses), grows at most 2x from one mixed step to the next (an estimate made on a
 //     small chunk does not jump straight to a large one), and starts at the floor until both
 //     times are measured. A prompt of at most one chunk is taken whole while the chunk has
-//     room (a burst of short requests starts at once). With nothing generating, a prompt
-//     takes the full `prefillChunk`;
+//     room (a burst of short requests starts at once). With nothing generating, nobody
+//     waits on the step: a long prompt takes the full `prefillChunk`, and short ones (at most
+//     a chunk each) fill the whole batch, so that requests arriving together start together
+//     (the JS queue keeps the loop paused while their submissions are in line);
 //   so a long prompt arriving mid-stream delays the running streams by a bounded share of a
 //   step (about 2x their inter-token time at most, or the floor's cost on a model where even
 //   16 prompt tokens cost more), not by its length. The price: on a large model a long prompt

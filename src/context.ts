@@ -136,6 +136,10 @@ export class ForwardResult {
     }
 }
 
+/** How long queued calls may keep the scheduler paused in a row (see Context.#held). */
+const HOLD_MAX_CALLS = 32;
+const HOLD_MAX_MS = 50;
+
 export class Context {
     readonly model: Model;
     readonly contextSize: number;
@@ -202,13 +206,12 @@ export class Context {
         return this.#queue.run(async () => {
             const native = this.#native;
             if (!native) throw disposedError("context");
-            const scheduler = this.#scheduler;
             try {
-                if (scheduler) await scheduler.pause();
+                await this.#holdScheduler();
                 try {
                     return await job(native);
                 } finally {
-                    scheduler?.resume();
+                    this.#releaseScheduler();
                 }
             } catch (err) {
                 throw fromNative(err, stack);
@@ -216,9 +219,38 @@ export class Context {
         });
     }
 
+    // The scheduler is paused while a call runs. While more calls wait in line, it stays
+    // paused from one call to the next (up to HOLD_MAX_CALLS calls or HOLD_MAX_MS): resuming
+    // it in between would let a step start with only what the calls so far submitted. So
+    // generations started together (a pool's slots filling at once) are all in the loop's
+    // next step, where short prompts fill the batch together (native/scheduler.h).
+    #held: { paused: Promise<void>; calls: number; since: number } | null = null;
+
+    #holdScheduler(): Promise<void> | undefined {
+        if (!this.#scheduler) return undefined;
+        this.#held ??= { paused: this.#scheduler.pause(), calls: 0, since: performance.now() };
+        this.#held.calls++;
+        return this.#held.paused;
+    }
+
+    #releaseScheduler(): void {
+        const held = this.#held;
+        if (!held) return;
+        const waiting = this.#queue.size > 1; // this call still counts until it settles
+        if (waiting && held.calls < HOLD_MAX_CALLS && performance.now() - held.since < HOLD_MAX_MS) return;
+        this.#held = null;
+        this.#scheduler?.resume();
+    }
+
     /** The context's scheduler, created on first use. Call from inside a job. @internal */
     scheduler(native: NativeContext): NativeScheduler {
-        return (this.#scheduler ??= new (binding().NativeScheduler)(native, { batchSize: this.batchSize, prefillChunk: this.prefillChunk }));
+        if (!this.#scheduler) {
+            this.#scheduler = new (binding().NativeScheduler)(native, { batchSize: this.batchSize, prefillChunk: this.prefillChunk });
+            // Created by a call with others in line: held from the start (nothing runs yet, so
+            // the pause is immediate), so that its first step also holds what they submit.
+            if (this.#queue.size > 1) this.#held = { paused: this.#scheduler.pause(), calls: 1, since: performance.now() };
+        }
+        return this.#scheduler;
     }
 
     /** The sampler chain for (sequence, options), kept across calls. Call from inside a job. @internal */

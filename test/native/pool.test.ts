@@ -137,6 +137,31 @@ async function until(cond: () => boolean, ms = 10_000) {
     }
 }
 
+describe("a burst of requests", () => {
+    it("requests made together start in one step, all prompts in one batch (twice: with and without a running scheduler)", async () => {
+        // 6 prompts of 20 tokens: 120 prompt tokens, more than the pool's 64-token chunk, each
+        // within it. Nothing generates yet, so they all go into the first step, and every
+        // later step is a decode of the 6 streams (the last one decodes each stream's last
+        // token into its cache): maxTokens + 1 steps, none mixing prompt tokens with
+        // generated ones. (Before, each request's submission let a step start, and they
+        // joined one or two per step.)
+        const pool = await model.createPool({ slots: 6, contextSize: 128, threads: THREADS });
+        try {
+            const maxTokens = 8;
+            for (let round = 0; round < 2; round++) {
+                const before = pool.context.schedulerStats() ?? { steps: 0, mixedSteps: 0 };
+                const prompts = Array.from({ length: 6 }, (_, s) => Int32Array.from({ length: 20 }, (_, i) => 30 + ((round * 97 + s * 31 + i * 7) % 400)));
+                const got = await Promise.all(prompts.map((p) => collect(pool.generate(p, { temperature: 0, maxTokens, stopOnEog: false }))));
+                got.forEach((g) => expect(g.tokens).toHaveLength(maxTokens));
+                const after = pool.context.schedulerStats()!;
+                expect({ steps: after.steps - before.steps, mixedSteps: after.mixedSteps - before.mixedSteps }).toEqual({ steps: maxTokens + 1, mixedSteps: 0 });
+            }
+        } finally {
+            await pool.dispose();
+        }
+    });
+});
+
 describe("the queue", () => {
     it("waits past the slot count, refuses past queueLimit with ERR_BUSY, and an aborted waiter leaves it", async () => {
         const pool = await model.createPool({ slots: 1, queueLimit: 2, contextSize: 256, threads: THREADS });

@@ -228,7 +228,17 @@ export class Context {
 
     #holdScheduler(): Promise<void> | undefined {
         if (!this.#scheduler) return undefined;
-        this.#held ??= { paused: this.#scheduler.pause(), calls: 0, since: performance.now() };
+        if (!this.#held) {
+            const held = { paused: this.#scheduler.pause(), calls: 0, since: performance.now() };
+            this.#held = held;
+            // A pause that fails fails its call; the next call pauses afresh rather than
+            // awaiting the same failure.
+            held.paused.catch(() => {
+                if (this.#held !== held) return;
+                this.#held = null;
+                this.#scheduler?.resume();
+            });
+        }
         this.#held.calls++;
         return this.#held.paused;
     }

@@ -1,9 +1,10 @@
 // A decode step of several sequences gives each sequence exactly (bit for bit) the logits it
 // gets decoded alone, on Q4_0 and Q8_0 weights. Where the CPU has AMX, ggml keeps such
 // weights in its AMX buffer and picks a kernel by the step's row count: ggml's VNNI kernel for
-// 1 row, native/patches/0009's for 2 to 8 (a decode step of a few streams), ggml's tile
-// kernel above that. They must agree exactly, or a stream's text would depend on which other
-// streams share its steps. (Elsewhere every step runs ggml's generic CPU matmul.)
+// 1 row, native/patches/0009's VNNI kernel for 2 to 8 (a decode step of a few streams) and its
+// tile kernel for 9 or more (a last row tile of up to 8 rows through the VNNI one). They must
+// agree exactly, or a stream's text would depend on which other streams share its steps.
+// (Elsewhere every step runs ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
 // bit (Q8_0-quantized activations then magnify that to ~1e-2 in the logits of a random-weight

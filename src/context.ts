@@ -140,6 +140,13 @@ export class ForwardResult {
 const HOLD_MAX_CALLS = 32;
 const HOLD_MAX_MS = 50;
 
+/** The scheduler paused across queued calls: since when, and for how many calls. */
+interface SchedulerHold {
+    paused: Promise<void>;
+    calls: number;
+    since: number;
+}
+
 export class Context {
     readonly model: Model;
     readonly contextSize: number;
@@ -224,23 +231,26 @@ export class Context {
     // it in between would let a step start with only what the calls so far submitted. So
     // generations started together (a pool's slots filling at once) are all in the loop's
     // next step, where short prompts fill the batch together (native/scheduler.h).
-    #held: { paused: Promise<void>; calls: number; since: number } | null = null;
+    #held: SchedulerHold | null = null;
 
     #holdScheduler(): Promise<void> | undefined {
         if (!this.#scheduler) return undefined;
-        if (!this.#held) {
-            const held = { paused: this.#scheduler.pause(), calls: 0, since: performance.now() };
-            this.#held = held;
-            // A pause that fails fails its call; the next call pauses afresh rather than
-            // awaiting the same failure.
-            held.paused.catch(() => {
-                if (this.#held !== held) return;
-                this.#held = null;
-                this.#scheduler?.resume();
-            });
-        }
-        this.#held.calls++;
-        return this.#held.paused;
+        const held = this.#held ?? this.#startHold(this.#scheduler);
+        held.calls++;
+        return held.paused;
+    }
+
+    #startHold(scheduler: NativeScheduler): SchedulerHold {
+        const held = { paused: scheduler.pause(), calls: 0, since: performance.now() };
+        this.#held = held;
+        // A pause that fails fails its call; the next call pauses afresh rather than awaiting
+        // the same failure.
+        held.paused.catch(() => {
+            if (this.#held !== held) return;
+            this.#held = null;
+            scheduler.resume();
+        });
+        return held;
     }
 
     #releaseScheduler(): void {
@@ -258,7 +268,7 @@ export class Context {
             this.#scheduler = new (binding().NativeScheduler)(native, { batchSize: this.batchSize, prefillChunk: this.prefillChunk });
             // Created by a call with others in line: held from the start (nothing runs yet, so
             // the pause is immediate), so that its first step also holds what they submit.
-            if (this.#queue.size > 1) this.#held = { paused: this.#scheduler.pause(), calls: 1, since: performance.now() };
+            if (this.#queue.size > 1) this.#startHold(this.#scheduler).calls++;
         }
         return this.#scheduler;
     }

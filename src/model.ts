@@ -65,7 +65,6 @@ export interface DetokenizeOptions {
     unparseSpecial?: boolean;
 }
 
-
 const LOAD_KEYS = ["gpuLayers", "fitContextSize", "fitMarginBytes", "useMmap", "useMlock", "vocabOnly", "rpcServers", "onProgress", "signal"] as const;
 
 async function checkModelFile(path: string): Promise<void> {

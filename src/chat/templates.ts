@@ -278,6 +278,9 @@ export class ChatTemplates {
     }
 }
 
+/** touches() remembers its answers for strings of this many UTF-16 units in all, then starts over. */
+const TOUCHED_MEMO_CHARS = 1 << 20;
+
 /** The vocabulary's control-token texts, for asking whether a message string could produce one. */
 export class ControlTextIndex {
     readonly #byFirst = new Map<string, string[]>();
@@ -316,6 +319,25 @@ export class ControlTextIndex {
 
     /** s holds one, or ends with the start of one, or starts with the end of one (it could complete one with adjacent text). */
     touches(s: string): boolean {
+        // A conversation's earlier messages come back every turn: their answers are kept.
+        const known = this.#touched.get(s);
+        if (known !== undefined) return known;
+        const r = this.#touches(s);
+        if (this.#touchedChars + s.length > TOUCHED_MEMO_CHARS) {
+            this.#touched.clear();
+            this.#touchedChars = 0;
+        }
+        if (s.length <= TOUCHED_MEMO_CHARS) {
+            this.#touched.set(s, r);
+            this.#touchedChars += s.length;
+        }
+        return r;
+    }
+
+    readonly #touched = new Map<string, boolean>();
+    #touchedChars = 0;
+
+    #touches(s: string): boolean {
         if (this.contains(s)) return true;
         for (let k = 1; k < Math.min(this.#maxLength, s.length + 1); k++) {
             if (this.#prefixes.has(s.slice(s.length - k)) || this.#suffixes.has(s.slice(0, k))) return true;

@@ -78,6 +78,7 @@ protected:
         hand_over(c);
         c->last_logits_.assign((size_t) c->n_seq_ * c->n_vocab_, 0.0f);
         c->has_logits_.assign(c->n_seq_, 0);
+        c->owed_.assign(c->n_seq_, -1);
         const char * force = getenv("LLAMAFUSE_TEST_DECODE_ABORT");
         c->force_decode_abort_ = force && *force && *force != '0';
         Napi::Object out = Napi::Object::New(env);
@@ -210,8 +211,20 @@ void NativeContext::decode(const std::vector<llama_token> & tokens, const std::v
             return false;
         }();
         if (last_token_has_row) memcpy(last_logits_mut(s), out + last_row[s] * (size_t) n_vocab_, sizeof(float) * n_vocab_);
-        has_logits_[s] = last_token_has_row;
+        set_has_logits((llama_seq_id) s, last_token_has_row);
     }
+}
+
+const float * NativeContext::logits_for(llama_seq_id seq, const int32_t * abort_flag) {
+    if (has_logits_[seq]) return last_logits(seq);
+    const llama_token token = owed_[seq];
+    if (token < 0) return nullptr;
+    // The owed token is the sequence's last: take it out and decode it again, with its row.
+    const llama_pos last = next_pos(seq) - 1;
+    if (last < 0 || !llama_memory_seq_rm(llama_get_memory(ctx_), seq, last, -1)) return nullptr;
+    std::vector<float> row((size_t) n_vocab_);
+    decode({token}, {seq}, {1}, row.data(), abort_flag); // sets has_logits_, clears owed_
+    return last_logits(seq);
 }
 
 class ForwardWorker : public PromiseWorker {
@@ -273,8 +286,7 @@ Napi::Value NativeContext::KvRemove(const Napi::CallbackInfo & info) {
     llama_seq_id s = arg_pos(info, 0);
     bool ok = llama_memory_seq_rm(llama_get_memory(ctx_), s, arg_pos(info, 1), arg_pos(info, 2));
     if (ok) {
-        if (s < 0) std::fill(has_logits_.begin(), has_logits_.end(), 0);
-        else has_logits_[s] = 0;
+        for (uint32_t i = 0; i < n_seq_; ++i) if (s < 0 || (llama_seq_id) i == s) set_has_logits((llama_seq_id) i, false);
     }
     return Napi::Boolean::New(info.Env(), ok);
 }
@@ -285,6 +297,7 @@ Napi::Value NativeContext::KvCopy(const Napi::CallbackInfo & info) {
     llama_memory_seq_cp(llama_get_memory(ctx_), src, dst, arg_pos(info, 2), arg_pos(info, 3));
     // The copy continues from the same point: it inherits the source's next-token logits.
     has_logits_[dst] = has_logits_[src];
+    owed_[dst] = owed_[src];
     if (has_logits_[src]) memcpy(last_logits_mut(dst), last_logits(src), sizeof(float) * n_vocab_);
     return info.Env().Undefined();
 }
@@ -293,7 +306,7 @@ Napi::Value NativeContext::KvKeepOnly(const Napi::CallbackInfo & info) {
     check_kv_op(info.Env());
     llama_seq_id s = arg_pos(info, 0);
     llama_memory_seq_keep(llama_get_memory(ctx_), s);
-    for (uint32_t i = 0; i < n_seq_; ++i) if ((llama_seq_id) i != s) has_logits_[i] = 0;
+    for (uint32_t i = 0; i < n_seq_; ++i) if ((llama_seq_id) i != s) set_has_logits((llama_seq_id) i, false);
     return info.Env().Undefined();
 }
 
@@ -353,7 +366,7 @@ Napi::Value NativeContext::KvShift(const Napi::CallbackInfo & info) {
 Napi::Value NativeContext::KvClear(const Napi::CallbackInfo & info) {
     check_kv_op(info.Env());
     llama_memory_clear(llama_get_memory(ctx_), true);
-    std::fill(has_logits_.begin(), has_logits_.end(), 0);
+    for (uint32_t i = 0; i < n_seq_; ++i) set_has_logits((llama_seq_id) i, false);
     return info.Env().Undefined();
 }
 
@@ -381,6 +394,10 @@ public:
 protected:
     void run() override {
         llama_context * ctx = c_->ctx();
+        // Owed logits are paid first, so that the state holds them like any others.
+        for (uint32_t s = 0; s < c_->n_seq(); ++s) {
+            if (seq_ < 0 || (llama_seq_id) s == seq_) c_->logits_for((llama_seq_id) s);
+        }
         size_t n = seq_ < 0 ? llama_state_get_size(ctx) : llama_state_seq_get_size(ctx, seq_);
         std::vector<llama_seq_id> seqs;
         for (uint32_t s = 0; s < c_->n_seq(); ++s)

@@ -43,7 +43,16 @@ public:
 
     const float * last_logits(llama_seq_id seq) const { return has_logits_[seq] ? &last_logits_[(size_t) seq * n_vocab_] : nullptr; }
     float * last_logits_mut(llama_seq_id seq) { return &last_logits_[(size_t) seq * n_vocab_]; }
-    void set_has_logits(llama_seq_id seq, bool v) { has_logits_[seq] = v; }
+    void set_has_logits(llama_seq_id seq, bool v) { has_logits_[seq] = v; owed_[seq] = -1; }
+    // A generation's last token goes into the cache without its logits row (the generation
+    // asks nothing of it; that row costs the whole output head, most of a small model's
+    // decode). The sequence then owes them: logits_for() decodes that token again when
+    // something asks (sample, a generation continuing from it, a state save), so to every
+    // caller the sequence still has its next-token logits.
+    void owe_logits(llama_seq_id seq, llama_token token) { has_logits_[seq] = 0; owed_[seq] = token; }
+    // The sequence's next-token logits, paying what it owes first; nullptr when it has none.
+    // Throws CodedError when that decode fails (the owed token is then gone from the cache).
+    const float * logits_for(llama_seq_id seq, const int32_t * abort_flag = nullptr);
     llama_pos next_pos(llama_seq_id seq) const;
 
     // Busy flag: taken on the main thread before a worker is queued, released in its
@@ -89,6 +98,7 @@ private:
     uint32_t n_ctx_ = 0, n_batch_ = 0, n_seq_ = 0;
     std::vector<float> last_logits_;
     std::vector<uint8_t> has_logits_;
+    std::vector<llama_token> owed_;        // per sequence: its last token, decoded without logits; -1: none owed
     std::atomic<bool> busy_{false};
     std::atomic<bool> broken_{false};
     std::string broken_why_;               // written before broken_ is set

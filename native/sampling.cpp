@@ -535,7 +535,7 @@ public:
 
 protected:
     void run() override {
-        const float * logits = c_->last_logits(seq_);
+        const float * logits = c_->logits_for(seq_);
         if (!logits) throw CodedError("ERR_NO_LOGITS", "sequence " + std::to_string(seq_) + " has no logits to sample from: forward tokens to it first (with logits for its last token)");
         if (c_->n_vocab() != s_->n_vocab()) throw CodedError("ERR_INVALID_OPTION", "the sampler was built for another model");
         r_ = s_->sample_row(logits, c_->n_vocab(), n_top_);

@@ -472,6 +472,7 @@ Napi::Value NativeScheduler::Stats(const Napi::CallbackInfo & info) {
     o.Set("mixedPromptTokens", (double) mixed_prompt_tokens_.load(std::memory_order_relaxed));
     o.Set("mixedPromptTokensMax", mixed_prompt_max_.load(std::memory_order_relaxed));
     o.Set("prefillBudget", prefill_budget_last_.load(std::memory_order_relaxed));
+    o.Set("lastRowsSkipped", (double) rows_skipped_.load(std::memory_order_relaxed));
     return o;
 }
 
@@ -567,7 +568,7 @@ void NativeScheduler::start_slot(SchedSlot & s) {
         finish_slot(s, "maxTokens", true);
         return;
     }
-    const float * l = c_->last_logits(s.seq);
+    const float * l = c_->logits_for(s.seq, &abort_decode_);
     if (!l) throw CodedError("ERR_NO_LOGITS", "sequence " + std::to_string(s.seq) + " has no logits to continue from: give generate a prompt");
     sample_next(s, l);
 }
@@ -901,7 +902,9 @@ void NativeScheduler::run_step() {
         s.batch_generating = true;
         tokens.push_back(s.pending);
         seqs.push_back(s.seq);
-        want.push_back(1);
+        // The generation's last token needs no logits row: the sequence owes it (see
+        // NativeContext::owe_logits), and pays only if something continues from it.
+        want.push_back(s.stop_matched || (int32_t) s.generated.size() + 1 >= s.max_tokens ? 0 : 1);
         in_batch.push_back(&s);
     }
     // The time bound (prefill_budget) splits long prompts; a short one (at most a chunk) is
@@ -999,6 +1002,10 @@ void NativeScheduler::run_step() {
             if (s.batch_generating) {
                 s.generated.push_back(s.pending);
                 s.pending = -1;
+                if (!logits) {
+                    c_->owe_logits(s.seq, s.generated.back());
+                    rows_skipped_.fetch_add(1, std::memory_order_relaxed);
+                }
                 if (s.stop_matched) finish_slot(s, "stop", false);
                 else if ((int32_t) s.generated.size() >= s.max_tokens) finish_slot(s, "maxTokens", true);
                 else sample_next(s, logits);

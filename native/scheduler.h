@@ -135,6 +135,8 @@ private:
     // most in one of them, and the last budget given to one.
     std::atomic<uint64_t> mixed_steps_{0}, mixed_prompt_tokens_{0};
     std::atomic<int32_t> mixed_prompt_max_{0}, prefill_budget_last_{0};
+    // Generations' last tokens decoded without their logits row (NativeContext::owe_logits).
+    std::atomic<uint64_t> rows_skipped_{0};
 };
 
 } // namespace llamafuse

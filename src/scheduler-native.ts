@@ -64,6 +64,11 @@ export interface NativeSchedulerStats {
     mixedPromptTokensMax: number;
     /** The last time-bounded prompt budget of such a step (scheduler.h: adaptive prefill budget). */
     prefillBudget: number;
+    /**
+     * Generations whose last token went into the cache without its logits row (the output
+     * head's cost); the logits are computed when something continues from it.
+     */
+    lastRowsSkipped: number;
 }
 
 export interface NativeScheduler {

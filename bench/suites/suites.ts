@@ -163,7 +163,7 @@ async function chatSuite(o: SuiteOptions): Promise<Omit<SuiteResult, "seconds">>
         rows: rows.map((r) => ({ suite: "chat", test: r.test, model: "synthetic qwen2 (Qwen2.5 template)", threads: o.threads, unit: "ms/call", llamafuse: r.llamafuse, nodeLlamaCpp: r.nodeLlamaCpp, ratio: r.nodeLlamaCpp ? r.nodeLlamaCpp / r.llamafuse : null, llamaBench: null })),
         notes: [
             `model: ${JSON.stringify(CHAT_BENCH_MODEL)} with random weights; the turn's first token only (maxTokens 1), greedy; ratio: node-llama-cpp's time / ours (above 1: we are faster)`,
-            "TTFT: from the call to the first streamed text (our first delta, node-llama-cpp's first onTextChunk); the whole one-token turn also includes our decode of that token into the cache",
+            "TTFT: from the call to the first streamed text (our first delta, node-llama-cpp's first onTextChunk); the whole one-token turn also includes our decode of that token into the cache (without its logits row: computed only when a later call continues from it)",
             `reuse: ${rows[0]?.reusedTokens} of ${(rows[0]?.reusedTokens ?? 0) + (rows[0]?.evaluatedTokens ?? 0)} prompt tokens came from the cache; peer: node-llama-cpp's LlamaChatSession with the same template (JinjaTemplateChatWrapper), history reset to the same ${rows[0]?.historyTokens} tokens each round`,
         ],
         detail: rows,

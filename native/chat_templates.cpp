@@ -10,6 +10,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <list>
+#include <memory>
+#include <mutex>
 #include <unordered_map>
 
 using json = common_json;
@@ -184,22 +187,60 @@ private:
 
 // ---- parse ----------------------------------------------------------------------------------------
 
-// Parses model output into { content, reasoning, toolCalls } (JSON) with the format's own
-// parser (the PEG arena that apply returned). Throws CodedError.
-static std::string parse_reply(const std::string & text, bool partial, const std::string & params) {
-    json pj = parse_json_arg(params, "the parser parameters");
+// A reply's parser: the format's parameters and its PEG arena, loaded from the JSON that apply
+// returned. Loading is most of a parse (with four tools the arena is ~15 KB of JSON and takes
+// ~1.8 ms, the parse of a short reply microseconds), and a streamed reply is parsed after every
+// token with the same parameters, so the last few loaded are kept, by their exact text.
+struct LoadedReplyParser {
+    std::mutex mu; // parses on the main thread and on workers may share one
     common_chat_parser_params pp;
+};
+
+static std::shared_ptr<LoadedReplyParser> load_reply_parser(const std::string & params) {
+    static std::mutex mu;
+    static std::list<std::pair<std::string, std::shared_ptr<LoadedReplyParser>>> recent; // newest first
+    constexpr size_t KEEP = 8;
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        for (auto it = recent.begin(); it != recent.end(); ++it) {
+            if (it->first == params) {
+                recent.splice(recent.begin(), recent, it);
+                return recent.front().second;
+            }
+        }
+    }
+    json pj = parse_json_arg(params, "the parser parameters");
+    auto loaded = std::make_shared<LoadedReplyParser>();
+    common_chat_parser_params & pp = loaded->pp;
     const int format = pj.value("format", 0);
-    pp.format = (common_chat_format) format;
     if (format < 0 || format >= COMMON_CHAT_FORMAT_COUNT) throw CodedError("ERR_INVALID_OPTION", "unknown chat format");
+    pp.format = (common_chat_format) format;
     pp.reasoning_format = pj.value("parseReasoning", true) ? COMMON_REASONING_FORMAT_DEEPSEEK : COMMON_REASONING_FORMAT_NONE;
     pp.generation_prompt = pj.value("generationPrompt", std::string());
     pp.parse_tool_calls = pj.value("parseToolCalls", true);
+    const std::string parser = pj.value("parser", std::string());
+    if (!parser.empty()) {
+        AbortGuard guard;
+        try {
+            pp.parser.load(parser);
+        } catch (const std::exception & e) {
+            throw CodedError("ERR_CHAT_PARSE", std::string("the reply does not parse in the template's format: ") + e.what());
+        }
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    recent.emplace_front(params, loaded);
+    if (recent.size() > KEEP) recent.pop_back();
+    return loaded;
+}
+
+// Parses model output into { content, reasoning, toolCalls } (JSON) with the format's own
+// parser (the PEG arena that apply returned). Throws CodedError.
+static std::string parse_reply(const std::string & text, bool partial, const std::string & params) {
+    std::shared_ptr<LoadedReplyParser> loaded = load_reply_parser(params);
+    std::lock_guard<std::mutex> lock(loaded->mu);
     AbortGuard guard;
     try {
-        const std::string parser = pj.value("parser", std::string());
-        if (!parser.empty()) pp.parser.load(parser);
-        common_chat_msg msg = common_chat_parse(text, partial, pp);
+        common_chat_msg msg = common_chat_parse(text, partial, loaded->pp);
         json out = json::object();
         out["content"] = msg.content;
         out["reasoning"] = msg.reasoning_content;

@@ -249,13 +249,7 @@ export class ChatTemplates {
 
     /** Parses a reply with the format's own parser (partial: the reply may still grow). */
     async parse(text: string, render: NativeChatRender, options: { partial?: boolean; parseToolCalls?: boolean; parseReasoning?: boolean } = {}): Promise<NativeChatParsed> {
-        const params = JSON.stringify({
-            format: render.format,
-            generationPrompt: render.generationPrompt,
-            parser: render.parser,
-            parseToolCalls: options.parseToolCalls ?? true,
-            parseReasoning: options.parseReasoning ?? true,
-        });
+        const params = parserParams(render, options.parseToolCalls ?? true, options.parseReasoning ?? true);
         // A short reply with a small parser (every streamed reply starts as one) is parsed on
         // this thread: a worker round trip costs more than the parse. UTF-8 is at most 3
         // bytes per UTF-16 unit, so the lengths bound the native limits without counting.
@@ -276,6 +270,22 @@ export class ChatTemplates {
     dispose(): void {
         this.#native.dispose();
     }
+}
+
+// The parser's parameters as parse() sends them, made once per render: a streamed reply is
+// parsed after every token, and with tools the parser alone is ~15 KB of JSON.
+const paramsByRender = new WeakMap<NativeChatRender, Map<string, string>>();
+
+function parserParams(render: NativeChatRender, parseToolCalls: boolean, parseReasoning: boolean): string {
+    let byFlags = paramsByRender.get(render);
+    if (!byFlags) paramsByRender.set(render, (byFlags = new Map()));
+    const key = `${parseToolCalls ? 1 : 0}${parseReasoning ? 1 : 0}`;
+    let params = byFlags.get(key);
+    if (params === undefined) {
+        params = JSON.stringify({ format: render.format, generationPrompt: render.generationPrompt, parser: render.parser, parseToolCalls, parseReasoning });
+        byFlags.set(key, params);
+    }
+    return params;
 }
 
 /** touches() remembers its answers for strings of this many UTF-16 units in all, then starts over. */

@@ -61,6 +61,30 @@ describe("replies parse into content, reasoning and tool calls", () => {
         expect(calls).toEqual(c.calls ?? []);
     });
 
+    // A loaded parser is kept (the last 8, by their exact parameters): a streamed reply is
+    // parsed after every token. Parsing the cases round-robin (more parsers than are kept, so
+    // some are loaded again) must give each case's answer every time, as a fresh load does.
+    it("parsers kept loaded between parses give the same answers, also after being dropped", async () => {
+        const setups = await Promise.all(CASES.map(async (c) => {
+            const source = readFileSync(path.join(vocabDir, "templates", `${c.template}.jinja`), "utf8");
+            const templates = await model.chatTemplates({ kind: "jinja", source });
+            const rendered = await templates.render({ messages: [{ role: "user", content: "Hello" }], tools: c.tools ? [SPECIAL_FUNCTION] : undefined });
+            return { c, templates, rendered };
+        }));
+        // Reasoning off too: the same parser with other flags is another kept entry.
+        const runs = [...setups.map((x) => ({ ...x, parseReasoning: true })), ...setups.map((x) => ({ ...x, parseReasoning: false }))];
+        expect(runs.length).toBeGreaterThan(8);
+        const first = await Promise.all(runs.map((r) => r.templates.parse(r.c.output, r.rendered, { parseReasoning: r.parseReasoning })));
+        for (let round = 0; round < 3; round++) {
+            for (let i = 0; i < runs.length; i++) {
+                const r = runs[i]!;
+                expect(await r.templates.parse(r.c.output, r.rendered, { parseReasoning: r.parseReasoning }), `${r.c.template} round ${round}`).toEqual(first[i]);
+            }
+        }
+        // The answers are the cases' own (checked one by one above), not one case's answer reused.
+        for (let i = 0; i < setups.length; i++) expect(first[i]!.content, runs[i]!.c.template).toBe(runs[i]!.c.content);
+    });
+
     // Replies up to 1 KB are parsed on the calling thread, longer ones on a worker: the same
     // reply padded past the limit must parse the same way there, and bad parameters must fail
     // with the same code on both paths.

@@ -4,21 +4,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, LlamaError, type Context, type GenerateOptions, type GenerateStep, type Model } from "../../src/index.js";
 import { logSoftmax64, topK } from "../helpers/log-softmax.js";
+import { collect } from "../helpers/collect.js";
 import { MODELS } from "../helpers/models.js";
 import { peer, peerGreedy } from "../helpers/peer.js";
 
 const PROMPTS = ["Once upon a time", "The little dog", "Tom and his friend went to the", "One day, a girl named Sue"];
 const N = 120;
 
-async function collect(it: AsyncIterable<{ token: number; text: string }>) {
-    const tokens: number[] = [];
-    let text = "";
-    for await (const s of it) {
-        tokens.push(s.token);
-        text += s.text;
-    }
-    return { tokens, text };
-}
 
 
 describe("greedy generation equals node-llama-cpp's", () => {

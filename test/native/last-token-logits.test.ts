@@ -6,17 +6,9 @@
 // what one uninterrupted greedy run gives.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type Context, type Model } from "../../src/index.js";
+import { collect } from "../helpers/collect.js";
 import { MODELS } from "../helpers/models.js";
 
-async function collect(it: AsyncIterable<{ token: number; text: string }>) {
-    const tokens: number[] = [];
-    let text = "";
-    for await (const s of it) {
-        tokens.push(s.token);
-        text += s.text;
-    }
-    return { tokens, text };
-}
 
 describe("a generation's last token: logits computed only when asked for", () => {
     let model: Model;

@@ -197,8 +197,10 @@ struct LoadedReplyParser {
 };
 
 static std::shared_ptr<LoadedReplyParser> load_reply_parser(const std::string & params) {
-    static std::mutex mu;
-    static std::list<std::pair<std::string, std::shared_ptr<LoadedReplyParser>>> recent; // newest first
+    // Never destroyed: a worker thread may still be parsing while the process exits and
+    // static destructors run.
+    static std::mutex & mu = *new std::mutex();
+    static auto & recent = *new std::list<std::pair<std::string, std::shared_ptr<LoadedReplyParser>>>(); // newest first
     constexpr size_t KEEP = 8;
     {
         std::lock_guard<std::mutex> lock(mu);

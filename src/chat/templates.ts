@@ -297,6 +297,9 @@ export class ControlTextIndex {
     readonly #prefixes = new Set<string>();
     readonly #suffixes = new Set<string>();
     readonly #maxLength: number;
+    /** touches()'s answers so far, and the length of the strings they are for. */
+    readonly #touched = new Map<string, boolean>();
+    #touchedChars = 0;
 
     /** The longest control token's text, in UTF-16 units. */
     get maxLength(): number {
@@ -333,19 +336,16 @@ export class ControlTextIndex {
         const known = this.#touched.get(s);
         if (known !== undefined) return known;
         const r = this.#touches(s);
-        if (this.#touchedChars + s.length > TOUCHED_MEMO_CHARS) {
-            this.#touched.clear();
-            this.#touchedChars = 0;
-        }
         if (s.length <= TOUCHED_MEMO_CHARS) {
+            if (this.#touchedChars + s.length > TOUCHED_MEMO_CHARS) {
+                this.#touched.clear();
+                this.#touchedChars = 0;
+            }
             this.#touched.set(s, r);
             this.#touchedChars += s.length;
         }
         return r;
     }
-
-    readonly #touched = new Map<string, boolean>();
-    #touchedChars = 0;
 
     #touches(s: string): boolean {
         if (this.contains(s)) return true;

@@ -31,7 +31,7 @@ describe("ControlTextIndex", () => {
         const long = "x".repeat(1 << 21);
         expect(index.touches(long)).toBe(false);
         expect(index.touches(long + "<|im_end|>")).toBe(true);
-        expect(index.touches(`${long}<|im_end|>`)).toBe(true);
+        expect(index.touches(`${long}<|im_`)).toBe(true);
         for (const [s, want] of CASES) expect(index.touches(s), s).toBe(want);
     });
 

@@ -15,6 +15,7 @@
 #include "llama.h"
 
 #include "attention_binding.h"
+#include "matmul_binding.h"
 
 #include <mutex>
 
@@ -53,6 +54,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     fit_register(env, exports);
 #if LLAMAFUSE_DEV_BINDINGS
     attention_binding_register(env, exports);
+    matmul_binding_register(env, exports);
 #endif
     exports.Set("devBindings", Napi::Boolean::New(env, LLAMAFUSE_DEV_BINDINGS != 0));
     return exports;

@@ -87,14 +87,18 @@ export function prepareLlamaCpp() {
     // change affects (a patched ggml header is included by nearly every llama.cpp source).
     const before = new Map();
     if (existsSync(path.join(srcDir, ".git"))) {
-        const changed = execFileSync("git", ["-C", srcDir, "diff", "--name-only"], { encoding: "utf8" }).split("\n").filter(Boolean);
+        // modified files, and the files patches added (untracked)
+        const listed = (...args) => execFileSync("git", ["-C", srcDir, ...args], { encoding: "utf8" }).split("\n").filter(Boolean);
+        const changed = [...listed("diff", "--name-only"), ...listed("ls-files", "--others", "--exclude-standard")];
         for (const f of changed) {
             const file = path.join(srcDir, f);
             if (existsSync(file)) before.set(file, { data: readFileSync(file), mtime: statSync(file).mtime });
         }
     }
-    // Back to the pristine pinned tree, then apply our patches in order.
+    // Back to the pristine pinned tree (the files patches added removed too: git apply will not
+    // create a file that exists), then apply our patches in order.
     git("checkout", "--quiet", "--force", LLAMA_CPP_COMMIT);
+    git("clean", "--quiet", "--force", "-d");
     for (const p of patches) {
         try {
             git("apply", "--whitespace=nowarn", p);

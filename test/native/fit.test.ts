@@ -35,12 +35,13 @@ describe("model.estimateMemory against llama.cpp's allocation (CPU)", () => {
     const models: Record<string, Model> = {};
     beforeAll(async () => {
         models.stories260K = await loadModel(MODELS.stories260K);
-        models.synth = await loadModel(await cachedSynthModel({ layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 64, ff: 512, vocab: "llama-spm", type: "f16", seed: 11 }));
         // Quantized weights move to the CPU backend's extra buffer types (repacked, or AMX
         // tiles where the CPU has them), which are neither "host" buffers nor on a model device:
-        // llama.cpp's common/fit dropped them (native/patches/0007).
+        // llama.cpp's common/fit dropped them (native/patches/0007). F16 weights move to the AMX
+        // buffer too where the CPU has AMX (native/patches/0015).
         // Loaded without mmap: a mapped file's buffer spans the range from its first to its last
         // tensor, holes of the tensors moved elsewhere included, which the estimate does not count.
+        models.synth = await loadModel(await cachedSynthModel({ layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 64, ff: 512, vocab: "llama-spm", type: "f16", seed: 11 }), { useMmap: false });
         models.synthQ4_0 = await loadModel(await cachedSynthModel({ layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 64, ff: 512, vocab: "llama-spm", type: "q4_0", seed: 11 }), { useMmap: false });
         models.tiny656KQ8_0 = await loadModel(MODELS.tiny656K, { useMmap: false });
     });

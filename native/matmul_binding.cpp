@@ -1,9 +1,11 @@
 // Development-only (LLAMAFUSE_DEV_BINDINGS): one F16 matmul computed by ggml with the weights
 // where a model load puts them, for kernel-level tests of patch 0015's AMX-BF16 kernel.
 //   matmulF16Compute({ k, n, m, weights: Uint16Array (n x k F16 bits), x: Float32Array (m x k),
-//   threads }) -> { out: Float32Array (m x n), amx: bool }   SYNCHRONOUS, keep shapes small.
+//   threads, plainBuffer?, reps? }) -> { out: Float32Array (m x n), amx: bool, seconds: number }
+//   SYNCHRONOUS, keep shapes small.
 // The weights go into the CPU's AMX buffer type when this machine has one (amx: true), where
-// ggml runs the buffer's kernels on them; otherwise into a plain CPU buffer (ggml's own matmul).
+// ggml runs the buffer's kernels on them; otherwise, or with plainBuffer, into a plain CPU
+// buffer (ggml's own matmul). seconds: the fastest of reps computes (default 1).
 #include "matmul_binding.h"
 #include "common.h"
 
@@ -12,6 +14,8 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -66,6 +70,8 @@ Napi::Value MatmulF16Compute(const Napi::CallbackInfo & info) {
         const int64_t N = get_int(spec, "n", 1, 1 << 16);
         const int64_t M = get_int(spec, "m", 1, 1 << 16);
         const int threads = (int) get_int(spec, "threads", 1, 64);
+        const bool plain = spec.Get("plainBuffer").ToBoolean();
+        const int reps = spec.Has("reps") ? (int) get_int(spec, "reps", 1, 1000) : 1;
         if (!spec.Get("weights").IsTypedArray() || spec.Get("weights").As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
             throw CodedError("ERR_INVALID_OPTION", "weights must be a Uint16Array");
         }
@@ -77,7 +83,7 @@ Napi::Value MatmulF16Compute(const Napi::CallbackInfo & info) {
         if ((int64_t) w_in.ElementLength() != N * K) throw CodedError("ERR_INVALID_OPTION", "weights must hold n * k values");
         if ((int64_t) x_in.ElementLength() != M * K) throw CodedError("ERR_INVALID_OPTION", "x must hold m * k values");
 
-        ggml_backend_buffer_type_t amx = amx_buffer_type();
+        ggml_backend_buffer_type_t amx = plain ? nullptr : amx_buffer_type();
         ctx_holder wctx({ ggml_tensor_overhead() * 2, nullptr, true });
         ggml_tensor * w = ggml_new_tensor_2d(wctx.ctx, GGML_TYPE_F16, K, N);
         buffer_holder wbuf;
@@ -102,7 +108,13 @@ Napi::Value MatmulF16Compute(const Napi::CallbackInfo & info) {
         ggml_cplan plan = ggml_graph_plan(graph, threads, tp);
         std::vector<uint8_t> work(plan.work_size);
         plan.work_data = work.data();
-        const ggml_status st = ggml_graph_compute(graph, &plan);
+        double best = INFINITY;
+        ggml_status st = GGML_STATUS_SUCCESS;
+        for (int r = 0; r < reps && st == GGML_STATUS_SUCCESS; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            st = ggml_graph_compute(graph, &plan);
+            best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
         ggml_threadpool_free(tp);
         if (st != GGML_STATUS_SUCCESS) throw CodedError("ERR_NATIVE", "ggml_graph_compute failed");
 
@@ -111,6 +123,7 @@ Napi::Value MatmulF16Compute(const Napi::CallbackInfo & info) {
         Napi::Object r = Napi::Object::New(env);
         r.Set("out", res);
         r.Set("amx", Napi::Boolean::New(env, amx != nullptr));
+        r.Set("seconds", Napi::Number::New(env, best));
         return r;
     } catch (const CodedError & e) {
         throw make_error(env, e.code, e.what());

@@ -216,10 +216,10 @@ describe("batching", () => {
     //    boundary becomes an f16 ulp (4.9e-4 relative) of that activation. So a text comes out
     //    either bit-exact or ~1e-5..1e-4 apart, never in between. Measured there, alone vs in
     //    64 (max abs, unit vectors): bert 4.5e-5 fused / 1.9e-4 ggml, nomic-bert 9.0e-6 /
-    //    1.1e-4, llama 6.4e-5 / 3.0e-4. With AMX (patch 0015) the F16 matmuls keep ~16 bits of
-    //    each input and ulps stay ulps: bert 1.0e-5, nomic-bert 5.6e-6, llama 9.4e-6 (fused); a
-    //    text of 2-4 tokens alone takes the few-rows kernel, in a batch the tiles (1e-7 apart
-    //    per matmul): 2.3e-5 for a 3-token bert text.
+    //    1.1e-4, llama 6.4e-5 / 3.0e-4. With AMX (patch 0015) the F16 matmuls round no input to
+    //    f16, but a text of at most 12 tokens alone takes the F32 kernel and in a batch the
+    //    BF16 tiles (~1e-6 apart per matmul): bert 1.5e-5, nomic-bert 1.7e-5, llama 2.6e-5
+    //    (fused, measured).
     // A leak between sequences (a wrong mask, a shared position) shows as 1e-2 and more.
     it("a text alone equals the same text in a batch of 64 (within 2e-4, measured 6.4e-5), bert and llama", async () => {
         for (const model of [bert, llama]) {

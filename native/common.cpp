@@ -1,4 +1,9 @@
 #include "common.h"
+#include "llama.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace llamafuse {
 
@@ -68,3 +73,14 @@ void PromiseWorker::OnError(const Napi::Error & e) {
 }
 
 } // namespace llamafuse
+
+void llamafuse::release_freed_memory() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
+void llamafuse::free_model(llama_model * model) {
+    llama_model_free(model);
+    release_freed_memory();
+}

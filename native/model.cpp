@@ -51,7 +51,7 @@ NativeModel::~NativeModel() {
 }
 
 void NativeModel::adopt(llama_model * model) {
-    owner_.reset(model, llama_model_free);
+    owner_.reset(model, free_model);
     model_ = model;
     vocab_ = llama_model_get_vocab(model);
     has_tokenizer_ = llama_vocab_type(vocab_) != LLAMA_VOCAB_TYPE_NONE && llama_vocab_n_tokens(vocab_) > 0;
@@ -121,7 +121,7 @@ public:
         }
     }
     ~ModelLoadWorker() override {
-        if (model_) llama_model_free(model_); // rejected or not adopted
+        if (model_) free_model(model_); // rejected or not adopted
         if (has_progress_) progress_.Release();
     }
 
@@ -151,6 +151,7 @@ protected:
             throw CodedError("ERR_INVALID_MODEL", std::string("invalid model file: ") + e.what());
         }
         if (!model_) {
+            release_freed_memory(); // what llama.cpp allocated before it gave up
             if (__atomic_load_n(abort_flag_, __ATOMIC_ACQUIRE)) throw CodedError("ERR_ABORTED", "model loading was aborted");
             std::string why = AbortGuard::last_message();
             if (why.empty()) why = log_last_error();

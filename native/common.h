@@ -46,7 +46,6 @@ struct AddonData {
 // This environment's AddonData, created on first use.
 AddonData & addon_data(Napi::Env env);
 
-// An error that crosses to JS as {message, code}; src/errors.ts wraps it in LlamaError.
 // Hands memory that free() kept in the allocator's arenas back to the system (glibc; a no-op
 // elsewhere). A model's weight buffers under glibc's mmap threshold (it rises to 32 MB once a
 // larger block was freed) come from the arenas of whichever worker thread loaded them and stay
@@ -56,6 +55,7 @@ void release_freed_memory();
 // llama_model_free, then release_freed_memory
 void free_model(llama_model * model);
 
+// An error that crosses to JS as {message, code}; src/errors.ts wraps it in LlamaError.
 struct CodedError : std::runtime_error {
     std::string code;
     CodedError(std::string code_, const std::string & message) : std::runtime_error(message), code(std::move(code_)) {}

@@ -30,6 +30,9 @@ async function runScript(script: string) {
     }
 }
 
+// Q4_0 weights, which both libraries run on ggml's AMX tile kernels
+const q4Model = () => cachedSynthModel({ layers: 2, embedding: 1024, heads: 8, headsKv: 2, headDim: 128, ff: 2048, vocab: "llama-spm", seed: 5, type: "q4_0" });
+
 const ours = pathToFileURL(path.join(repoRoot, "dist", "index.js")).href;
 const peerUrl = pathToFileURL(path.join(repoRoot, "node_modules", "node-llama-cpp", "dist", "index.js")).href;
 
@@ -45,7 +48,7 @@ const PEER_EVALUATE = `
 
 describe.skipIf(!hasAmx)("AMX shared with node-llama-cpp in one process", () => {
     it("node-llama-cpp evaluates on Q4_0 weights before and after llamafuse loads the same file", async () => {
-        const file = await cachedSynthModel({ layers: 2, embedding: 1024, heads: 8, headsKv: 2, headDim: 128, ff: 2048, vocab: "llama-spm", seed: 5, type: "q4_0" });
+        const file = await q4Model();
         const script = `
             import { getLlama, LlamaLogLevel } from ${JSON.stringify(peerUrl)};
             import { loadModel } from ${JSON.stringify(ours)};
@@ -70,7 +73,7 @@ describe.skipIf(!hasAmx)("AMX shared with node-llama-cpp in one process", () => 
     });
 
     it("node-llama-cpp's Q4_0 tokens stay the same while llamafuse's F16 tile matmuls run on the same worker threads", async () => {
-        const q4 = await cachedSynthModel({ layers: 2, embedding: 1024, heads: 8, headsKv: 2, headDim: 128, ff: 2048, vocab: "llama-spm", seed: 5, type: "q4_0" });
+        const q4 = await q4Model();
         const f16 = await cachedSynthModel({ preset: "bert-tiny", seed: 11 });
         const script = `
             import { getLlama, LlamaLogLevel } from ${JSON.stringify(peerUrl)};
@@ -81,9 +84,11 @@ describe.skipIf(!hasAmx)("AMX shared with node-llama-cpp in one process", () => 
             ${PEER_EVALUATE}
             const before = await evaluate4(contexts);
             const bert = await loadModel(${JSON.stringify(f16)});
-            // 1-thread embedding contexts: their decodes (texts of 5+ tokens: the tile kernel) run on Node's workers
+            // 1-thread embedding contexts: their decodes run on Node's workers, and a text of 13+
+            // tokens takes the tile kernel (fewer take the F32 loop, which leaves the tiles alone)
             const ectxs = await Promise.all([0, 1, 2, 3].map(() => bert.createEmbeddingContext({ threads: 1 })));
             const text = "a sentence long enough for the tile kernel to take its matmuls";
+            if ((await bert.tokenize(text)).length < 13) throw new Error("the text is too short for the tile kernel");
             for (let i = 0; i < 6; i++) {
                 const [after] = await Promise.all([evaluate4(contexts), ...ectxs.map((e) => e.embed([text]))]);
                 if (JSON.stringify(after) !== JSON.stringify(before)) throw new Error("tokens changed: " + before + " / " + after);

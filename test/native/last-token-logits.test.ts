@@ -9,7 +9,6 @@ import { loadModel, type Context, type Model } from "../../src/index.js";
 import { collect } from "../helpers/collect.js";
 import { MODELS } from "../helpers/models.js";
 
-
 describe("a generation's last token: logits computed only when asked for", () => {
     let model: Model;
     let ctx: Context;

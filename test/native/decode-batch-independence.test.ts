@@ -1,9 +1,11 @@
 // A decode step of several sequences gives each sequence exactly (bit for bit) the logits it
 // gets decoded alone, on Q4_0 and Q8_0 weights. Where the CPU has AMX, ggml keeps such
 // weights in its AMX buffer and picks a kernel by the step's row count: ggml's VNNI kernel for
-// 1 row, native/patches/0009's VNNI kernel for 2 to 8 (a decode step of a few streams) and its
-// tile kernel for 9 or more (a last row tile of up to 8 rows through the VNNI one). They must
-// agree exactly, or a stream's text would depend on which other streams share its steps.
+// 1 row, native/patches/0016's pair tile kernel for 2 to 8 (a decode step of a few streams),
+// 0009's tile kernel for 9 or more (a last row tile of up to 8 rows through 0009's VNNI one).
+// They must agree exactly, or a stream's text would depend on which other streams share its
+// steps. The pair kernel takes K blocks two at a time: the second shape's widths (224, 480)
+// have an odd number of 32-wide blocks.
 // (Elsewhere every step runs ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
@@ -13,7 +15,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type Model } from "../../src/index.js";
 import { cachedSynthModel } from "../helpers/synth-cache.js";
 
-const SHAPE = { layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 32, ff: 512, vocab: "llama-spm" as const, seed: 5 };
+const SHAPES = {
+    "even blocks": { layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 32, ff: 512, vocab: "llama-spm" as const, seed: 5 },
+    "odd blocks": { layers: 2, embedding: 224, heads: 7, headsKv: 1, headDim: 32, ff: 480, vocab: "llama-spm" as const, seed: 6 },
+};
 const SEQUENCES = 16;
 const STEP_SIZES = [2, 3, 5, 8, 9, 16];
 
@@ -24,10 +29,12 @@ function firstDifference(a: Float32Array, b: Float32Array): number {
     return -1;
 }
 
-describe.each(["q4_0", "q8_0"] as const)("%s weights: a sequence's logits do not depend on the step it shares", (type) => {
+const CASES = (["q4_0", "q8_0"] as const).flatMap((type) => (Object.keys(SHAPES) as (keyof typeof SHAPES)[]).map((shape) => [type, shape] as const));
+
+describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the step it shares", (type, shape) => {
     let model: Model;
     beforeAll(async () => {
-        model = await loadModel(await cachedSynthModel({ ...SHAPE, type }));
+        model = await loadModel(await cachedSynthModel({ ...SHAPES[shape], type }));
     });
     afterAll(async () => {
         await model?.dispose();

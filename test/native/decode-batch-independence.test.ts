@@ -2,10 +2,10 @@
 // gets decoded alone, on Q4_0 and Q8_0 weights. Where the CPU has AMX, ggml keeps such
 // weights in its AMX buffer and picks a kernel by the step's row count: ggml's VNNI kernel for
 // 1 row, native/patches/0016's pair tile kernel for 2 to 8 (a decode step of a few streams),
-// 0009's tile kernel for 9 or more (a last row tile of up to 8 rows through 0009's VNNI one).
-// They must agree exactly, or a stream's text would depend on which other streams share its
-// steps. The pair kernel takes K blocks two at a time: the second shape's widths (224, 480)
-// have an odd number of 32-wide blocks.
+// 0009's tile kernel for 9 to 16, and 0016's pair kernel 8 rows at a time for 17 or more
+// (prompts). They must agree exactly, or a stream's text would depend on which other streams
+// share its steps. The pair kernels take K blocks two at a time: the second shape's widths
+// (224, 480) have an odd number of 32-wide blocks.
 // (Elsewhere every step runs ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
@@ -63,8 +63,8 @@ describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the s
         }
     });
 
-    it("a 40-token prompt in one forward (row tiles of 16, 16 and 8) equals it fed token by token, bit for bit", async () => {
-        const prompt = Array.from({ length: 40 }, (_, i) => 300 + 29 * i);
+    it("a 43-token prompt in one forward (five groups of 8 rows and one of 3) equals it fed token by token, bit for bit", async () => {
+        const prompt = Array.from({ length: 43 }, (_, i) => 300 + 29 * i);
         const ctx = await model.createContext({ contextSize: 256, sequences: 2, threads: 2, attention: "ggml" });
         try {
             const whole = await ctx.forward({ sequence: 0, tokens: prompt, logits: "all" });

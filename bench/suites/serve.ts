@@ -90,7 +90,22 @@ export interface ServeBenchResult {
     points: ServeBenchPoint[];
     /** A long prompt arriving mid-stream (only where asked). */
     prefill?: Record<string, PrefillInterference | null>;
+    /** 8 streams' aggregate over 1 stream's, from adjacent rounds (where 1 and 8 are measured). */
+    scaling?: Record<string, ScalingFigure>;
     notes: string[];
+}
+
+/**
+ * Many streams' aggregate tokens/s over one stream's, each ratio taken from a round of each
+ * run back to back: this machine's speed drifts by tens of percent over minutes, and the
+ * concurrency points are measured minutes apart, so the ratio of their medians mixes that
+ * drift into the scaling. Median of the per-round ratios.
+ */
+export interface ScalingFigure {
+    from: number;
+    to: number;
+    ratio: number;
+    ratios: number[];
 }
 
 export const OURS = "llamafuse";
@@ -314,6 +329,41 @@ async function measureInterleaved(runners: Record<string, StreamRunner>, n: numb
     }));
 }
 
+/**
+ * For each runtime, `reps` rounds (after a warm-up) of `from` streams and of `to` streams back
+ * to back (which goes first alternates), runtimes in a rotating order; the ratio of the two
+ * rounds' aggregate tokens/s, per round.
+ */
+async function measureScaling(runners: Record<string, StreamRunner>, from: number, to: number, o: Required<Pick<ServeBenchOptions, "promptTokens" | "genTokens" | "reps">>, vocab: number): Promise<Record<string, ScalingFigure>> {
+    const ratios: Record<string, number[]> = Object.fromEntries(Object.keys(runners).map((k) => [k, []]));
+    const round = async (run: StreamRunner, n: number, seed: number) => {
+        const prompts = Array.from({ length: n }, (_, i) => [...benchTokens(o.promptTokens, vocab, seed + i + 1)]);
+        const t0 = performance.now();
+        const streams = await Promise.all(prompts.map((p, i) => run(p, o.genTokens, i)));
+        const tps = figures(streams, performance.now() - t0).tokensPerSecond;
+        await run.settle?.();
+        return tps;
+    };
+    for (let rep = 0; rep <= o.reps; rep++) {
+        const order = Object.entries(runners).map((e, k) => [k, e] as const);
+        for (let r = 0; r < rep % order.length; r++) order.push(order.shift()!);
+        for (const [k, [name, run]] of order) {
+            // prompts never seen before (a seed range apart from measureInterleaved's)
+            const seed = 50_000_000 + rep * 100_000 + k * 1000;
+            let a: number, b: number;
+            if (rep % 2 === 0) {
+                a = await round(run, from, seed);
+                b = await round(run, to, seed + 100);
+            } else {
+                b = await round(run, to, seed + 100);
+                a = await round(run, from, seed);
+            }
+            if (rep > 0) ratios[name]!.push(b / a);
+        }
+    }
+    return Object.fromEntries(Object.entries(ratios).map(([name, rs]) => [name, { from, to, ratio: median(rs), ratios: rs }]));
+}
+
 export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchResult> {
     const conc = o.concurrency ?? [1, 4, 8, 16];
     const sizes = { promptTokens: o.promptTokens ?? 32, genTokens: o.genTokens ?? 64, reps: o.reps ?? 3 };
@@ -323,6 +373,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
     const notes: string[] = [];
     const points: ServeBenchPoint[] = conc.map((c) => ({ concurrency: c, runtimes: {} }));
     const prefill: Record<string, PrefillInterference | null> = {};
+    let scaling: Record<string, ScalingFigure> | undefined;
     const cleanup: (() => Promise<unknown> | unknown)[] = [];
     const load0 = loadavg();
     try {
@@ -385,6 +436,18 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
             }
         }
 
+        if (conc.includes(1) && conc.includes(8)) {
+            log(`8 streams / 1 stream: ${[...Object.keys(fixed), ...(peerModel ? [PEER] : [])].join(", ")}, 1 and 8 streams in adjacent rounds`);
+            const runners = { ...fixed };
+            const context = peerModel ? await peerModel.createContext({ contextSize: ctxPerSlot * 8, sequences: 8, threads: o.threads, batchSize: 512 }) : null;
+            try {
+                if (context) runners[PEER] = peerRunner(context, bos);
+                scaling = await measureScaling(runners, 1, 8, sizes, vocab);
+            } finally {
+                await context?.dispose();
+            }
+        }
+
         if (o.prefillTokens) {
             log(`a ${o.prefillTokens}-token prompt arriving while 4 streams generate`);
             const big = await model.createPool({ slots: 5, contextSize: o.prefillTokens + 256, threads: o.threads });
@@ -414,7 +477,8 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
     notes.push(`${OURS}: a pool with ${maxStreams} slots of ${ctxPerSlot} tokens, streams read in-process; ${OURS_HTTP}: the same pool behind the server app, streamed over loopback SSE; runtimes alternate round by round`);
     const load1 = loadavg();
     notes.push(`load average (1 min) ${load0[0]!.toFixed(1)} at the start, ${load1[0]!.toFixed(1)} at the end (5 min: ${load1[1]!.toFixed(1)})`);
-    return { model: o.model, threads: o.threads, ...sizes, points, ...(o.prefillTokens ? { prefill } : {}), notes };
+    if (scaling) notes.push("8 streams / 1 stream rows: the median of per-round ratios, each from a 1-stream and an 8-stream round run back to back");
+    return { model: o.model, threads: o.threads, ...sizes, points, ...(o.prefillTokens ? { prefill } : {}), ...(scaling ? { scaling } : {}), notes };
 }
 
 // ---- the `llamafuse bench serve` suite ----------------------------------------------------------
@@ -452,6 +516,8 @@ function suiteRows(res: ServeBenchResult): BenchRow[] {
     // node-llama-cpp; over HTTP: llama-server).
     const at = (c: number, name: string) => res.points.find((p) => p.concurrency === c)?.runtimes[name]?.tokensPerSecond;
     const scale = (name: string) => {
+        const adjacent = res.scaling?.[name]?.ratio;
+        if (adjacent !== undefined) return adjacent;
         const one = at(1, name), eight = at(8, name);
         return one && eight ? eight / one : null;
     };

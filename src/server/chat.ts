@@ -98,7 +98,7 @@ function chatShape(modelId: string, reply: ChatReply, logprobs: Model | null): R
 
 export function registerChat(app: FastifyInstance, state: ServerState): void {
     const route = "/v1/chat/completions";
-    app.post<{ Body: ChatBody }>(route, { schema: { body: chatCompletionBody } }, async (request, reply) => {
+    app.post<{ Body: ChatBody }>(route, { schema: { body: chatCompletionBody }, ...state.arrivals.hooks() }, async (request, reply) => {
         const body = request.body;
         const model = state.pool.model;
         const topLogprobs = body.top_logprobs ?? null;

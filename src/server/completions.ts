@@ -66,7 +66,7 @@ function promptOf(p: CompletionBody["prompt"], vocabSize: number): string | numb
 
 export function registerCompletions(app: FastifyInstance, state: ServerState): void {
     const route = "/v1/completions";
-    app.post<{ Body: CompletionBody }>(route, { schema: { body: completionBody } }, async (request, reply) => {
+    app.post<{ Body: CompletionBody }>(route, { schema: { body: completionBody }, ...state.arrivals.hooks() }, async (request, reply) => {
         const body = request.body;
         const model = state.pool.model;
         if (body.echo) throw new ApiError(400, "echo is not supported by this server", { param: "echo", code: "unsupported_parameter" });

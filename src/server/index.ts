@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import type { Pool } from "../pool.js";
 import { registerChat } from "./chat.js";
 import { registerCompletions } from "./completions.js";
+import { ArrivalGate } from "./arrivals.js";
 import { ApiError, errorBody, toApiError } from "./errors.js";
 import { Metrics } from "./metrics.js";
 import type { ServerState } from "./state.js";
@@ -48,6 +49,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
         pool: o.pool,
         modelId: o.modelId ?? (o.pool.model.path.split(/[\\/]/).pop() || "model"),
         metrics: new Metrics(),
+        arrivals: new ArrivalGate(),
         created: Math.floor(Date.now() / 1000),
         ...(o.chatTemplate !== undefined ? { chatTemplate: o.chatTemplate } : {}),
     };

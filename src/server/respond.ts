@@ -54,6 +54,8 @@ export async function respond(
 ): Promise<unknown> {
     const gone = disconnectSignal(reply.raw);
     try {
+        // requests that arrived with this one start in the same step (arrivals.ts)
+        await state.arrivals.ready(reply.request, state.pool.stats().slots.every((s) => !s.busy));
         if (!stream.on) {
             try {
                 const gen = await Generation.start(state.pool, prompt, { ...options, signal: gone.signal }, state.metrics);

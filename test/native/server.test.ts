@@ -3,6 +3,7 @@
 // API in this process (same rendered prompt, same greedy settings), and by raw requests
 // that must get a 4xx naming the field, never a crash. Everything on loopback.
 import { readFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import OpenAI from "openai";
@@ -471,6 +472,54 @@ describe("health and metrics", () => {
         expect(Number(completion?.[1])).toBeGreaterThan(0);
         expect(text).toMatch(/llamafuse_http_requests_total\{route="\/v1\/chat\/completions",status="400"\} \d+/);
         expect(text).toMatch(/^llamafuse_slots 4$/m);
+    });
+});
+
+describe("a burst of requests over HTTP", () => {
+    it("requests that arrived together start in one step, even when their bodies come one by one (src/server/arrivals.ts)", async () => {
+        // Headers of 4 requests first, their bodies after: each body lets a handler run, and
+        // without the gate the first one would start its prompt alone, the others joining
+        // later steps. With it, all 4 prompts are in the first step and every later step is
+        // a decode of the 4 streams: maxTokens + 1 steps, none mixing prompt and generated
+        // tokens (as for a pool's own burst, test/native/pool.test.ts).
+        const p = await model.createPool({ slots: 4, contextSize: 128, threads: THREADS });
+        const server = await createServer({ pool: p });
+        await server.listen({ host: "127.0.0.1", port: 0 });
+        const port = (server.server.address() as { port: number }).port;
+        const maxTokens = 8;
+        try {
+            for (let round = 0; round < 2; round++) {
+                const before = p.context.schedulerStats() ?? { steps: 0, mixedSteps: 0 };
+                const bodies = Array.from({ length: 4 }, (_, s) => JSON.stringify({
+                    prompt: Array.from({ length: 20 }, (_, i) => 30 + ((round * 97 + s * 31 + i * 7) % 400)),
+                    max_tokens: maxTokens, temperature: 0, logit_bias: { [model.info.eos]: -100 },
+                }));
+                const sockets = await Promise.all(bodies.map((b) => new Promise<Socket>((resolve, reject) => {
+                    const sock = connect(port, "127.0.0.1", () => {
+                        sock.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(b)}\r\nConnection: close\r\n\r\n`);
+                        resolve(sock);
+                    });
+                    sock.on("error", reject);
+                })));
+                const responses = sockets.map((sock) => new Promise<string>((resolve) => {
+                    let text = "";
+                    sock.on("data", (d) => (text += d.toString()));
+                    sock.on("end", () => resolve(text));
+                }));
+                await new Promise((r) => setTimeout(r, 50)); // the headers are read
+                sockets.forEach((sock, i) => sock.write(bodies[i]!));
+                for (const res of await Promise.all(responses)) {
+                    expect(res.startsWith("HTTP/1.1 200")).toBe(true);
+                    const json = JSON.parse(res.slice(res.indexOf("\r\n\r\n") + 4)) as { usage: { completion_tokens: number } };
+                    expect(json.usage.completion_tokens).toBe(maxTokens);
+                }
+                const after = p.context.schedulerStats()!;
+                expect({ steps: after.steps - before.steps, mixedSteps: after.mixedSteps - before.mixedSteps }).toEqual({ steps: maxTokens + 1, mixedSteps: 0 });
+            }
+        } finally {
+            await server.close();
+            await p.dispose();
+        }
     });
 });
 

@@ -17,6 +17,7 @@ interface ServeFlags extends ModelFlags {
     queueLimit?: number;
     alias?: string;
     bodyLimit?: number;
+    batchWindow?: number;
     embeddings?: boolean;
     chatTemplate?: string;
 }
@@ -45,6 +46,7 @@ export function registerServe(program: Command): void {
         .option("--queue-limit <n>", "requests that may wait for a slot before the server answers 429 (default: 64)", parseInteger)
         .option("--alias <name>", "model name that /v1/models lists (default: the file name)")
         .option("--body-limit <bytes>", "largest request body (default: 2 MiB)", parsePositive)
+        .option("--batch-window <ms>", "how long a request that finds the server idle waits for others arriving with it, to start their prompts in one step (0: never; default: 5)", parseInteger)
         .option("--embeddings", "also serve POST /v1/embeddings (an embedding context beside the pool)")
         .option("--chat-template <name|file>", "chat template instead of the model's: a llama.cpp built-in name (chatml, llama3, ...) or a Jinja file")
         .action(action(async (modelPath: string, flags: ServeFlags) => {
@@ -55,7 +57,7 @@ export function registerServe(program: Command): void {
             const pool = await model.createPool({ ...ctxOptions, slots: flags.slots, ...(flags.queueLimit !== undefined ? { queueLimit: flags.queueLimit } : {}) });
             const embedder = flags.embeddings ? await embedderFor(model, flags.threads) : null;
             const chatTemplate = flags.chatTemplate === undefined ? undefined : existsSync(flags.chatTemplate) ? readFileSync(flags.chatTemplate, "utf8") : flags.chatTemplate;
-            const app = await createServer({ pool, apiKey, modelId: flags.alias, bodyLimit: flags.bodyLimit, chatTemplate, extraRoutes: embedder ? [embeddingsRoute(embedder)] : [] });
+            const app = await createServer({ pool, apiKey, modelId: flags.alias, bodyLimit: flags.bodyLimit, ...(flags.batchWindow !== undefined ? { batchWindowMs: flags.batchWindow } : {}), chatTemplate, extraRoutes: embedder ? [embeddingsRoute(embedder)] : [] });
             await app.listen({ host: flags.host, port: flags.port });
             const addr = app.server.address();
             const port = typeof addr === "object" && addr ? addr.port : flags.port;

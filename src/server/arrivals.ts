@@ -19,7 +19,7 @@
 
 /** The longest a window stays open. */
 export const GATHER_MAX_MS = 20;
-/** How long a window opened on an idle pool stays open at least. */
+/** How long a window opened on an idle pool stays open at least (the server's default). */
 export const IDLE_GATHER_MS = 5;
 
 /** A request on its way: fastify's request (its raw IncomingMessage is the key). */
@@ -33,11 +33,17 @@ interface ArrivalReply {
 }
 
 export class ArrivalGate {
+    readonly #idleGatherMs: number;
     readonly #pending = new Set<object>();
     #waiting: (() => void)[] = [];
     #minUntil = 0;
     #maxTimer: ReturnType<typeof setTimeout> | null = null;
     #minTimer: ReturnType<typeof setTimeout> | null = null;
+
+    /** idleGatherMs: how long a window opened on an idle pool stays open at least (0: not at all). */
+    constructor(idleGatherMs = IDLE_GATHER_MS) {
+        this.#idleGatherMs = idleGatherMs;
+    }
 
     /** Requests that have arrived and neither started nor ended. */
     get pending(): number {
@@ -58,8 +64,9 @@ export class ArrivalGate {
     ready(request: Arrival, idle: boolean): Promise<void> {
         this.#pending.delete(request.raw);
         if (this.#waiting.length === 0) {
-            if (this.#pending.size === 0 && !idle) return Promise.resolve();
-            this.#minUntil = performance.now() + (idle ? IDLE_GATHER_MS : 0);
+            const wait = idle ? this.#idleGatherMs : 0;
+            if (this.#pending.size === 0 && wait === 0) return Promise.resolve();
+            this.#minUntil = performance.now() + wait;
             this.#maxTimer = setTimeout(() => this.#openAll(), GATHER_MAX_MS);
         }
         const started = new Promise<void>((resolve) => this.#waiting.push(resolve));

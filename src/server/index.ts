@@ -7,7 +7,8 @@ import Fastify, { type FastifyInstance } from "fastify";
 import type { Pool } from "../pool.js";
 import { registerChat } from "./chat.js";
 import { registerCompletions } from "./completions.js";
-import { ArrivalGate } from "./arrivals.js";
+import { optInt } from "../validate.js";
+import { ArrivalGate, IDLE_GATHER_MS } from "./arrivals.js";
 import { ApiError, errorBody, toApiError } from "./errors.js";
 import { Metrics } from "./metrics.js";
 import type { ServerState } from "./state.js";
@@ -22,6 +23,12 @@ export interface ServerOptions {
     chatTemplate?: string;
     /** Largest request body in bytes. @default 2 MiB */
     bodyLimit?: number;
+    /**
+     * How long a generation request that finds the pool idle waits for others arriving with
+     * it, so that a burst's prompts share one step (src/server/arrivals.ts); 0: never.
+     * @default 5
+     */
+    batchWindowMs?: number;
     /** Routes added by other features (embeddings), given the app and the shared state. */
     extraRoutes?: ((app: FastifyInstance, state: ServerState) => void)[];
 }
@@ -34,6 +41,7 @@ function digest(s: string): Buffer {
 
 /** The fastify app, routes registered, not yet listening. */
 export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
+    const batchWindowMs = optInt(o as unknown as Record<string, unknown>, "batchWindowMs", IDLE_GATHER_MS, 0, 1000);
     const app = Fastify({
         logger: false,
         bodyLimit: o.bodyLimit ?? 2 * 1024 * 1024,
@@ -49,7 +57,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
         pool: o.pool,
         modelId: o.modelId ?? (o.pool.model.path.split(/[\\/]/).pop() || "model"),
         metrics: new Metrics(),
-        arrivals: new ArrivalGate(),
+        arrivals: new ArrivalGate(batchWindowMs),
         created: Math.floor(Date.now() / 1000),
         ...(o.chatTemplate !== undefined ? { chatTemplate: o.chatTemplate } : {}),
     };

@@ -483,6 +483,9 @@ describe("a burst of requests over HTTP", () => {
         // a decode of the 4 streams: maxTokens + 1 steps, none mixing prompt and generated
         // tokens (as for a pool's own burst, test/native/pool.test.ts).
         const p = await model.createPool({ slots: 4, contextSize: 128, threads: THREADS });
+        for (const bad of [-1, 1.5, 5000, "5"]) {
+            await expect(createServer({ pool: p, batchWindowMs: bad as number })).rejects.toMatchObject({ code: "ERR_INVALID_OPTION" });
+        }
         const server = await createServer({ pool: p });
         await server.listen({ host: "127.0.0.1", port: 0 });
         const port = (server.server.address() as { port: number }).port;

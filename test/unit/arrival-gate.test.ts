@@ -49,6 +49,13 @@ describe("ArrivalGate", () => {
         expect(await settled([pa, pb])).toEqual([true, true]);
     });
 
+    it("with a window of 0 ms, a request alone on an idle pool starts at once", async () => {
+        const gate = new ArrivalGate(0);
+        const a = request();
+        gate.arrived(a.req, a.reply);
+        expect(await settled([gate.ready(a.req, true)])).toEqual([true]);
+    });
+
     it("a ready request waits for the requests on their way, then all start together", async () => {
         const gate = new ArrivalGate();
         const rs = [request(), request(), request()];

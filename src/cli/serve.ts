@@ -46,7 +46,7 @@ export function registerServe(program: Command): void {
         .option("--queue-limit <n>", "requests that may wait for a slot before the server answers 429 (default: 64)", parseInteger)
         .option("--alias <name>", "model name that /v1/models lists (default: the file name)")
         .option("--body-limit <bytes>", "largest request body (default: 2 MiB)", parsePositive)
-        .option("--batch-window <ms>", "how long a request that finds the server idle waits for others arriving with it, to start their prompts in one step (0: never; default: 5)", parseInteger)
+        .option("--batch-window <ms>", "how long (ms) a request that finds the server idle waits for others arriving with it, to start their prompts in one step; at most a quarter of a step (0: never; default: 5)", parseInteger)
         .option("--embeddings", "also serve POST /v1/embeddings (an embedding context beside the pool)")
         .option("--chat-template <name|file>", "chat template instead of the model's: a llama.cpp built-in name (chatml, llama3, ...) or a Jinja file")
         .action(action(async (modelPath: string, flags: ServeFlags) => {

@@ -11,16 +11,28 @@
 // holds a request that is ready to start while a batch window is open: then all start in one
 // turn of the event loop, and the context's queue puts their prompts in one step. A window
 // opens when a request is ready while others are on their way, or while the pool is idle:
-// then it stays open at least IDLE_GATHER_MS, time for the loop (the compute threads are
-// idle) to read what else arrived. It closes when no request is on its way (after that
-// minimum), or at GATHER_MAX_MS whatever happens (a client sending its body slowly does not
-// hold the others for long). A request that finds the pool busy and nobody on the way does
-// not wait: it joins the running generations' next step anyway.
+// then it stays open at least a short while (the server's batch window, at most a quarter of
+// a step: a straggler costs about one step, its own prefill; idleWindowMs), time for the
+// loop (the compute threads are idle) to read what else arrived. It closes when no request
+// is on its way (after that minimum), or at GATHER_MAX_MS whatever happens (a client sending
+// its body slowly does not hold the others for long). A request that finds the pool busy and
+// nobody on the way does not wait: it joins the running generations' next step anyway.
 
 /** The longest a window stays open. */
 export const GATHER_MAX_MS = 20;
 /** How long a window opened on an idle pool stays open at least (the server's default). */
 export const IDLE_GATHER_MS = 5;
+
+/**
+ * How long a request that finds the pool idle keeps a window open: the server's batch window,
+ * but at most a quarter of the pool's mean step so far (a tiny model's whole request takes a
+ * few ms); the whole window before any step has run.
+ */
+export function idleWindowMs(batchWindowMs: number, stats: { steps: number; stepNs: number } | null): number {
+    if (!stats || stats.steps === 0) return batchWindowMs;
+    const quarterStep = stats.stepNs / stats.steps / 4e6;
+    return quarterStep < 1 ? 0 : Math.min(batchWindowMs, quarterStep);
+}
 
 /** A request on its way: fastify's request (its raw IncomingMessage is the key). */
 interface Arrival {
@@ -33,17 +45,11 @@ interface ArrivalReply {
 }
 
 export class ArrivalGate {
-    readonly #idleGatherMs: number;
     readonly #pending = new Set<object>();
     #waiting: (() => void)[] = [];
     #minUntil = 0;
     #maxTimer: ReturnType<typeof setTimeout> | null = null;
     #minTimer: ReturnType<typeof setTimeout> | null = null;
-
-    /** idleGatherMs: how long a window opened on an idle pool stays open at least (0: not at all). */
-    constructor(idleGatherMs = IDLE_GATHER_MS) {
-        this.#idleGatherMs = idleGatherMs;
-    }
 
     /** Requests that have arrived and neither started nor ended. */
     get pending(): number {
@@ -58,15 +64,15 @@ export class ArrivalGate {
     }
 
     /**
-     * The request is ready to start; `idle`: the pool runs no generation. Resolves when the
-     * request may start (see above).
+     * The request is ready to start. `waitMs`: how long a window it opens stays open at least
+     * (idleWindowMs when the pool runs no generation, else 0). Resolves when the request may
+     * start (see above).
      */
-    ready(request: Arrival, idle: boolean): Promise<void> {
+    ready(request: Arrival, waitMs: number): Promise<void> {
         this.#pending.delete(request.raw);
         if (this.#waiting.length === 0) {
-            const wait = idle ? this.#idleGatherMs : 0;
-            if (this.#pending.size === 0 && wait === 0) return Promise.resolve();
-            this.#minUntil = performance.now() + wait;
+            if (this.#pending.size === 0 && waitMs <= 0) return Promise.resolve();
+            this.#minUntil = performance.now() + Math.max(0, waitMs);
             this.#maxTimer = setTimeout(() => this.#openAll(), GATHER_MAX_MS);
         }
         const started = new Promise<void>((resolve) => this.#waiting.push(resolve));

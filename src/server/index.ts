@@ -25,7 +25,8 @@ export interface ServerOptions {
     bodyLimit?: number;
     /**
      * How long a generation request that finds the pool idle waits for others arriving with
-     * it, so that a burst's prompts share one step (src/server/arrivals.ts); 0: never.
+     * it, so that a burst's prompts share one step (src/server/arrivals.ts): at most this, and
+     * at most a quarter of the pool's mean step (no wait where steps take under 4 ms); 0: never.
      * @default 5
      */
     batchWindowMs?: number;
@@ -57,7 +58,8 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
         pool: o.pool,
         modelId: o.modelId ?? (o.pool.model.path.split(/[\\/]/).pop() || "model"),
         metrics: new Metrics(),
-        arrivals: new ArrivalGate(batchWindowMs),
+        arrivals: new ArrivalGate(),
+        batchWindowMs,
         created: Math.floor(Date.now() / 1000),
         ...(o.chatTemplate !== undefined ? { chatTemplate: o.chatTemplate } : {}),
     };

@@ -6,6 +6,7 @@ import type { FastifyReply } from "fastify";
 import type { GenerateStep } from "../generate.js";
 import { LlamaError } from "../errors.js";
 import type { PoolGenerateOptions } from "../pool.js";
+import { idleWindowMs } from "./arrivals.js";
 import { errorBody, toApiError } from "./errors.js";
 import { Generation, type GenerationResult } from "./generation.js";
 import { SseStream, disconnectSignal } from "./sse.js";
@@ -55,7 +56,8 @@ export async function respond(
     const gone = disconnectSignal(reply.raw);
     try {
         // requests that arrived with this one start in the same step (arrivals.ts)
-        await state.arrivals.ready(reply.request, state.pool.stats().slots.every((s) => !s.busy));
+        const idle = state.pool.stats().slots.every((s) => !s.busy);
+        await state.arrivals.ready(reply.request, idle ? idleWindowMs(state.batchWindowMs, state.pool.context.schedulerStats()) : 0);
         if (!stream.on) {
             try {
                 const gen = await Generation.start(state.pool, prompt, { ...options, signal: gone.signal }, state.metrics);

@@ -10,6 +10,8 @@ export interface ServerState {
     metrics: Metrics;
     /** Generation requests from arrival to start: a burst starts together (arrivals.ts). */
     arrivals: ArrivalGate;
+    /** The longest an idle pool's first request waits for others (arrivals.ts). */
+    batchWindowMs: number;
     created: number;
     /** Chat template that replaces the model's (Jinja source or a built-in name). */
     chatTemplate?: string;

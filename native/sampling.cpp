@@ -419,12 +419,31 @@ static size_t live_stacks(llama_sampler * grammar) {
     return most;
 }
 
+// The first index of the largest logit, as the loop `if (x[t] > x[best]) best = t` from
+// best = 0 finds it (NaNs never win; a NaN at 0 stays), in two passes that do not chain every
+// comparison on the one before: the maximum over 8 interleaved running maxima, then the first
+// index holding it. A 128K vocabulary: ~0.19 ms -> a few tens of us, per row of every greedy
+// step (8 rows at 8 streams).
+static int32_t first_argmax(const float * x, int32_t n) {
+    if (std::isnan(x[0])) return 0;
+    float m[8];
+    for (int k = 0; k < 8; ++k) m[k] = x[0];
+    int32_t t = 0;
+    for (; t + 8 <= n; t += 8) {
+        for (int k = 0; k < 8; ++k) m[k] = x[t + k] > m[k] ? x[t + k] : m[k];
+    }
+    for (; t < n; ++t) m[0] = x[t] > m[0] ? x[t] : m[0];
+    float best = m[0];
+    for (int k = 1; k < 8; ++k) best = m[k] > best ? m[k] : best;
+    for (t = 0; t < n; ++t) {
+        if (x[t] == best) return t;
+    }
+    return 0; // unreachable: best is one of x
+}
+
 SampleResult NativeSampler::sample_row(const float * logits, int32_t n_vocab, int32_t n_top) {
     if (greedy_only_ && n_top < 0 && n_vocab > 0) {
-        int32_t best = 0;
-        for (int32_t t = 1; t < n_vocab; ++t) {
-            if (logits[t] > logits[best]) best = t;
-        }
+        const int32_t best = first_argmax(logits, n_vocab);
         if (!std::isfinite(logits[best])) {
             throw CodedError("ERR_NO_CANDIDATES", "no token can be sampled: every candidate was removed (by logitBias, the grammar or the samplers)");
         }

@@ -103,6 +103,12 @@ describe("stages on a known distribution", () => {
             const outcome = (s: typeof direct) => s.sample(l).then((r) => r.token, (e: { code: string }) => e.code);
             expect(await outcome(direct)).toBe(await outcome(viaChain));
         }
+        // signed zeros tie (-0 == +0): the first of them either way
+        for (let t = 0; t < 20; t++) {
+            const l = new Float32Array(V).fill(-Infinity);
+            for (let k = 0; k < 5; k++) l[Math.floor(Math.random() * V)] = k % 2 === 0 ? -0 : 0;
+            expect((await direct.sample(l)).token).toBe(await viaChain.sample(l).then((r) => r.token));
+        }
         const dead = new Float32Array(V).fill(-Infinity);
         await expect(direct.sample(dead)).rejects.toMatchObject({ code: "ERR_NO_CANDIDATES" });
         await expect(viaChain.sample(dead)).rejects.toMatchObject({ code: "ERR_NO_CANDIDATES" });

@@ -5,10 +5,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Pool } from "../pool.js";
-import { registerChat } from "./chat.js";
-import { registerCompletions } from "./completions.js";
 import { optInt } from "../validate.js";
 import { ArrivalGate, IDLE_GATHER_MS } from "./arrivals.js";
+import { registerChat } from "./chat.js";
+import { registerCompletions } from "./completions.js";
 import { ApiError, errorBody, toApiError } from "./errors.js";
 import { Metrics } from "./metrics.js";
 import type { ServerState } from "./state.js";

@@ -129,6 +129,11 @@ export class Pool {
         return this.#disposing !== null;
     }
 
+    /** Whether a slot is generating (stats() without copying every slot's cached tokens). */
+    get busy(): boolean {
+        return this.#slots.some((s) => s.busy);
+    }
+
     stats(): PoolStats {
         return {
             slots: this.#slots.map((s) => ({ index: s.index, busy: s.busy, cachedTokens: this.context.disposed ? 0 : (this.context.kv.tokens(s.index)?.length ?? 0) })),

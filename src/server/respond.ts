@@ -56,8 +56,7 @@ export async function respond(
     const gone = disconnectSignal(reply.raw);
     try {
         // requests that arrived with this one start in the same step (arrivals.ts)
-        const idle = state.pool.stats().slots.every((s) => !s.busy);
-        await state.arrivals.ready(reply.request, idle ? idleWindowMs(state.batchWindowMs, state.pool.context.schedulerStats()) : 0);
+        await state.arrivals.ready(reply.request, state.pool.busy ? 0 : idleWindowMs(state.batchWindowMs, state.pool.context.schedulerStats()));
         if (!stream.on) {
             try {
                 const gen = await Generation.start(state.pool, prompt, { ...options, signal: gone.signal }, state.metrics);

@@ -117,10 +117,12 @@ describe("generation on slots", () => {
         const taken: number[] = [];
         for await (const s of it) {
             taken.push(s.token);
+            expect(pool.busy).toBe(true);
             if (taken.length === 5) break;
         }
         await new Promise((r) => setTimeout(r, 50));
         expect(pool.stats().slots.every((s) => !s.busy)).toBe(true);
+        expect(pool.busy).toBe(false);
         const ref = await alone(p, 30);
         expect(taken).toEqual(ref.slice(0, 5));
         const again = await collect(pool.generate(p, { temperature: 0, maxTokens: 30 }));

@@ -26,7 +26,7 @@ const TOL = 1e-5;
 // to 2.5x that; f32 (only the declined case: ggml in f32 throughout) 5.5e-7, held to TOL.
 const GGML_TOL: Record<AttentionKvType, number> = { f16: 1.6e-2, q8_0: 1.4e-2, f32: TOL };
 
-type MaskKind = "none" | "causal" | "multiseq" | "random" | "allmasked";
+type MaskKind = "none" | "causal" | "multiseq" | "random" | "allmasked" | "steps";
 
 interface Case extends AttentionOpShape {
     name: string;
@@ -45,13 +45,21 @@ function buildMask(c: Case, rand: () => number): Uint16Array | undefined {
     const alibi = c.maxBias > 0;
     for (let s = 0; s < nStream; s++) {
         const used = Math.max(nTokens, nKv - Math.floor(rand() * Math.min(nKv, 300)));
-        // multi-sequence: cells belong to one of up to 3 sequences, positions count per sequence
-        const nSeq = c.maskKind === "multiseq" ? 1 + Math.floor(rand() * 3) : 1;
+        // multi-sequence: cells belong to one of up to 3 sequences, positions count per sequence.
+        // steps: a decode step of nTokens sequences in one unified cache (token t is sequence
+        // t's next token); cells of the sequences' prompts in runs, then their earlier steps'
+        // cells interleaved, one per sequence per step.
+        const steps = c.maskKind === "steps";
+        const nSeq = c.maskKind === "multiseq" ? 1 + Math.floor(rand() * 3) : steps ? nTokens : 1;
         const cellSeq = new Int32Array(used);
         const cellPos = new Int32Array(used);
         const next = new Int32Array(nSeq);
+        const promptRun = Math.max(1, Math.floor(used / (2 * nSeq)));
         for (let j = 0; j < used; j++) {
-            cellSeq[j] = Math.floor(rand() * nSeq);
+            const fromEnd = used - 1 - j;
+            cellSeq[j] = !steps ? Math.floor(rand() * nSeq)
+                : j < promptRun * nSeq && fromEnd >= nTokens ? Math.floor(j / promptRun)
+                : nSeq - 1 - (fromEnd % nSeq);
             cellPos[j] = next[cellSeq[j]!]!++;
         }
         for (let mh = 0; mh < maskHeads; mh++) {
@@ -65,7 +73,7 @@ function buildMask(c: Case, rand: () => number): Uint16Array | undefined {
                     if (allMasked) visible = false;
                     else if (c.maskKind === "none") visible = true;
                     else if (c.maskKind === "random") visible = rand() < 0.6;
-                    else if (c.maskKind === "multiseq") visible = cellSeq[j] === cellSeq[cell] && cellPos[j]! <= cellPos[cell]!;
+                    else if (c.maskKind === "multiseq" || steps) visible = cellSeq[j] === cellSeq[cell] && cellPos[j]! <= cellPos[cell]!;
                     else visible = j <= cell;
                     if (visible) m[row + j] = numberToHalf(alibi ? -Math.abs(cell - j) % 1000 : 0);
                 }
@@ -146,8 +154,36 @@ function fullyMaskedRows(c: Case, mask: Uint16Array | undefined): number[] {
     return rows;
 }
 
+// Decode steps of several sequences sharing one unified cache: each token sees only its own
+// sequence's interleaved cells (the kernel walks these sparsely, one token's rows at a time).
+function makeStepsCase(i: number): Case {
+    const r = rng(9000 + i);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+    const kvType: AttentionKvType = i % 2 === 0 ? "f16" : "q8_0";
+    const DK = pick([64, 128, 96]);
+    const G = pick([1, 4, 8]);
+    const nHeadKv = pick([1, 2]);
+    const nTokens = pick([2, 3, 8, 16]);
+    const nKv = pick([64, 300, 1024]);
+    const special = r();
+    const nHead = G * nHeadKv;
+    const maxBias = special < 0.2 ? 8 : 0;
+    const softcap = special > 0.8 ? 3 : 0;
+    const sinks = r() < 0.3;
+    return {
+        name: `steps #${i} ${kvType} D${DK} G${G} hkv${nHeadKv} N${nTokens} kv${nKv}${maxBias ? " alibi" : ""}${softcap ? " softcap" : ""}${sinks ? " sinks" : ""}`,
+        seed: 7000 + i,
+        DK, DV: DK, nTokens, nHead, nHeadKv, nKv, nStream: 1, kvType,
+        maskRows: nTokens + 1, maskHeads: r() < 0.2 ? nHead : 1,
+        sinks, scale: 1 / Math.sqrt(DK), maxBias, softcap,
+        threads: 1 + (i % 4),
+        maskKind: "steps",
+        portable: false,
+    };
+}
+
 const N_CASES = 240;
-const cases = Array.from({ length: N_CASES }, (_, i) => makeCase(i));
+const cases = [...Array.from({ length: N_CASES }, (_, i) => makeCase(i)), ...Array.from({ length: 16 }, (_, i) => makeStepsCase(i))];
 // every 6th case again on the portable inner loops
 const portableCases = cases.filter((_, i) => i % 6 === 0).map((c) => ({ ...c, name: `${c.name} portable`, portable: true }));
 

@@ -3,6 +3,12 @@
 // blocks with an online softmax, and either writes the result or, when there are too few units
 // of work to keep every thread busy (decode), splits the keys into chunks and merges the
 // chunks' partial results once, after a barrier.
+//
+// A batch whose tokens see mostly different keys (decode steps of several sequences in one
+// unified cache, where each sequence's cells are interleaved with the others') is walked
+// sparsely: one token's rows at a time, over only the keys its mask lets through, gathered KB
+// at a time. Walked densely, every token would score every sequence's keys, and 8 sequences of
+// 500 cells cost 8x the attention of one.
 #include "fattn_cpu.h"
 #include "fattn_common.h"
 #include "fattn_kernels.h"
@@ -42,21 +48,52 @@ const fattn_ops * select_ops() {
 // while one head's rows are n_head_kv rows apart, a stride that defeats the prefetchers);
 // a single group on the tiled path, which is compute-bound.
 struct plan {
-    bool tiled, dynamic;
+    bool tiled, dynamic, sparse;
     int64_t rows;  // RMAX or RTILE
     int64_t G, gsub, n_gsub, T, n_ttiles, n_groups;
     int64_t band, n_bands;
     int64_t n_chunks, chunk_len;
 };
 
-plan make_plan(const attn_op & p, int nth) {
+// Sparse walk: batches of at most this many tokens are checked for it (the check reads their
+// mask rows once).
+constexpr int64_t SPARSE_MAX_TOKENS = 64;
+constexpr uint16_t HALF_NEG_INF = 0xFC00;
+
+// Whether the batch's tokens see mostly different keys: walked one token at a time, they
+// score `seen` keys in all; together in one tile, n_tokens x (keys any of them sees). Reads
+// stream 0's mask rows for mask head 0 (the choice changes the speed, never the result).
+bool sparse_tokens(const attn_op & p) {
+    if (!p.mask || p.n_tokens < 2 || p.n_tokens > SPARSE_MAX_TOKENS) return false;
+    constexpr int64_t CH = 256;
+    int64_t seen = 0, any = 0;
+    for (int64_t j0 = 0; j0 < p.n_kv; j0 += CH) {
+        const int64_t n = std::min<int64_t>(CH, p.n_kv - j0);
+        uint8_t u[CH] = {};
+        for (int64_t t = 0; t < p.n_tokens; t++) {
+            const uint16_t * m = (const uint16_t *) (p.mask + t * p.m_nb1) + j0;
+            int64_t c = 0;
+            for (int64_t j = 0; j < n; j++) {
+                const uint8_t v = m[j] != HALF_NEG_INF;
+                u[j] |= v;
+                c += v;
+            }
+            seen += c;
+        }
+        for (int64_t j = 0; j < n; j++) any += u[j];
+    }
+    return any > 0 && 2 * seen <= p.n_tokens * any;
+}
+
+plan make_plan(const attn_op & p, int nth, bool sparse) {
     plan pl;
+    pl.sparse   = sparse;
     pl.G        = p.n_head / p.n_head_kv;
-    pl.tiled    = p.n_tokens > 1 && p.n_tokens * std::min<int64_t>(pl.G, RTILE) >= 16;
+    pl.tiled    = !sparse && p.n_tokens > 1 && p.n_tokens * std::min<int64_t>(pl.G, RTILE) >= 16;
     pl.rows     = pl.tiled ? RTILE : RMAX;
     pl.n_gsub   = (pl.G + pl.rows - 1) / pl.rows;
     pl.gsub     = (pl.G + pl.n_gsub - 1) / pl.n_gsub;
-    pl.T        = std::max<int64_t>(1, pl.rows / pl.gsub);
+    pl.T        = sparse ? 1 : std::max<int64_t>(1, pl.rows / pl.gsub);
     pl.n_ttiles = (p.n_tokens + pl.T - 1) / pl.T;
     pl.n_groups = p.n_stream * p.n_head_kv * pl.n_gsub * pl.n_ttiles;
     pl.band     = pl.tiled ? 1 : p.n_head_kv * pl.n_gsub;
@@ -82,10 +119,15 @@ constexpr size_t ALIGN = 64;
 size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
 // Per-thread scratch: the state of every row of a band (scaled q, o, m, l, ALiBi slope), one block of
-// scores and mask values, and the tiled path's f32 K/V block.
+// scores and mask values, the tiled path's f32 K/V block, and the sparse walk's gathered block
+// (key indices, raw K and V rows).
 struct scratch_layout {
-    size_t qs, o, ml, s, mv, kt, vf, total;
+    size_t qs, o, ml, s, mv, kt, vf, ix, kr, vr, total;
 };
+
+int64_t row_bytes(const attn_op & p, int64_t D) {
+    return p.type == attn_kv_type::f16 ? 2 * D : D / QK8_0 * (int64_t) sizeof(block_q8_0);
+}
 
 scratch_layout scratch_for(const attn_op & p, const plan & pl) {
     const size_t slots = pl.band * pl.rows;
@@ -97,17 +139,26 @@ scratch_layout scratch_for(const attn_op & p, const plan & pl) {
     sl.mv = sl.s  + align_up(sizeof(float) * ROWS_MAX * KB);
     sl.kt = sl.mv + align_up(sizeof(float) * ROWS_MAX * KB);
     sl.vf = sl.kt + align_up(sizeof(float) * KB * p.DK);
-    sl.total = sl.vf + align_up(sizeof(float) * KB * p.DV);
+    sl.ix = sl.vf + align_up(sizeof(float) * KB * p.DV);
+    sl.kr = sl.ix + (pl.sparse ? align_up(sizeof(int64_t) * KB) : 0);
+    sl.vr = sl.kr + (pl.sparse ? align_up(KB * row_bytes(p, p.DK)) : 0);
+    sl.total = sl.vr + (pl.sparse ? align_up(KB * row_bytes(p, p.DV)) : 0);
     return sl;
 }
 
 size_t partial_floats(const attn_op & p) { return (size_t) p.DV + 2; }
 
-size_t work_size_exact(const attn_op & p, int nth) {
-    const plan pl = make_plan(p, nth);
+size_t work_size_exact(const attn_op & p, const plan & pl, int nth) {
     size_t n = ALIGN /* header: work counter */ + (size_t) nth * scratch_for(p, pl).total;
     if (pl.n_chunks > 1) n += sizeof(float) * pl.n_groups * pl.rows * pl.n_chunks * partial_floats(p);
     return n + ALIGN /* for aligning wdata */;
+}
+
+// The work size is asked before the mask holds values: enough for either walk.
+size_t work_size_exact(const attn_op & p, int nth) {
+    size_t n = work_size_exact(p, make_plan(p, nth, false), nth);
+    if (p.n_tokens >= 2 && p.n_tokens <= SPARSE_MAX_TOKENS) n = std::max(n, work_size_exact(p, make_plan(p, nth, true), nth));
+    return n;
 }
 
 struct group {
@@ -163,6 +214,67 @@ inline void prefetch_block(const char * rows, size_t nb1, int n, int row_bytes) 
     }
 }
 
+// The sparse walk of one band (pl.sparse: one token's rows for every KV head) against keys
+// [c0, c1): the keys its mask lets through for any of its heads, found once and taken KB at a
+// time; for each group, those keys' raw K and V rows are copied together and the dot-form
+// loops run on them as on a block of the cache.
+void walk_sparse(const attn_op & p, const plan & pl, const fattn_ops & ops, int64_t gi0,
+                 int64_t c0, int64_t c1, float * qs, float * o, float * ml, char * scratch) {
+    const scratch_layout sl = scratch_for(p, pl);
+    float * s    = (float *) (scratch + sl.s);
+    float * mv   = (float *) (scratch + sl.mv);
+    int64_t * ix = (int64_t *) (scratch + sl.ix);
+    char * kr    = scratch + sl.kr;
+    char * vr    = scratch + sl.vr;
+    const int t = (int) p.type;
+    const int64_t kbytes = row_bytes(p, p.DK), vbytes = row_bytes(p, p.DV);
+    const group g0 = group_at(p, pl, gi0);
+    const int64_t tok = row_token(g0, 0);
+    // the token's mask rows: one, or one per mask head
+    const int64_t n_mrows = std::min(p.m_ne2, p.n_head);
+    auto mask_row = [&](int64_t mh) {
+        return (const uint16_t *) (p.mask + tok * p.m_nb1 + mh * p.m_nb2 + (g0.s % p.m_ne3) * p.m_nb3);
+    };
+    float m[ROWS_MAX], l[ROWS_MAX];
+
+    auto run_block = [&](int n) {
+        for (int64_t b = 0; b < pl.band; b++) {
+            const group g = group_at(p, pl, gi0 + b);
+            const int R = g.R();
+            float * mlg = ml + 3 * b * pl.rows;
+            for (int r = 0; r < R; r++) {
+                const uint16_t * mr = mask_row(row_head(pl, g, r) % p.m_ne2);
+                const float slope = mlg[3 * r + 2];
+                for (int i = 0; i < n; i++) mv[r * KB + i] = slope * half_to_float(mr[ix[i]]);
+                m[r] = mlg[3 * r];
+                l[r] = mlg[3 * r + 1];
+            }
+            const int64_t skv = g.s / (p.n_stream / p.n_stream_kv);
+            const char * kb = p.k + g.hk * p.k_nb2 + skv * p.k_nb3;
+            const char * vb = p.v + g.hk * p.v_nb2 + skv * p.v_nb3;
+            for (int i = 0; i < n; i++) {
+                std::memcpy(kr + i * kbytes, kb + ix[i] * p.k_nb1, kbytes);
+                std::memcpy(vr + i * vbytes, vb + ix[i] * p.v_nb1, vbytes);
+            }
+            float * og = o + b * pl.rows * p.DV;
+            ops.scores[t][R - 1](qs + b * pl.rows * p.DK, p.DK, kr, (size_t) kbytes, n, s, nullptr);
+            ops.softmax(s, mv, p.softcap, R, n, m, l, og, p.DV);
+            ops.accum[t][R - 1](s, vr, (size_t) vbytes, n, og, p.DV);
+            for (int r = 0; r < R; r++) { mlg[3 * r] = m[r]; mlg[3 * r + 1] = l[r]; }
+        }
+    };
+
+    int n = 0;
+    for (int64_t j = c0; j < c1; j++) {
+        bool seen = false;
+        for (int64_t mh = 0; mh < n_mrows && !seen; mh++) seen = mask_row(mh)[j] != HALF_NEG_INF;
+        if (!seen) continue;
+        ix[n] = j;
+        if (++n == KB) { run_block(n); n = 0; }
+    }
+    if (n > 0) run_block(n);
+}
+
 // One unit: the groups gi0 .. gi0+band-1 against keys [c0, c1), block by block (all groups of
 // the band read one block before the next). Writes the rows' output, or their (m, l, o)
 // partials when partials != null (layout [group][r][chunk][m, l, o[DV]]).
@@ -198,13 +310,15 @@ void run_unit(const attn_op & p, const plan & pl, const fattn_ops & ops, int64_t
     std::memset(o, 0, sizeof(float) * nb * rows * p.DV);
 
     const int t = (int) p.type;
-    const int k_row_bytes = (int) (p.type == attn_kv_type::f16 ? 2 * p.DK : p.DK / QK8_0 * sizeof(block_q8_0));
-    const int v_row_bytes = (int) (p.type == attn_kv_type::f16 ? 2 * p.DV : p.DV / QK8_0 * sizeof(block_q8_0));
+    const int k_row_bytes = (int) row_bytes(p, p.DK);
+    const int v_row_bytes = (int) row_bytes(p, p.DV);
     const bool heads_adjacent = !pl.tiled && p.k_nb2 == (size_t) k_row_bytes && p.v_nb2 == (size_t) v_row_bytes &&
                                 p.k_nb1 == p.n_head_kv * p.k_nb2 && p.v_nb1 == p.n_head_kv * p.v_nb2;
     float m[ROWS_MAX], l[ROWS_MAX];
 
-    for (int64_t j0 = c0; j0 < c1; j0 += KB) {
+    if (pl.sparse) walk_sparse(p, pl, ops, gi0, c0, c1, qs, o, ml, scratch);
+    // the dense walk: every group of the band against each block of keys in turn
+    for (int64_t j0 = c0; !pl.sparse && j0 < c1; j0 += KB) {
         const int nk = (int) std::min<int64_t>(KB, c1 - j0);
         for (int64_t b = 0; b < nb; b++) {
             const group g = group_at(p, pl, gi0 + b);
@@ -318,7 +432,7 @@ size_t fattn_work_size(const attn_op & p, int nth) {
 
 void fattn_compute(const attn_op & p, int ith, int nth, void * wdata, size_t wsize,
                    barrier_fn barrier, void * barrier_ctx) {
-    const plan pl = make_plan(p, nth);
+    const plan pl = make_plan(p, nth, sparse_tokens(p));
     const fattn_ops & ops = *select_ops();
     const scratch_layout sl = scratch_for(p, pl);
 

@@ -784,8 +784,9 @@ void NativeScheduler::fail_slot(SchedSlot & s, const std::string & code, const s
     s.tsfn.Release();
 }
 
-int32_t NativeScheduler::prefill_budget(int32_t n_generating) const {
-    if (n_generating == 0) return prefill_chunk_; // nobody waits on this step
+int32_t NativeScheduler::prefill_budget(int32_t n_generating, int32_t n_waiting) const {
+    const int32_t waiting = std::max<int32_t>(1, n_waiting);
+    if (n_generating == 0) return prefill_chunk_ * waiting; // no stream waits on this step
     const int32_t floor = std::min(prefill_chunk_, kPrefillFloor);
     // The decode-only time for this many generating tokens, or for the nearest count measured
     // (streams come and go while a long prompt is evaluated, and then no step is decode-only).
@@ -796,9 +797,11 @@ int32_t NativeScheduler::prefill_budget(int32_t n_generating) const {
         if (base <= 0 && n_generating + d < n) base = decode_only_ns_[n_generating + d];
     }
     if (base <= 0 || prompt_token_ns_ <= 0) return floor;
-    const double fit = (kMixedStepCost - 1.0) * base / prompt_token_ns_;
+    // each prompt waiting past the first allows the step one more decode-only step's time
+    const double cost = kMixedStepCost + (waiting - 1);
+    const double fit = (cost - 1.0) * base / prompt_token_ns_;
     const int32_t grown = std::max(floor, 2 * last_mixed_prompt_);
-    return std::max(floor, std::min({prefill_chunk_, grown, (int32_t) std::min(fit, 1e9)}));
+    return std::max(floor, std::min({prefill_chunk_ * waiting, grown, (int32_t) std::min(fit, 1e9)}));
 }
 
 void NativeScheduler::observe_step(int32_t n_generating, int32_t n_prompt, uint64_t decode_ns) {
@@ -913,9 +916,12 @@ void NativeScheduler::run_step() {
     // generating, nobody waits on this step: short prompts fill the whole batch, so that a
     // pool's slots filling at once start together (see the step policy in scheduler.h).
     const int32_t n_generating = (int32_t) tokens.size();
+    int32_t n_waiting = 0; // prompts not fully evaluated
+    for (const auto & sp : slots_) n_waiting += !sp->done && sp->started && sp->prompt_done < sp->prompt.size();
     const int32_t room = batch_size_ - n_generating;
-    const int32_t timed = std::min(prefill_budget(n_generating), room);
-    int32_t chunk_left = n_generating == 0 ? room : std::min(prefill_chunk_, room), budget = timed;
+    const int32_t timed = std::min(prefill_budget(n_generating, n_waiting), room);
+    const int32_t chunk = prefill_chunk_ * std::max<int32_t>(1, n_waiting);
+    int32_t chunk_left = n_generating == 0 ? room : std::min(chunk, room), budget = timed;
     for (auto & sp : slots_) {
         SchedSlot & s = *sp;
         if (chunk_left <= 0) break;

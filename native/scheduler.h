@@ -9,7 +9,8 @@
 // Step policy (fairness):
 //   - every generating sequence whose buffer has room adds exactly one token per step;
 //   - prompts are evaluated in arrival order, at most `prefillChunk` prompt tokens per step
-//     in all (the oldest prompt first; a prompt longer than the chunk takes several steps),
+//     in all (per prompt waiting, see below; the oldest prompt first; a prompt longer than
+//     the chunk takes several steps),
 //     and never more than batchSize - (generating sequences) tokens;
 //   - while sequences generate, a step's prompt tokens are also bounded by time (adaptive
 //     prefill budget): the loop keeps an EMA of llama_decode's time for decode-only steps
@@ -24,6 +25,13 @@
 //     waits on the step: a long prompt takes the full `prefillChunk`, and short ones (at most
 //     a chunk each) fill the whole batch, so that requests arriving together start together
 //     (the JS queue keeps the loop paused while their submissions are in line);
+//   - each prompt waiting past the first widens these bounds: with W prompts not yet fully
+//     evaluated, a step takes up to W chunks of prompt tokens, and while sequences generate
+//     it may cost kMixedStepCost + W - 1 decode-only steps. Running streams slow down in
+//     proportion to the users still waiting for a first token, and a burst of long prompts is
+//     not evaluated 16 tokens a step for the sake of the one stream that started first (8
+//     prompts of 500 tokens arriving together on the 1B model, 2 threads: 30.8 -> 27.2 s to
+//     the last of their 32 tokens, medians of 3 alternating runs);
 //   so a long prompt arriving mid-stream delays the running streams by a bounded share of a
 //   step (about 2x their inter-token time at most, or the floor's cost on a model where even
 //   16 prompt tokens cost more), not by its length. The price: on a large model a long prompt
@@ -122,7 +130,7 @@ private:
     std::vector<float> out_;                        // this step's logits rows
 
     // Adaptive prefill budget (loop thread only; see the step policy above).
-    int32_t prefill_budget(int32_t n_generating) const;
+    int32_t prefill_budget(int32_t n_generating, int32_t n_waiting) const;
     void observe_step(int32_t n_generating, int32_t n_prompt, uint64_t decode_ns);
     std::vector<double> decode_only_ns_; // EMA of a decode-only step's llama_decode time, by generating tokens
     double prompt_token_ns_ = 0;         // EMA of the extra time per prompt token in a mixed step

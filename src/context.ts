@@ -43,8 +43,9 @@ export interface ContextOptions {
     threadPolling?: number;
     /**
      * Most prompt tokens evaluated per scheduler step while other sequences generate
-     * (chunked prefill): a long prompt arriving mid-stream delays each running stream by
-     * one chunk per step. Larger: faster prompts; smaller: steadier streams.
+     * (chunked prefill), per prompt still waiting: a long prompt arriving mid-stream delays
+     * each running stream by one chunk per step. Larger: faster prompts; smaller: steadier
+     * streams.
      * @default min(batchSize, 256)
      */
     prefillChunk?: number;

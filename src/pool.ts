@@ -24,7 +24,8 @@ export interface PoolOptions extends Omit<ContextOptions, "sequences" | "context
     /** Requests that may wait for a slot; one more fails with ERR_BUSY. @default 64 */
     queueLimit?: number;
     /**
-     * Prompt tokens a new request adds per decode step while other slots generate. Smaller
+     * Prompt tokens a new request adds per decode step while other slots generate (each
+     * request still waiting for its first token adds its own chunk). Smaller
      * than a plain context's default (256): a server's streams must keep flowing while a long
      * prompt arrives. Measured on stories260K, 1 thread, a 2048-token prompt joining 4 streams:
      * their inter-token p99 rose 9x with 256-token chunks, 2.1x with 64 and 1.3x with 16, for

@@ -123,6 +123,25 @@ describe("concurrent generations", () => {
         await c.dispose();
     });
 
+    it("prompts that arrive together are evaluated one chunk a step for each prompt still waiting", async () => {
+        // 4 prompts of 301 tokens, chunk 32, nothing generating: the first step holds 4 chunks
+        // (128 tokens), so the first prompt is done in its third step (one chunk a step, as
+        // for a prompt alone: ceil(301 / 32) = 10 steps).
+        const c = await model.createContext({ contextSize: 4096, threads: 1, sequences: 4, batchSize: 512, prefillChunk: 32, attention: "ggml" });
+        try {
+            const long = (s: number) => [model.info.bos, ...Array.from({ length: 300 }, (_, i) => prompts[s]![1 + ((i * 7) % (prompts[s]!.length - 1))]!)];
+            const s0 = c.schedulerStats()?.steps ?? 0; // null until the first generation starts the loop
+            let firstAt = -1;
+            await Promise.all([0, 1, 2, 3].map((s) => collect(c.generate(long(s), { temperature: 0, maxTokens: 4, stopOnEog: false, sequence: s }), () => {
+                if (firstAt < 0) firstAt = c.schedulerStats()!.steps - s0;
+            })));
+            expect(firstAt).toBeGreaterThanOrEqual(3);
+            expect(firstAt).toBeLessThanOrEqual(4); // a token may reach JS a step after its own
+        } finally {
+            await c.dispose();
+        }
+    });
+
     it("while streams generate, a long prompt's steps are bounded by time, not by the chunk; alone it takes whole chunks", async () => {
         // Chunk 512: without the time bound each step would hold 512 prompt tokens beside the
         // 4 streams' tokens. On stories260K at 1 thread, 512 prompt tokens at up to 2K depth

@@ -55,8 +55,8 @@ struct plan {
     int64_t n_chunks, chunk_len;
 };
 
-// Sparse walk: batches of at most this many tokens are checked for it (the check reads their
-// mask rows once).
+// Sparse walk: batches of at most this many tokens are checked for it (each thread's check
+// reads their mask rows once per op).
 constexpr int64_t SPARSE_MAX_TOKENS = 64;
 constexpr uint16_t HALF_NEG_INF = 0xFC00;
 

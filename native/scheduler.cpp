@@ -784,8 +784,7 @@ void NativeScheduler::fail_slot(SchedSlot & s, const std::string & code, const s
     s.tsfn.Release();
 }
 
-int32_t NativeScheduler::prefill_budget(int32_t n_generating, int32_t n_waiting) const {
-    const int32_t waiting = std::max<int32_t>(1, n_waiting);
+int32_t NativeScheduler::prefill_budget(int32_t n_generating, int32_t waiting) const {
     if (n_generating == 0) return prefill_chunk_ * waiting; // no stream waits on this step
     const int32_t floor = std::min(prefill_chunk_, kPrefillFloor);
     // The decode-only time for this many generating tokens, or for the nearest count measured
@@ -916,12 +915,12 @@ void NativeScheduler::run_step() {
     // generating, nobody waits on this step: short prompts fill the whole batch, so that a
     // pool's slots filling at once start together (see the step policy in scheduler.h).
     const int32_t n_generating = (int32_t) tokens.size();
-    int32_t n_waiting = 0; // prompts not fully evaluated
-    for (const auto & sp : slots_) n_waiting += !sp->done && sp->started && sp->prompt_done < sp->prompt.size();
+    int32_t waiting = 0; // prompts not fully evaluated (at least 1 below: the factor on the bounds)
+    for (const auto & sp : slots_) waiting += !sp->done && sp->started && sp->prompt_done < sp->prompt.size();
+    waiting = std::max<int32_t>(1, waiting);
     const int32_t room = batch_size_ - n_generating;
-    const int32_t timed = std::min(prefill_budget(n_generating, n_waiting), room);
-    const int32_t chunk = prefill_chunk_ * std::max<int32_t>(1, n_waiting);
-    int32_t chunk_left = n_generating == 0 ? room : std::min(chunk, room), budget = timed;
+    const int32_t timed = std::min(prefill_budget(n_generating, waiting), room);
+    int32_t chunk_left = n_generating == 0 ? room : std::min(prefill_chunk_ * waiting, room), budget = timed;
     for (auto & sp : slots_) {
         SchedSlot & s = *sp;
         if (chunk_left <= 0) break;

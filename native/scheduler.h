@@ -130,7 +130,8 @@ private:
     std::vector<float> out_;                        // this step's logits rows
 
     // Adaptive prefill budget (loop thread only; see the step policy above).
-    int32_t prefill_budget(int32_t n_generating, int32_t n_waiting) const;
+    // waiting: prompts not fully evaluated, at least 1 (the step policy's W)
+    int32_t prefill_budget(int32_t n_generating, int32_t waiting) const;
     void observe_step(int32_t n_generating, int32_t n_prompt, uint64_t decode_ns);
     std::vector<double> decode_only_ns_; // EMA of a decode-only step's llama_decode time, by generating tokens
     double prompt_token_ns_ = 0;         // EMA of the extra time per prompt token in a mixed step

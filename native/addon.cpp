@@ -1,10 +1,11 @@
 // Module init: registers the native classes and installs llamafuse's process-wide hooks
-// (log routing, abort guard, attention kernels). Nothing else lives here.
+// (log routing, abort guard, attention and matmul kernels). Nothing else lives here.
 #include "abort_guard.h"
 #include "attention_switch.h"
 #include "chat_templates.h"
 #include "context.h"
 #include "embedding.h"
+#include "kernels/cpu/matmul_q4_0.h"
 #include "fit.h"
 #include "log.h"
 #include "model.h"
@@ -35,6 +36,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
         log_install();
         abort_guard_install();
         attention_switch_install();
+        cpu::matmul_hook_install();
         chat_log_install();
     });
     exports.Set("NativeModel", NativeModel::define(env));

@@ -6,12 +6,18 @@
 // (prompts). They must agree exactly, or a stream's text would depend on which other streams
 // share its steps. The pair kernels take K blocks two at a time: the second shape's widths
 // (224, 480) have an odd number of 32-wide blocks.
-// (Elsewhere every step runs ggml's generic CPU matmul.)
+// Without AMX, on a CPU with AVX2 ggml keeps Q4_0 weights repacked eight columns at a time
+// (its CPU_REPACK buffer): ggml's 1-row kernel takes steps of 1 to 3 rows and the rows past a
+// multiple of 4, and native/kernels/cpu/matmul_q4_0 (patch 0017's hook, AVX-512 VNNI) the
+// rest, 8 rows at a time and then 4; its call counter shows it ran. (Elsewhere every step runs
+// ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
 // bit (Q8_0-quantized activations then magnify that to ~1e-2 in the logits of a random-weight
 // model), and what is tested is the matmul.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { binding } from "../../src/binding.js";
 import { loadModel, type Model } from "../../src/index.js";
 import { cachedSynthModel } from "../helpers/synth-cache.js";
 
@@ -19,6 +25,10 @@ const SHAPES = {
     "even blocks": { layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 32, ff: 512, vocab: "llama-spm" as const, seed: 5 },
     "odd blocks": { layers: 2, embedding: 224, heads: 7, headsKv: 1, headDim: 32, ff: 480, vocab: "llama-spm" as const, seed: 6 },
 };
+const dev = binding() as unknown as { devBindings?: boolean; matmulQ4_0Available?: boolean; matmulQ4_0Calls?: () => number };
+// our Q4_0 batch kernel runs in these models where this build has it and ggml's AMX buffer
+// (which takes Q4_0 weights first) is not in play
+const oursRunsQ4_0 = !!dev.devBindings && dev.matmulQ4_0Available === true && !/\bamx_int8\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
 const SEQUENCES = 16;
 const STEP_SIZES = [2, 3, 5, 8, 9, 16];
 
@@ -46,6 +56,7 @@ describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the s
             // Each sequence gets its own history (prefilled alone, so the same in both arms).
             const history = Array.from({ length: SEQUENCES }, (_, s) => Array.from({ length: 6 + (s % 5) }, (_, i) => 100 + 37 * s + 11 * i));
             for (let s = 0; s < SEQUENCES; s++) await ctx.forward({ sequence: s, tokens: history[s]! });
+            const calls0 = dev.matmulQ4_0Calls?.() ?? 0;
             for (const n of STEP_SIZES) {
                 const next = (s: number) => [2000 + 13 * s + n];
                 const together = await ctx.forward(Array.from({ length: n }, (_, s) => ({ sequence: s, tokens: next(s) })));
@@ -58,6 +69,7 @@ describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the s
                     expect(at, `step of ${n}, sequence ${s}: logit ${at} is ${a[at]} together, ${b[at]} alone`).toBe(-1);
                 }
             }
+            if (type === "q4_0" && oursRunsQ4_0) expect(dev.matmulQ4_0Calls!() - calls0).toBeGreaterThan(0);
         } finally {
             await ctx.dispose();
         }

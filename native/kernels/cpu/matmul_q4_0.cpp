@@ -1,0 +1,238 @@
+// Q4_0 x Q8_0 batch matmul on AVX-512 VNNI (see matmul_q4_0.h for where it runs and why).
+//
+// Layouts (ggml-cpu/repack.cpp, make_block_q4_0x8 and ggml_quantize_mat_q8_0_4x8):
+//   block_q4_0x8  d[8] (f16, one per column), qs[128]: eight columns' 32-weight blocks in 8-byte
+//                 chunks, column c's bytes 0-7 at qs[8c], its bytes 8-15 at qs[64 + 8c]; byte j
+//                 of a block holds weight j (low nibble) and j + 16 (high), each XORed with 8.
+//   block_q8_0x4  d[4] (f16, one per row), qs[128]: four rows' 32-value blocks in 8-byte
+//                 chunks, row r's values 8k..8k+7 at qs[32k + 8r].
+//
+// The products: VPDPBUSD multiplies unsigned bytes by signed ones, four per 32-bit lane. Each
+// lane here is one column (16 columns, two repacked groups, per register), its unsigned bytes
+// four of the column's weights as stored (0..15, the nibble q where the weight is q - 8); the
+// signed operand is the row's matching four activations, the same for every lane (a broadcast
+// load). So a block of 32 takes 8 instructions per row for 16 columns, and the -8 is paid once
+// per row and block: the 32-bit sum starts at -8 x (the row's block sum). ggml's kernel instead
+// sign-extends the weights and moves their signs onto the activations before every multiply.
+//
+// Rounding: per block the exact integer dot becomes a float and is added as
+// acc = fma(float(dot), d_weight * d_row, acc), blocks in order, which is what ggml's gemv and
+// gemm for this layout do; so every output is bit for bit theirs.
+#include "matmul_q4_0.h"
+
+#include "ggml-cpu.h"
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
+#define LLAMAFUSE_MATMUL_Q4_0 1
+// GCC 12's avx512fintrin.h passes _mm512_undefined_*() as the unused source of unmasked
+// intrinsics (cvtph_ps, cvtepi32_ps, extracti64x4), which -Wmaybe-uninitialized reports.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#endif
+
+namespace llamafuse {
+namespace cpu {
+
+namespace {
+std::atomic<unsigned long long> g_calls{0};
+bool g_hook_on = false;  // what matmul_hook_install decided
+} // namespace
+
+unsigned long long matmul_q4_0_calls() {
+    return g_calls.load(std::memory_order_relaxed);
+}
+
+#if LLAMAFUSE_MATMUL_Q4_0
+namespace {
+
+struct block_q4_0x8 {
+    uint16_t d[8];
+    uint8_t qs[128];
+};
+struct block_q8_0x4 {
+    uint16_t d[4];
+    int8_t qs[128];
+};
+static_assert(sizeof(block_q4_0x8) == 144 && sizeof(block_q8_0x4) == 136, "ggml's repacked block sizes");
+
+constexpr int PREFETCH_BLOCKS = 8;  // 8 x 144 bytes per group: the best of 0/4/8/16 streaming 64 MB (Zen 4)
+
+// A row's block, prepared once per call: its scale as float and -8 x the sum of its values.
+struct row_block {
+    float d;
+    int32_t corr;
+};
+
+inline float f16_to_f32(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+// pre[row * nb + b] for every row and block of the call's activations.
+void prepare_rows(const block_q8_0x4 * a, int nr, int nb, row_block * pre) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int g = 0; g < nr / 4; g++) {
+        for (int b = 0; b < nb; b++) {
+            const block_q8_0x4 & blk = a[(size_t) g * nb + b];
+            // lane 2r + h (+ 8 for values 8..15 and 24..31): four of row r's values
+            __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_loadu_si512(blk.qs));
+            sums = _mm512_dpbusd_epi32(sums, ones, _mm512_loadu_si512(blk.qs + 64));
+            const __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(sums), _mm512_extracti64x4_epi64(sums, 1));
+            int32_t lane[8];
+            _mm256_storeu_si256((__m256i *) lane, half);
+            for (int r = 0; r < 4; r++) {
+                row_block & p = pre[(size_t) (4 * g + r) * nb + b];
+                p.d = f16_to_f32(blk.d[r]);
+                p.corr = -8 * (lane[2 * r] + lane[2 * r + 1]);
+            }
+        }
+    }
+}
+
+// Four weights of each of 16 columns as unsigned bytes: the stored nibbles (low or high) of
+// the packed bytes, XORed back with 8. ternlog 0x6A is (x & 0x0F) ^ 0x08.
+inline __m512i low_nibbles(__m512i packed, __m512i m0f, __m512i m08) {
+    return _mm512_ternarylogic_epi32(packed, m0f, m08, 0x6A);
+}
+inline __m512i high_nibbles(__m512i packed, __m512i m0f, __m512i m08) {
+    return _mm512_ternarylogic_epi32(_mm512_srli_epi16(packed, 4), m0f, m08, 0x6A);
+}
+
+inline __m512i bcast32(const int8_t * p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+// R rows (starting at a row that begins a q8_0x4 group) x 16 columns (groups wa and wb; wb ==
+// wa when only 8 columns are left, of which only the first 8 are stored).
+template <int R>
+void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const block_q8_0x4 * a,
+          const row_block * pre, float * s, size_t bs, bool only8) {
+    static_assert(R % 4 == 0, "rows come in q8_0x4 groups");
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i m0f = _mm512_set1_epi8(0x0F);
+    const __m512i m08 = _mm512_set1_epi8(0x08);
+
+    __m512 acc[R];
+    for (int m = 0; m < R; m++) acc[m] = _mm512_setzero_ps();
+
+    for (int b = 0; b < nb; b++) {
+        // 32-bit lanes of a group's first 64 bytes are (column c, bytes 4h..4h+3) at 2c + h;
+        // the permutes gather lanes h = 0 (then h = 1) of both groups: one column per lane.
+        // The weights stream from memory once per step of a few rows, and the hardware
+        // prefetchers alone leave the tile waiting on them: fetch both groups 8 blocks ahead
+        // (past the last block these are the next groups' first, which come next).
+        const char * ahead_a = (const char *) (wa + b + PREFETCH_BLOCKS);
+        const char * ahead_b = (const char *) (wb + b + PREFETCH_BLOCKS);
+        for (int line = 0; line < (int) sizeof(block_q4_0x8); line += 64) {
+            _mm_prefetch(ahead_a + line, _MM_HINT_T0);
+            _mm_prefetch(ahead_b + line, _MM_HINT_T0);
+        }
+        const __m512i a0 = _mm512_loadu_si512(wa[b].qs), a1 = _mm512_loadu_si512(wa[b].qs + 64);
+        const __m512i b0 = _mm512_loadu_si512(wb[b].qs), b1 = _mm512_loadu_si512(wb[b].qs + 64);
+        const __m512i p0 = _mm512_permutex2var_epi32(a0, even, b0);  // bytes 0-3:   weights 0-3, 16-19
+        const __m512i p1 = _mm512_permutex2var_epi32(a0, odd, b0);   // bytes 4-7:   weights 4-7, 20-23
+        const __m512i p2 = _mm512_permutex2var_epi32(a1, even, b1);  // bytes 8-11:  weights 8-11, 24-27
+        const __m512i p3 = _mm512_permutex2var_epi32(a1, odd, b1);   // bytes 12-15: weights 12-15, 28-31
+        const __m512i w[8] = {
+            low_nibbles(p0, m0f, m08), low_nibbles(p1, m0f, m08), low_nibbles(p2, m0f, m08), low_nibbles(p3, m0f, m08),
+            high_nibbles(p0, m0f, m08), high_nibbles(p1, m0f, m08), high_nibbles(p2, m0f, m08), high_nibbles(p3, m0f, m08),
+        };
+        __m128i da, db;
+        std::memcpy(&da, wa[b].d, 16);
+        std::memcpy(&db, wb[b].d, 16);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_set_m128i(db, da));
+
+        for (int m = 0; m < R; m++) {
+            // row m's values 4j..4j+3 sit at qs[32 (j / 2) + 8 r + 4 (j % 2)]
+            const int8_t * q = a[(size_t) (m / 4) * nb + b].qs + 8 * (m % 4);
+            const row_block & p = pre[(size_t) m * nb + b];
+            __m512i dot = _mm512_set1_epi32(p.corr);
+            dot = _mm512_dpbusd_epi32(dot, w[0], bcast32(q + 0));
+            dot = _mm512_dpbusd_epi32(dot, w[1], bcast32(q + 4));
+            dot = _mm512_dpbusd_epi32(dot, w[2], bcast32(q + 32));
+            dot = _mm512_dpbusd_epi32(dot, w[3], bcast32(q + 36));
+            dot = _mm512_dpbusd_epi32(dot, w[4], bcast32(q + 64));
+            dot = _mm512_dpbusd_epi32(dot, w[5], bcast32(q + 68));
+            dot = _mm512_dpbusd_epi32(dot, w[6], bcast32(q + 96));
+            dot = _mm512_dpbusd_epi32(dot, w[7], bcast32(q + 100));
+            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(p.d)), acc[m]);
+        }
+    }
+    for (int m = 0; m < R; m++) {
+        if (only8) _mm512_mask_storeu_ps(s + (size_t) m * bs, 0x00FF, acc[m]);
+        else _mm512_storeu_ps(s + (size_t) m * bs, acc[m]);
+    }
+}
+
+} // namespace
+
+bool matmul_q4_0_available() {
+    return true;
+}
+
+bool matmul_q4_0_gemm(int n, float * s, size_t bs, const void * vx, const void * vy, int nr, int nc) {
+    if (n <= 0 || n % 32 != 0 || nr <= 0 || nr % 4 != 0 || nc <= 0 || nc % 8 != 0) return false;
+    const int nb = n / 32;
+    const auto * w = static_cast<const block_q4_0x8 *>(vx);
+    const auto * a = static_cast<const block_q8_0x4 *>(vy);
+
+    // ggml calls this once per chunk of columns, with every row: the rows' sums are taken once
+    // per call (a few percent of the call's work at 4 rows), in a buffer each thread keeps.
+    thread_local std::vector<row_block> pre;
+    pre.resize((size_t) nr * nb);
+    prepare_rows(a, nr, nb, pre.data());
+
+    const int groups = nc / 8;
+    for (int x = 0; x < groups; x += 2) {
+        const block_q4_0x8 * wa = w + (size_t) x * nb;
+        const bool only8 = x + 1 == groups;
+        const block_q4_0x8 * wb = only8 ? wa : wa + nb;
+        float * out = s + (size_t) x * 8;
+        int y = 0;
+        for (; y + 8 <= nr; y += 8) {
+            tile<8>(nb, wa, wb, a + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8);
+        }
+        if (y < nr) {
+            tile<4>(nb, wa, wb, a + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8);
+        }
+    }
+    g_calls.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+#else
+
+bool matmul_q4_0_available() {
+    return false;
+}
+
+bool matmul_q4_0_gemm(int, float *, size_t, const void *, const void *, int, int) {
+    return false;
+}
+
+#endif
+
+void matmul_hook_install() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        const char * off = std::getenv("LLAMAFUSE_GGML_MATMUL");
+        g_hook_on = matmul_q4_0_available() && !(off != nullptr && std::strcmp(off, "1") == 0);
+        matmul_hook_reinstall();
+    });
+}
+
+void matmul_hook_reinstall() {
+    ggml_cpu_set_q4_0_gemm_hook(g_hook_on ? matmul_q4_0_gemm : nullptr);
+}
+
+} // namespace cpu
+} // namespace llamafuse

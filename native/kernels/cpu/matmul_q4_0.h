@@ -1,0 +1,34 @@
+// Q4_0 weights x Q8_0 activations for batches of 4 or more rows, on AVX-512 VNNI without AMX
+// (AMD Zen 4/5, Intel Ice Lake / Sapphire Rapids parts without tiles). ggml keeps Q4_0
+// weights there repacked eight columns at a time (its CPU_REPACK buffer, "q4_0_8x8"), and runs
+// a decode step of several streams or a prompt through its own kernel for that layout, which
+// spends three instructions on signs for every multiply. This one takes the same layouts and
+// gives bit for bit the same floats (so a stream's logits never depend on which other streams
+// share its step); it is installed into ggml's dispatch by native/patches/0017.
+#pragma once
+
+#include <cstddef>
+
+namespace llamafuse {
+namespace cpu {
+
+// True where this build has the kernel (compiled with AVX-512 F/BW/VL and VNNI).
+bool matmul_q4_0_available();
+
+// ggml's gemm contract for q4_0_8x8 x q8_0_4x8 (ggml-cpu/repack.h): n inputs (a multiple of
+// 32), nr activation rows (a multiple of 4) in block_q8_0x4 groups, nc weight columns (a
+// multiple of 8) in block_q4_0x8 groups; s[row * bs + col] receives each dot product.
+// Returns false, computing nothing, for shapes outside that contract or where unavailable.
+bool matmul_q4_0_gemm(int n, float * s, size_t bs, const void * vx, const void * vy, int nr, int nc);
+
+// Calls of matmul_q4_0_gemm that computed (tests prove with it which kernel ran).
+unsigned long long matmul_q4_0_calls();
+
+// Installs matmul_q4_0_gemm into ggml (idempotent; addon init). With LLAMAFUSE_GGML_MATMUL=1
+// in the environment ggml keeps its own kernel (for A/B measurements).
+void matmul_hook_install();
+// Puts back what matmul_hook_install decided, after a test lifted the hook.
+void matmul_hook_reinstall();
+
+} // namespace cpu
+} // namespace llamafuse

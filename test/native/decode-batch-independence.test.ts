@@ -7,10 +7,10 @@
 // share its steps. The pair kernels take K blocks two at a time: the second shape's widths
 // (224, 480) have an odd number of 32-wide blocks.
 // Without AMX, on a CPU with AVX2 ggml keeps Q4_0 weights repacked eight columns at a time
-// (its CPU_REPACK buffer): ggml's 1-row kernel takes steps of 1 to 3 rows and the rows past a
-// multiple of 4, and native/kernels/cpu/matmul_q4_0 (patch 0017's hook, AVX-512 VNNI) the
-// rest, 8 rows at a time and then 4; its call counter shows it ran. (Elsewhere every step runs
-// ggml's generic CPU matmul.)
+// (its CPU_REPACK buffer): ggml's 1-row kernel takes single rows (each sequence alone), and
+// native/kernels/cpu/matmul_q4_0 (patch 0017's hook, AVX-512 VNNI) every step of 2 or more
+// rows, 8 at a time, then 4, then the 1-3 past a multiple of 4; its call counter shows it
+// ran. (Elsewhere every step runs ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
 // bit (Q8_0-quantized activations then magnify that to ~1e-2 in the logits of a random-weight

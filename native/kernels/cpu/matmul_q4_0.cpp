@@ -60,7 +60,16 @@ struct block_q8_0x4 {
     uint16_t d[4];
     int8_t qs[128];
 };
-static_assert(sizeof(block_q4_0x8) == 144 && sizeof(block_q8_0x4) == 136, "ggml's repacked block sizes");
+struct block_q8_0 {
+    uint16_t d;
+    int8_t qs[32];
+};
+static_assert(sizeof(block_q4_0x8) == 144 && sizeof(block_q8_0x4) == 136 && sizeof(block_q8_0) == 34, "ggml's block sizes");
+
+// Where a row's values 4j..4j+3 of a block sit, from its first value: in a q8_0x4 group
+// (row r's values 8k..8k+7 at qs[32k + 8r]) and in a plain q8_0 row.
+constexpr int GROUPED_OFFSETS[8] = {0, 4, 32, 36, 64, 68, 96, 100};
+constexpr int PLAIN_OFFSETS[8] = {0, 4, 8, 12, 16, 20, 24, 28};
 
 constexpr int PREFETCH_BLOCKS = 8;  // 8 x 144 bytes per group: the best of 0/4/8/16 streaming 64 MB (Zen 4)
 
@@ -74,10 +83,11 @@ inline float f16_to_f32(uint16_t h) {
     return _cvtsh_ss(h);
 }
 
-// pre[row * nb + b] for every row and block of the call's activations.
-void prepare_rows(const block_q8_0x4 * a, int nr, int nb, row_block * pre) {
+// pre[row * nb + b] for every row and block of the call's activations: groups of 4 rows, then
+// the plain rows.
+void prepare_rows(const block_q8_0x4 * a, int groups, const block_q8_0 * plain, int rest, int nb, row_block * pre) {
     const __m512i ones = _mm512_set1_epi8(1);
-    for (int g = 0; g < nr / 4; g++) {
+    for (int g = 0; g < groups; g++) {
         for (int b = 0; b < nb; b++) {
             const block_q8_0x4 & blk = a[(size_t) g * nb + b];
             // lane 2r + h (+ 8 for values 8..15 and 24..31): four of row r's values
@@ -91,6 +101,16 @@ void prepare_rows(const block_q8_0x4 * a, int nr, int nb, row_block * pre) {
                 p.d = f16_to_f32(blk.d[r]);
                 p.corr = -8 * (lane[2 * r] + lane[2 * r + 1]);
             }
+        }
+    }
+    for (int i = 0; i < rest; i++) {
+        for (int b = 0; b < nb; b++) {
+            const block_q8_0 & blk = plain[(size_t) i * nb + b];
+            int32_t sum = 0;
+            for (int8_t v : blk.qs) sum += v;
+            row_block & p = pre[(size_t) (4 * groups + i) * nb + b];
+            p.d = f16_to_f32(blk.d);
+            p.corr = -8 * sum;
         }
     }
 }
@@ -110,12 +130,21 @@ inline __m512i bcast32(const int8_t * p) {
     return _mm512_set1_epi32(v);
 }
 
-// R rows (starting at a row that begins a q8_0x4 group) x 16 columns (groups wa and wb; wb ==
-// wa when only 8 columns are left, of which only the first 8 are stored).
-template <int R>
-void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const block_q8_0x4 * a,
+// The first value of row m's block b: rows in q8_0x4 groups (from a group's first row), or
+// plain q8_0 rows.
+template <bool Grouped>
+inline const int8_t * row_values(const void * rows, int m, int nb, int b) {
+    if constexpr (Grouped) return static_cast<const block_q8_0x4 *>(rows)[(size_t) (m / 4) * nb + b].qs + 8 * (m % 4);
+    else return static_cast<const block_q8_0 *>(rows)[(size_t) m * nb + b].qs;
+}
+
+// R rows x 16 columns (groups wa and wb; wb == wa when only 8 columns are left, of which only
+// the first 8 are stored). Grouped: the rows are whole q8_0x4 groups; else plain q8_0 rows.
+template <int R, bool Grouped>
+void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const void * rows,
           const row_block * pre, float * s, size_t bs, bool only8) {
-    static_assert(R % 4 == 0, "rows come in q8_0x4 groups");
+    static_assert(!Grouped || R % 4 == 0, "grouped rows come in fours");
+    constexpr const int * off = Grouped ? GROUPED_OFFSETS : PLAIN_OFFSETS;
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     const __m512i m0f = _mm512_set1_epi8(0x0F);
@@ -152,18 +181,10 @@ void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const block_
         const __m512 dw = _mm512_cvtph_ps(_mm256_set_m128i(db, da));
 
         for (int m = 0; m < R; m++) {
-            // row m's values 4j..4j+3 sit at qs[32 (j / 2) + 8 r + 4 (j % 2)]
-            const int8_t * q = a[(size_t) (m / 4) * nb + b].qs + 8 * (m % 4);
+            const int8_t * q = row_values<Grouped>(rows, m, nb, b);
             const row_block & p = pre[(size_t) m * nb + b];
             __m512i dot = _mm512_set1_epi32(p.corr);
-            dot = _mm512_dpbusd_epi32(dot, w[0], bcast32(q + 0));
-            dot = _mm512_dpbusd_epi32(dot, w[1], bcast32(q + 4));
-            dot = _mm512_dpbusd_epi32(dot, w[2], bcast32(q + 32));
-            dot = _mm512_dpbusd_epi32(dot, w[3], bcast32(q + 36));
-            dot = _mm512_dpbusd_epi32(dot, w[4], bcast32(q + 64));
-            dot = _mm512_dpbusd_epi32(dot, w[5], bcast32(q + 68));
-            dot = _mm512_dpbusd_epi32(dot, w[6], bcast32(q + 96));
-            dot = _mm512_dpbusd_epi32(dot, w[7], bcast32(q + 100));
+            for (int j = 0; j < 8; j++) dot = _mm512_dpbusd_epi32(dot, w[j], bcast32(q + off[j]));
             acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(p.d)), acc[m]);
         }
     }
@@ -180,29 +201,43 @@ bool matmul_q4_0_available() {
 }
 
 bool matmul_q4_0_gemm(int n, float * s, size_t bs, const void * vx, const void * vy, int nr, int nc) {
-    if (n <= 0 || n % 32 != 0 || nr <= 0 || nr % 4 != 0 || nc <= 0 || nc % 8 != 0) return false;
+    // One row (a single stream's decode step) stays on ggml's 1-row kernel: it streams the
+    // weights as fast as this one does (2 threads, 151 MB of weights: 6.6-7.1 against 7.0-7.2
+    // ms), and from 2 rows on this one reads them once where ggml reads them once per row.
+    if (n <= 0 || n % 32 != 0 || nr < 2 || nc <= 0 || nc % 8 != 0) return false;
     const int nb = n / 32;
     const auto * w = static_cast<const block_q4_0x8 *>(vx);
-    const auto * a = static_cast<const block_q8_0x4 *>(vy);
+    const int groups = nr / 4, rest = nr % 4;
+    const auto * grouped = static_cast<const block_q8_0x4 *>(vy);
+    const auto * plain = reinterpret_cast<const block_q8_0 *>(grouped + (size_t) groups * nb);
 
     // ggml calls this once per chunk of columns, with every row: the rows' sums are taken once
     // per call (a few percent of the call's work at 4 rows), in a buffer each thread keeps.
     thread_local std::vector<row_block> pre;
     pre.resize((size_t) nr * nb);
-    prepare_rows(a, nr, nb, pre.data());
+    prepare_rows(grouped, groups, plain, rest, nb, pre.data());
 
-    const int groups = nc / 8;
-    for (int x = 0; x < groups; x += 2) {
+    const int col_groups = nc / 8;
+    for (int x = 0; x < col_groups; x += 2) {
         const block_q4_0x8 * wa = w + (size_t) x * nb;
-        const bool only8 = x + 1 == groups;
+        const bool only8 = x + 1 == col_groups;
         const block_q4_0x8 * wb = only8 ? wa : wa + nb;
         float * out = s + (size_t) x * 8;
         int y = 0;
-        for (; y + 8 <= nr; y += 8) {
-            tile<8>(nb, wa, wb, a + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8);
+        for (; y + 8 <= 4 * groups; y += 8) {
+            tile<8, true>(nb, wa, wb, grouped + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8);
         }
-        if (y < nr) {
-            tile<4>(nb, wa, wb, a + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8);
+        if (y < 4 * groups) {
+            tile<4, true>(nb, wa, wb, grouped + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8);
+            y += 4;
+        }
+        const row_block * pre_rest = pre.data() + (size_t) y * nb;
+        float * out_rest = out + (size_t) y * bs;
+        switch (rest) {
+            case 1: tile<1, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8); break;
+            case 2: tile<2, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8); break;
+            case 3: tile<3, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8); break;
+            default: break;
         }
     }
     g_calls.fetch_add(1, std::memory_order_relaxed);

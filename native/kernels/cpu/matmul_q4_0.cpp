@@ -6,6 +6,7 @@
 //                 of a block holds weight j (low nibble) and j + 16 (high), each XORed with 8.
 //   block_q8_0x4  d[4] (f16, one per row), qs[128]: four rows' 32-value blocks in 8-byte
 //                 chunks, row r's values 8k..8k+7 at qs[32k + 8r].
+//   block_q8_0    d (f16), qs[32]: the rows past a multiple of 4, one plain row each.
 //
 // The products: VPDPBUSD multiplies unsigned bytes by signed ones, four per 32-bit lane. Each
 // lane here is one column (16 columns, two repacked groups, per register), its unsigned bytes

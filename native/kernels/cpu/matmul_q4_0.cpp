@@ -141,9 +141,10 @@ inline const int8_t * row_values(const void * rows, int m, int nb, int b) {
 
 // R rows x 16 columns (groups wa and wb; wb == wa when only 8 columns are left, of which only
 // the first 8 are stored). Grouped: the rows are whole q8_0x4 groups; else plain q8_0 rows.
+// prefetch: the tile is the first over these columns (later ones find them in cache).
 template <int R, bool Grouped>
 void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const void * rows,
-          const row_block * pre, float * s, size_t bs, bool only8) {
+          const row_block * pre, float * s, size_t bs, bool only8, bool prefetch) {
     static_assert(!Grouped || R % 4 == 0, "grouped rows come in fours");
     constexpr const int * off = Grouped ? GROUPED_OFFSETS : PLAIN_OFFSETS;
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -155,17 +156,19 @@ void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const void *
     for (int m = 0; m < R; m++) acc[m] = _mm512_setzero_ps();
 
     for (int b = 0; b < nb; b++) {
-        // 32-bit lanes of a group's first 64 bytes are (column c, bytes 4h..4h+3) at 2c + h;
-        // the permutes gather lanes h = 0 (then h = 1) of both groups: one column per lane.
         // The weights stream from memory once per step of a few rows, and the hardware
         // prefetchers alone leave the tile waiting on them: fetch both groups 8 blocks ahead
         // (past the last block these are the next groups' first, which come next).
-        const char * ahead_a = (const char *) (wa + b + PREFETCH_BLOCKS);
-        const char * ahead_b = (const char *) (wb + b + PREFETCH_BLOCKS);
-        for (int line = 0; line < (int) sizeof(block_q4_0x8); line += 64) {
-            _mm_prefetch(ahead_a + line, _MM_HINT_T0);
-            _mm_prefetch(ahead_b + line, _MM_HINT_T0);
+        if (prefetch) {
+            const char * ahead_a = (const char *) (wa + b + PREFETCH_BLOCKS);
+            const char * ahead_b = (const char *) (wb + b + PREFETCH_BLOCKS);
+            for (int line = 0; line < (int) sizeof(block_q4_0x8); line += 64) {
+                _mm_prefetch(ahead_a + line, _MM_HINT_T0);
+                _mm_prefetch(ahead_b + line, _MM_HINT_T0);
+            }
         }
+        // 32-bit lanes of a group's first 64 bytes are (column c, bytes 4h..4h+3) at 2c + h;
+        // the permutes gather lanes h = 0 (then h = 1) of both groups: one column per lane.
         const __m512i a0 = _mm512_loadu_si512(wa[b].qs), a1 = _mm512_loadu_si512(wa[b].qs + 64);
         const __m512i b0 = _mm512_loadu_si512(wb[b].qs), b1 = _mm512_loadu_si512(wb[b].qs + 64);
         const __m512i p0 = _mm512_permutex2var_epi32(a0, even, b0);  // bytes 0-3:   weights 0-3, 16-19
@@ -181,10 +184,13 @@ void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const void *
         std::memcpy(&db, wb[b].d, 16);
         const __m512 dw = _mm512_cvtph_ps(_mm256_set_m128i(db, da));
 
+        // unrolled, so that acc[] stays in registers (GCC keeps the row loop otherwise)
+#pragma GCC unroll 8
         for (int m = 0; m < R; m++) {
             const int8_t * q = row_values<Grouped>(rows, m, nb, b);
             const row_block & p = pre[(size_t) m * nb + b];
             __m512i dot = _mm512_set1_epi32(p.corr);
+#pragma GCC unroll 8
             for (int j = 0; j < 8; j++) dot = _mm512_dpbusd_epi32(dot, w[j], bcast32(q + off[j]));
             acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(p.d)), acc[m]);
         }
@@ -226,18 +232,18 @@ bool matmul_q4_0_gemm(int n, float * s, size_t bs, const void * vx, const void *
         float * out = s + (size_t) x * 8;
         int y = 0;
         for (; y + 8 <= 4 * groups; y += 8) {
-            tile<8, true>(nb, wa, wb, grouped + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8);
+            tile<8, true>(nb, wa, wb, grouped + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8, y == 0);
         }
         if (y < 4 * groups) {
-            tile<4, true>(nb, wa, wb, grouped + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8);
+            tile<4, true>(nb, wa, wb, grouped + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8, y == 0);
             y += 4;
         }
         const row_block * pre_rest = pre.data() + (size_t) y * nb;
         float * out_rest = out + (size_t) y * bs;
         switch (rest) {
-            case 1: tile<1, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8); break;
-            case 2: tile<2, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8); break;
-            case 3: tile<3, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8); break;
+            case 1: tile<1, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8, y == 0); break;
+            case 2: tile<2, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8, y == 0); break;
+            case 3: tile<3, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8, y == 0); break;
             default: break;
         }
     }

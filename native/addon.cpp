@@ -5,7 +5,7 @@
 #include "chat_templates.h"
 #include "context.h"
 #include "embedding.h"
-#include "kernels/cpu/matmul_q4_0.h"
+#include "kernels/cpu/matmul_hook.h"
 #include "fit.h"
 #include "log.h"
 #include "model.h"

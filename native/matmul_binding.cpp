@@ -5,19 +5,22 @@
 //     The weights go into the CPU's AMX buffer type when this machine has one (amx: true), where
 //     ggml runs the buffer's kernels on them (patch 0015's AMX-BF16 kernel); otherwise, or with
 //     plainBuffer, into a plain CPU buffer (ggml's own matmul).
-//   matmulQ4_0Compute({ k, n, m, weights: Uint8Array (n rows of k / 32 Q4_0 blocks), x, threads,
-//   kernel: "ours" | "ggml", reps? }) -> { out, repacked: bool, oursCalls: number, seconds }
-//     The weights go into ggml's CPU_REPACK buffer (q4_0_8x8 where this CPU has AVX2; repacked:
-//     false when the buffer declined them), where batches of 4 or more rows run
-//     kernels/cpu/matmul_q4_0's kernel ("ours", oursCalls: its calls during the computes) or,
-//     with "ggml", ggml's own (the hook is lifted for the call: both give the same floats, so a
-//     model computing at the same time in this process sees no difference).
-//   matmulQ4_0Calls() -> number: calls of that kernel so far in this process.
-//   matmulQ4_0Available: whether this build has that kernel (AVX-512 VNNI).
+//   matmulQuantCompute({ type: "q4_0" | "q4_k", k, n, m, weights: Uint8Array (n rows of k / 32
+//   Q4_0 blocks or k / 256 Q4_K blocks), x, threads, kernel: "ours" | "ggml", reps? })
+//   -> { out, repacked: bool, oursCalls: number, seconds }
+//     The weights go into ggml's CPU_REPACK buffer (q4_0_8x8 / q4_K_8x8 where this CPU has
+//     AVX2; repacked: false when the buffer declined them), where batches of rows run
+//     kernels/cpu/matmul_q4_0 or matmul_q4_k ("ours", oursCalls: its calls during the
+//     computes) or, with "ggml", ggml's own (the hook is lifted for the call: both give the
+//     same floats, so a model computing at the same time in this process sees no difference).
+//   matmulQuantCalls(type) -> number: calls of that kernel so far in this process.
+//   matmulQuantAvailable: { q4_0: bool, q4_k: bool }, whether this build has the kernels.
 // SYNCHRONOUS, keep shapes small. seconds: the fastest of reps computes (default 1).
 #include "matmul_binding.h"
 #include "common.h"
+#include "kernels/cpu/matmul_hook.h"
 #include "kernels/cpu/matmul_q4_0.h"
+#include "kernels/cpu/matmul_q4_k.h"
 
 #include "ggml.h"
 #include "ggml-alloc.h"
@@ -162,34 +165,51 @@ Napi::Value MatmulF16Compute(const Napi::CallbackInfo & info) {
     }
 }
 
-Napi::Value MatmulQ4_0Compute(const Napi::CallbackInfo & info) {
+// "q4_0" / "q4_k": the ggml type, the weights per block and the bytes per block
+struct quant_type {
+    ggml_type type;
+    int64_t block_values;
+    int64_t block_bytes;
+};
+quant_type quant_type_of(const std::string & name) {
+    if (name == "q4_0") return { GGML_TYPE_Q4_0, 32, 18 };
+    if (name == "q4_k") return { GGML_TYPE_Q4_K, 256, 144 };
+    throw CodedError("ERR_INVALID_OPTION", "type must be \"q4_0\" or \"q4_k\"");
+}
+
+unsigned long long quant_calls(ggml_type type) {
+    return type == GGML_TYPE_Q4_0 ? cpu::matmul_q4_0_calls() : cpu::matmul_q4_k_calls();
+}
+
+Napi::Value MatmulQuantCompute(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     try {
         if (info.Length() < 1 || !info[0].IsObject()) throw CodedError("ERR_INVALID_OPTION", "expected a spec object");
         Napi::Object spec = info[0].As<Napi::Object>();
-        const int64_t K = get_int(spec, "k", 32, 1 << 16);
+        const quant_type qt = quant_type_of(spec.Get("type").ToString().Utf8Value());
+        const int64_t K = get_int(spec, "k", qt.block_values, 1 << 16);
         const int64_t N = get_int(spec, "n", 8, 1 << 16);
         const int64_t M = get_int(spec, "m", 1, 1 << 12);
-        if (K % 32 != 0) throw CodedError("ERR_INVALID_OPTION", "k must be a multiple of 32");
+        if (K % qt.block_values != 0) throw CodedError("ERR_INVALID_OPTION", "k must be a multiple of the block size");
         const int threads = (int) get_int(spec, "threads", 1, 64);
         const int reps = spec.Has("reps") ? (int) get_int(spec, "reps", 1, 1000) : 1;
         const std::string kernel = spec.Get("kernel").ToString().Utf8Value();
         if (kernel != "ours" && kernel != "ggml") throw CodedError("ERR_INVALID_OPTION", "kernel must be \"ours\" or \"ggml\"");
-        auto w_in = typed_array<Napi::Uint8Array>(spec, "weights", napi_uint8_array, (size_t) (N * (K / 32) * 18), "Uint8Array of n * k / 32 Q4_0 blocks");
+        auto w_in = typed_array<Napi::Uint8Array>(spec, "weights", napi_uint8_array, (size_t) (N * (K / qt.block_values) * qt.block_bytes), "Uint8Array of n rows of blocks");
         auto x_in = typed_array<Napi::Float32Array>(spec, "x", napi_float32_array, (size_t) (M * K), "Float32Array of m * k values");
 
         ggml_backend_buffer_type_t repack = extra_buffer_type("CPU_REPACK");
-        if (kernel == "ggml") ggml_cpu_set_q4_0_gemm_hook(nullptr);
-        const uint64_t calls0 = cpu::matmul_q4_0_calls();
+        if (kernel == "ggml") cpu::matmul_hook_lift();
+        const uint64_t calls0 = quant_calls(qt.type);
         mul_mat_result r;
         try {
-            r = compute_mul_mat(GGML_TYPE_Q4_0, K, N, M, w_in.Data(), x_in.Data(), threads, reps,
+            r = compute_mul_mat(qt.type, K, N, M, w_in.Data(), x_in.Data(), threads, reps,
                                 repack ? repack : ggml_backend_cpu_buffer_type());
         } catch (...) {
             if (kernel == "ggml") cpu::matmul_hook_reinstall();
             throw;
         }
-        const uint64_t calls = cpu::matmul_q4_0_calls() - calls0;
+        const uint64_t calls = quant_calls(qt.type) - calls0;
         if (kernel == "ggml") cpu::matmul_hook_reinstall();
         Napi::Object o = Napi::Object::New(env);
         o.Set("out", to_js(env, r.out));
@@ -204,15 +224,22 @@ Napi::Value MatmulQ4_0Compute(const Napi::CallbackInfo & info) {
     }
 }
 
-Napi::Value MatmulQ4_0Calls(const Napi::CallbackInfo & info) {
-    return Napi::Number::New(info.Env(), (double) cpu::matmul_q4_0_calls());
+Napi::Value MatmulQuantCalls(const Napi::CallbackInfo & info) {
+    try {
+        return Napi::Number::New(info.Env(), (double) quant_calls(quant_type_of(info[0].ToString().Utf8Value()).type));
+    } catch (const CodedError & e) {
+        throw make_error(info.Env(), e.code, e.what());
+    }
 }
 
 } // namespace
 
 void matmul_binding_register(Napi::Env env, Napi::Object exports) {
     exports.Set("matmulF16Compute", Napi::Function::New(env, MatmulF16Compute));
-    exports.Set("matmulQ4_0Compute", Napi::Function::New(env, MatmulQ4_0Compute));
-    exports.Set("matmulQ4_0Calls", Napi::Function::New(env, MatmulQ4_0Calls));
-    exports.Set("matmulQ4_0Available", Napi::Boolean::New(env, cpu::matmul_q4_0_available()));
+    exports.Set("matmulQuantCompute", Napi::Function::New(env, MatmulQuantCompute));
+    exports.Set("matmulQuantCalls", Napi::Function::New(env, MatmulQuantCalls));
+    Napi::Object available = Napi::Object::New(env);
+    available.Set("q4_0", Napi::Boolean::New(env, cpu::matmul_q4_0_available()));
+    available.Set("q4_k", Napi::Boolean::New(env, cpu::matmul_q4_k_available()));
+    exports.Set("matmulQuantAvailable", available);
 }

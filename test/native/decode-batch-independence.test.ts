@@ -25,10 +25,10 @@ const SHAPES = {
     "even blocks": { layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 32, ff: 512, vocab: "llama-spm" as const, seed: 5 },
     "odd blocks": { layers: 2, embedding: 224, heads: 7, headsKv: 1, headDim: 32, ff: 480, vocab: "llama-spm" as const, seed: 6 },
 };
-const dev = binding() as unknown as { devBindings?: boolean; matmulQ4_0Available?: boolean; matmulQ4_0Calls?: () => number };
+const dev = binding() as unknown as { devBindings?: boolean; matmulQuantAvailable?: { q4_0: boolean }; matmulQuantCalls?: (type: "q4_0") => number };
 // our Q4_0 batch kernel runs in these models where this build has it and ggml's AMX buffer
 // (which takes Q4_0 weights first) is not in play
-const oursRunsQ4_0 = !!dev.devBindings && dev.matmulQ4_0Available === true && !/\bamx_int8\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+const oursRunsQ4_0 = !!dev.devBindings && dev.matmulQuantAvailable?.q4_0 === true && !/\bamx_int8\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
 const SEQUENCES = 16;
 const STEP_SIZES = [2, 3, 5, 8, 9, 16];
 
@@ -56,7 +56,7 @@ describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the s
             // Each sequence gets its own history (prefilled alone, so the same in both arms).
             const history = Array.from({ length: SEQUENCES }, (_, s) => Array.from({ length: 6 + (s % 5) }, (_, i) => 100 + 37 * s + 11 * i));
             for (let s = 0; s < SEQUENCES; s++) await ctx.forward({ sequence: s, tokens: history[s]! });
-            const calls0 = dev.matmulQ4_0Calls?.() ?? 0;
+            const calls0 = dev.matmulQuantCalls?.("q4_0") ?? 0;
             for (const n of STEP_SIZES) {
                 const next = (s: number) => [2000 + 13 * s + n];
                 const together = await ctx.forward(Array.from({ length: n }, (_, s) => ({ sequence: s, tokens: next(s) })));
@@ -69,7 +69,7 @@ describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the s
                     expect(at, `step of ${n}, sequence ${s}: logit ${at} is ${a[at]} together, ${b[at]} alone`).toBe(-1);
                 }
             }
-            if (type === "q4_0" && oursRunsQ4_0) expect(dev.matmulQ4_0Calls!() - calls0).toBeGreaterThan(0);
+            if (type === "q4_0" && oursRunsQ4_0) expect(dev.matmulQuantCalls!("q4_0") - calls0).toBeGreaterThan(0);
         } finally {
             await ctx.dispose();
         }

@@ -21,13 +21,8 @@
 // gemm for this layout do; so every output is bit for bit theirs.
 #include "matmul_q4_0.h"
 
-#include "ggml-cpu.h"
-
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
@@ -40,15 +35,6 @@
 
 namespace llamafuse {
 namespace cpu {
-
-namespace {
-std::atomic<unsigned long long> g_calls{0};
-bool g_hook_on = false;  // what matmul_hook_install decided
-} // namespace
-
-unsigned long long matmul_q4_0_calls() {
-    return g_calls.load(std::memory_order_relaxed);
-}
 
 #if LLAMAFUSE_MATMUL_Q4_0
 namespace {
@@ -247,7 +233,6 @@ bool matmul_q4_0_gemm(int n, float * s, size_t bs, const void * vx, const void *
             default: break;
         }
     }
-    g_calls.fetch_add(1, std::memory_order_relaxed);
     return true;
 }
 
@@ -262,19 +247,6 @@ bool matmul_q4_0_gemm(int, float *, size_t, const void *, const void *, int, int
 }
 
 #endif
-
-void matmul_hook_install() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        const char * off = std::getenv("LLAMAFUSE_GGML_MATMUL");
-        g_hook_on = matmul_q4_0_available() && !(off != nullptr && std::strcmp(off, "1") == 0);
-        matmul_hook_reinstall();
-    });
-}
-
-void matmul_hook_reinstall() {
-    ggml_cpu_set_q4_0_gemm_hook(g_hook_on ? matmul_q4_0_gemm : nullptr);
-}
 
 } // namespace cpu
 } // namespace llamafuse

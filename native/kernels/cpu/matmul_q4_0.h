@@ -6,7 +6,7 @@
 // kernel for the rows past a multiple of 4, which reads all the weights again for each of
 // them. This one takes every row, once, in the same layouts, and
 // gives bit for bit the same floats (so a stream's logits never depend on which other streams
-// share its step); it is installed into ggml's dispatch by native/patches/0017.
+// share its step); matmul_hook.cpp hands it ggml's chunks (native/patches/0017).
 #pragma once
 
 #include <cstddef>
@@ -17,22 +17,13 @@ namespace cpu {
 // True where this build has the kernel (compiled with AVX-512 F/BW/VL and VNNI).
 bool matmul_q4_0_available();
 
-// One chunk of ggml's q4_0_8x8 matmul (patch 0017's hook, ggml-cpu/repack.h's layouts): n
+// One chunk of ggml's q4_0_8x8 matmul (ggml-cpu/repack.h's layouts): n
 // inputs (a multiple of 32), nc weight columns (a multiple of 8) in block_q4_0x8 groups, nr
 // activation rows as ggml quantized them: nr / 4 block_q8_0x4 groups, then the last nr % 4
 // as plain block_q8_0 rows; s[row * bs + col] receives each dot product.
 // Returns false, computing nothing, for one row (ggml's 1-row kernel is as fast), for shapes
 // outside that contract, or where unavailable.
 bool matmul_q4_0_gemm(int n, float * s, size_t bs, const void * vx, const void * vy, int nr, int nc);
-
-// Calls of matmul_q4_0_gemm that computed (tests prove with it which kernel ran).
-unsigned long long matmul_q4_0_calls();
-
-// Installs matmul_q4_0_gemm into ggml (idempotent; addon init). With LLAMAFUSE_GGML_MATMUL=1
-// in the environment ggml keeps its own kernel (for A/B measurements).
-void matmul_hook_install();
-// Puts back what matmul_hook_install decided, after a test lifted the hook.
-void matmul_hook_reinstall();
 
 } // namespace cpu
 } // namespace llamafuse

@@ -1,0 +1,246 @@
+// Q4_0 and Q4_K weights x F32 activations as a model computes them on a CPU without AMX: the
+// weights sit in ggml's CPU_REPACK buffer (q4_0_8x8, q4_K_8x8), ggml quantizes the
+// activations (Q8_0 / Q8_K; groups of 4 rows interleaved, the rows past a multiple of 4
+// plain), and batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / matmul_q4_k
+// (AVX-512 VNNI, hooked in by patch 0017) where ggml would run its own kernels; a single row
+// stays on ggml's. Through a one-op ggml graph (a development binding), on ggml's own threads
+// and column chunks:
+//   - each row equals that row computed alone (ggml's 1-row kernel), bit for bit, so a
+//     stream's logits never depend on the rows that share its step; for Q4_0 ours also equals
+//     ggml's batch kernel. ggml's Q4_K batch kernel does not equal its own 1-row kernel (it
+//     rounds differently: about half the outputs differ in the last bits), so with ggml's
+//     kernels a Q4_K stream's logits depended on the step; with ours they do not;
+//   - both are within the activation quantization's rounding bound of a float64 product of the
+//     same weights;
+//   - the kernels' call counters prove which kernel ran.
+import { describe, expect, it } from "vitest";
+import { binding } from "../../src/binding.js";
+import { f16BitsToF32, f32ToF16Bits } from "../../src/synth/gguf/quant.js";
+import { rng } from "../helpers/attention-ref.js";
+
+type QuantType = "q4_0" | "q4_k";
+interface QuantResult {
+    out: Float32Array;
+    repacked: boolean;
+    oursCalls: number;
+    seconds: number;
+}
+interface MatmulDevBinding {
+    matmulQuantCompute(spec: { type: QuantType; k: number; n: number; m: number; weights: Uint8Array; x: Float32Array; threads: number; kernel: "ours" | "ggml" }): QuantResult;
+    matmulQuantAvailable: Record<QuantType, boolean>;
+}
+const dev = binding() as unknown as Partial<MatmulDevBinding> & { devBindings?: boolean };
+const available = (type: QuantType) => !!dev.devBindings && dev.matmulQuantAvailable?.[type] === true;
+
+/** Per type: values and bytes per block, a random block writer, and the block's weights. */
+interface Format {
+    values: number;
+    bytes: number;
+    /** The activations' rounding per value, as a fraction of the quantization block's amax (0.5 / 127, widened for the scale's own rounding). */
+    actRounding: number;
+    write(view: DataView, at: number, r: () => number): void;
+    weights(view: DataView, at: number, out: Float64Array, o: number): void;
+}
+
+const FORMATS: Record<QuantType, Format> = {
+    // Q4_0: f16 d, 16 bytes of nibble pairs (weight j low, j + 16 high), weight d x (q - 8).
+    // Activations: Q8_0, scale amax / 127 rounded to f16 (<= 0.57 x scale in all).
+    q4_0: {
+        values: 32,
+        bytes: 18,
+        actRounding: 0.57 / 127,
+        write(view, at, r) {
+            view.setUint16(at, f32ToF16Bits(0.002 + 0.02 * r()), true);
+            for (let j = 0; j < 16; j++) view.setUint8(at + 2 + j, Math.floor(r() * 256));
+        },
+        weights(view, at, out, o) {
+            const d = f16BitsToF32(view.getUint16(at, true));
+            for (let j = 0; j < 16; j++) {
+                const q = view.getUint8(at + 2 + j);
+                out[o + j] = d * ((q & 15) - 8);
+                out[o + j + 16] = d * ((q >> 4) - 8);
+            }
+        },
+    },
+    // Q4_K: f16 d and dmin, 12 bytes of 6-bit scales and mins for 8 sub-blocks of 32, 128 bytes
+    // of nibbles (byte 32g + l: weight 64g + l low, 64g + 32 + l high), weight d x sc x q - dmin
+    // x mn. Activations: Q8_K, one float scale amax / 127 per 256 values.
+    q4_k: {
+        values: 256,
+        bytes: 144,
+        actRounding: 0.51 / 127,
+        write(view, at, r) {
+            view.setUint16(at, f32ToF16Bits(0.0005 + 0.002 * r()), true);
+            view.setUint16(at + 2, f32ToF16Bits(0.0002 + 0.001 * r()), true);
+            for (let j = 0; j < 140; j++) view.setUint8(at + 4 + j, Math.floor(r() * 256));
+        },
+        weights(view, at, out, o) {
+            const d = f16BitsToF32(view.getUint16(at, true)), dmin = f16BitsToF32(view.getUint16(at + 2, true));
+            const sc = (j: number) => view.getUint8(at + 4 + j);
+            for (let sb = 0; sb < 8; sb++) {
+                // llama.cpp's get_scale_min_k4
+                const scale = sb < 4 ? sc(sb) & 63 : (sc(sb + 4) & 15) | ((sc(sb - 4) >> 6) << 4);
+                const min = sb < 4 ? sc(sb + 4) & 63 : (sc(sb + 4) >> 4) | ((sc(sb) >> 6) << 4);
+                const g = sb >> 1, high = sb & 1;
+                for (let l = 0; l < 32; l++) {
+                    const byte = view.getUint8(at + 16 + 32 * g + l);
+                    const q = high ? byte >> 4 : byte & 15;
+                    out[o + 32 * sb + l] = d * scale * q - dmin * min;
+                }
+            }
+        },
+    },
+};
+
+interface Case {
+    type: QuantType;
+    k: number;
+    n: number;
+    m: number;
+    threads: number;
+    weights: Uint8Array;
+    x: Float32Array;
+}
+
+function randomCase(type: QuantType, k: number, n: number, m: number, threads: number, seed: number): Case {
+    const f = FORMATS[type];
+    const r = rng(seed);
+    const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+    const blocks = n * (k / f.values);
+    const weights = new Uint8Array(blocks * f.bytes);
+    const view = new DataView(weights.buffer);
+    for (let b = 0; b < blocks; b++) f.write(view, b * f.bytes, r);
+    const x = Float32Array.from({ length: m * k }, () => gauss());
+    return { type, k, n, m, threads, weights, x };
+}
+
+function dequantize(c: Case): Float64Array {
+    const f = FORMATS[c.type];
+    const w = new Float64Array(c.n * c.k);
+    const view = new DataView(c.weights.buffer);
+    for (let b = 0; b < c.n * (c.k / f.values); b++) f.weights(view, b * f.bytes, w, b * f.values);
+    return w;
+}
+
+/**
+ * Worst |out - float64 product| over all outputs, as a fraction of that output's bound: ggml
+ * rounds each block of activations (32 values for Q8_0, 256 for Q8_K) to 8 bits, |error| <=
+ * actRounding x the block's amax per value, so |error| <= sum over blocks of that x sum |w|,
+ * plus float32 accumulation (1e-5 of sum |w x|).
+ */
+function worstBoundFraction(c: Case, out: Float32Array): number {
+    const f = FORMATS[c.type];
+    const act = c.type === "q4_0" ? 32 : 256;
+    const w = dequantize(c);
+    let worst = 0;
+    for (let i = 0; i < c.m; i++) {
+        for (let j = 0; j < c.n; j++) {
+            let dot = 0, bound = 0, scale = 0;
+            for (let b = 0; b < c.k / act; b++) {
+                let amax = 0, wsum = 0;
+                for (let t = b * act; t < (b + 1) * act; t++) {
+                    const wt = w[j * c.k + t]!, xt = c.x[i * c.k + t]!;
+                    dot += wt * xt;
+                    scale += Math.abs(wt * xt);
+                    amax = Math.max(amax, Math.abs(xt));
+                    wsum += Math.abs(wt);
+                }
+                bound += f.actRounding * amax * wsum;
+            }
+            worst = Math.max(worst, Math.abs(out[i * c.n + j]! - dot) / (bound + 1e-5 * scale));
+        }
+    }
+    return worst;
+}
+
+/** Index of the first output whose bits differ (NaN never equals), or -1. */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+    if (a.length !== b.length) return 0;
+    for (let i = 0; i < a.length; i++) if (!(a[i] === b[i]) || Object.is(a[i], -0) !== Object.is(b[i], -0)) return i;
+    return -1;
+}
+
+const compute = (c: Case, kernel: "ours" | "ggml", rows?: [number, number]) => {
+    const [r0, r1] = rows ?? [0, c.m];
+    return dev.matmulQuantCompute!({ type: c.type, k: c.k, n: c.n, m: r1 - r0, weights: c.weights, x: c.x.subarray(r0 * c.k, r1 * c.k), threads: c.threads, kernel });
+};
+
+// m: 1..136 rows (8-row tiles, a 4-row tail, 1-3 plain rows past a multiple of 4; 1 row alone
+// stays on ggml's kernel); n: one group of 8 columns, 16-column tiles with an 8-column tail
+// (24, 40, 72, 264); k: 1 to 64 blocks; 1-3 threads (ggml's column chunks split differently).
+const SHAPES: Record<QuantType, [k: number, n: number, m: number, threads: number][]> = {
+    q4_0: [
+        [32, 8, 4, 1], [96, 24, 5, 2], [256, 40, 8, 2], [512, 16, 12, 3], [2048, 264, 17, 2], [1024, 72, 136, 2], [64, 8, 1, 1],
+        [128, 56, 2, 2], [128, 56, 3, 2], [320, 48, 7, 2], [64, 16, 14, 1],
+    ],
+    q4_k: [
+        [256, 8, 4, 1], [512, 24, 5, 2], [256, 40, 8, 2], [768, 16, 12, 3], [2048, 264, 17, 2], [512, 72, 136, 2], [256, 8, 1, 1],
+        [256, 56, 2, 2], [512, 56, 3, 2], [1280, 48, 7, 2], [256, 16, 14, 1],
+    ],
+};
+
+describe.each(["q4_0", "q4_k"] as const)("%s x activations batch matmul on AVX-512 VNNI (kernels/cpu/matmul_%s, patch 0017)", (type) => {
+    it.skipIf(!available(type)).each(SHAPES[type])("k %i, n %i, %i rows, %i threads: ours equals ggml's kernels bit for bit, within the rounding bound of float64", (k, n, m, threads) => {
+        const c = randomCase(type, k, n, m, threads, k * 7 + n * 13 + m);
+        const ours = compute(c, "ours");
+        expect(ours.repacked).toBe(true);
+        // batches of 2+ rows take our kernel; 1 row stays on ggml's 1-row kernel
+        if (m >= 2) expect(ours.oursCalls).toBeGreaterThan(0);
+        else expect(ours.oursCalls).toBe(0);
+        const alone = new Float32Array(m * n);
+        for (let i = 0; i < m; i++) {
+            const row = compute(c, "ggml", [i, i + 1]);
+            expect(row.oursCalls).toBe(0);
+            alone.set(row.out, i * n);
+        }
+        const at = firstDifference(ours.out, alone);
+        expect(at, `output ${at}: ${ours.out[at]} ours, ${alone[at]} ggml's 1-row kernel`).toBe(-1);
+        if (type === "q4_0") {
+            const ggml = compute(c, "ggml");
+            expect(ggml.oursCalls).toBe(0);
+            const atBatch = firstDifference(ours.out, ggml.out);
+            expect(atBatch, `output ${atBatch}: ${ours.out[atBatch]} ours, ${ggml.out[atBatch]} ggml's batch kernel`).toBe(-1);
+        }
+        expect(worstBoundFraction(c, ours.out)).toBeLessThan(1);
+    });
+
+    it.skipIf(!available(type))("each row of a batch equals that row computed alone (ggml's 1-row kernel), bit for bit", () => {
+        const shapes = type === "q4_0" ? [[256, 40, 8], [2048, 264, 17], [96, 24, 12], [160, 32, 3]] : [[256, 40, 8], [2048, 264, 17], [512, 24, 12], [768, 32, 3]];
+        for (const [k, n, m] of shapes as [number, number, number][]) {
+            const c = randomCase(type, k, n, m, 2, 99 + m);
+            const batch = compute(c, "ours");
+            expect(batch.oursCalls).toBeGreaterThan(0);
+            for (let i = 0; i < m; i++) {
+                const alone = compute(c, "ours", [i, i + 1]);
+                expect(alone.oursCalls).toBe(0);
+                const row = batch.out.subarray(i * n, (i + 1) * n);
+                const at = firstDifference(row, alone.out);
+                expect(at, `k ${k}, n ${n}: row ${i}, column ${at}: ${row[at]} in the batch, ${alone.out[at]} alone`).toBe(-1);
+            }
+        }
+    });
+
+    it.skipIf(!available(type))("extreme values (every nibble 0 or 15, activations quantized to -127/127) agree exactly", () => {
+        const f = FORMATS[type];
+        const k = 1024, n = 24, m = 8;
+        for (const byte of [0x00, 0xff, 0x0f]) {
+            const c = randomCase(type, k, n, m, 2, 5);
+            const nibbles = type === "q4_0" ? 2 : 16; // where a block's nibbles start
+            for (let b = 0; b < n * (k / f.values); b++) c.weights.fill(byte, b * f.bytes + nibbles, (b + 1) * f.bytes);
+            if (type === "q4_k") {
+                // all 6-bit scales and mins at their largest: the 12 scale bytes all ones
+                for (let b = 0; b < n * (k / f.values); b++) c.weights.fill(0xff, b * f.bytes + 4, b * f.bytes + 16);
+            }
+            c.x.forEach((_, i) => (c.x[i] = i % 3 === 0 ? -1000 : 1000));
+            const ours = compute(c, "ours");
+            expect(ours.oursCalls).toBeGreaterThan(0);
+            for (let i = 0; i < m; i++) {
+                const alone = compute(c, "ggml", [i, i + 1]);
+                const row = ours.out.subarray(i * n, (i + 1) * n);
+                const at = firstDifference(row, alone.out);
+                expect(at, `byte ${byte}: row ${i}, output ${at}: ${row[at]} ours, ${alone.out[at]} ggml's 1-row kernel`).toBe(-1);
+            }
+            expect(worstBoundFraction(c, ours.out)).toBeLessThan(1);
+        }
+    });
+});

@@ -146,11 +146,12 @@ void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const void *
         // prefetchers alone leave the tile waiting on them: fetch both groups 8 blocks ahead
         // (past the last block these are the next groups' first, which come next).
         if (prefetch) {
-            const char * ahead_a = (const char *) (wa + b + PREFETCH_BLOCKS);
-            const char * ahead_b = (const char *) (wb + b + PREFETCH_BLOCKS);
-            for (int line = 0; line < (int) sizeof(block_q4_0x8); line += 64) {
-                _mm_prefetch(ahead_a + line, _MM_HINT_T0);
-                _mm_prefetch(ahead_b + line, _MM_HINT_T0);
+            // addresses as integers: past the last group they may point beyond the tensor
+            // (a prefetch never faults, but such a pointer would be undefined)
+            const uintptr_t ahead = (uintptr_t) (b + PREFETCH_BLOCKS) * sizeof(block_q4_0x8);
+            for (uintptr_t line = 0; line < sizeof(block_q4_0x8); line += 64) {
+                _mm_prefetch((const char *) ((uintptr_t) wa + ahead + line), _MM_HINT_T0);
+                _mm_prefetch((const char *) ((uintptr_t) wb + ahead + line), _MM_HINT_T0);
             }
         }
         // 32-bit lanes of a group's first 64 bytes are (column c, bytes 4h..4h+3) at 2c + h;

@@ -20,6 +20,7 @@
 // acc = fma(float(dot), d_weight * d_row, acc), blocks in order, which is what ggml's gemv and
 // gemm for this layout do; so every output is bit for bit theirs.
 #include "matmul_q4_0.h"
+#include "matmul_tiles.h"
 
 #include <cstdint>
 #include <cstring>
@@ -188,6 +189,24 @@ void tile(int nb, const block_q4_0x8 * wa, const block_q4_0x8 * wb, const void *
     }
 }
 
+// One column tile of a chunk (for_each_row_tile walks its rows): rows<R, Grouped>(y) runs the
+// tile of R rows from row y.
+struct column_tile {
+    int nb;
+    const block_q4_0x8 * wa, * wb;
+    const block_q8_0x4 * grouped;
+    const void * plain;
+    const row_block * pre;
+    float * out;
+    size_t bs;
+    bool only8;
+    template <int R, bool Grouped>
+    void rows(int y) const {
+        const void * first = Grouped ? (const void *) (grouped + (size_t) (y / 4) * nb) : plain;
+        tile<R, Grouped>(nb, wa, wb, first, pre + (size_t) y * nb, out + (size_t) y * bs, bs, only8, y == 0);
+    }
+};
+
 } // namespace
 
 bool matmul_q4_0_available() {
@@ -217,22 +236,8 @@ bool matmul_q4_0_gemm(int n, float * s, size_t bs, const void * vx, const void *
         const bool only8 = x + 1 == col_groups;
         const block_q4_0x8 * wb = only8 ? wa : wa + nb;
         float * out = s + (size_t) x * 8;
-        int y = 0;
-        for (; y + 8 <= 4 * groups; y += 8) {
-            tile<8, true>(nb, wa, wb, grouped + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8, y == 0);
-        }
-        if (y < 4 * groups) {
-            tile<4, true>(nb, wa, wb, grouped + (size_t) (y / 4) * nb, pre.data() + (size_t) y * nb, out + (size_t) y * bs, bs, only8, y == 0);
-            y += 4;
-        }
-        const row_block * pre_rest = pre.data() + (size_t) y * nb;
-        float * out_rest = out + (size_t) y * bs;
-        switch (rest) {
-            case 1: tile<1, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8, y == 0); break;
-            case 2: tile<2, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8, y == 0); break;
-            case 3: tile<3, false>(nb, wa, wb, plain, pre_rest, out_rest, bs, only8, y == 0); break;
-            default: break;
-        }
+        const column_tile run{nb, wa, wb, grouped, plain, pre.data(), out, bs, only8};
+        for_each_row_tile(groups, rest, run);
     }
     return true;
 }

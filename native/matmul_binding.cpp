@@ -11,8 +11,9 @@
 //     The weights go into ggml's CPU_REPACK buffer (q4_0_8x8 / q4_K_8x8 where this CPU has
 //     AVX2; repacked: false when the buffer declined them), where batches of rows run
 //     kernels/cpu/matmul_q4_0 or matmul_q4_k ("ours", oursCalls: its calls during the
-//     computes) or, with "ggml", ggml's own (the hook is lifted for the call: both give the
-//     same floats, so a model computing at the same time in this process sees no difference).
+//     computes) or, with "ggml", ggml's own (the hook is lifted for the call, for every type:
+//     a Q4_0 model computing at the same time in this process gets the same floats either
+//     way, a Q4_K one would take ggml's batch kernel meanwhile, which rounds differently).
 //   matmulQuantCalls(type) -> number: calls of that kernel so far in this process.
 //   matmulQuantAvailable: { q4_0: bool, q4_k: bool }, whether this build has the kernels.
 // SYNCHRONOUS, keep shapes small. seconds: the fastest of reps computes (default 1).

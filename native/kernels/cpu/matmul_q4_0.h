@@ -4,9 +4,9 @@
 // a decode step of several streams or a prompt through its own kernels for that layout: one
 // that spends three instructions on signs for every multiply (4 rows at a time), and a 1-row
 // kernel for the rows past a multiple of 4, which reads all the weights again for each of
-// them. This one takes every row, once, in the same layouts, and
-// gives bit for bit the same floats (so a stream's logits never depend on which other streams
-// share its step); matmul_hook.cpp hands it ggml's chunks (native/patches/0017).
+// them. This one takes every row, once, in the same layouts, and gives bit for bit the same
+// floats (so a stream's logits never depend on which other streams share its step);
+// matmul_hook.cpp hands it ggml's chunks (native/patches/0017).
 #pragma once
 
 #include <cstddef>

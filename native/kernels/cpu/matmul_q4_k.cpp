@@ -30,7 +30,7 @@
 // GCC 12's avx512fintrin.h passes _mm512_undefined_*() as the unused source of unmasked
 // intrinsics (cvtph_ps, cvtepi32_ps), which -Wmaybe-uninitialized reports.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
+#include "matmul_lanes.h"
 #endif
 
 namespace llamafuse {
@@ -57,8 +57,6 @@ struct block_q8_K {
 };
 static_assert(sizeof(block_q4_Kx8) == 1152 && sizeof(block_q8_Kx4) == 1168 && sizeof(block_q8_K) == 292, "ggml's block sizes");
 
-constexpr int GROUPED_OFFSETS[8] = {0, 4, 32, 36, 64, 68, 96, 100};  // values 4j..4j+3 of a sub-block
-constexpr int PLAIN_OFFSETS[8] = {0, 4, 8, 12, 16, 20, 24, 28};
 
 // A column group's super-block, unpacked once per call: the 6-bit scales sc[sb][c] and mins
 // mn[sb][c] as bytes.
@@ -121,12 +119,6 @@ void prepare_rows(const block_q8_Kx4 * a, int groups, const block_q8_K * plain, 
     }
 }
 
-inline __m512i bcast32(const void * p) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
-
 // 16 bytes: two column groups' 8 (b's repeat a's when only 8 columns are left)
 inline __m128i bytes16(const uint8_t * a, const uint8_t * b) {
     return _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *) a), _mm_loadl_epi64((const __m128i *) b));
@@ -148,8 +140,6 @@ void tile(int nb, const block_q4_Kx8 * wa, const block_q4_Kx8 * wb, col_block * 
           const void * rows, const row_block * pre, float * s, size_t bs, bool only8, bool first) {
     static_assert(!Grouped || R % 4 == 0, "grouped rows come in fours");
     constexpr const int * off = Grouped ? GROUPED_OFFSETS : PLAIN_OFFSETS;
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     const __m512i m0f = _mm512_set1_epi8(0x0F);
 
     __m512 acc[R], acc_min[R];
@@ -169,15 +159,14 @@ void tile(int nb, const block_q4_Kx8 * wa, const block_q4_Kx8 * wb, col_block * 
         __m512i dot[R];
         for (int m = 0; m < R; m++) dot[m] = _mm512_setzero_si512();
         for (int g = 0; g < 4; g++) {
-            // sub-blocks 2g (low nibbles) and 2g + 1 (high) of 16 columns: lo[j], hi[j] hold
-            // each column's weights 4j..4j+3 (a group's 32-bit lanes are (column c, bytes
-            // 4h..4h+3) at 2c + h; the permutes gather h = 0, then h = 1, of both groups)
+            // sub-blocks 2g (low nibbles) and 2g + 1 (high) of 16 columns, one per lane
+            // (matmul_lanes.h): lo[j], hi[j] hold each column's weights 4j..4j+3
             __m512i lo[8], hi[8];
             for (int u = 0; u < 4; u++) {
                 const __m512i a = _mm512_loadu_si512(wa[b].qs + 64 * (4 * g + u));
                 const __m512i c = _mm512_loadu_si512(wb[b].qs + 64 * (4 * g + u));
-                const __m512i pe = _mm512_permutex2var_epi32(a, even, c);
-                const __m512i po = _mm512_permutex2var_epi32(a, odd, c);
+                const __m512i pe = columns_h0(a, c);
+                const __m512i po = columns_h1(a, c);
                 lo[2 * u] = _mm512_and_si512(pe, m0f);
                 lo[2 * u + 1] = _mm512_and_si512(po, m0f);
                 hi[2 * u] = _mm512_and_si512(_mm512_srli_epi16(pe, 4), m0f);

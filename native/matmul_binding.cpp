@@ -5,23 +5,26 @@
 //     The weights go into the CPU's AMX buffer type when this machine has one (amx: true), where
 //     ggml runs the buffer's kernels on them (patch 0015's AMX-BF16 kernel); otherwise, or with
 //     plainBuffer, into a plain CPU buffer (ggml's own matmul).
-//   matmulQuantCompute({ type: "q4_0" | "q4_k", k, n, m, weights: Uint8Array (n rows of k / 32
-//   Q4_0 blocks or k / 256 Q4_K blocks), x, threads, kernel: "ours" | "ggml", reps? })
-//   -> { out, repacked: bool, oursCalls: number, seconds }
-//     The weights go into ggml's CPU_REPACK buffer (q4_0_8x8 / q4_K_8x8 where this CPU has
-//     AVX2; repacked: false when the buffer declined them), where batches of rows run
-//     kernels/cpu/matmul_q4_0 or matmul_q4_k ("ours", oursCalls: its calls during the
-//     computes) or, with "ggml", ggml's own (the hook is lifted for the call, for every type:
-//     a Q4_0 model computing at the same time in this process gets the same floats either
-//     way, a Q4_K one would take ggml's batch kernel meanwhile, which rounds differently).
+//   matmulQuantCompute({ type: "q4_0" | "q4_k" | "q6_k", k, n, m, weights: Uint8Array (n rows
+//   of k / 32 Q4_0 blocks, k / 256 Q4_K or Q6_K blocks), x, threads, kernel: "ours" | "ggml",
+//   reps? }) -> { out, repacked: bool, oursCalls: number, seconds }
+//     Q4_0 and Q4_K weights go into ggml's CPU_REPACK buffer (q4_0_8x8 / q4_K_8x8 where this
+//     CPU has AVX2; repacked: false when the buffer declined them), Q6_K weights into a plain
+//     CPU buffer (ggml's generic matmul), as a model load puts them on x86. Batches of rows run
+//     kernels/cpu/matmul_q4_0, matmul_q4_k or matmul_q6_k ("ours", oursCalls: its calls during
+//     the computes) or, with "ggml", ggml's own (the hooks are lifted for the call, for every
+//     type: a Q4_0 or Q6_K model computing at the same time in this process gets the same
+//     floats either way, a Q4_K one would take ggml's batch kernel meanwhile, which rounds
+//     differently).
 //   matmulQuantCalls(type) -> number: calls of that kernel so far in this process.
-//   matmulQuantAvailable: { q4_0: bool, q4_k: bool }, whether this build has the kernels.
+//   matmulQuantAvailable: { q4_0, q4_k, q6_k: bool }, whether this build has the kernels.
 // SYNCHRONOUS, keep shapes small. seconds: the fastest of reps computes (default 1).
 #include "matmul_binding.h"
 #include "common.h"
 #include "kernels/cpu/matmul_hook.h"
 #include "kernels/cpu/matmul_q4_0.h"
 #include "kernels/cpu/matmul_q4_k.h"
+#include "kernels/cpu/matmul_q6_k.h"
 
 #include "ggml.h"
 #include "ggml-alloc.h"
@@ -166,20 +169,27 @@ Napi::Value MatmulF16Compute(const Napi::CallbackInfo & info) {
     }
 }
 
-// "q4_0" / "q4_k": the ggml type, the weights per block and the bytes per block
+// "q4_0" / "q4_k" / "q6_k": the ggml type, the weights per block, the bytes per block, and
+// whether ggml repacks it on x86
 struct quant_type {
     ggml_type type;
     int64_t block_values;
     int64_t block_bytes;
+    bool repacked;
 };
 quant_type quant_type_of(const std::string & name) {
-    if (name == "q4_0") return { GGML_TYPE_Q4_0, 32, 18 };
-    if (name == "q4_k") return { GGML_TYPE_Q4_K, 256, 144 };
-    throw CodedError("ERR_INVALID_OPTION", "type must be \"q4_0\" or \"q4_k\"");
+    if (name == "q4_0") return { GGML_TYPE_Q4_0, 32, 18, true };
+    if (name == "q4_k") return { GGML_TYPE_Q4_K, 256, 144, true };
+    if (name == "q6_k") return { GGML_TYPE_Q6_K, 256, 210, false };
+    throw CodedError("ERR_INVALID_OPTION", "type must be \"q4_0\", \"q4_k\" or \"q6_k\"");
 }
 
 unsigned long long quant_calls(ggml_type type) {
-    return type == GGML_TYPE_Q4_0 ? cpu::matmul_q4_0_calls() : cpu::matmul_q4_k_calls();
+    switch (type) {
+        case GGML_TYPE_Q4_0: return cpu::matmul_q4_0_calls();
+        case GGML_TYPE_Q4_K: return cpu::matmul_q4_k_calls();
+        default: return cpu::matmul_q6_k_calls();
+    }
 }
 
 Napi::Value MatmulQuantCompute(const Napi::CallbackInfo & info) {
@@ -189,7 +199,7 @@ Napi::Value MatmulQuantCompute(const Napi::CallbackInfo & info) {
         Napi::Object spec = info[0].As<Napi::Object>();
         const quant_type qt = quant_type_of(spec.Get("type").ToString().Utf8Value());
         const int64_t K = get_int(spec, "k", qt.block_values, 1 << 16);
-        const int64_t N = get_int(spec, "n", 8, 1 << 16);
+        const int64_t N = get_int(spec, "n", qt.repacked ? 8 : 1, 1 << 16);
         const int64_t M = get_int(spec, "m", 1, 1 << 12);
         if (K % qt.block_values != 0) throw CodedError("ERR_INVALID_OPTION", "k must be a multiple of the block size");
         const int threads = (int) get_int(spec, "threads", 1, 64);
@@ -199,7 +209,7 @@ Napi::Value MatmulQuantCompute(const Napi::CallbackInfo & info) {
         auto w_in = typed_array<Napi::Uint8Array>(spec, "weights", napi_uint8_array, (size_t) (N * (K / qt.block_values) * qt.block_bytes), "Uint8Array of n rows of blocks");
         auto x_in = typed_array<Napi::Float32Array>(spec, "x", napi_float32_array, (size_t) (M * K), "Float32Array of m * k values");
 
-        ggml_backend_buffer_type_t repack = extra_buffer_type("CPU_REPACK");
+        ggml_backend_buffer_type_t repack = qt.repacked ? extra_buffer_type("CPU_REPACK") : nullptr;
         if (kernel == "ggml") cpu::matmul_hook_lift();
         const uint64_t calls0 = quant_calls(qt.type);
         mul_mat_result r;
@@ -242,5 +252,6 @@ void matmul_binding_register(Napi::Env env, Napi::Object exports) {
     Napi::Object available = Napi::Object::New(env);
     available.Set("q4_0", Napi::Boolean::New(env, cpu::matmul_q4_0_available()));
     available.Set("q4_k", Napi::Boolean::New(env, cpu::matmul_q4_k_available()));
+    available.Set("q6_k", Napi::Boolean::New(env, cpu::matmul_q6_k_available()));
     exports.Set("matmulQuantAvailable", available);
 }

@@ -1,15 +1,16 @@
-// Q4_0 and Q4_K weights x F32 activations as a model computes them on a CPU without AMX: the
-// weights sit in ggml's CPU_REPACK buffer (q4_0_8x8, q4_K_8x8), ggml quantizes the
-// activations (Q8_0 / Q8_K; groups of 4 rows interleaved, the rows past a multiple of 4
-// plain), and batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / matmul_q4_k
-// (AVX-512 VNNI, hooked in by patch 0017) where ggml would run its own kernels; a single row
-// stays on ggml's. Through a one-op ggml graph (a development binding), on ggml's own threads
-// and column chunks:
+// Q4_0, Q4_K and Q6_K weights x F32 activations as a model computes them on a CPU without AMX:
+// Q4_0 and Q4_K weights sit in ggml's CPU_REPACK buffer (q4_0_8x8, q4_K_8x8), Q6_K weights in
+// a plain buffer (ggml's generic matmul); ggml quantizes the activations (Q8_0 / Q8_K; for the
+// repacked types groups of 4 rows interleaved, the rows past a multiple of 4 plain), and
+// batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / matmul_q4_k / matmul_q6_k
+// (AVX-512 VNNI, hooked in by patches 0017 and 0018) where ggml would run its own kernels; a
+// single row stays on ggml's. Through a one-op ggml graph (a development binding), on ggml's
+// own threads and chunks:
 //   - each row equals that row computed alone (ggml's 1-row kernel), bit for bit, so a
-//     stream's logits never depend on the rows that share its step; for Q4_0 ours also equals
-//     ggml's batch kernel. ggml's Q4_K batch kernel does not equal its own 1-row kernel (it
-//     rounds differently: about half the outputs differ in the last bits), so with ggml's
-//     kernels a Q4_K stream's logits depended on the step; with ours they do not;
+//     stream's logits never depend on the rows that share its step; for Q4_0 and Q6_K ours
+//     also equals ggml's batch computation. ggml's Q4_K batch kernel does not equal its own
+//     1-row kernel (it rounds differently: about half the outputs differ in the last bits), so
+//     with ggml's kernels a Q4_K stream's logits depended on the step; with ours they do not;
 //   - both are within the activation quantization's rounding bound of a float64 product of the
 //     same weights;
 //   - the kernels' call counters prove which kernel ran.
@@ -18,7 +19,7 @@ import { binding } from "../../src/binding.js";
 import { f16BitsToF32, f32ToF16Bits } from "../../src/synth/gguf/quant.js";
 import { rng } from "../helpers/attention-ref.js";
 
-type QuantType = "q4_0" | "q4_k";
+type QuantType = "q4_0" | "q4_k" | "q6_k";
 interface QuantResult {
     out: Float32Array;
     repacked: boolean;
@@ -38,8 +39,12 @@ interface Format {
     bytes: number;
     /** The activations' rounding per value, as a fraction of the quantization block's amax (0.5 / 127, widened for the scale's own rounding). */
     actRounding: number;
+    /** Whether ggml repacks the type on x86 (CPU_REPACK) or keeps it as stored. */
+    repacked: boolean;
     write(view: DataView, at: number, r: () => number): void;
     weights(view: DataView, at: number, out: Float64Array, o: number): void;
+    /** Sets the block at `at` to extreme values: every quant byte to `byte`, the sub-block scales to their largest magnitude. */
+    extreme(block: Uint8Array, at: number, byte: number): void;
 }
 
 const FORMATS: Record<QuantType, Format> = {
@@ -49,6 +54,7 @@ const FORMATS: Record<QuantType, Format> = {
         values: 32,
         bytes: 18,
         actRounding: 0.57 / 127,
+        repacked: true,
         write(view, at, r) {
             view.setUint16(at, f32ToF16Bits(0.002 + 0.02 * r()), true);
             for (let j = 0; j < 16; j++) view.setUint8(at + 2 + j, Math.floor(r() * 256));
@@ -61,6 +67,9 @@ const FORMATS: Record<QuantType, Format> = {
                 out[o + j + 16] = d * ((q >> 4) - 8);
             }
         },
+        extreme(block, at, byte) {
+            block.fill(byte, at + 2, at + 18);
+        },
     },
     // Q4_K: f16 d and dmin, 12 bytes of 6-bit scales and mins for 8 sub-blocks of 32, 128 bytes
     // of nibbles (byte 32g + l: weight 64g + l low, 64g + 32 + l high), weight d x sc x q - dmin
@@ -69,6 +78,7 @@ const FORMATS: Record<QuantType, Format> = {
         values: 256,
         bytes: 144,
         actRounding: 0.51 / 127,
+        repacked: true,
         write(view, at, r) {
             view.setUint16(at, f32ToF16Bits(0.0005 + 0.002 * r()), true);
             view.setUint16(at + 2, f32ToF16Bits(0.0002 + 0.001 * r()), true);
@@ -88,6 +98,48 @@ const FORMATS: Record<QuantType, Format> = {
                     out[o + 32 * sb + l] = d * scale * q - dmin * min;
                 }
             }
+        },
+        extreme(block, at, byte) {
+            block.fill(byte, at + 16, at + 144);
+            // all 6-bit scales and mins at their largest: the 12 scale bytes all ones
+            block.fill(0xff, at + 4, at + 16);
+        },
+    },
+    // Q6_K: 128 bytes of low nibbles, 64 of 2-bit pairs, 16 int8 scales (one per 16 weights),
+    // f16 d; weight d x sc x (q - 32) with q = low | high << 4, as llama.cpp's
+    // dequantize_row_q6_K reads them. Activations: Q8_K.
+    q6_k: {
+        values: 256,
+        bytes: 210,
+        actRounding: 0.51 / 127,
+        repacked: false,
+        write(view, at, r) {
+            for (let j = 0; j < 208; j++) view.setUint8(at + j, Math.floor(r() * 256));
+            view.setUint16(at + 208, f32ToF16Bits(0.00005 + 0.0002 * r()), true);
+        },
+        weights(view, at, out, o) {
+            const d = f16BitsToF32(view.getUint16(at + 208, true));
+            const ql = (i: number) => view.getUint8(at + i), qh = (i: number) => view.getUint8(at + 128 + i);
+            const sc = (i: number) => view.getInt8(at + 192 + i);
+            for (let j = 0; j < 2; j++) {
+                for (let l = 0; l < 32; l++) {
+                    const h = qh(32 * j + l);
+                    const q = [
+                        (ql(64 * j + l) & 15) | ((h & 3) << 4),
+                        (ql(64 * j + 32 + l) & 15) | (((h >> 2) & 3) << 4),
+                        (ql(64 * j + l) >> 4) | (((h >> 4) & 3) << 4),
+                        (ql(64 * j + 32 + l) >> 4) | (((h >> 6) & 3) << 4),
+                    ];
+                    for (let v = 0; v < 4; v++) {
+                        const e = 128 * j + 32 * v + l;
+                        out[o + e] = d * sc(e >> 4) * (q[v]! - 32);
+                    }
+                }
+            }
+        },
+        extreme(block, at, byte) {
+            block.fill(byte, at, at + 192);
+            block.fill(0x80, at + 192, at + 208); // every scale -128
         },
     },
 };
@@ -130,7 +182,7 @@ function dequantize(c: Case): Float64Array {
  */
 function worstBoundFraction(c: Case, out: Float32Array): number {
     const f = FORMATS[c.type];
-    const act = c.type === "q4_0" ? 32 : 256;
+    const act = c.type === "q4_0" ? 32 : 256; // Q8_0 or Q8_K
     const w = dequantize(c);
     let worst = 0;
     for (let i = 0; i < c.m; i++) {
@@ -167,7 +219,8 @@ const compute = (c: Case, kernel: "ours" | "ggml", rows?: [number, number]) => {
 
 // m: 1..136 rows (8-row tiles, a 4-row tail, 1-3 plain rows past a multiple of 4; 1 row alone
 // stays on ggml's kernel); n: one group of 8 columns, 16-column tiles with an 8-column tail
-// (24, 40, 72, 264); k: 1 to 64 blocks; 1-3 threads (ggml's column chunks split differently).
+// (24, 40, 72, 264), and for Q6_K (not repacked, ggml's chunks of 16 weight rows) any count;
+// k: 1 to 64 blocks; 1-3 threads (ggml's chunks split differently).
 const SHAPES: Record<QuantType, [k: number, n: number, m: number, threads: number][]> = {
     q4_0: [
         [32, 8, 4, 1], [96, 24, 5, 2], [256, 40, 8, 2], [512, 16, 12, 3], [2048, 264, 17, 2], [1024, 72, 136, 2], [64, 8, 1, 1],
@@ -177,13 +230,17 @@ const SHAPES: Record<QuantType, [k: number, n: number, m: number, threads: numbe
         [256, 8, 4, 1], [512, 24, 5, 2], [256, 40, 8, 2], [768, 16, 12, 3], [2048, 264, 17, 2], [512, 72, 136, 2], [256, 8, 1, 1],
         [256, 56, 2, 2], [512, 56, 3, 2], [1280, 48, 7, 2], [256, 16, 14, 1],
     ],
+    q6_k: [
+        [256, 8, 4, 1], [512, 23, 5, 2], [256, 40, 9, 2], [768, 17, 12, 3], [2048, 264, 17, 2], [512, 72, 136, 2], [256, 8, 1, 1],
+        [256, 56, 2, 2], [512, 31, 3, 2], [1280, 48, 7, 2], [256, 1, 14, 1], [8192, 20, 8, 2],
+    ],
 };
 
-describe.each(["q4_0", "q4_k"] as const)("%s x activations batch matmul on AVX-512 VNNI (kernels/cpu/matmul_%s, patch 0017)", (type) => {
+describe.each(["q4_0", "q4_k", "q6_k"] as const)("%s x activations batch matmul on AVX-512 VNNI (kernels/cpu/matmul_%s)", (type) => {
     it.skipIf(!available(type)).each(SHAPES[type])("k %i, n %i, %i rows, %i threads: ours equals ggml's kernels bit for bit, within the rounding bound of float64", (k, n, m, threads) => {
         const c = randomCase(type, k, n, m, threads, k * 7 + n * 13 + m);
         const ours = compute(c, "ours");
-        expect(ours.repacked).toBe(true);
+        expect(ours.repacked).toBe(FORMATS[type].repacked);
         // batches of 2+ rows take our kernel; 1 row stays on ggml's 1-row kernel
         if (m >= 2) expect(ours.oursCalls).toBeGreaterThan(0);
         else expect(ours.oursCalls).toBe(0);
@@ -195,7 +252,7 @@ describe.each(["q4_0", "q4_k"] as const)("%s x activations batch matmul on AVX-5
         }
         const at = firstDifference(ours.out, alone);
         expect(at, `output ${at}: ${ours.out[at]} ours, ${alone[at]} ggml's 1-row kernel`).toBe(-1);
-        if (type === "q4_0") {
+        if (type !== "q4_k") {
             const ggml = compute(c, "ggml");
             expect(ggml.oursCalls).toBe(0);
             const atBatch = firstDifference(ours.out, ggml.out);
@@ -206,6 +263,7 @@ describe.each(["q4_0", "q4_k"] as const)("%s x activations batch matmul on AVX-5
 
     it.skipIf(!available(type))("each row of a batch equals that row computed alone (ggml's 1-row kernel), bit for bit", () => {
         const shapes = type === "q4_0" ? [[256, 40, 8], [2048, 264, 17], [96, 24, 12], [160, 32, 3]] : [[256, 40, 8], [2048, 264, 17], [512, 24, 12], [768, 32, 3]];
+        if (type === "q6_k") shapes.push([512, 21, 11]);
         for (const [k, n, m] of shapes as [number, number, number][]) {
             const c = randomCase(type, k, n, m, 2, 99 + m);
             const batch = compute(c, "ours");
@@ -220,17 +278,12 @@ describe.each(["q4_0", "q4_k"] as const)("%s x activations batch matmul on AVX-5
         }
     });
 
-    it.skipIf(!available(type))("extreme values (every nibble 0 or 15, activations quantized to -127/127) agree exactly", () => {
+    it.skipIf(!available(type))("extreme values (every quant 0 or its largest, largest scales, activations quantized to -127/127) agree exactly", () => {
         const f = FORMATS[type];
         const k = 1024, n = 24, m = 8;
         for (const byte of [0x00, 0xff, 0x0f]) {
             const c = randomCase(type, k, n, m, 2, 5);
-            const nibbles = type === "q4_0" ? 2 : 16; // where a block's nibbles start
-            for (let b = 0; b < n * (k / f.values); b++) c.weights.fill(byte, b * f.bytes + nibbles, (b + 1) * f.bytes);
-            if (type === "q4_k") {
-                // all 6-bit scales and mins at their largest: the 12 scale bytes all ones
-                for (let b = 0; b < n * (k / f.values); b++) c.weights.fill(0xff, b * f.bytes + 4, b * f.bytes + 16);
-            }
+            for (let b = 0; b < n * (k / f.values); b++) f.extreme(c.weights, b * f.bytes, byte);
             c.x.forEach((_, i) => (c.x[i] = i % 3 === 0 ? -1000 : 1000));
             const ours = compute(c, "ours");
             expect(ours.oursCalls).toBeGreaterThan(0);

@@ -1,7 +1,8 @@
 // Our matmul kernels in ggml's CPU backend: native/patches/0017 lets ggml hand each chunk of a
 // matmul over weights it repacked for its own kernels (Q4_0 as q4_0_8x8, Q4_K as q4_K_8x8, on
-// x86 CPUs without AMX) to a hook; this one gives it to matmul_q4_0 / matmul_q4_k where this
-// build has them, and otherwise lets ggml's kernels run.
+// x86 CPUs without AMX) to a hook, and 0018 each chunk of its generic matmul (weights it keeps
+// as they are in the file, Q6_K on x86) to another; these give them to matmul_q4_0 /
+// matmul_q4_k / matmul_q6_k where this build has them, and otherwise let ggml's kernels run.
 #pragma once
 
 namespace llamafuse {
@@ -10,7 +11,7 @@ namespace cpu {
 // Installs the hook (idempotent; addon init). With LLAMAFUSE_GGML_MATMUL=1 in the environment
 // ggml keeps its own kernels (for A/B measurements).
 void matmul_hook_install();
-// Lifts the hook (tests compare with ggml's kernels); matmul_hook_reinstall puts back what
+// Lifts the hooks (tests compare with ggml's kernels); matmul_hook_reinstall puts back what
 // matmul_hook_install decided.
 void matmul_hook_lift();
 void matmul_hook_reinstall();
@@ -18,6 +19,7 @@ void matmul_hook_reinstall();
 // Chunks our kernels computed so far, per weight type (tests prove with it which kernel ran).
 unsigned long long matmul_q4_0_calls();
 unsigned long long matmul_q4_k_calls();
+unsigned long long matmul_q6_k_calls();
 
 } // namespace cpu
 } // namespace llamafuse

@@ -12,14 +12,21 @@ import { endianness } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LlamaError } from "../errors.js";
-import { quantizeQ4_0, quantizeQ8_0, f32ToF16Bits, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from "./gguf/quant.js";
+import {
+    quantizeQ4_0, quantizeQ4_K, quantizeQ6_K, quantizeQ8_0, f32ToF16Bits, Q4_0_BLOCK_BYTES, Q4_K_BLOCK_BYTES, Q6_K_BLOCK_BYTES, Q8_0_BLOCK_BYTES,
+} from "./gguf/quant.js";
 import { Xoshiro128, hashString, normalTable } from "./gguf/random.js";
 import { readGguf } from "./gguf/reader.js";
 import { GgmlType, type GgufMetadata, type GgufValue } from "./gguf/types.js";
 import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "./gguf/writer.js";
 import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "../validate.js";
 
-export type SynthType = "f32" | "f16" | "q8_0" | "q4_0";
+/**
+ * Type of the weight matrices. "q4_k_m" follows llama-quantize's Q4_K_M mix: Q4_K, with Q6_K
+ * for the output matrix (token_embd when tied) and for attn_v and ffn_down in the layers
+ * llama-quantize gives more bits (the first and last eighth, and every third between).
+ */
+export type SynthType = "f32" | "f16" | "q8_0" | "q4_0" | "q4_k_m";
 export type SynthArchitecture = "llama" | "qwen2" | "bert" | "nomic-bert" | "jina-bert-v2";
 export type SynthPreset = "tiny" | "llama-3.2-1b" | "llama-3.1-8b" | "qwen2.5-0.5b" | "bert-tiny" | "bert-base" | "embed-0.6b";
 /** llama_pooling_type names: what {arch}.pooling_type says an embedding context should do. */
@@ -253,7 +260,7 @@ export function resolveSynthOptions(options: SynthOptions): ResolvedSynthOptions
     if (!is.string(vocab) || vocab === "") throw invalidOption("vocab", "a vocab name or a path to a GGUF file", vocab);
     const vocabPath = resolveVocabPath(vocab);
 
-    const type = optEnum<SynthType>(m, "type", "f16", ["f32", "f16", "q8_0", "q4_0"]);
+    const type = optEnum<SynthType>(m, "type", "f16", SYNTH_TYPES);
     const seed = optInt(m, "seed", 0, 0, Number.MAX_SAFE_INTEGER);
     const embeddingScale = optNumber(m, "embeddingScale", 4, 1e-6, 1e6);
     const initScale = optNumber(m, "initScale", 1, 0, 1e6);
@@ -291,11 +298,26 @@ export interface SynthTensor {
     std: number;
 }
 
-const CHUNK = 1 << 20; // elements per generated chunk: a multiple of 32 and even
+const CHUNK = 1 << 20; // elements per generated chunk: a multiple of every block size (32, 256) and even
 
-const ggmlTypeOf: Record<SynthType, number> = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0 };
-/** llama_ftype: LLAMA_FTYPE_ALL_F32 = 0, _MOSTLY_F16 = 1, _Q4_0 = 2, _Q8_0 = 7 (llama.h). */
-const fileTypeOf: Record<SynthType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7 };
+export const SYNTH_TYPES: readonly SynthType[] = ["f32", "f16", "q8_0", "q4_0", "q4_k_m"];
+const ggmlTypeOf: Record<SynthType, number> = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0, q4_k_m: GgmlType.Q4_K };
+/** llama_ftype: LLAMA_FTYPE_ALL_F32 = 0, _MOSTLY_F16 = 1, _Q4_0 = 2, _Q8_0 = 7, _Q4_K_M = 15 (llama.h). */
+const fileTypeOf: Record<SynthType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k_m: 15 };
+/** Each quantized type's block quantizer: values and bytes per block. */
+const QUANTIZERS: Partial<Record<number, { values: number; bytes: number; quantize: (src: Float32Array, dst: Uint8Array) => void }>> = {
+    [GgmlType.Q8_0]: { values: 32, bytes: Q8_0_BLOCK_BYTES, quantize: quantizeQ8_0 },
+    [GgmlType.Q4_0]: { values: 32, bytes: Q4_0_BLOCK_BYTES, quantize: quantizeQ4_0 },
+    [GgmlType.Q4_K]: { values: 256, bytes: Q4_K_BLOCK_BYTES, quantize: quantizeQ4_K },
+    [GgmlType.Q6_K]: { values: 256, bytes: Q6_K_BLOCK_BYTES, quantize: quantizeQ6_K },
+};
+
+/** llama-quantize's use_more_bits: the layers its Q4_K_M gives Q6_K attn_v and ffn_down. */
+function moreBits(layer: number, layers: number): boolean {
+    const eighth = Math.floor(layers / 8);
+    return layer < eighth || layer >= Math.floor((7 * layers) / 8) || (layer - eighth) % 3 === 2;
+}
+
 const BIAS_STD = 0.02;
 /** tokenizer.ggml.token_type_count of the BERT vocab files (sentence A and B). */
 const BERT_TOKEN_TYPES = 2;
@@ -310,8 +332,14 @@ function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: Synth
             return;
         }
         let type = ggmlTypeOf[r.type];
-        // Quantized rows are whole blocks of 32; llama-quantize also falls back for such tensors.
-        if ((r.type === "q8_0" || r.type === "q4_0") && ne0 % 32 !== 0) {
+        if (r.type === "q4_k_m") {
+            const layer = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(name);
+            const output = name === "output.weight" || (name === "token_embd.weight" && s.tieEmbeddings);
+            if (output || (layer && moreBits(Number(layer[1]), s.layers))) type = GgmlType.Q6_K;
+        }
+        // Quantized rows are whole blocks (32 values, 256 for K-quants); llama-quantize also falls back for such tensors.
+        const block = QUANTIZERS[type]?.values;
+        if (block !== undefined && ne0 % block !== 0) {
             type = GgmlType.F16;
             f16Fallback.push(name);
         }
@@ -428,16 +456,16 @@ function* generateTensor(plan: SynthTensor, seed: number): Generator<Uint8Array>
         return;
     }
     const floats = new Float32Array(size);
-    const blockBytes = plan.type === GgmlType.Q8_0 ? Q8_0_BLOCK_BYTES : plan.type === GgmlType.Q4_0 ? Q4_0_BLOCK_BYTES : 0;
-    const out = new Uint8Array(blockBytes ? (size / 32) * blockBytes : 0);
+    const quantizer = QUANTIZERS[plan.type];
+    const out = new Uint8Array(quantizer ? (size / quantizer.values) * quantizer.bytes : 0);
     for (let done = 0; done < n; done += size) {
         const part = floats.subarray(0, Math.min(size, n - done));
         rngFor(done).fillFromTable(part, table);
-        if (plan.type === GgmlType.F32) {
+        if (!quantizer) {
             yield new Uint8Array(part.buffer, 0, part.byteLength);
         } else {
-            (plan.type === GgmlType.Q8_0 ? quantizeQ8_0 : quantizeQ4_0)(part, out);
-            yield out.subarray(0, (part.length / 32) * blockBytes);
+            quantizer.quantize(part, out);
+            yield out.subarray(0, (part.length / quantizer.values) * quantizer.bytes);
         }
     }
 }

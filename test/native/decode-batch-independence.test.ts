@@ -1,5 +1,5 @@
 // A decode step of several sequences gives each sequence exactly (bit for bit) the logits it
-// gets decoded alone, on Q4_0 and Q8_0 weights. Where the CPU has AMX, ggml keeps such
+// gets decoded alone, on Q4_0, Q8_0 and Q4_K_M (Q4_K and Q6_K) weights. Where the CPU has AMX, ggml keeps such
 // weights in its AMX buffer and picks a kernel by the step's row count: ggml's VNNI kernel for
 // 1 row, native/patches/0016's pair tile kernel for 2 to 8 (a decode step of a few streams),
 // 0009's tile kernel for 9 to 16, and 0016's pair kernel 8 rows at a time for 17 or more
@@ -10,7 +10,10 @@
 // (its CPU_REPACK buffer): ggml's 1-row kernel takes single rows (each sequence alone), and
 // native/kernels/cpu/matmul_q4_0 (patch 0017's hook, AVX-512 VNNI) every step of 2 or more
 // rows, 8 at a time, then 4, then the 1-3 past a multiple of 4; its call counter shows it
-// ran. (Elsewhere every step runs ggml's generic CPU matmul.)
+// ran. Q4_K weights likewise (q4_K_8x8, matmul_q4_k), and Q6_K weights, which ggml keeps as
+// stored on x86, go through its generic matmul: ggml_vec_dot_q6_K_q8_K for one row,
+// native/kernels/cpu/matmul_q6_k (patch 0018's hook) for 2 or more. (Elsewhere every step
+// runs ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
 // bit (Q8_0-quantized activations then magnify that to ~1e-2 in the logits of a random-weight
@@ -25,10 +28,12 @@ const SHAPES = {
     "even blocks": { layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 32, ff: 512, vocab: "llama-spm" as const, seed: 5 },
     "odd blocks": { layers: 2, embedding: 224, heads: 7, headsKv: 1, headDim: 32, ff: 480, vocab: "llama-spm" as const, seed: 6 },
 };
-const dev = binding() as unknown as { devBindings?: boolean; matmulQuantAvailable?: { q4_0: boolean }; matmulQuantCalls?: (type: "q4_0") => number };
-// our Q4_0 batch kernel runs in these models where this build has it and ggml's AMX buffer
-// (which takes Q4_0 weights first) is not in play
-const oursRunsQ4_0 = !!dev.devBindings && dev.matmulQuantAvailable?.q4_0 === true && !/\bamx_int8\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+type Kernel = "q4_0" | "q4_k" | "q6_k";
+const dev = binding() as unknown as { devBindings?: boolean; matmulQuantAvailable?: Record<Kernel, boolean>; matmulQuantCalls?: (type: Kernel) => number };
+// our batch kernels run in these models where this build has them and ggml's AMX buffer
+// (which takes Q4_0, Q4_K and Q6_K weights first) is not in play
+const oursRuns = (kernel: Kernel) => !!dev.devBindings && dev.matmulQuantAvailable?.[kernel] === true && !/\bamx_int8\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+const KERNELS = { q4_0: ["q4_0"], q8_0: [], q4_k_m: ["q4_k", "q6_k"] } as const;
 const SEQUENCES = 16;
 const STEP_SIZES = [2, 3, 5, 8, 9, 16];
 
@@ -39,7 +44,11 @@ function firstDifference(a: Float32Array, b: Float32Array): number {
     return -1;
 }
 
-const CASES = (["q4_0", "q8_0"] as const).flatMap((type) => (Object.keys(SHAPES) as (keyof typeof SHAPES)[]).map((shape) => [type, shape] as const));
+// Q4_K_M on the even shape only: K-quants need rows of whole 256-value blocks
+const CASES = [
+    ...(["q4_0", "q8_0"] as const).flatMap((type) => (Object.keys(SHAPES) as (keyof typeof SHAPES)[]).map((shape) => [type, shape] as const)),
+    ["q4_k_m", "even blocks"] as const,
+];
 
 describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the step it shares", (type, shape) => {
     let model: Model;
@@ -56,7 +65,8 @@ describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the s
             // Each sequence gets its own history (prefilled alone, so the same in both arms).
             const history = Array.from({ length: SEQUENCES }, (_, s) => Array.from({ length: 6 + (s % 5) }, (_, i) => 100 + 37 * s + 11 * i));
             for (let s = 0; s < SEQUENCES; s++) await ctx.forward({ sequence: s, tokens: history[s]! });
-            const calls0 = dev.matmulQuantCalls?.("q4_0") ?? 0;
+            const kernels = KERNELS[type].filter(oursRuns);
+            const calls0 = kernels.map((k) => dev.matmulQuantCalls!(k));
             for (const n of STEP_SIZES) {
                 const next = (s: number) => [2000 + 13 * s + n];
                 const together = await ctx.forward(Array.from({ length: n }, (_, s) => ({ sequence: s, tokens: next(s) })));
@@ -69,7 +79,7 @@ describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the s
                     expect(at, `step of ${n}, sequence ${s}: logit ${at} is ${a[at]} together, ${b[at]} alone`).toBe(-1);
                 }
             }
-            if (type === "q4_0" && oursRunsQ4_0) expect(dev.matmulQuantCalls!("q4_0") - calls0).toBeGreaterThan(0);
+            kernels.forEach((k, i) => expect(dev.matmulQuantCalls!(k) - calls0[i]!, `${k} kernel calls`).toBeGreaterThan(0));
         } finally {
             await ctx.dispose();
         }

@@ -13,10 +13,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import { LlamaError } from "../../src/errors.js";
 import {
     dequantizeQ4_0,
+    dequantizeQ4_K,
+    dequantizeQ6_K,
     dequantizeQ8_0,
     f16BitsToF32,
     f32ToF16Bits,
     quantizeQ4_0,
+    quantizeQ4_K,
+    quantizeQ6_K,
     quantizeQ8_0,
 } from "../../src/synth/gguf/quant.js";
 import { Xoshiro128, inverseNormalCdf, normalTable } from "../../src/synth/gguf/random.js";
@@ -356,6 +360,62 @@ print(json.dumps({t: bytes(quantize(x, getattr(T, t.upper()))).hex() for t in ["
         quantizeQ4_0(x, q4);
         expect(Buffer.from(q8).toString("hex")).toBe(theirs.q8_0);
         expect(Buffer.from(q4).toString("hex")).toBe(theirs.q4_0);
+    }, 30_000);
+});
+
+// Synthetic Q4_K_M models' blocks: not ggml's quantizers (those search each sub-block's scale),
+// so what is checked is the layout (gguf-py's numpy dequantizers read our blocks as our
+// dequantizers do, and a model made of them matches a float64 forward in test/native/forward)
+// and the rounding error on normal weights, against the bounds of 4 and 6 bits.
+describe("Q4_K / Q6_K quantization (synthetic Q4_K_M models)", () => {
+    const n = 256 * 256;
+    const normal = new Float32Array(n);
+    new Xoshiro128(9).fillFromTable(normal, normalTable(0.02));
+    normal.fill(0, 0, 256); // an all-zero block: every scale 0
+    for (let j = 256; j < 512; j++) normal[j] = j % 2 ? 0.5 : -0.25; // two values per sub-block
+    const relL2 = (a: Float32Array, b: Float32Array): number => {
+        let num = 0, den = 0;
+        for (let i = 0; i < a.length; i++) { num += (a[i]! - b[i]!) ** 2; den += b[i]! ** 2; }
+        return Math.sqrt(num / den);
+    };
+
+    it("round trips normal weights within 4 and 6 bits' rounding (relative L2 under 1/10 and 1/40)", () => {
+        const q4 = new Uint8Array((n / 256) * 144), q6 = new Uint8Array((n / 256) * 210);
+        quantizeQ4_K(normal, q4);
+        quantizeQ6_K(normal, q6);
+        const back4 = dequantizeQ4_K(q4, n), back6 = dequantizeQ6_K(q6, n);
+        // uniform rounding over a sub-block's range: for 32 normal values about 4.1 sigma / 15
+        // per step (Q4_K), for 16 values about 2 x 2.0 sigma / 63 (Q6_K): relative L2 step / sqrt(12)
+        const e4 = relL2(back4, normal), e6 = relL2(back6, normal);
+        expect(e4).toBeLessThan(0.1);
+        expect(e6).toBeLessThan(1 / 40);
+        expect(e6).toBeLessThan(e4 / 3);
+        // the zero block stays zero; the two-valued block comes back exactly where a step fits it
+        expect(Array.from(back4.subarray(0, 256)).every((v) => v === 0)).toBe(true);
+        expect(Array.from(back6.subarray(0, 256)).every((v) => v === 0)).toBe(true);
+        for (let j = 256; j < 512; j++) expect(Math.abs(back6[j]! - normal[j]!)).toBeLessThan(0.5 / 32 / 2 + 1e-3);
+    });
+
+    it.skipIf(!hasGgufPy)("reads as gguf-py's numpy dequantizers read it, bit for bit", () => {
+        const x = testFloats(n, 4);
+        const q4 = new Uint8Array((n / 256) * 144), q6 = new Uint8Array((n / 256) * 210);
+        quantizeQ4_K(x, q4);
+        quantizeQ6_K(x, q6);
+        writeFileSync(join(dir, "q4_k.bin"), q4);
+        writeFileSync(join(dir, "q6_k.bin"), q6);
+        const theirs = JSON.parse(py(`
+import json, numpy as np
+from gguf.quants import dequantize
+from gguf.constants import GGMLQuantizationType as T
+out = {}
+for t, name in [(T.Q4_K, "q4_k"), (T.Q6_K, "q6_k")]:
+    raw = np.fromfile(${JSON.stringify(dir)} + "/" + name + ".bin", dtype=np.uint8)
+    out[name] = dequantize(raw, t).astype(np.float32).tobytes().hex()
+print(json.dumps(out))
+`)) as Record<string, string>;
+        const hex = (f: Float32Array) => Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString("hex");
+        expect(hex(dequantizeQ4_K(q4, n))).toBe(theirs.q4_k);
+        expect(hex(dequantizeQ6_K(q6, n))).toBe(theirs.q6_k);
     }, 30_000);
 });
 

@@ -147,3 +147,156 @@ export function dequantizeQ4_0(src: Uint8Array, n: number): Float32Array {
     }
     return out;
 }
+
+// --- K-quants --------------------------------------------------------------------------
+// Q4_K and Q6_K blocks for synthetic models (llama-quantize's Q4_K_M mix, see synth.ts).
+// Not ggml's reference quantizers, which search each sub-block's scale (make_qkx2_quants,
+// make_qx_quants): these take each sub-block's range as it is. The blocks are valid for every
+// reader (the layouts are ggml-common.h's), the values just carry a little more rounding
+// error than llama-quantize's; quant tests bound it.
+
+export const QK_K = 256;
+/** Bytes per block: fp16 d and dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles. */
+export const Q4_K_BLOCK_BYTES = 144;
+/** Bytes per block: 128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales, fp16 d. */
+export const Q6_K_BLOCK_BYTES = 210;
+
+/** Round half away from zero (C's roundf / ggml's nearest_int on these magnitudes). */
+const roundAway = (x: number): number => (x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5));
+const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > hi ? hi : x);
+
+/**
+ * Q4_K: 8 sub-blocks of 32, weight = d x sc x q - dmin x m, q in 0..15, sc and m 6-bit. Each
+ * sub-block spans [min(0, lo), hi]: its scale (hi - min) / 15, its offset -min; d and dmin
+ * are the largest of those over 63. Scales and mins pack as llama.cpp's get_scale_min_k4
+ * reads them; byte 32g + l holds weight 64g + l (low nibble) and 64g + 32 + l (high).
+ */
+export function quantizeQ4_K(src: Float32Array, dst: Uint8Array, offset = 0): void {
+    checkBlocks(src.length, QK_K, "Q4_K");
+    const scale = new Float64Array(8), min = new Float64Array(8);
+    const sc = new Uint8Array(8), mn = new Uint8Array(8);
+    for (let b = 0; b < src.length / QK_K; b++) {
+        const base = b * QK_K;
+        let maxScale = 0, maxMin = 0;
+        for (let s = 0; s < 8; s++) {
+            let lo = 0, hi = -Infinity;
+            for (let l = 0; l < 32; l++) {
+                const v = src[base + 32 * s + l]!;
+                if (v < lo) lo = v;
+                if (v > hi) hi = v;
+            }
+            scale[s] = (hi - lo) / 15;
+            min[s] = -lo;
+            maxScale = Math.max(maxScale, scale[s]!);
+            maxMin = Math.max(maxMin, min[s]!);
+        }
+        const dBits = f32ToF16Bits(maxScale / 63), dminBits = f32ToF16Bits(maxMin / 63);
+        const d = f16BitsToF32(dBits), dmin = f16BitsToF32(dminBits);
+        for (let s = 0; s < 8; s++) {
+            sc[s] = d > 0 ? clamp(roundAway(scale[s]! / d), 0, 63) : 0;
+            mn[s] = dmin > 0 ? clamp(roundAway(min[s]! / dmin), 0, 63) : 0;
+        }
+        const o = offset + b * Q4_K_BLOCK_BYTES;
+        dst[o] = dBits & 0xff;
+        dst[o + 1] = dBits >>> 8;
+        dst[o + 2] = dminBits & 0xff;
+        dst[o + 3] = dminBits >>> 8;
+        for (let j = 0; j < 4; j++) {
+            dst[o + 4 + j] = (sc[j]! & 63) | ((sc[j + 4]! >> 4) << 6);
+            dst[o + 8 + j] = (mn[j]! & 63) | ((mn[j + 4]! >> 4) << 6);
+            dst[o + 12 + j] = (sc[j + 4]! & 15) | ((mn[j + 4]! & 15) << 4);
+        }
+        for (let g = 0; g < 4; g++) {
+            const q = (s: number, l: number): number => {
+                const step = d * sc[s]!;
+                return step > 0 ? clamp(roundAway((src[base + 32 * s + l]! + dmin * mn[s]!) / step), 0, 15) : 0;
+            };
+            for (let l = 0; l < 32; l++) dst[o + 16 + 32 * g + l] = q(2 * g, l) | (q(2 * g + 1, l) << 4);
+        }
+    }
+}
+
+/**
+ * Q6_K: 16 sub-blocks of 16, weight = d x sc x (q - 32), q in 0..63, sc int8. Each sub-block's
+ * scale maps its value of largest magnitude to -32; d maps the scale of largest magnitude to
+ * -128. Value 128j + 32v + l: low nibble in ql[64j + 32(v % 2) + l] (v < 2 low, else high),
+ * its two high bits at bits 2v of qh[32j + l].
+ */
+export function quantizeQ6_K(src: Float32Array, dst: Uint8Array, offset = 0): void {
+    checkBlocks(src.length, QK_K, "Q6_K");
+    const scale = new Float64Array(16);
+    const q = new Uint8Array(QK_K);
+    for (let b = 0; b < src.length / QK_K; b++) {
+        const base = b * QK_K;
+        let maxScale = 0;
+        for (let s = 0; s < 16; s++) {
+            let max = 0;
+            for (let l = 0; l < 16; l++) {
+                const v = src[base + 16 * s + l]!;
+                if (Math.abs(v) > Math.abs(max)) max = v;
+            }
+            scale[s] = max / -32;
+            if (Math.abs(scale[s]!) > Math.abs(maxScale)) maxScale = scale[s]!;
+        }
+        const dBits = f32ToF16Bits(maxScale / -128);
+        const d = f16BitsToF32(dBits);
+        const o = offset + b * Q6_K_BLOCK_BYTES;
+        for (let s = 0; s < 16; s++) {
+            const sc = d !== 0 ? clamp(roundAway(scale[s]! / d), -128, 127) : 0;
+            dst[o + 192 + s] = sc & 0xff;
+            const step = d * sc;
+            for (let l = 0; l < 16; l++) q[16 * s + l] = step !== 0 ? clamp(roundAway(src[base + 16 * s + l]! / step), -32, 31) + 32 : 32;
+        }
+        for (let j = 0; j < 2; j++) {
+            for (let l = 0; l < 32; l++) {
+                const v = (k: number): number => q[128 * j + 32 * k + l]!;
+                dst[o + 64 * j + l] = (v(0) & 15) | ((v(2) & 15) << 4);
+                dst[o + 64 * j + 32 + l] = (v(1) & 15) | ((v(3) & 15) << 4);
+                dst[o + 128 + 32 * j + l] = (v(0) >> 4) | ((v(1) >> 4) << 2) | ((v(2) >> 4) << 4) | ((v(3) >> 4) << 6);
+            }
+        }
+        dst[o + 208] = dBits & 0xff;
+        dst[o + 209] = dBits >>> 8;
+    }
+}
+
+/** dequantize_row_q4_K: x = d x sc x q - dmin x m per sub-block of 32 (float32 as ggml computes it). */
+export function dequantizeQ4_K(src: Uint8Array, n: number): Float32Array {
+    checkBlocks(n, QK_K, "Q4_K");
+    const out = new Float32Array(n);
+    for (let b = 0; b < n / QK_K; b++) {
+        const o = b * Q4_K_BLOCK_BYTES;
+        const d = f16BitsToF32(src[o]! | (src[o + 1]! << 8)), dmin = f16BitsToF32(src[o + 2]! | (src[o + 3]! << 8));
+        const byte = (j: number): number => src[o + 4 + j]!;
+        for (let s = 0; s < 8; s++) {
+            // get_scale_min_k4
+            const sc = s < 4 ? byte(s) & 63 : (byte(s + 4) & 15) | ((byte(s - 4) >> 6) << 4);
+            const m = s < 4 ? byte(s + 4) & 63 : (byte(s + 4) >> 4) | ((byte(s) >> 6) << 4);
+            const scale = fround(d * sc), offset = fround(dmin * m);
+            for (let l = 0; l < 32; l++) {
+                const packed = src[o + 16 + 32 * (s >> 1) + l]!;
+                const q = s & 1 ? packed >> 4 : packed & 15;
+                out[b * QK_K + 32 * s + l] = fround(scale * q) - offset;
+            }
+        }
+    }
+    return out;
+}
+
+/** dequantize_row_q6_K: x = d x sc x (q - 32) per sub-block of 16 (float32 as ggml computes it). */
+export function dequantizeQ6_K(src: Uint8Array, n: number): Float32Array {
+    checkBlocks(n, QK_K, "Q6_K");
+    const out = new Float32Array(n);
+    for (let b = 0; b < n / QK_K; b++) {
+        const o = b * Q6_K_BLOCK_BYTES;
+        const d = f16BitsToF32(src[o + 208]! | (src[o + 209]! << 8));
+        for (let e = 0; e < QK_K; e++) {
+            const j = e >> 7, v = (e >> 5) & 3, l = e & 31;
+            const low = src[o + 64 * j + 32 * (v & 1) + l]!;
+            const q = (v < 2 ? low & 15 : low >> 4) | (((src[o + 128 + 32 * j + l]! >> (2 * v)) & 3) << 4);
+            const sc = (src[o + 192 + (e >> 4)]! << 24) >> 24;
+            out[b * QK_K + e] = fround(d * sc) * (q - 32);
+        }
+    }
+    return out;
+}

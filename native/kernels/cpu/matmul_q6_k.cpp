@@ -96,14 +96,24 @@ inline float hsum_float_8(__m256 x) {
     return _mm_cvtss_f32(res);
 }
 
-// R rows (row r's blocks at rows + r * by) x nc weight rows (bx bytes apart).
+// R rows (row r's blocks at rows + r * by) x nc weight rows (bx bytes apart). prefetch: the
+// tile is the first over these weights. ggml hands the threads chunks of 16 rows in turn, so
+// a thread's weights are not one stream the hardware prefetchers follow: fetching the next
+// row's block while on this one took 2 threads over 2048 x 65536 weights and 8 rows from
+// 12.4 to 9.4 ms, a 1B Q4_K_M model's 8-stream step from 93-109 to 87-100 ms (Zen 4).
 template <int R>
-void tile(int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc) {
+void tile(int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc, bool prefetch) {
     for (int c = 0; c < nc; c++) {
         const auto * w = reinterpret_cast<const block_q6_K *>(weights + (size_t) c * bx);
         __m256 acc[R];
         for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++) {
+            if (prefetch) {
+                // the next weight row's block (rows are contiguous): as integers, since past the
+                // chunk's last row it may lie beyond the tensor (a prefetch never faults)
+                const uintptr_t next = (uintptr_t) (w + b) + bx;
+                for (uintptr_t line = 0; line < sizeof(block_q6_K); line += 64) _mm_prefetch((const char *) (next + line), _MM_HINT_T0);
+            }
             unpacked_block u;
             unpack(w[b], u);
             // unrolled, so that acc[] stays in registers
@@ -127,16 +137,16 @@ void tile(int nb, const char * weights, size_t bx, const char * rows, size_t by,
     }
 }
 
-void run_tile(int R, int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc) {
+void run_tile(int R, int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc, bool prefetch) {
     switch (R) {
-        case 1: tile<1>(nb, weights, bx, rows, by, s, bs, nc); break;
-        case 2: tile<2>(nb, weights, bx, rows, by, s, bs, nc); break;
-        case 3: tile<3>(nb, weights, bx, rows, by, s, bs, nc); break;
-        case 4: tile<4>(nb, weights, bx, rows, by, s, bs, nc); break;
-        case 5: tile<5>(nb, weights, bx, rows, by, s, bs, nc); break;
-        case 6: tile<6>(nb, weights, bx, rows, by, s, bs, nc); break;
-        case 7: tile<7>(nb, weights, bx, rows, by, s, bs, nc); break;
-        default: tile<8>(nb, weights, bx, rows, by, s, bs, nc); break;
+        case 1: tile<1>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
+        case 2: tile<2>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
+        case 3: tile<3>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
+        case 4: tile<4>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
+        case 5: tile<5>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
+        case 6: tile<6>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
+        case 7: tile<7>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
+        default: tile<8>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
     }
 }
 
@@ -154,7 +164,7 @@ bool matmul_q6_k_rows(int n, float * s, size_t bs, const void * vx, size_t bx, c
     const char * rows = static_cast<const char *>(vy);
     for (int y = 0; y < nr; y += TILE_ROWS) {
         const int R = nr - y < TILE_ROWS ? nr - y : TILE_ROWS;
-        run_tile(R, nb, weights, bx, rows + (size_t) y * by, by, s + (size_t) y * bs, bs, nc);
+        run_tile(R, nb, weights, bx, rows + (size_t) y * by, by, s + (size_t) y * bs, bs, nc, y == 0);
     }
     return true;
 }

@@ -71,20 +71,25 @@ struct row_block {
     int32_t sums[4];
 };
 
+// ggml's unpacking of the 6-bit values (arch/x86/repack.cpp), for all 8 sub-blocks at once:
+// sub-block sb's 12 bytes are dwords u0, u1, u2 at 3 sb; its 8 scales are bytes of
+// u0 & 0x3f3f3f3f and (u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4, its 8 mins bytes of
+// u1 & 0x3f3f3f3f and ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4.
 void unpack_scales(const block_q4_Kx8 & w, col_block & out) {
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    for (int sb = 0; sb < 8; sb++) {
-        // ggml's unpacking of the 6-bit values (arch/x86/repack.cpp): 8 scales, 8 mins
-        uint32_t u[4];
-        std::memcpy(u, w.scales + 12 * sb, 12);
-        u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-        const uint32_t mins_lo = u[1] & kmask1;
-        u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-        u[2] = mins_lo;
-        u[0] &= kmask1;
-        std::memcpy(out.sc[sb], u, 8);
-        std::memcpy(out.mn[sb], u + 2, 8);
-    }
+    const __m512i lo16 = _mm512_loadu_si512(w.scales);  // dwords 0-15
+    const __m512i hi8 = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) (w.scales + 64)));  // 16-23
+    const __m512i u0 = _mm512_permutex2var_epi32(lo16, _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 21, 18, 15, 12, 9, 6, 3, 0), hi8);
+    const __m512i u1 = _mm512_permutex2var_epi32(lo16, _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 22, 19, 16, 13, 10, 7, 4, 1), hi8);
+    const __m512i u2 = _mm512_permutex2var_epi32(lo16, _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 23, 20, 17, 14, 11, 8, 5, 2), hi8);
+    const __m512i k1 = _mm512_set1_epi32(0x3f3f3f3f), k2 = _mm512_set1_epi32(0x0f0f0f0f), k3 = _mm512_set1_epi32(0x03030303);
+    const __m512i sc_lo = _mm512_and_si512(u0, k1);
+    const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), k3), 4));
+    const __m512i mn_lo = _mm512_and_si512(u1, k1);
+    const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), k2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4));
+    // out.sc[sb] = (sc_lo[sb], sc_hi[sb]) as two dwords, sub-blocks in order
+    const __m512i interleave = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    _mm512_storeu_si512(out.sc, _mm512_permutex2var_epi32(sc_lo, interleave, sc_hi));
+    _mm512_storeu_si512(out.mn, _mm512_permutex2var_epi32(mn_lo, interleave, mn_hi));
 }
 
 inline int32_t pair16(int32_t lo, int32_t hi) {

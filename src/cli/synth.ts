@@ -68,7 +68,7 @@ export function registerSynth(program: Command): void {
         .option("--context-length <n>", "trained context length written in the file", parsePositive)
         .option("--rope-theta <x>", "RoPE base frequency", parseNumber)
         .option("--tie-embeddings", "no output.weight: the token embedding is reused as the output projection")
-        .addOption(new Option("--type <type>", "type of the weight matrices").choices(["f16", "q8_0", "q4_0", "q4_k_m"]).default("f16"))
+        .addOption(new Option("--type <type>", "type of the weight matrices").choices(["f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m"]).default("f16"))
         .option("--seed <n>", "random seed (same seed, same weights)", parseInteger, 0)
         .option("-o, --output <file>", "where to write (default: synth-<preset|custom>-<type>.gguf)")
         .option("--dry-run", "show the plan and exact file size without writing")

@@ -13,7 +13,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LlamaError } from "../errors.js";
 import {
-    quantizeQ4_0, quantizeQ4_K, quantizeQ6_K, quantizeQ8_0, f32ToF16Bits, Q4_0_BLOCK_BYTES, Q4_K_BLOCK_BYTES, Q6_K_BLOCK_BYTES, Q8_0_BLOCK_BYTES,
+    quantizeQ4_0, quantizeQ4_K, quantizeQ5_K, quantizeQ6_K, quantizeQ8_0, f32ToF16Bits,
+    Q4_0_BLOCK_BYTES, Q4_K_BLOCK_BYTES, Q5_K_BLOCK_BYTES, Q6_K_BLOCK_BYTES, Q8_0_BLOCK_BYTES,
 } from "./gguf/quant.js";
 import { Xoshiro128, hashString, normalTable } from "./gguf/random.js";
 import { readGguf } from "./gguf/reader.js";
@@ -22,11 +23,12 @@ import { encodeGgufHeader, writeGguf, type GgufTensorSource } from "./gguf/write
 import { checkKnownKeys, invalidOption, is, optBool, optEnum, optFunction, optInt, optNumber, optSignal, optionsObject } from "../validate.js";
 
 /**
- * Type of the weight matrices. "q4_k_m" follows llama-quantize's Q4_K_M mix: Q4_K, with Q6_K
- * for the output matrix (token_embd when tied) and for attn_v and ffn_down in the layers
- * llama-quantize gives more bits (the first and last eighth, and every third between).
+ * Type of the weight matrices. "q4_k_m" and "q5_k_m" follow llama-quantize's Q4_K_M and
+ * Q5_K_M mixes: Q4_K (Q5_K), with Q6_K for the output matrix (token_embd when tied) and for
+ * attn_v and ffn_down in the layers llama-quantize gives more bits (the first and last
+ * eighth, and every third between).
  */
-export type SynthType = "f32" | "f16" | "q8_0" | "q4_0" | "q4_k_m";
+export type SynthType = "f32" | "f16" | "q8_0" | "q4_0" | "q4_k_m" | "q5_k_m";
 export type SynthArchitecture = "llama" | "qwen2" | "bert" | "nomic-bert" | "jina-bert-v2";
 export type SynthPreset = "tiny" | "llama-3.2-1b" | "llama-3.1-8b" | "qwen2.5-0.5b" | "bert-tiny" | "bert-base" | "embed-0.6b";
 /** llama_pooling_type names: what {arch}.pooling_type says an embedding context should do. */
@@ -300,19 +302,22 @@ export interface SynthTensor {
 
 const CHUNK = 1 << 20; // elements per generated chunk: a multiple of every block size (32, 256) and even
 
-export const SYNTH_TYPES: readonly SynthType[] = ["f32", "f16", "q8_0", "q4_0", "q4_k_m"];
-const ggmlTypeOf: Record<SynthType, number> = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0, q4_k_m: GgmlType.Q4_K };
-/** llama_ftype: LLAMA_FTYPE_ALL_F32 = 0, _MOSTLY_F16 = 1, _Q4_0 = 2, _Q8_0 = 7, _Q4_K_M = 15 (llama.h). */
-const fileTypeOf: Record<SynthType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k_m: 15 };
+export const SYNTH_TYPES: readonly SynthType[] = ["f32", "f16", "q8_0", "q4_0", "q4_k_m", "q5_k_m"];
+const ggmlTypeOf: Record<SynthType, number> = {
+    f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0, q4_k_m: GgmlType.Q4_K, q5_k_m: GgmlType.Q5_K,
+};
+/** llama_ftype: LLAMA_FTYPE_ALL_F32 = 0, _MOSTLY_F16 = 1, _Q4_0 = 2, _Q8_0 = 7, _Q4_K_M = 15, _Q5_K_M = 17 (llama.h). */
+const fileTypeOf: Record<SynthType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k_m: 15, q5_k_m: 17 };
 /** Each quantized type's block quantizer: values and bytes per block. */
 const QUANTIZERS: Partial<Record<number, { values: number; bytes: number; quantize: (src: Float32Array, dst: Uint8Array) => void }>> = {
     [GgmlType.Q8_0]: { values: 32, bytes: Q8_0_BLOCK_BYTES, quantize: quantizeQ8_0 },
     [GgmlType.Q4_0]: { values: 32, bytes: Q4_0_BLOCK_BYTES, quantize: quantizeQ4_0 },
     [GgmlType.Q4_K]: { values: 256, bytes: Q4_K_BLOCK_BYTES, quantize: quantizeQ4_K },
+    [GgmlType.Q5_K]: { values: 256, bytes: Q5_K_BLOCK_BYTES, quantize: quantizeQ5_K },
     [GgmlType.Q6_K]: { values: 256, bytes: Q6_K_BLOCK_BYTES, quantize: quantizeQ6_K },
 };
 
-/** llama-quantize's use_more_bits: the layers its Q4_K_M gives Q6_K attn_v and ffn_down. */
+/** llama-quantize's use_more_bits: the layers its Q4_K_M and Q5_K_M give Q6_K attn_v and ffn_down. */
 function moreBits(layer: number, layers: number): boolean {
     const eighth = Math.floor(layers / 8);
     return layer < eighth || layer >= Math.floor((7 * layers) / 8) || (layer - eighth) % 3 === 2;
@@ -332,7 +337,7 @@ function planTensors(r: ResolvedSynthOptions, vocabSize: number): { plans: Synth
             return;
         }
         let type = ggmlTypeOf[r.type];
-        if (r.type === "q4_k_m") {
+        if (r.type === "q4_k_m" || r.type === "q5_k_m") {
             const layer = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(name);
             const output = name === "output.weight" || (name === "token_embd.weight" && s.tieEmbeddings);
             if (output || (layer && moreBits(Number(layer[1]), s.layers))) type = GgmlType.Q6_K;

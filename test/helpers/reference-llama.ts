@@ -3,7 +3,7 @@
 // → causal GQA softmax attention → output proj → residual → RMSNorm → SwiGLU FFN →
 // residual] → RMSNorm → output projection. Plain loops; correctness over speed.
 import { readGguf, readTensorBytes, type GgufFile } from "../../src/synth/gguf/reader.js";
-import { dequantizeQ4_0, dequantizeQ4_K, dequantizeQ6_K, dequantizeQ8_0, f16BitsToF32 } from "../../src/synth/gguf/quant.js";
+import { dequantizeQ4_0, dequantizeQ4_K, dequantizeQ5_K, dequantizeQ6_K, dequantizeQ8_0, f16BitsToF32 } from "../../src/synth/gguf/quant.js";
 import { GgmlType } from "../../src/synth/gguf/types.js";
 
 export interface Matrix {
@@ -25,6 +25,7 @@ export async function tensor(path: string, file: GgufFile, name: string): Promis
     } else if (info.type === GgmlType.Q8_0) f = dequantizeQ8_0(bytes, n);
     else if (info.type === GgmlType.Q4_0) f = dequantizeQ4_0(bytes, n);
     else if (info.type === GgmlType.Q4_K) f = dequantizeQ4_K(bytes, n);
+    else if (info.type === GgmlType.Q5_K) f = dequantizeQ5_K(bytes, n);
     else if (info.type === GgmlType.Q6_K) f = dequantizeQ6_K(bytes, n);
     else throw new Error(`tensor type ${info.type} not supported by the reference`);
     return { cols: info.dims[0]!, rows: n / info.dims[0]!, w: Float64Array.from(f) };

@@ -1,5 +1,5 @@
 // A decode step of several sequences gives each sequence exactly (bit for bit) the logits it
-// gets decoded alone, on Q4_0, Q8_0 and Q4_K_M (Q4_K and Q6_K) weights. Where the CPU has AMX, ggml keeps such
+// gets decoded alone, on Q4_0, Q8_0, Q4_K_M (Q4_K and Q6_K) and Q5_K_M (Q5_K and Q6_K) weights. Where the CPU has AMX, ggml keeps such
 // weights in its AMX buffer and picks a kernel by the step's row count: ggml's VNNI kernel for
 // 1 row, native/patches/0016's pair tile kernel for 2 to 8 (a decode step of a few streams),
 // 0009's tile kernel for 9 to 16, and 0016's pair kernel 8 rows at a time for 17 or more
@@ -10,9 +10,9 @@
 // (its CPU_REPACK buffer): ggml's 1-row kernel takes single rows (each sequence alone), and
 // native/kernels/cpu/matmul_q4_0 (patch 0017's hook, AVX-512 VNNI) every step of 2 or more
 // rows, 8 at a time, then 4, then the 1-3 past a multiple of 4; its call counter shows it
-// ran. Q4_K weights likewise (q4_K_8x8, matmul_q4_k), and Q6_K weights, which ggml keeps as
-// stored on x86, go through its generic matmul: ggml_vec_dot_q6_K_q8_K for one row,
-// native/kernels/cpu/matmul_q6_k (patch 0018's hook) for 2 or more. (Elsewhere every step
+// ran. Q4_K weights likewise (q4_K_8x8, matmul_q4_k), and Q5_K and Q6_K weights, which ggml
+// keeps as stored on x86, go through its generic matmul: its vec_dot for one row,
+// native/kernels/cpu/matmul_q5_k / matmul_q6_k (patch 0018's hook) for 2 or more. (Elsewhere every step
 // runs ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
@@ -28,12 +28,12 @@ const SHAPES = {
     "even blocks": { layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 32, ff: 512, vocab: "llama-spm" as const, seed: 5 },
     "odd blocks": { layers: 2, embedding: 224, heads: 7, headsKv: 1, headDim: 32, ff: 480, vocab: "llama-spm" as const, seed: 6 },
 };
-type Kernel = "q4_0" | "q4_k" | "q6_k";
+type Kernel = "q4_0" | "q4_k" | "q5_k" | "q6_k";
 const dev = binding() as unknown as { devBindings?: boolean; matmulQuantAvailable?: Record<Kernel, boolean>; matmulQuantCalls?: (type: Kernel) => number };
 // our batch kernels run in these models where this build has them and ggml's AMX buffer
-// (which takes Q4_0, Q4_K and Q6_K weights first) is not in play
+// (which takes Q4_0, Q4_K, Q5_K and Q6_K weights first) is not in play
 const oursRuns = (kernel: Kernel) => !!dev.devBindings && dev.matmulQuantAvailable?.[kernel] === true && !/\bamx_int8\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
-const KERNELS = { q4_0: ["q4_0"], q8_0: [], q4_k_m: ["q4_k", "q6_k"] } as const;
+const KERNELS = { q4_0: ["q4_0"], q8_0: [], q4_k_m: ["q4_k", "q6_k"], q5_k_m: ["q5_k", "q6_k"] } as const;
 const SEQUENCES = 16;
 const STEP_SIZES = [2, 3, 5, 8, 9, 16];
 
@@ -44,10 +44,11 @@ function firstDifference(a: Float32Array, b: Float32Array): number {
     return -1;
 }
 
-// Q4_K_M on the even shape only: K-quants need rows of whole 256-value blocks
+// Q4_K_M and Q5_K_M on the even shape only: K-quants need rows of whole 256-value blocks
 const CASES = [
     ...(["q4_0", "q8_0"] as const).flatMap((type) => (Object.keys(SHAPES) as (keyof typeof SHAPES)[]).map((shape) => [type, shape] as const)),
     ["q4_k_m", "even blocks"] as const,
+    ["q5_k_m", "even blocks"] as const,
 ];
 
 describe.each(CASES)("%s weights, %s: a sequence's logits do not depend on the step it shares", (type, shape) => {

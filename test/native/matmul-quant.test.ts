@@ -1,13 +1,13 @@
-// Q4_0, Q4_K and Q6_K weights x F32 activations as a model computes them on a CPU without AMX:
-// Q4_0 and Q4_K weights sit in ggml's CPU_REPACK buffer (q4_0_8x8, q4_K_8x8), Q6_K weights in
-// a plain buffer (ggml's generic matmul); ggml quantizes the activations (Q8_0 / Q8_K; for the
-// repacked types groups of 4 rows interleaved, the rows past a multiple of 4 plain), and
-// batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / matmul_q4_k / matmul_q6_k
+// Q4_0, Q4_K, Q5_K and Q6_K weights x F32 activations as a model computes them on a CPU
+// without AMX: Q4_0 and Q4_K weights sit in ggml's CPU_REPACK buffer (q4_0_8x8, q4_K_8x8), Q5_K
+// and Q6_K weights in a plain buffer (ggml's generic matmul); ggml quantizes the activations
+// (Q8_0 / Q8_K; for the repacked types groups of 4 rows interleaved, the rows past a multiple
+// of 4 plain), and batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / _q4_k / _q5_k / _q6_k
 // (AVX-512 VNNI, hooked in by patches 0017 and 0018) where ggml would run its own kernels; a
 // single row stays on ggml's. Through a one-op ggml graph (a development binding), on ggml's
 // own threads and chunks:
 //   - each row equals that row computed alone (ggml's 1-row kernel), bit for bit, so a
-//     stream's logits never depend on the rows that share its step; for Q4_0 and Q6_K ours
+//     stream's logits never depend on the rows that share its step; for Q4_0, Q5_K and Q6_K ours
 //     also equals ggml's batch computation. ggml's Q4_K batch kernel does not equal its own
 //     1-row kernel (it rounds differently: about half the outputs differ in the last bits), so
 //     with ggml's kernels a Q4_K stream's logits depended on the step; with ours they do not;
@@ -19,7 +19,7 @@ import { binding } from "../../src/binding.js";
 import { f16BitsToF32, f32ToF16Bits } from "../../src/synth/gguf/quant.js";
 import { rng } from "../helpers/attention-ref.js";
 
-type QuantType = "q4_0" | "q4_k" | "q6_k";
+type QuantType = "q4_0" | "q4_k" | "q5_k" | "q6_k";
 interface QuantResult {
     out: Float32Array;
     repacked: boolean;
@@ -102,6 +102,38 @@ const FORMATS: Record<QuantType, Format> = {
         extreme(block, at, byte) {
             block.fill(byte, at + 16, at + 144);
             // all 6-bit scales and mins at their largest: the 12 scale bytes all ones
+            block.fill(0xff, at + 4, at + 16);
+        },
+    },
+    // Q5_K: f16 d and dmin, 12 bytes of 6-bit scales and mins as Q4_K's, 32 bytes of high
+    // bits, 128 of nibbles (byte 32j + l: weight 64j + l low, 64j + 32 + l high; their fifth
+    // bits are bits 2j and 2j + 1 of high byte l), weight d x sc x q - dmin x mn.
+    q5_k: {
+        values: 256,
+        bytes: 176,
+        actRounding: 0.51 / 127,
+        repacked: false,
+        write(view, at, r) {
+            view.setUint16(at, f32ToF16Bits(0.0005 + 0.002 * r()), true);
+            view.setUint16(at + 2, f32ToF16Bits(0.0002 + 0.001 * r()), true);
+            for (let j = 0; j < 172; j++) view.setUint8(at + 4 + j, Math.floor(r() * 256));
+        },
+        weights(view, at, out, o) {
+            const d = f16BitsToF32(view.getUint16(at, true)), dmin = f16BitsToF32(view.getUint16(at + 2, true));
+            const sc = (j: number) => view.getUint8(at + 4 + j);
+            for (let sb = 0; sb < 8; sb++) {
+                const scale = sb < 4 ? sc(sb) & 63 : (sc(sb + 4) & 15) | ((sc(sb - 4) >> 6) << 4);
+                const min = sb < 4 ? sc(sb + 4) & 63 : (sc(sb + 4) >> 4) | ((sc(sb) >> 6) << 4);
+                const j = sb >> 1, high = sb & 1;
+                for (let l = 0; l < 32; l++) {
+                    const byte = view.getUint8(at + 48 + 32 * j + l);
+                    const q = (high ? byte >> 4 : byte & 15) | (((view.getUint8(at + 16 + l) >> sb) & 1) << 4);
+                    out[o + 32 * sb + l] = d * scale * q - dmin * min;
+                }
+            }
+        },
+        extreme(block, at, byte) {
+            block.fill(byte, at + 16, at + 176);
             block.fill(0xff, at + 4, at + 16);
         },
     },
@@ -219,7 +251,7 @@ const compute = (c: Case, kernel: "ours" | "ggml", rows?: [number, number]) => {
 
 // m: 1..136 rows (8-row tiles, a 4-row tail, 1-3 plain rows past a multiple of 4; 1 row alone
 // stays on ggml's kernel); n: one group of 8 columns, 16-column tiles with an 8-column tail
-// (24, 40, 72, 264), and for Q6_K (not repacked, ggml's chunks of 16 weight rows) any count;
+// (24, 40, 72, 264), and for Q5_K and Q6_K (not repacked, ggml's chunks of 16 weight rows) any count;
 // k: 1 to 64 blocks; 1-3 threads (ggml's chunks split differently).
 const SHAPES: Record<QuantType, [k: number, n: number, m: number, threads: number][]> = {
     q4_0: [
@@ -230,13 +262,17 @@ const SHAPES: Record<QuantType, [k: number, n: number, m: number, threads: numbe
         [256, 8, 4, 1], [512, 24, 5, 2], [256, 40, 8, 2], [768, 16, 12, 3], [2048, 264, 17, 2], [512, 72, 136, 2], [256, 8, 1, 1],
         [256, 56, 2, 2], [512, 56, 3, 2], [1280, 48, 7, 2], [256, 16, 14, 1],
     ],
+    q5_k: [
+        [256, 8, 4, 1], [512, 23, 5, 2], [256, 40, 9, 2], [768, 17, 12, 3], [2048, 264, 17, 2], [512, 72, 136, 2], [256, 8, 1, 1],
+        [256, 56, 2, 2], [512, 31, 3, 2], [1280, 48, 7, 2], [256, 1, 14, 1], [8192, 20, 8, 2],
+    ],
     q6_k: [
         [256, 8, 4, 1], [512, 23, 5, 2], [256, 40, 9, 2], [768, 17, 12, 3], [2048, 264, 17, 2], [512, 72, 136, 2], [256, 8, 1, 1],
         [256, 56, 2, 2], [512, 31, 3, 2], [1280, 48, 7, 2], [256, 1, 14, 1], [8192, 20, 8, 2],
     ],
 };
 
-describe.each(["q4_0", "q4_k", "q6_k"] as const)("%s x activations batch matmul on AVX-512 VNNI (kernels/cpu/matmul_%s)", (type) => {
+describe.each(["q4_0", "q4_k", "q5_k", "q6_k"] as const)("%s x activations batch matmul on AVX-512 VNNI (kernels/cpu/matmul_%s)", (type) => {
     it.skipIf(!available(type)).each(SHAPES[type])("k %i, n %i, %i rows, %i threads: ours equals ggml's kernels bit for bit, within the rounding bound of float64", (k, n, m, threads) => {
         const c = randomCase(type, k, n, m, threads, k * 7 + n * 13 + m);
         const ours = compute(c, "ours");
@@ -263,7 +299,7 @@ describe.each(["q4_0", "q4_k", "q6_k"] as const)("%s x activations batch matmul 
 
     it.skipIf(!available(type))("each row of a batch equals that row computed alone (ggml's 1-row kernel), bit for bit", () => {
         const shapes = type === "q4_0" ? [[256, 40, 8], [2048, 264, 17], [96, 24, 12], [160, 32, 3]] : [[256, 40, 8], [2048, 264, 17], [512, 24, 12], [768, 32, 3]];
-        if (type === "q6_k") shapes.push([512, 21, 11]);
+        if (type === "q5_k" || type === "q6_k") shapes.push([512, 21, 11]);
         for (const [k, n, m] of shapes as [number, number, number][]) {
             const c = randomCase(type, k, n, m, 2, 99 + m);
             const batch = compute(c, "ours");

@@ -14,12 +14,14 @@ import { LlamaError } from "../../src/errors.js";
 import {
     dequantizeQ4_0,
     dequantizeQ4_K,
+    dequantizeQ5_K,
     dequantizeQ6_K,
     dequantizeQ8_0,
     f16BitsToF32,
     f32ToF16Bits,
     quantizeQ4_0,
     quantizeQ4_K,
+    quantizeQ5_K,
     quantizeQ6_K,
     quantizeQ8_0,
 } from "../../src/synth/gguf/quant.js";
@@ -363,11 +365,11 @@ print(json.dumps({t: bytes(quantize(x, getattr(T, t.upper()))).hex() for t in ["
     }, 30_000);
 });
 
-// Synthetic Q4_K_M models' blocks: not ggml's quantizers (those search each sub-block's scale),
+// Synthetic Q4_K_M and Q5_K_M models' blocks: not ggml's quantizers (those search each sub-block's scale),
 // so what is checked is the layout (gguf-py's numpy dequantizers read our blocks as our
 // dequantizers do, and a model made of them matches a float64 forward in test/native/forward)
 // and the rounding error on normal weights, against the bounds of 4 and 6 bits.
-describe("Q4_K / Q6_K quantization (synthetic Q4_K_M models)", () => {
+describe("Q4_K / Q5_K / Q6_K quantization (synthetic Q4_K_M and Q5_K_M models)", () => {
     const n = 256 * 256;
     const normal = new Float32Array(n);
     new Xoshiro128(9).fillFromTable(normal, normalTable(0.02));
@@ -379,17 +381,22 @@ describe("Q4_K / Q6_K quantization (synthetic Q4_K_M models)", () => {
         return Math.sqrt(num / den);
     };
 
-    it("round trips normal weights within 4 and 6 bits' rounding (relative L2 under 1/10 and 1/40)", () => {
-        const q4 = new Uint8Array((n / 256) * 144), q6 = new Uint8Array((n / 256) * 210);
+    it("round trips normal weights within 4, 5 and 6 bits' rounding (relative L2 under 1/10, 1/20 and 1/40)", () => {
+        const q4 = new Uint8Array((n / 256) * 144), q5 = new Uint8Array((n / 256) * 176), q6 = new Uint8Array((n / 256) * 210);
         quantizeQ4_K(normal, q4);
+        quantizeQ5_K(normal, q5);
         quantizeQ6_K(normal, q6);
-        const back4 = dequantizeQ4_K(q4, n), back6 = dequantizeQ6_K(q6, n);
+        const back4 = dequantizeQ4_K(q4, n), back5 = dequantizeQ5_K(q5, n), back6 = dequantizeQ6_K(q6, n);
         // uniform rounding over a sub-block's range: for 32 normal values about 4.1 sigma / 15
-        // per step (Q4_K), for 16 values about 2 x 2.0 sigma / 63 (Q6_K): relative L2 step / sqrt(12)
-        const e4 = relL2(back4, normal), e6 = relL2(back6, normal);
+        // per step (Q4_K; / 31 for Q5_K), for 16 values about 2 x 2.0 sigma / 63 (Q6_K):
+        // relative L2 step / sqrt(12); measured 0.078, 0.038, 0.019
+        const e4 = relL2(back4, normal), e5 = relL2(back5, normal), e6 = relL2(back6, normal);
         expect(e4).toBeLessThan(0.1);
+        expect(e5).toBeLessThan(1 / 20);
         expect(e6).toBeLessThan(1 / 40);
+        expect(e5).toBeLessThan(e4 / 1.8);
         expect(e6).toBeLessThan(e4 / 3);
+        expect(Array.from(dequantizeQ5_K(q5, 256)).every((v) => v === 0)).toBe(true);
         // the zero block stays zero; the two-valued block comes back exactly where a step fits it
         expect(Array.from(back4.subarray(0, 256)).every((v) => v === 0)).toBe(true);
         expect(Array.from(back6.subarray(0, 256)).every((v) => v === 0)).toBe(true);
@@ -398,23 +405,26 @@ describe("Q4_K / Q6_K quantization (synthetic Q4_K_M models)", () => {
 
     it.skipIf(!hasGgufPy)("reads as gguf-py's numpy dequantizers read it, bit for bit", () => {
         const x = testFloats(n, 4);
-        const q4 = new Uint8Array((n / 256) * 144), q6 = new Uint8Array((n / 256) * 210);
+        const q4 = new Uint8Array((n / 256) * 144), q5 = new Uint8Array((n / 256) * 176), q6 = new Uint8Array((n / 256) * 210);
         quantizeQ4_K(x, q4);
+        quantizeQ5_K(x, q5);
         quantizeQ6_K(x, q6);
         writeFileSync(join(dir, "q4_k.bin"), q4);
+        writeFileSync(join(dir, "q5_k.bin"), q5);
         writeFileSync(join(dir, "q6_k.bin"), q6);
         const theirs = JSON.parse(py(`
 import json, numpy as np
 from gguf.quants import dequantize
 from gguf.constants import GGMLQuantizationType as T
 out = {}
-for t, name in [(T.Q4_K, "q4_k"), (T.Q6_K, "q6_k")]:
+for t, name in [(T.Q4_K, "q4_k"), (T.Q5_K, "q5_k"), (T.Q6_K, "q6_k")]:
     raw = np.fromfile(${JSON.stringify(dir)} + "/" + name + ".bin", dtype=np.uint8)
     out[name] = dequantize(raw, t).astype(np.float32).tobytes().hex()
 print(json.dumps(out))
 `)) as Record<string, string>;
         const hex = (f: Float32Array) => Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString("hex");
         expect(hex(dequantizeQ4_K(q4, n))).toBe(theirs.q4_k);
+        expect(hex(dequantizeQ5_K(q5, n))).toBe(theirs.q5_k);
         expect(hex(dequantizeQ6_K(q6, n))).toBe(theirs.q6_k);
     }, 30_000);
 });

@@ -2,6 +2,7 @@
 #include "matmul_hook.h"
 #include "matmul_q4_0.h"
 #include "matmul_q4_k.h"
+#include "matmul_q5_k.h"
 #include "matmul_q6_k.h"
 
 #include "ggml-cpu.h"
@@ -15,7 +16,7 @@ namespace llamafuse {
 namespace cpu {
 namespace {
 
-std::atomic<unsigned long long> g_q4_0_calls{0}, g_q4_k_calls{0}, g_q6_k_calls{0};
+std::atomic<unsigned long long> g_q4_0_calls{0}, g_q4_k_calls{0}, g_q5_k_calls{0}, g_q6_k_calls{0};
 bool g_hook_on = false;  // what matmul_hook_install decided
 
 bool repack_matmul(ggml_type type, int n, float * s, size_t bs, const void * vx, const void * vy, int nr, int nc) {
@@ -35,6 +36,10 @@ bool rows_matmul(ggml_type type, int n, float * s, size_t bs, const void * vx, s
         g_q6_k_calls.fetch_add(1, std::memory_order_relaxed);
         return true;
     }
+    if (type == GGML_TYPE_Q5_K && matmul_q5_k_rows(n, s, bs, vx, bx, vy, by, nr, nc)) {
+        g_q5_k_calls.fetch_add(1, std::memory_order_relaxed);
+        return true;
+    }
     return false;
 }
 
@@ -44,7 +49,7 @@ void matmul_hook_install() {
     static std::once_flag once;
     std::call_once(once, [] {
         const char * off = std::getenv("LLAMAFUSE_GGML_MATMUL");
-        g_hook_on = (matmul_q4_0_available() || matmul_q4_k_available() || matmul_q6_k_available()) &&
+        g_hook_on = (matmul_q4_0_available() || matmul_q4_k_available() || matmul_q5_k_available() || matmul_q6_k_available()) &&
                     !(off != nullptr && std::strcmp(off, "1") == 0);
         matmul_hook_reinstall();
     });
@@ -66,6 +71,10 @@ unsigned long long matmul_q4_0_calls() {
 
 unsigned long long matmul_q4_k_calls() {
     return g_q4_k_calls.load(std::memory_order_relaxed);
+}
+
+unsigned long long matmul_q5_k_calls() {
+    return g_q5_k_calls.load(std::memory_order_relaxed);
 }
 
 unsigned long long matmul_q6_k_calls() {

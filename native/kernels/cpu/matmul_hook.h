@@ -1,8 +1,9 @@
 // Our matmul kernels in ggml's CPU backend: native/patches/0017 lets ggml hand each chunk of a
 // matmul over weights it repacked for its own kernels (Q4_0 as q4_0_8x8, Q4_K as q4_K_8x8, on
 // x86 CPUs without AMX) to a hook, and 0018 each chunk of its generic matmul (weights it keeps
-// as they are in the file, Q6_K on x86) to another; these give them to matmul_q4_0 /
-// matmul_q4_k / matmul_q6_k where this build has them, and otherwise let ggml's kernels run.
+// as they are in the file, Q5_K and Q6_K on x86) to another; these give them to matmul_q4_0 /
+// matmul_q4_k / matmul_q5_k / matmul_q6_k where this build has them, and otherwise let
+// ggml's kernels run.
 #pragma once
 
 namespace llamafuse {
@@ -19,6 +20,7 @@ void matmul_hook_reinstall();
 // Chunks our kernels computed so far, per weight type (tests prove with it which kernel ran).
 unsigned long long matmul_q4_0_calls();
 unsigned long long matmul_q4_k_calls();
+unsigned long long matmul_q5_k_calls();
 unsigned long long matmul_q6_k_calls();
 
 } // namespace cpu

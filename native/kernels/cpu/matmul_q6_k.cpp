@@ -23,7 +23,7 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #define LLAMAFUSE_MATMUL_Q6_K 1
-#include <immintrin.h>
+#include "matmul_plain_rows.h"
 // GCC 12's avx512fintrin.h passes _mm512_undefined_*() as the unused source of unmasked
 // intrinsics (extracti64x4), which -Wmaybe-uninitialized reports.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -47,8 +47,6 @@ struct block_q8_K {
     int16_t bsums[16];
 };
 static_assert(sizeof(block_q6_K) == 210 && sizeof(block_q8_K) == 292, "ggml's block sizes");
-
-constexpr int TILE_ROWS = 8;
 
 // One weight block, unpacked for the rows: q[h] holds values 64h..64h+63 as unsigned bytes
 // (0..63), scale[h] each 32-bit lane's sub-block scale in both 16-bit halves (VPDPWSSD's
@@ -87,20 +85,10 @@ inline void unpack(const block_q6_K & x, unpacked_block & u) {
     u.d = _cvtsh_ss(x.d);
 }
 
-// ggml's hsum_float_8, in its order
-inline float hsum_float_8(__m256 x) {
-    __m128 res = _mm256_extractf128_ps(x, 1);
-    res = _mm_add_ps(res, _mm256_castps256_ps128(x));
-    res = _mm_add_ps(res, _mm_movehl_ps(res, res));
-    res = _mm_add_ss(res, _mm_movehdup_ps(res));
-    return _mm_cvtss_f32(res);
-}
-
 // R rows (row r's blocks at rows + r * by) x nc weight rows (bx bytes apart). prefetch: the
-// tile is the first over these weights. ggml hands the threads chunks of 16 rows in turn, so
-// a thread's weights are not one stream the hardware prefetchers follow: fetching the next
-// row's block while on this one took 2 threads over 2048 x 65536 weights and 8 rows from
-// 12.4 to 9.4 ms, a 1B Q4_K_M model's 8-stream step from 93-109 to 87-100 ms (Zen 4).
+// tile is the first over these weights (fetching the next row's block while on this one took
+// 2 threads over 2048 x 65536 weights and 8 rows from 12.4 to 9.4 ms, a 1B Q4_K_M model's
+// 8-stream step from 93-109 to 87-100 ms, Zen 4).
 template <int R>
 void tile(int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc, bool prefetch) {
     for (int c = 0; c < nc; c++) {
@@ -108,12 +96,7 @@ void tile(int nb, const char * weights, size_t bx, const char * rows, size_t by,
         __m256 acc[R];
         for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++) {
-            if (prefetch) {
-                // the next weight row's block (rows are contiguous): as integers, since past the
-                // chunk's last row it may lie beyond the tensor (a prefetch never faults)
-                const uintptr_t next = (uintptr_t) (w + b) + bx;
-                for (uintptr_t line = 0; line < sizeof(block_q6_K); line += 64) _mm_prefetch((const char *) (next + line), _MM_HINT_T0);
-            }
+            if (prefetch) prefetch_block(w + b, bx, sizeof(block_q6_K));
             unpacked_block u;
             unpack(w[b], u);
             // unrolled, so that acc[] stays in registers
@@ -137,18 +120,21 @@ void tile(int nb, const char * weights, size_t bx, const char * rows, size_t by,
     }
 }
 
-void run_tile(int R, int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc, bool prefetch) {
-    switch (R) {
-        case 1: tile<1>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
-        case 2: tile<2>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
-        case 3: tile<3>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
-        case 4: tile<4>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
-        case 5: tile<5>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
-        case 6: tile<6>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
-        case 7: tile<7>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
-        default: tile<8>(nb, weights, bx, rows, by, s, bs, nc, prefetch); break;
+// A chunk's row tiles (for_each_plain_row_tile walks them): acts holds the activation rows.
+struct chunk {
+    int nb;
+    const char * weights;
+    size_t bx;
+    const char * acts;
+    size_t by;
+    float * s;
+    size_t bs;
+    int nc;
+    template <int R>
+    void rows(int y, bool first) const {
+        tile<R>(nb, weights, bx, acts + (size_t) y * by, by, s + (size_t) y * bs, bs, nc, first);
     }
-}
+};
 
 } // namespace
 
@@ -160,12 +146,7 @@ bool matmul_q6_k_rows(int n, float * s, size_t bs, const void * vx, size_t bx, c
     if (n <= 0 || n % 256 != 0 || nr < 2 || nc <= 0) return false;
     const int nb = n / 256;
     if (bx < (size_t) nb * sizeof(block_q6_K) || by < (size_t) nb * sizeof(block_q8_K)) return false;
-    const char * weights = static_cast<const char *>(vx);
-    const char * rows = static_cast<const char *>(vy);
-    for (int y = 0; y < nr; y += TILE_ROWS) {
-        const int R = nr - y < TILE_ROWS ? nr - y : TILE_ROWS;
-        run_tile(R, nb, weights, bx, rows + (size_t) y * by, by, s + (size_t) y * bs, bs, nc, y == 0);
-    }
+    for_each_plain_row_tile(nr, chunk{nb, static_cast<const char *>(vx), bx, static_cast<const char *>(vy), by, s, bs, nc});
     return true;
 }
 

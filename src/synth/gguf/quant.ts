@@ -149,7 +149,8 @@ export function dequantizeQ4_0(src: Uint8Array, n: number): Float32Array {
 }
 
 // --- K-quants --------------------------------------------------------------------------
-// Q4_K and Q6_K blocks for synthetic models (llama-quantize's Q4_K_M mix, see synth.ts).
+// Q4_K, Q5_K and Q6_K blocks for synthetic models (llama-quantize's Q4_K_M and Q5_K_M mixes,
+// see synth.ts).
 // Not ggml's reference quantizers, which search each sub-block's scale (make_qkx2_quants,
 // make_qx_quants): these take each sub-block's range as it is. The blocks are valid for every
 // reader (the layouts are ggml-common.h's), the values just carry a little more rounding
@@ -158,6 +159,8 @@ export function dequantizeQ4_0(src: Uint8Array, n: number): Float32Array {
 export const QK_K = 256;
 /** Bytes per block: fp16 d and dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles. */
 export const Q4_K_BLOCK_BYTES = 144;
+/** Bytes per block: fp16 d and dmin, 12 bytes of 6-bit scales and mins, 32 of fifth bits, 128 of nibbles. */
+export const Q5_K_BLOCK_BYTES = 176;
 /** Bytes per block: 128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales, fp16 d. */
 export const Q6_K_BLOCK_BYTES = 210;
 
@@ -166,53 +169,76 @@ const roundAway = (x: number): number => (x < 0 ? -Math.floor(-x + 0.5) : Math.f
 const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > hi ? hi : x);
 
 /**
- * Q4_K: 8 sub-blocks of 32, weight = d x sc x q - dmin x m, q in 0..15, sc and m 6-bit. Each
- * sub-block spans [min(0, lo), hi]: its scale (hi - min) / 15, its offset -min; d and dmin
- * are the largest of those over 63. Scales and mins pack as llama.cpp's get_scale_min_k4
- * reads them; byte 32g + l holds weight 64g + l (low nibble) and 64g + 32 + l (high).
+ * Q4_K and Q5_K: 8 sub-blocks of 32, weight = d x sc x q - dmin x m, q in 0..15 (Q4_K) or
+ * 0..31 (Q5_K), sc and m 6-bit. Each sub-block spans [min(0, lo), hi]: its scale (hi - min) /
+ * qmax, its offset -min; d and dmin are the largest of those over 63. Writes the fp16 d and
+ * dmin and the 12 bytes of scales and mins (packed as llama.cpp's get_scale_min_k4 reads
+ * them) at o, and each value's q into q.
  */
-export function quantizeQ4_K(src: Float32Array, dst: Uint8Array, offset = 0): void {
-    checkBlocks(src.length, QK_K, "Q4_K");
+function quantizeKBlock(src: Float32Array, base: number, qmax: number, dst: Uint8Array, o: number, q: Uint8Array): void {
     const scale = new Float64Array(8), min = new Float64Array(8);
     const sc = new Uint8Array(8), mn = new Uint8Array(8);
+    let maxScale = 0, maxMin = 0;
+    for (let s = 0; s < 8; s++) {
+        let lo = 0, hi = -Infinity;
+        for (let l = 0; l < 32; l++) {
+            const v = src[base + 32 * s + l]!;
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        scale[s] = (hi - lo) / qmax;
+        min[s] = -lo;
+        maxScale = Math.max(maxScale, scale[s]!);
+        maxMin = Math.max(maxMin, min[s]!);
+    }
+    const dBits = f32ToF16Bits(maxScale / 63), dminBits = f32ToF16Bits(maxMin / 63);
+    const d = f16BitsToF32(dBits), dmin = f16BitsToF32(dminBits);
+    for (let s = 0; s < 8; s++) {
+        sc[s] = d > 0 ? clamp(roundAway(scale[s]! / d), 0, 63) : 0;
+        mn[s] = dmin > 0 ? clamp(roundAway(min[s]! / dmin), 0, 63) : 0;
+    }
+    dst[o] = dBits & 0xff;
+    dst[o + 1] = dBits >>> 8;
+    dst[o + 2] = dminBits & 0xff;
+    dst[o + 3] = dminBits >>> 8;
+    for (let j = 0; j < 4; j++) {
+        dst[o + 4 + j] = (sc[j]! & 63) | ((sc[j + 4]! >> 4) << 6);
+        dst[o + 8 + j] = (mn[j]! & 63) | ((mn[j + 4]! >> 4) << 6);
+        dst[o + 12 + j] = (sc[j + 4]! & 15) | ((mn[j + 4]! & 15) << 4);
+    }
+    for (let s = 0; s < 8; s++) {
+        const step = d * sc[s]!;
+        for (let l = 0; l < 32; l++) q[32 * s + l] = step > 0 ? clamp(roundAway((src[base + 32 * s + l]! + dmin * mn[s]!) / step), 0, qmax) : 0;
+    }
+}
+
+/** Q4_K (quantizeKBlock with q in 0..15): byte 32g + l holds weight 64g + l (low nibble) and 64g + 32 + l (high). */
+export function quantizeQ4_K(src: Float32Array, dst: Uint8Array, offset = 0): void {
+    checkBlocks(src.length, QK_K, "Q4_K");
+    const q = new Uint8Array(QK_K);
     for (let b = 0; b < src.length / QK_K; b++) {
-        const base = b * QK_K;
-        let maxScale = 0, maxMin = 0;
-        for (let s = 0; s < 8; s++) {
-            let lo = 0, hi = -Infinity;
-            for (let l = 0; l < 32; l++) {
-                const v = src[base + 32 * s + l]!;
-                if (v < lo) lo = v;
-                if (v > hi) hi = v;
-            }
-            scale[s] = (hi - lo) / 15;
-            min[s] = -lo;
-            maxScale = Math.max(maxScale, scale[s]!);
-            maxMin = Math.max(maxMin, min[s]!);
-        }
-        const dBits = f32ToF16Bits(maxScale / 63), dminBits = f32ToF16Bits(maxMin / 63);
-        const d = f16BitsToF32(dBits), dmin = f16BitsToF32(dminBits);
-        for (let s = 0; s < 8; s++) {
-            sc[s] = d > 0 ? clamp(roundAway(scale[s]! / d), 0, 63) : 0;
-            mn[s] = dmin > 0 ? clamp(roundAway(min[s]! / dmin), 0, 63) : 0;
-        }
         const o = offset + b * Q4_K_BLOCK_BYTES;
-        dst[o] = dBits & 0xff;
-        dst[o + 1] = dBits >>> 8;
-        dst[o + 2] = dminBits & 0xff;
-        dst[o + 3] = dminBits >>> 8;
-        for (let j = 0; j < 4; j++) {
-            dst[o + 4 + j] = (sc[j]! & 63) | ((sc[j + 4]! >> 4) << 6);
-            dst[o + 8 + j] = (mn[j]! & 63) | ((mn[j + 4]! >> 4) << 6);
-            dst[o + 12 + j] = (sc[j + 4]! & 15) | ((mn[j + 4]! & 15) << 4);
+        quantizeKBlock(src, b * QK_K, 15, dst, o, q);
+        for (let g = 0; g < 4; g++) for (let l = 0; l < 32; l++) dst[o + 16 + 32 * g + l] = q[64 * g + l]! | (q[64 * g + 32 + l]! << 4);
+    }
+}
+
+/**
+ * Q5_K (quantizeKBlock with q in 0..31): the low 4 bits as Q4_K's at byte 48, the fifth bit of
+ * weight 32s + l at bit s of byte 16 + l.
+ */
+export function quantizeQ5_K(src: Float32Array, dst: Uint8Array, offset = 0): void {
+    checkBlocks(src.length, QK_K, "Q5_K");
+    const q = new Uint8Array(QK_K);
+    for (let b = 0; b < src.length / QK_K; b++) {
+        const o = offset + b * Q5_K_BLOCK_BYTES;
+        quantizeKBlock(src, b * QK_K, 31, dst, o, q);
+        for (let l = 0; l < 32; l++) {
+            let high = 0;
+            for (let s = 0; s < 8; s++) high |= (q[32 * s + l]! >> 4) << s;
+            dst[o + 16 + l] = high;
         }
-        for (let g = 0; g < 4; g++) {
-            const q = (s: number, l: number): number => {
-                const step = d * sc[s]!;
-                return step > 0 ? clamp(roundAway((src[base + 32 * s + l]! + dmin * mn[s]!) / step), 0, 15) : 0;
-            };
-            for (let l = 0; l < 32; l++) dst[o + 16 + 32 * g + l] = q(2 * g, l) | (q(2 * g + 1, l) << 4);
-        }
+        for (let g = 0; g < 4; g++) for (let l = 0; l < 32; l++) dst[o + 48 + 32 * g + l] = (q[64 * g + l]! & 15) | ((q[64 * g + 32 + l]! & 15) << 4);
     }
 }
 
@@ -260,12 +286,11 @@ export function quantizeQ6_K(src: Float32Array, dst: Uint8Array, offset = 0): vo
     }
 }
 
-/** dequantize_row_q4_K: x = d x sc x q - dmin x m per sub-block of 32 (float32 as ggml computes it). */
-export function dequantizeQ4_K(src: Uint8Array, n: number): Float32Array {
-    checkBlocks(n, QK_K, "Q4_K");
+/** Q4_K's and Q5_K's weights (dequantize_row_q4_K / _q5_K): x = d x sc x q - dmin x m per sub-block of 32, q from quant(b, s, l). */
+function dequantizeK(src: Uint8Array, n: number, blockBytes: number, quant: (o: number, s: number, l: number) => number): Float32Array {
     const out = new Float32Array(n);
     for (let b = 0; b < n / QK_K; b++) {
-        const o = b * Q4_K_BLOCK_BYTES;
+        const o = b * blockBytes;
         const d = f16BitsToF32(src[o]! | (src[o + 1]! << 8)), dmin = f16BitsToF32(src[o + 2]! | (src[o + 3]! << 8));
         const byte = (j: number): number => src[o + 4 + j]!;
         for (let s = 0; s < 8; s++) {
@@ -273,14 +298,28 @@ export function dequantizeQ4_K(src: Uint8Array, n: number): Float32Array {
             const sc = s < 4 ? byte(s) & 63 : (byte(s + 4) & 15) | ((byte(s - 4) >> 6) << 4);
             const m = s < 4 ? byte(s + 4) & 63 : (byte(s + 4) >> 4) | ((byte(s) >> 6) << 4);
             const scale = fround(d * sc), offset = fround(dmin * m);
-            for (let l = 0; l < 32; l++) {
-                const packed = src[o + 16 + 32 * (s >> 1) + l]!;
-                const q = s & 1 ? packed >> 4 : packed & 15;
-                out[b * QK_K + 32 * s + l] = fround(scale * q) - offset;
-            }
+            for (let l = 0; l < 32; l++) out[b * QK_K + 32 * s + l] = fround(scale * quant(o, s, l)) - offset;
         }
     }
     return out;
+}
+
+/** dequantize_row_q4_K (float32 as ggml computes it). */
+export function dequantizeQ4_K(src: Uint8Array, n: number): Float32Array {
+    checkBlocks(n, QK_K, "Q4_K");
+    return dequantizeK(src, n, Q4_K_BLOCK_BYTES, (o, s, l) => {
+        const packed = src[o + 16 + 32 * (s >> 1) + l]!;
+        return s & 1 ? packed >> 4 : packed & 15;
+    });
+}
+
+/** dequantize_row_q5_K (float32 as ggml computes it). */
+export function dequantizeQ5_K(src: Uint8Array, n: number): Float32Array {
+    checkBlocks(n, QK_K, "Q5_K");
+    return dequantizeK(src, n, Q5_K_BLOCK_BYTES, (o, s, l) => {
+        const packed = src[o + 48 + 32 * (s >> 1) + l]!;
+        return (s & 1 ? packed >> 4 : packed & 15) | (((src[o + 16 + l]! >> s) & 1) << 4);
+    });
 }
 
 /** dequantize_row_q6_K: x = d x sc x (q - 32) per sub-block of 16 (float32 as ggml computes it). */

@@ -1,0 +1,55 @@
+// What the batch kernels for ggml's generic matmul (matmul_q6_k, matmul_q5_k) share: their
+// rows are plain Q8_K rows, taken up to 8 at a time, and each output is ggml's 1-row kernel's
+// 8-lane float accumulator summed in its fixed order. Include only where AVX-512 is compiled.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace llamafuse {
+namespace cpu {
+
+// Rows per tile: each weight block is unpacked once per tile.
+constexpr int ROW_TILE = 8;
+
+// ggml's hsum_float_8 (ggml-cpu/arch/x86/quants.c), in its order
+inline float hsum_float_8(__m256 x) {
+    __m128 res = _mm256_extractf128_ps(x, 1);
+    res = _mm_add_ps(res, _mm256_castps256_ps128(x));
+    res = _mm_add_ps(res, _mm_movehl_ps(res, res));
+    res = _mm_add_ss(res, _mm_movehdup_ps(res));
+    return _mm_cvtss_f32(res);
+}
+
+// Calls run.template rows<R>(y, first) for each tile of R <= ROW_TILE rows from row y, R a
+// compile-time constant; first: the tile is the first over the weights.
+template <class Run>
+void for_each_plain_row_tile(int nr, Run && run) {
+    for (int y = 0; y < nr; y += ROW_TILE) {
+        const bool first = y == 0;
+        switch (nr - y < ROW_TILE ? nr - y : ROW_TILE) {
+            case 1: run.template rows<1>(y, first); break;
+            case 2: run.template rows<2>(y, first); break;
+            case 3: run.template rows<3>(y, first); break;
+            case 4: run.template rows<4>(y, first); break;
+            case 5: run.template rows<5>(y, first); break;
+            case 6: run.template rows<6>(y, first); break;
+            case 7: run.template rows<7>(y, first); break;
+            default: run.template rows<8>(y, first); break;
+        }
+    }
+}
+
+// The weight rows' next block, into L1 (rows are contiguous, so past the chunk's last row this
+// is the next chunk's: addresses as integers, since past the tensor's end it may lie beyond
+// it, and a prefetch never faults). ggml hands the threads chunks of 16 rows in turn, so a
+// thread's weights are not one stream the hardware prefetchers follow.
+inline void prefetch_block(const void * block, size_t row_bytes, size_t block_bytes) {
+    const uintptr_t next = (uintptr_t) block + row_bytes;
+    for (uintptr_t line = 0; line < block_bytes; line += 64) _mm_prefetch((const char *) (next + line), _MM_HINT_T0);
+}
+
+} // namespace cpu
+} // namespace llamafuse

@@ -1,0 +1,185 @@
+// Q5_K x Q8_K batch matmul on AVX-512 VNNI (see matmul_q5_k.h for where it runs and why).
+//
+// Layouts (ggml-common.h), plain rows, no repacking:
+//   block_q5_K  d, dmin (f16); scales[12]: 8 6-bit scales and 8 6-bit mins (get_scale_min_k4);
+//               qh[32]; qs[128]. Value 64j + 32h + l (j < 4, h < 2, l < 32) of sub-block
+//               2j + h is d sc q - dmin m with q = (low nibble for h = 0, high for h = 1, of
+//               qs[32j + l]) | (bit 2j + h of qh[l]) << 4.
+//   block_q8_K  d (float), qs[256], bsums[16]: the sums of values 16g..16g+15.
+//
+// What ggml's 1-row kernel (ggml_vec_dot_q5_K_q8_K, its AVX2 form, which AVX-512 builds run)
+// computes per block, exactly:
+//   lane k of 8: L[k] = sum over sub-blocks sb of sc[sb] x (q . y over values 32 sb + 4k ..
+//                32 sb + 4k + 3)
+//   and the mins' term M = sum over sb of m[sb] x (the row's sum over sub-block sb)
+// then acc[k] = fma(d_row x d, float(L[k]), acc[k]) and summs = fma(-d_row x dmin, float(M), summs),
+// block after block, and the output is acc's horizontal sum in its fixed order plus summs.
+// Here L comes from VPMADDUBSW + VPDPWSSD over two sub-blocks per 512-bit register (lanes k
+// and k + 8 then add up to lane k), the weights unpacked once per block for up to 8 rows; the
+// float steps are the same, so every output is bit for bit ggml's.
+#include "matmul_q5_k.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
+#define LLAMAFUSE_MATMUL_Q5_K 1
+#include "matmul_plain_rows.h"
+// GCC 12's avx512fintrin.h passes _mm512_undefined_*() as the unused source of unmasked
+// intrinsics (extracti64x4), which -Wmaybe-uninitialized reports.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace llamafuse {
+namespace cpu {
+
+#if LLAMAFUSE_MATMUL_Q5_K
+namespace {
+
+struct block_q5_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+};
+struct block_q8_K {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];
+};
+static_assert(sizeof(block_q5_K) == 176 && sizeof(block_q8_K) == 292, "ggml's block sizes");
+
+// One weight block, unpacked for the rows: q[j] holds sub-blocks 2j and 2j + 1 as unsigned
+// bytes (0..31), scale[j] each 32-bit lane's sub-block scale in both 16-bit halves (VPDPWSSD's
+// operand), mins the 8 mins as 16-bit values, d and dmin the block's scales.
+struct unpacked_block {
+    __m512i q[4];
+    __m512i scale[4];
+    __m128i mins;
+    float d, dmin;
+};
+
+inline void unpack(const block_q5_K & x, unpacked_block & u) {
+    // ggml's unpacking of the 6-bit scales and mins (get_scale_min_k4, as its kernel does it)
+    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t t[4];
+    std::memcpy(t, x.scales, 12);
+    t[3] = ((t[2] >> 4) & kmask2) | (((t[1] >> 6) & kmask3) << 4);
+    const uint32_t mins_lo = t[1] & kmask1;
+    t[1] = (t[2] & kmask2) | (((t[0] >> 6) & kmask3) << 4);
+    t[2] = mins_lo;
+    t[0] &= kmask1;
+    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int) t[1], (int) t[0]));
+    u.mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int) t[3], (int) t[2]));
+    const __m512i sc16z = _mm512_castsi128_si512(sc16);
+    // 16-bit lane i of register j: sub-block 2j + i / 16
+    const __m512i halves = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int j = 0; j < 4; j++) u.scale[j] = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16((short) (2 * j))), sc16z);
+
+    const __m512i m0f = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10);
+    const __m512i nibble_shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);  // low half: low nibbles, high half: high
+    const __m512i high = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) x.qh));
+    for (int j = 0; j < 4; j++) {
+        const __m512i low = _mm512_srlv_epi64(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (x.qs + 32 * j))), nibble_shift);
+        // qh's bit 2j (low half) and 2j + 1 (high half) to bit 4 of each byte: a 64-bit rotate
+        // by less than 8 keeps a byte's bits in the byte
+        const long long bit0 = 2 * j, bit1 = 2 * j + 1;
+        const __m512i rotate = _mm512_set_epi64((68 - bit1) % 64, (68 - bit1) % 64, (68 - bit1) % 64, (68 - bit1) % 64,
+                                                (68 - bit0) % 64, (68 - bit0) % 64, (68 - bit0) % 64, (68 - bit0) % 64);
+        const __m512i h = _mm512_and_si512(_mm512_rolv_epi64(high, rotate), m10);
+        u.q[j] = _mm512_ternarylogic_epi32(low, m0f, h, 0xEA);  // (low & 0x0F) | h
+    }
+    u.d = _cvtsh_ss(x.d);
+    u.dmin = _cvtsh_ss(x.dmin);
+}
+
+// R rows (row r's blocks at acts + r * by) x nc weight rows (bx bytes apart); prefetch: the
+// tile is the first over these weights.
+template <int R>
+void tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, float * s, size_t bs, int nc, bool prefetch) {
+    for (int c = 0; c < nc; c++) {
+        const auto * w = reinterpret_cast<const block_q5_K *>(weights + (size_t) c * bx);
+        __m256 acc[R];
+        float summs[R];
+        for (int r = 0; r < R; r++) {
+            acc[r] = _mm256_setzero_ps();
+            summs[r] = 0.0f;
+        }
+        for (int b = 0; b < nb; b++) {
+            if (prefetch) prefetch_block(w + b, bx, sizeof(block_q5_K));
+            unpacked_block u;
+            unpack(w[b], u);
+            // unrolled, so that acc[] stays in registers
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const block_q8_K & y = reinterpret_cast<const block_q8_K *>(acts + (size_t) r * by)[b];
+                __m512i dot = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    const __m512i pairs = _mm512_maddubs_epi16(u.q[j], _mm512_loadu_si512(y.qs + 64 * j));
+                    dot = _mm512_dpwssd_epi32(dot, pairs, u.scale[j]);
+                }
+                const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(dot), _mm512_extracti64x4_epi64(dot, 1));
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(y.d * u.d), _mm256_cvtepi32_ps(lanes), acc[r]);
+                // the mins' term: the row's sub-block sums (pairs of bsums) against the mins
+                const __m256i bsums = _mm256_loadu_si256((const __m256i *) y.bsums);
+                const __m128i sub_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+                const __m128i prod = _mm_madd_epi16(u.mins, sub_sums);
+                const __m128i pair = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+                const int32_t mins_term = _mm_cvtsi128_si32(_mm_add_epi32(pair, _mm_shuffle_epi32(pair, 1)));
+                // ggml's `summs += dmin * x` compiles to one FMA (GCC and clang contract it by
+                // default; computed in two roundings, 9 of the kernel tests fail): explicit here,
+                // so that this file's compiler flags cannot change it
+                summs[r] = std::fma(-y.d * u.dmin, (float) mins_term, summs[r]);
+            }
+        }
+        for (int r = 0; r < R; r++) s[(size_t) r * bs + c] = hsum_float_8(acc[r]) + summs[r];
+    }
+}
+
+// A chunk's row tiles (for_each_plain_row_tile walks them): acts holds the activation rows.
+struct chunk {
+    int nb;
+    const char * weights;
+    size_t bx;
+    const char * acts;
+    size_t by;
+    float * s;
+    size_t bs;
+    int nc;
+    template <int R>
+    void rows(int y, bool first) const {
+        tile<R>(nb, weights, bx, acts + (size_t) y * by, by, s + (size_t) y * bs, bs, nc, first);
+    }
+};
+
+} // namespace
+
+bool matmul_q5_k_available() {
+    return true;
+}
+
+bool matmul_q5_k_rows(int n, float * s, size_t bs, const void * vx, size_t bx, const void * vy, size_t by, int nr, int nc) {
+    if (n <= 0 || n % 256 != 0 || nr < 2 || nc <= 0) return false;
+    const int nb = n / 256;
+    if (bx < (size_t) nb * sizeof(block_q5_K) || by < (size_t) nb * sizeof(block_q8_K)) return false;
+    for_each_plain_row_tile(nr, chunk{nb, static_cast<const char *>(vx), bx, static_cast<const char *>(vy), by, s, bs, nc});
+    return true;
+}
+
+#else
+
+bool matmul_q5_k_available() {
+    return false;
+}
+
+bool matmul_q5_k_rows(int, float *, size_t, const void *, size_t, const void *, size_t, int, int) {
+    return false;
+}
+
+#endif
+
+} // namespace cpu
+} // namespace llamafuse

@@ -47,6 +47,30 @@ interface Format {
     extreme(block: Uint8Array, at: number, byte: number): void;
 }
 
+/**
+ * A Q4_K or Q5_K block (f16 d and dmin, then 12 bytes of 6-bit scales and mins as llama.cpp's
+ * get_scale_min_k4 reads them): write() fills it at random with plausible scales, weights()
+ * dequantizes it with quant(sub-block, l) giving each value's q.
+ */
+function kBlock(bytes: number, quant: (view: DataView, at: number, sb: number, l: number) => number): Pick<Format, "write" | "weights"> {
+    return {
+        write(view, at, r) {
+            view.setUint16(at, f32ToF16Bits(0.0005 + 0.002 * r()), true);
+            view.setUint16(at + 2, f32ToF16Bits(0.0002 + 0.001 * r()), true);
+            for (let j = 4; j < bytes; j++) view.setUint8(at + j, Math.floor(r() * 256));
+        },
+        weights(view, at, out, o) {
+            const d = f16BitsToF32(view.getUint16(at, true)), dmin = f16BitsToF32(view.getUint16(at + 2, true));
+            const sc = (j: number) => view.getUint8(at + 4 + j);
+            for (let sb = 0; sb < 8; sb++) {
+                const scale = sb < 4 ? sc(sb) & 63 : (sc(sb + 4) & 15) | ((sc(sb - 4) >> 6) << 4);
+                const min = sb < 4 ? sc(sb + 4) & 63 : (sc(sb + 4) >> 4) | ((sc(sb) >> 6) << 4);
+                for (let l = 0; l < 32; l++) out[o + 32 * sb + l] = d * scale * quant(view, at, sb, l) - dmin * min;
+            }
+        },
+    };
+}
+
 const FORMATS: Record<QuantType, Format> = {
     // Q4_0: f16 d, 16 bytes of nibble pairs (weight j low, j + 16 high), weight d x (q - 8).
     // Activations: Q8_0, scale amax / 127 rounded to f16 (<= 0.57 x scale in all).
@@ -79,26 +103,10 @@ const FORMATS: Record<QuantType, Format> = {
         bytes: 144,
         actRounding: 0.51 / 127,
         repacked: true,
-        write(view, at, r) {
-            view.setUint16(at, f32ToF16Bits(0.0005 + 0.002 * r()), true);
-            view.setUint16(at + 2, f32ToF16Bits(0.0002 + 0.001 * r()), true);
-            for (let j = 0; j < 140; j++) view.setUint8(at + 4 + j, Math.floor(r() * 256));
-        },
-        weights(view, at, out, o) {
-            const d = f16BitsToF32(view.getUint16(at, true)), dmin = f16BitsToF32(view.getUint16(at + 2, true));
-            const sc = (j: number) => view.getUint8(at + 4 + j);
-            for (let sb = 0; sb < 8; sb++) {
-                // llama.cpp's get_scale_min_k4
-                const scale = sb < 4 ? sc(sb) & 63 : (sc(sb + 4) & 15) | ((sc(sb - 4) >> 6) << 4);
-                const min = sb < 4 ? sc(sb + 4) & 63 : (sc(sb + 4) >> 4) | ((sc(sb) >> 6) << 4);
-                const g = sb >> 1, high = sb & 1;
-                for (let l = 0; l < 32; l++) {
-                    const byte = view.getUint8(at + 16 + 32 * g + l);
-                    const q = high ? byte >> 4 : byte & 15;
-                    out[o + 32 * sb + l] = d * scale * q - dmin * min;
-                }
-            }
-        },
+        ...kBlock(144, (view, at, sb, l) => {
+            const byte = view.getUint8(at + 16 + 32 * (sb >> 1) + l);
+            return sb & 1 ? byte >> 4 : byte & 15;
+        }),
         extreme(block, at, byte) {
             block.fill(byte, at + 16, at + 144);
             // all 6-bit scales and mins at their largest: the 12 scale bytes all ones
@@ -113,25 +121,10 @@ const FORMATS: Record<QuantType, Format> = {
         bytes: 176,
         actRounding: 0.51 / 127,
         repacked: false,
-        write(view, at, r) {
-            view.setUint16(at, f32ToF16Bits(0.0005 + 0.002 * r()), true);
-            view.setUint16(at + 2, f32ToF16Bits(0.0002 + 0.001 * r()), true);
-            for (let j = 0; j < 172; j++) view.setUint8(at + 4 + j, Math.floor(r() * 256));
-        },
-        weights(view, at, out, o) {
-            const d = f16BitsToF32(view.getUint16(at, true)), dmin = f16BitsToF32(view.getUint16(at + 2, true));
-            const sc = (j: number) => view.getUint8(at + 4 + j);
-            for (let sb = 0; sb < 8; sb++) {
-                const scale = sb < 4 ? sc(sb) & 63 : (sc(sb + 4) & 15) | ((sc(sb - 4) >> 6) << 4);
-                const min = sb < 4 ? sc(sb + 4) & 63 : (sc(sb + 4) >> 4) | ((sc(sb) >> 6) << 4);
-                const j = sb >> 1, high = sb & 1;
-                for (let l = 0; l < 32; l++) {
-                    const byte = view.getUint8(at + 48 + 32 * j + l);
-                    const q = (high ? byte >> 4 : byte & 15) | (((view.getUint8(at + 16 + l) >> sb) & 1) << 4);
-                    out[o + 32 * sb + l] = d * scale * q - dmin * min;
-                }
-            }
-        },
+        ...kBlock(176, (view, at, sb, l) => {
+            const byte = view.getUint8(at + 48 + 32 * (sb >> 1) + l);
+            return (sb & 1 ? byte >> 4 : byte & 15) | (((view.getUint8(at + 16 + l) >> sb) & 1) << 4);
+        }),
         extreme(block, at, byte) {
             block.fill(byte, at + 16, at + 176);
             block.fill(0xff, at + 4, at + 16);

@@ -1,6 +1,7 @@
 // What the batch kernels for ggml's generic matmul (matmul_q6_k, matmul_q5_k) share: their
-// rows are plain Q8_K rows, taken up to 8 at a time, and each output is ggml's 1-row kernel's
-// 8-lane float accumulator summed in its fixed order. Include only where AVX-512 is compiled.
+// rows are plain Q8_K rows, taken up to 8 at a time, each output is ggml's 1-row kernel's
+// 8-lane float accumulator summed in its fixed order, and the entry checks and walks a chunk
+// the same way. Include only where AVX-512 is compiled.
 #pragma once
 
 #include <immintrin.h>
@@ -49,6 +50,44 @@ void for_each_plain_row_tile(int nr, Run && run) {
 inline void prefetch_block(const void * block, size_t row_bytes, size_t block_bytes) {
     const uintptr_t next = (uintptr_t) block + row_bytes;
     for (uintptr_t line = 0; line < block_bytes; line += 64) _mm_prefetch((const char *) (next + line), _MM_HINT_T0);
+}
+
+// ggml's block_q8_K: d (float), qs[256], bsums[16] (the sums of values 16g..16g+15).
+struct block_q8_K {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];
+};
+static_assert(sizeof(block_q8_K) == 292, "ggml's block size");
+
+// One chunk's row tiles: Tiles::tile<R>(nb, weights, bx, acts, by, s, bs, nc, first) computes
+// R rows (row r's blocks at acts + r * by) against the chunk's nc weight rows.
+template <class Tiles>
+struct plain_chunk {
+    int nb;
+    const char * weights;
+    size_t bx;
+    const char * acts;
+    size_t by;
+    float * s;
+    size_t bs;
+    int nc;
+    template <int R>
+    void rows(int y, bool first) const {
+        Tiles::template tile<R>(nb, weights, bx, acts + (size_t) y * by, by, s + (size_t) y * bs, bs, nc, first);
+    }
+};
+
+// The kernels' entry (matmul_q5_k_rows, matmul_q6_k_rows): checks the chunk against the
+// contract (n a multiple of 256, rows at least a block apart; one row is declined) and walks
+// its row tiles.
+template <class Tiles>
+bool matmul_plain_rows(int n, float * s, size_t bs, const void * vx, size_t bx, const void * vy, size_t by, int nr, int nc) {
+    if (n <= 0 || n % 256 != 0 || nr < 2 || nc <= 0) return false;
+    const int nb = n / 256;
+    if (bx < (size_t) nb * Tiles::weight_block_bytes || by < (size_t) nb * sizeof(block_q8_K)) return false;
+    for_each_plain_row_tile(nr, plain_chunk<Tiles>{nb, static_cast<const char *>(vx), bx, static_cast<const char *>(vy), by, s, bs, nc});
+    return true;
 }
 
 } // namespace cpu

@@ -41,12 +41,7 @@ struct block_q6_K {
     int8_t scales[16];
     uint16_t d;
 };
-struct block_q8_K {
-    float d;
-    int8_t qs[256];
-    int16_t bsums[16];
-};
-static_assert(sizeof(block_q6_K) == 210 && sizeof(block_q8_K) == 292, "ggml's block sizes");
+static_assert(sizeof(block_q6_K) == 210, "ggml's block size");
 
 // One weight block, unpacked for the rows: q[h] holds values 64h..64h+63 as unsigned bytes
 // (0..63), scale[h] each 32-bit lane's sub-block scale in both 16-bit halves (VPDPWSSD's
@@ -90,7 +85,7 @@ inline void unpack(const block_q6_K & x, unpacked_block & u) {
 // 2 threads over 2048 x 65536 weights and 8 rows from 12.4 to 9.4 ms, a 1B Q4_K_M model's
 // 8-stream step from 93-109 to 87-100 ms, Zen 4).
 template <int R>
-void tile(int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc, bool prefetch) {
+void q6_k_tile(int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc, bool prefetch) {
     for (int c = 0; c < nc; c++) {
         const auto * w = reinterpret_cast<const block_q6_K *>(weights + (size_t) c * bx);
         __m256 acc[R];
@@ -120,19 +115,12 @@ void tile(int nb, const char * weights, size_t bx, const char * rows, size_t by,
     }
 }
 
-// A chunk's row tiles (for_each_plain_row_tile walks them): acts holds the activation rows.
-struct chunk {
-    int nb;
-    const char * weights;
-    size_t bx;
-    const char * acts;
-    size_t by;
-    float * s;
-    size_t bs;
-    int nc;
+// The row tiles, as matmul_plain_rows.h walks them.
+struct tiles {
+    static constexpr size_t weight_block_bytes = sizeof(block_q6_K);
     template <int R>
-    void rows(int y, bool first) const {
-        tile<R>(nb, weights, bx, acts + (size_t) y * by, by, s + (size_t) y * bs, bs, nc, first);
+    static void tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, float * s, size_t bs, int nc, bool prefetch) {
+        q6_k_tile<R>(nb, weights, bx, acts, by, s, bs, nc, prefetch);
     }
 };
 
@@ -143,11 +131,7 @@ bool matmul_q6_k_available() {
 }
 
 bool matmul_q6_k_rows(int n, float * s, size_t bs, const void * vx, size_t bx, const void * vy, size_t by, int nr, int nc) {
-    if (n <= 0 || n % 256 != 0 || nr < 2 || nc <= 0) return false;
-    const int nb = n / 256;
-    if (bx < (size_t) nb * sizeof(block_q6_K) || by < (size_t) nb * sizeof(block_q8_K)) return false;
-    for_each_plain_row_tile(nr, chunk{nb, static_cast<const char *>(vx), bx, static_cast<const char *>(vy), by, s, bs, nc});
-    return true;
+    return matmul_plain_rows<tiles>(n, s, bs, vx, bx, vy, by, nr, nc);
 }
 
 #else

@@ -15,13 +15,13 @@
 // then acc[k] = fma(d_row x d, float(L[k]), acc[k]) and summs = fma(-d_row x dmin, float(M), summs),
 // block after block, and the output is acc's horizontal sum in its fixed order plus summs.
 // Here L comes from VPMADDUBSW + VPDPWSSD over two sub-blocks per 512-bit register (lanes k
-// and k + 8 then add up to lane k), the weights unpacked once per block for up to 8 rows; the
-// float steps are the same, so every output is bit for bit ggml's.
+// and k + 8 then add up to lane k), the weights unpacked once per block for up to 8 rows, and
+// M for 8 rows at once; the float steps are the same, so every output is bit for bit ggml's.
 #include "matmul_q5_k.h"
 
-#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #define LLAMAFUSE_MATMUL_Q5_K 1
@@ -90,18 +90,55 @@ inline void unpack(const block_q5_K & x, unpacked_block & u) {
     u.dmin = _cvtsh_ss(x.dmin);
 }
 
+// The mins' term of up to 8 rows at once, prepared per tile and block: sums[h] holds rows
+// 4h..4h+3's 8 sub-block sums (pairs of bsums) as 16-bit values, a row per 128-bit lane, and
+// neg_d their -d (rows past R: zeros, which add nothing).
+struct rows_block {
+    __m512i sums[2];
+    __m256 neg_d;
+};
+
+void prepare_rows(int R, int nb, const char * acts, size_t by, rows_block * out) {
+    for (int b = 0; b < nb; b++) {
+        alignas(64) int16_t sums[8][8] = {};
+        alignas(32) float neg_d[8] = {};
+        for (int r = 0; r < R; r++) {
+            const block_q8_K & y = reinterpret_cast<const block_q8_K *>(acts + (size_t) r * by)[b];
+            const __m256i bsums = _mm256_loadu_si256((const __m256i *) y.bsums);
+            _mm_store_si128((__m128i *) sums[r], _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1)));
+            neg_d[r] = -y.d;
+        }
+        out[b].sums[0] = _mm512_load_si512(sums[0]);
+        out[b].sums[1] = _mm512_load_si512(sums[4]);
+        out[b].neg_d = _mm256_load_ps(neg_d);
+    }
+}
+
+// Each of 8 rows' integer mins' term M = sum over sub-blocks of m x the row's sum, one per lane.
+inline __m256i mins_terms(const rows_block & rb, __m128i mins) {
+    const __m512i m = _mm512_broadcast_i32x4(mins);
+    __m512i p0 = _mm512_madd_epi16(rb.sums[0], m), p1 = _mm512_madd_epi16(rb.sums[1], m);
+    // each 128-bit lane's 4 sums to all its lanes
+    p0 = _mm512_add_epi32(p0, _mm512_shuffle_epi32(p0, _MM_PERM_CDAB));
+    p1 = _mm512_add_epi32(p1, _mm512_shuffle_epi32(p1, _MM_PERM_CDAB));
+    p0 = _mm512_add_epi32(p0, _mm512_shuffle_epi32(p0, _MM_PERM_BADC));
+    p1 = _mm512_add_epi32(p1, _mm512_shuffle_epi32(p1, _MM_PERM_BADC));
+    const __m512i first_lanes = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 28, 24, 20, 16, 12, 8, 4, 0);
+    return _mm512_castsi512_si256(_mm512_permutex2var_epi32(p0, first_lanes, p1));
+}
+
 // R rows (row r's blocks at acts + r * by) x nc weight rows (bx bytes apart); prefetch: the
 // tile is the first over these weights.
 template <int R>
 void q5_k_tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, float * s, size_t bs, int nc, bool prefetch) {
+    thread_local std::vector<rows_block> rows;
+    rows.resize(nb);
+    prepare_rows(R, nb, acts, by, rows.data());
     for (int c = 0; c < nc; c++) {
         const auto * w = reinterpret_cast<const block_q5_K *>(weights + (size_t) c * bx);
         __m256 acc[R];
-        float summs[R];
-        for (int r = 0; r < R; r++) {
-            acc[r] = _mm256_setzero_ps();
-            summs[r] = 0.0f;
-        }
+        for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+        __m256 summs = _mm256_setzero_ps();  // lane r: row r's
         for (int b = 0; b < nb; b++) {
             if (prefetch) prefetch_block(w + b, bx, sizeof(block_q5_K));
             unpacked_block u;
@@ -118,19 +155,16 @@ void q5_k_tile(int nb, const char * weights, size_t bx, const char * acts, size_
                 }
                 const __m256i lanes = _mm256_add_epi32(_mm512_castsi512_si256(dot), _mm512_extracti64x4_epi64(dot, 1));
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(y.d * u.d), _mm256_cvtepi32_ps(lanes), acc[r]);
-                // the mins' term: the row's sub-block sums (pairs of bsums) against the mins
-                const __m256i bsums = _mm256_loadu_si256((const __m256i *) y.bsums);
-                const __m128i sub_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-                const __m128i prod = _mm_madd_epi16(u.mins, sub_sums);
-                const __m128i pair = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
-                const int32_t mins_term = _mm_cvtsi128_si32(_mm_add_epi32(pair, _mm_shuffle_epi32(pair, 1)));
-                // ggml's `summs += dmin * x` compiles to one FMA (GCC and clang contract it by
-                // default; computed in two roundings, 9 of the kernel tests fail): explicit here,
-                // so that this file's compiler flags cannot change it
-                summs[r] = std::fma(-y.d * u.dmin, (float) mins_term, summs[r]);
             }
+            // ggml's `summs += dmin * M` with dmin = -d_row x dmin: one FMA per row (GCC and
+            // clang contract it by default; computed in two roundings, 9 of the kernel tests
+            // fail), here for all rows at once, each lane as ggml's scalar
+            const __m256 dmin = _mm256_mul_ps(rows[b].neg_d, _mm256_set1_ps(u.dmin));
+            summs = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(mins_terms(rows[b], u.mins)), summs);
         }
-        for (int r = 0; r < R; r++) s[(size_t) r * bs + c] = hsum_float_8(acc[r]) + summs[r];
+        alignas(32) float row_summs[8];
+        _mm256_store_ps(row_summs, summs);
+        for (int r = 0; r < R; r++) s[(size_t) r * bs + c] = hsum_float_8(acc[r]) + row_summs[r];
     }
 }
 

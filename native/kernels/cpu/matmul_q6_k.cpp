@@ -80,12 +80,12 @@ inline void unpack(const block_q6_K & x, unpacked_block & u) {
     u.d = _cvtsh_ss(x.d);
 }
 
-// R rows (row r's blocks at rows + r * by) x nc weight rows (bx bytes apart). prefetch: the
+// R rows (row r's blocks at acts + r * by) x nc weight rows (bx bytes apart). prefetch: the
 // tile is the first over these weights (fetching the next row's block while on this one took
 // 2 threads over 2048 x 65536 weights and 8 rows from 12.4 to 9.4 ms, a 1B Q4_K_M model's
 // 8-stream step from 93-109 to 87-100 ms, Zen 4).
 template <int R>
-void q6_k_tile(int nb, const char * weights, size_t bx, const char * rows, size_t by, float * s, size_t bs, int nc, bool prefetch) {
+void q6_k_tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, float * s, size_t bs, int nc, bool prefetch) {
     for (int c = 0; c < nc; c++) {
         const auto * w = reinterpret_cast<const block_q6_K *>(weights + (size_t) c * bx);
         __m256 acc[R];
@@ -97,7 +97,7 @@ void q6_k_tile(int nb, const char * weights, size_t bx, const char * rows, size_
             // unrolled, so that acc[] stays in registers
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
-                const block_q8_K & y = reinterpret_cast<const block_q8_K *>(rows + (size_t) r * by)[b];
+                const block_q8_K & y = reinterpret_cast<const block_q8_K *>(acts + (size_t) r * by)[b];
                 const __m256i row_term = _mm256_dpwssd_epi32(_mm256_setzero_si256(),
                     _mm256_loadu_si256((const __m256i *) y.bsums), u.neg32_scales);
                 __m512i dot = _mm512_zextsi256_si512(row_term);

@@ -164,9 +164,12 @@ export const Q5_K_BLOCK_BYTES = 176;
 /** Bytes per block: 128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales, fp16 d. */
 export const Q6_K_BLOCK_BYTES = 210;
 
-/** Round half away from zero (C's roundf / ggml's nearest_int on these magnitudes). */
+/** Round half away from zero. */
 const roundAway = (x: number): number => (x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5));
 const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > hi ? hi : x);
+
+/** quantizeKBlock's per-sub-block values, reused (a 1B model has millions of blocks). */
+const kScratch = { scale: new Float64Array(8), min: new Float64Array(8), sc: new Uint8Array(8), mn: new Uint8Array(8) };
 
 /**
  * Q4_K and Q5_K: 8 sub-blocks of 32, weight = d x sc x q - dmin x m, q in 0..15 (Q4_K) or
@@ -176,8 +179,7 @@ const clamp = (x: number, lo: number, hi: number): number => (x < lo ? lo : x > 
  * them) at o, and each value's q into q.
  */
 function quantizeKBlock(src: Float32Array, base: number, qmax: number, dst: Uint8Array, o: number, q: Uint8Array): void {
-    const scale = new Float64Array(8), min = new Float64Array(8);
-    const sc = new Uint8Array(8), mn = new Uint8Array(8);
+    const { scale, min, sc, mn } = kScratch;
     let maxScale = 0, maxMin = 0;
     for (let s = 0; s < 8; s++) {
         let lo = 0, hi = -Infinity;

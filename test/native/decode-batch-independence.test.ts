@@ -1,9 +1,9 @@
 // A decode step of several sequences gives each sequence exactly (bit for bit) the logits it
-// gets decoded alone, on Q4_0, Q8_0, Q4_K_M (Q4_K and Q6_K) and Q5_K_M (Q5_K and Q6_K) weights. Where the CPU has AMX, ggml keeps such
-// weights in its AMX buffer and picks a kernel by the step's row count: ggml's VNNI kernel for
-// 1 row, native/patches/0016's pair tile kernel for 2 to 8 (a decode step of a few streams),
-// 0009's tile kernel for 9 to 16, and 0016's pair kernel 8 rows at a time for 17 or more
-// (prompts). They must agree exactly, or a stream's text would depend on which other streams
+// gets decoded alone, on Q4_0, Q8_0, Q4_K_M (Q4_K and Q6_K) and Q5_K_M (Q5_K and Q6_K)
+// weights. Where the CPU has AMX, ggml keeps such weights in its AMX buffer and picks a
+// kernel by the step's row count: ggml's VNNI kernel for 1 row, native/patches/0016's pair
+// tile kernel for 2 to 8 (a decode step of a few streams), 0009's tile kernel for 9 to 16, and
+// 0016's pair kernel 8 rows at a time for 17 or more (prompts). They must agree exactly, or a stream's text would depend on which other streams
 // share its steps. The pair kernels take K blocks two at a time: the second shape's widths
 // (224, 480) have an odd number of 32-wide blocks.
 // Without AMX, on a CPU with AVX2 ggml keeps Q4_0 weights repacked eight columns at a time
@@ -12,8 +12,8 @@
 // rows, 8 at a time, then 4, then the 1-3 past a multiple of 4; its call counter shows it
 // ran. Q4_K weights likewise (q4_K_8x8, matmul_q4_k), and Q5_K and Q6_K weights, which ggml
 // keeps as stored on x86, go through its generic matmul: its vec_dot for one row,
-// native/kernels/cpu/matmul_q5_k / matmul_q6_k (patch 0018's hook) for 2 or more. (Elsewhere every step
-// runs ggml's generic CPU matmul.)
+// native/kernels/cpu/matmul_q5_k / matmul_q6_k (patch 0018's hook) for 2 or more.
+// (Elsewhere every step runs ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
 // bit (Q8_0-quantized activations then magnify that to ~1e-2 in the logits of a random-weight

@@ -2,13 +2,13 @@
 // without AMX: Q4_0 and Q4_K weights sit in ggml's CPU_REPACK buffer (q4_0_8x8, q4_K_8x8), Q5_K
 // and Q6_K weights in a plain buffer (ggml's generic matmul); ggml quantizes the activations
 // (Q8_0 / Q8_K; for the repacked types groups of 4 rows interleaved, the rows past a multiple
-// of 4 plain), and batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / _q4_k / _q5_k / _q6_k
-// (AVX-512 VNNI, hooked in by patches 0017 and 0018) where ggml would run its own kernels; a
-// single row stays on ggml's. Through a one-op ggml graph (a development binding), on ggml's
+// of 4 plain), and batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / _q4_k /
+// _q5_k / _q6_k (AVX-512 VNNI, hooked in by patches 0017 and 0018) where ggml would run its
+// own kernels; a single row stays on ggml's. Through a one-op ggml graph (a development binding), on ggml's
 // own threads and chunks:
 //   - each row equals that row computed alone (ggml's 1-row kernel), bit for bit, so a
-//     stream's logits never depend on the rows that share its step; for Q4_0, Q5_K and Q6_K ours
-//     also equals ggml's batch computation. ggml's Q4_K batch kernel does not equal its own
+//     stream's logits never depend on the rows that share its step; for Q4_0, Q5_K and Q6_K
+//     ours also equals ggml's batch computation. ggml's Q4_K batch kernel does not equal its own
 //     1-row kernel (it rounds differently: about half the outputs differ in the last bits), so
 //     with ggml's kernels a Q4_K stream's logits depended on the step; with ours they do not;
 //   - both are within the activation quantization's rounding bound of a float64 product of the

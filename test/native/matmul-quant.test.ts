@@ -4,8 +4,8 @@
 // (Q8_0 / Q8_K; for the repacked types groups of 4 rows interleaved, the rows past a multiple
 // of 4 plain), and batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / _q4_k /
 // _q5_k / _q6_k (AVX-512 VNNI, hooked in by patches 0017 and 0018) where ggml would run its
-// own kernels; a single row stays on ggml's. Through a one-op ggml graph (a development binding), on ggml's
-// own threads and chunks:
+// own kernels; a single row stays on ggml's. Through a one-op ggml graph (a development
+// binding), on ggml's own threads and chunks:
 //   - each row equals that row computed alone (ggml's 1-row kernel), bit for bit, so a
 //     stream's logits never depend on the rows that share its step; for Q4_0, Q5_K and Q6_K
 //     ours also equals ggml's batch computation. ggml's Q4_K batch kernel does not equal its own

@@ -81,9 +81,9 @@ inline void unpack(const block_q6_K & x, unpacked_block & u) {
 }
 
 // R rows (row r's blocks at acts + r * by) x nc weight rows (bx bytes apart). prefetch: the
-// tile is the first over these weights (fetching the next row's block while on this one took
-// 2 threads over 2048 x 65536 weights and 8 rows from 12.4 to 9.4 ms, a 1B Q4_K_M model's
-// 8-stream step from 93-109 to 87-100 ms, Zen 4).
+// tile is the first over these weights (prefetch_block measured here: 2 threads over 2048 x
+// 65536 weights and 8 rows, 12.4 -> 9.4 ms; a 1B Q4_K_M model's 8-stream step, 93-109 ->
+// 87-100 ms; Zen 4).
 template <int R>
 void q6_k_tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, float * s, size_t bs, int nc, bool prefetch) {
     for (int c = 0; c < nc; c++) {

@@ -153,8 +153,8 @@ export function dequantizeQ4_0(src: Uint8Array, n: number): Float32Array {
 // see synth.ts).
 // Not ggml's reference quantizers, which search each sub-block's scale (make_qkx2_quants,
 // make_qx_quants): these take each sub-block's range as it is. The blocks are valid for every
-// reader (the layouts are ggml-common.h's), the values just carry a little more rounding
-// error than llama-quantize's; quant tests bound it.
+// reader (the layouts are ggml-common.h's); without that search the values may carry more
+// rounding error than llama-quantize's (not compared here), and the quant tests bound it.
 
 export const QK_K = 256;
 /** Bytes per block: fp16 d and dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles. */

@@ -5,19 +5,19 @@
 //     The weights go into the CPU's AMX buffer type when this machine has one (amx: true), where
 //     ggml runs the buffer's kernels on them (patch 0015's AMX-BF16 kernel); otherwise, or with
 //     plainBuffer, into a plain CPU buffer (ggml's own matmul).
-//   matmulQuantCompute({ type: "q4_0" | "q4_k" | "q5_k" | "q6_k", k, n, m, weights: Uint8Array
-//   (n rows of k / 32 Q4_0 blocks, k / 256 Q4_K, Q5_K or Q6_K blocks), x, threads, kernel:
+//   matmulQuantCompute({ type: "q4_0" | "q4_k" | "q5_k" | "q6_k" | "q8_0", k, n, m, weights:
+//   Uint8Array (n rows of k / 32 Q4_0 or Q8_0 blocks, k / 256 Q4_K, Q5_K or Q6_K blocks), x, threads, kernel:
 //   "ours" | "ggml", reps? }) -> { out, repacked: bool, oursCalls: number, seconds }
 //     Q4_0 and Q4_K weights go into ggml's CPU_REPACK buffer (q4_0_8x8 / q4_K_8x8 where this
-//     CPU has AVX2; repacked: false when the buffer declined them), Q5_K and Q6_K weights into
+//     CPU has AVX2; repacked: false when the buffer declined them), Q5_K, Q6_K and Q8_0 weights into
 //     a plain CPU buffer (ggml's generic matmul), as a model load puts them on x86. Batches of
-//     rows run kernels/cpu/matmul_q4_0, matmul_q4_k, matmul_q5_k or matmul_q6_k ("ours",
+//     rows run kernels/cpu/matmul_q4_0, matmul_q4_k, matmul_q5_k, matmul_q6_k or matmul_q8_0 ("ours",
 //     oursCalls: its calls during the computes) or, with "ggml", ggml's own (the hooks are
-//     lifted for the call, for every type: a Q4_0, Q5_K or Q6_K model computing at the same
+//     lifted for the call, for every type: a Q4_0, Q5_K, Q6_K or Q8_0 model computing at the same
 //     time in this process gets the same floats either way, a Q4_K one would take ggml's batch
 //     kernel meanwhile, which rounds differently).
 //   matmulQuantCalls(type) -> number: calls of that kernel so far in this process.
-//   matmulQuantAvailable: { q4_0, q4_k, q5_k, q6_k: bool }, whether this build has the kernels.
+//   matmulQuantAvailable: { q4_0, q4_k, q5_k, q6_k, q8_0: bool }, whether this build has the kernels.
 // SYNCHRONOUS, keep shapes small. seconds: the fastest of reps computes (default 1).
 #include "matmul_binding.h"
 #include "common.h"
@@ -26,6 +26,7 @@
 #include "kernels/cpu/matmul_q4_k.h"
 #include "kernels/cpu/matmul_q5_k.h"
 #include "kernels/cpu/matmul_q6_k.h"
+#include "kernels/cpu/matmul_q8_0.h"
 
 #include "ggml.h"
 #include "ggml-alloc.h"
@@ -170,7 +171,7 @@ Napi::Value MatmulF16Compute(const Napi::CallbackInfo & info) {
     }
 }
 
-// "q4_0" / "q4_k" / "q5_k" / "q6_k": the ggml type, the weights per block, the bytes per block, and
+// "q4_0" / "q4_k" / "q5_k" / "q6_k" / "q8_0": the ggml type, the weights per block, the bytes per block, and
 // whether ggml repacks it on x86
 struct quant_type {
     ggml_type type;
@@ -183,7 +184,8 @@ quant_type quant_type_of(const std::string & name) {
     if (name == "q4_k") return { GGML_TYPE_Q4_K, 256, 144, true };
     if (name == "q5_k") return { GGML_TYPE_Q5_K, 256, 176, false };
     if (name == "q6_k") return { GGML_TYPE_Q6_K, 256, 210, false };
-    throw CodedError("ERR_INVALID_OPTION", "type must be \"q4_0\", \"q4_k\", \"q5_k\" or \"q6_k\"");
+    if (name == "q8_0") return { GGML_TYPE_Q8_0, 32, 34, false };
+    throw CodedError("ERR_INVALID_OPTION", "type must be \"q4_0\", \"q4_k\", \"q5_k\", \"q6_k\" or \"q8_0\"");
 }
 
 unsigned long long quant_calls(ggml_type type) {
@@ -191,7 +193,8 @@ unsigned long long quant_calls(ggml_type type) {
         case GGML_TYPE_Q4_0: return cpu::matmul_q4_0_calls();
         case GGML_TYPE_Q4_K: return cpu::matmul_q4_k_calls();
         case GGML_TYPE_Q5_K: return cpu::matmul_q5_k_calls();
-        default: return cpu::matmul_q6_k_calls();
+        case GGML_TYPE_Q6_K: return cpu::matmul_q6_k_calls();
+        default: return cpu::matmul_q8_0_calls();
     }
 }
 
@@ -257,5 +260,6 @@ void matmul_binding_register(Napi::Env env, Napi::Object exports) {
     available.Set("q4_k", Napi::Boolean::New(env, cpu::matmul_q4_k_available()));
     available.Set("q5_k", Napi::Boolean::New(env, cpu::matmul_q5_k_available()));
     available.Set("q6_k", Napi::Boolean::New(env, cpu::matmul_q6_k_available()));
+    available.Set("q8_0", Napi::Boolean::New(env, cpu::matmul_q8_0_available()));
     exports.Set("matmulQuantAvailable", available);
 }

@@ -12,7 +12,9 @@
 // rows, 8 at a time, then 4, then the 1-3 past a multiple of 4; its call counter shows it
 // ran. Q4_K weights likewise (q4_K_8x8, matmul_q4_k), and Q5_K and Q6_K weights, which ggml
 // keeps as stored on x86, go through its generic matmul: its vec_dot for one row,
-// native/kernels/cpu/matmul_q5_k / matmul_q6_k (patch 0018's hook) for 2 or more.
+// native/kernels/cpu/matmul_q5_k / matmul_q6_k (patch 0018's hook) for 2 or more. Q8_0
+// weights, also kept as stored: its vec_dot for one row, native/kernels/cpu/matmul_q8_0 for
+// steps of 2-16 rows (0018 claims them from llamafile's sgemm), sgemm for prompts past 16.
 // (Elsewhere every step runs ggml's generic CPU matmul.)
 // The attention is ggml's here: the fused kernels take a tiled path for a batch of several
 // tokens and a dot-form one for a single token, whose float rounding may differ in the last
@@ -28,12 +30,12 @@ const SHAPES = {
     "even blocks": { layers: 2, embedding: 256, heads: 8, headsKv: 2, headDim: 32, ff: 512, vocab: "llama-spm" as const, seed: 5 },
     "odd blocks": { layers: 2, embedding: 224, heads: 7, headsKv: 1, headDim: 32, ff: 480, vocab: "llama-spm" as const, seed: 6 },
 };
-type Kernel = "q4_0" | "q4_k" | "q5_k" | "q6_k";
+type Kernel = "q4_0" | "q4_k" | "q5_k" | "q6_k" | "q8_0";
 const dev = binding() as unknown as { devBindings?: boolean; matmulQuantAvailable?: Record<Kernel, boolean>; matmulQuantCalls?: (type: Kernel) => number };
 // our batch kernels run in these models where this build has them and ggml's AMX buffer
-// (which takes Q4_0, Q4_K, Q5_K and Q6_K weights first) is not in play
+// (which takes Q4_0, Q4_K, Q5_K, Q6_K and Q8_0 weights first) is not in play
 const oursRuns = (kernel: Kernel) => !!dev.devBindings && dev.matmulQuantAvailable?.[kernel] === true && !/\bamx_int8\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
-const KERNELS = { q4_0: ["q4_0"], q8_0: [], q4_k_m: ["q4_k", "q6_k"], q5_k_m: ["q5_k", "q6_k"] } as const;
+const KERNELS = { q4_0: ["q4_0"], q8_0: ["q8_0"], q4_k_m: ["q4_k", "q6_k"], q5_k_m: ["q5_k", "q6_k"] } as const;
 const SEQUENCES = 16;
 const STEP_SIZES = [2, 3, 5, 8, 9, 16];
 

@@ -1,16 +1,18 @@
-// Q4_0, Q4_K, Q5_K and Q6_K weights x F32 activations as a model computes them on a CPU
-// without AMX: Q4_0 and Q4_K weights sit in ggml's CPU_REPACK buffer (q4_0_8x8, q4_K_8x8), Q5_K
-// and Q6_K weights in a plain buffer (ggml's generic matmul); ggml quantizes the activations
-// (Q8_0 / Q8_K; for the repacked types groups of 4 rows interleaved, the rows past a multiple
-// of 4 plain), and batches of 2 or more rows run native/kernels/cpu/matmul_q4_0 / _q4_k /
-// _q5_k / _q6_k (AVX-512 VNNI, hooked in by patches 0017 and 0018) where ggml would run its
+// Q4_0, Q4_K, Q5_K, Q6_K and Q8_0 weights x F32 activations as a model computes them on a CPU
+// without AMX: Q4_0 and Q4_K weights sit in ggml's CPU_REPACK buffer (q4_0_8x8, q4_K_8x8), Q5_K,
+// Q6_K and Q8_0 weights in a plain buffer (ggml's generic matmul, and for Q8_0 llamafile's sgemm
+// first); ggml quantizes the activations (Q8_0 / Q8_K; for the repacked types groups of 4 rows
+// interleaved, the rows past a multiple of 4 plain), and batches of 2 or more rows (Q8_0: 2-16,
+// decode steps; prompts stay on sgemm) run native/kernels/cpu/matmul_q4_0 / _q4_k / _q5_k /
+// _q6_k / _q8_0 (AVX-512 VNNI, hooked in by patches 0017 and 0018) where ggml would run its
 // own kernels; a single row stays on ggml's. Through a one-op ggml graph (a development
 // binding), on ggml's own threads and chunks:
 //   - each row equals that row computed alone (ggml's 1-row kernel), bit for bit, so a
-//     stream's logits never depend on the rows that share its step; for Q4_0, Q5_K and Q6_K
-//     ours also equals ggml's batch computation. ggml's Q4_K batch kernel does not equal its own
-//     1-row kernel (it rounds differently: about half the outputs differ in the last bits), so
-//     with ggml's kernels a Q4_K stream's logits depended on the step; with ours they do not;
+//     stream's logits never depend on the rows that share its step; for Q4_0, Q5_K, Q6_K and
+//     Q8_0 (sgemm) ours also equals ggml's batch computation. ggml's Q4_K batch kernel does not
+//     equal its own 1-row kernel (it rounds differently: about half the outputs differ in the
+//     last bits), so with ggml's kernels a Q4_K stream's logits depended on the step; with ours
+//     they do not;
 //   - both are within the activation quantization's rounding bound of a float64 product of the
 //     same weights;
 //   - the kernels' call counters prove which kernel ran.
@@ -19,7 +21,7 @@ import { binding } from "../../src/binding.js";
 import { f16BitsToF32, f32ToF16Bits } from "../../src/synth/gguf/quant.js";
 import { rng } from "../helpers/attention-ref.js";
 
-type QuantType = "q4_0" | "q4_k" | "q5_k" | "q6_k";
+type QuantType = "q4_0" | "q4_k" | "q5_k" | "q6_k" | "q8_0";
 interface QuantResult {
     out: Float32Array;
     repacked: boolean;
@@ -167,7 +169,30 @@ const FORMATS: Record<QuantType, Format> = {
             block.fill(0x80, at + 192, at + 208); // every scale -128
         },
     },
+    // Q8_0: f16 d, 32 int8 quants, weight d x q. Activations: Q8_0.
+    q8_0: {
+        values: 32,
+        bytes: 34,
+        actRounding: 0.57 / 127,
+        repacked: false,
+        write(view, at, r) {
+            view.setUint16(at, f32ToF16Bits(0.0002 + 0.002 * r()), true);
+            for (let j = 0; j < 32; j++) view.setUint8(at + 2 + j, Math.floor(r() * 256));
+        },
+        weights(view, at, out, o) {
+            const d = f16BitsToF32(view.getUint16(at, true));
+            for (let j = 0; j < 32; j++) out[o + j] = d * view.getInt8(at + 2 + j);
+        },
+        extreme(block, at, byte) {
+            // 0xff -> -128 and 0x0f -> 127, the largest magnitudes of each sign; 0x00 -> 1 (all
+            // zeros would leave nothing to compare)
+            block.fill(byte === 0xff ? 0x80 : byte === 0x0f ? 0x7f : 0x01, at + 2, at + 34);
+        },
+    },
 };
+
+/** Whether ggml hands m rows of this type to our kernel (Q8_0: decode steps of 2-16 rows; prompts stay on llamafile's sgemm). */
+const takesOurs = (type: QuantType, m: number) => m >= 2 && (type !== "q8_0" || m <= 16);
 
 interface Case {
     type: QuantType;
@@ -207,7 +232,7 @@ function dequantize(c: Case): Float64Array {
  */
 function worstBoundFraction(c: Case, out: Float32Array): number {
     const f = FORMATS[c.type];
-    const act = c.type === "q4_0" ? 32 : 256; // Q8_0 or Q8_K
+    const act = c.type === "q4_0" || c.type === "q8_0" ? 32 : 256; // Q8_0 or Q8_K
     const w = dequantize(c);
     let worst = 0;
     for (let i = 0; i < c.m; i++) {
@@ -243,9 +268,10 @@ const compute = (c: Case, kernel: "ours" | "ggml", rows?: [number, number]) => {
 };
 
 // m: 1..136 rows (8-row tiles, a 4-row tail, 1-3 plain rows past a multiple of 4; 1 row alone
-// stays on ggml's kernel); n: one group of 8 columns, 16-column tiles with an 8-column tail
-// (24, 40, 72, 264), and for Q5_K and Q6_K (not repacked, ggml's chunks of 16 weight rows) any count;
-// k: 1 to 64 blocks; 1-3 threads (ggml's chunks split differently).
+// stays on ggml's kernel; Q8_0 past 16 rows stays on sgemm); n: one group of 8 columns, 16-column
+// tiles with an 8-column tail (24, 40, 72, 264), and for Q5_K, Q6_K and Q8_0 (not repacked, ggml's
+// chunks of 16 weight rows) any count (Q8_0: groups of 4 columns, then a pair, then one);
+// k: 1 to 64 blocks (Q8_0 up to 256); 1-3 threads (ggml's chunks split differently).
 const SHAPES: Record<QuantType, [k: number, n: number, m: number, threads: number][]> = {
     q4_0: [
         [32, 8, 4, 1], [96, 24, 5, 2], [256, 40, 8, 2], [512, 16, 12, 3], [2048, 264, 17, 2], [1024, 72, 136, 2], [64, 8, 1, 1],
@@ -263,15 +289,19 @@ const SHAPES: Record<QuantType, [k: number, n: number, m: number, threads: numbe
         [256, 8, 4, 1], [512, 23, 5, 2], [256, 40, 9, 2], [768, 17, 12, 3], [2048, 264, 17, 2], [512, 72, 136, 2], [256, 8, 1, 1],
         [256, 56, 2, 2], [512, 31, 3, 2], [1280, 48, 7, 2], [256, 1, 14, 1], [8192, 20, 8, 2],
     ],
+    q8_0: [
+        [32, 8, 4, 1], [96, 23, 5, 2], [256, 40, 9, 2], [768, 17, 12, 3], [2048, 264, 16, 2], [512, 72, 136, 2], [64, 8, 1, 1],
+        [128, 57, 2, 2], [512, 31, 3, 2], [1280, 46, 7, 2], [256, 1, 14, 1], [8192, 21, 8, 2], [160, 3, 6, 1], [2048, 40, 17, 2],
+    ],
 };
 
-describe.each(["q4_0", "q4_k", "q5_k", "q6_k"] as const)("%s x activations batch matmul on AVX-512 VNNI (kernels/cpu/matmul_%s)", (type) => {
+describe.each(["q4_0", "q4_k", "q5_k", "q6_k", "q8_0"] as const)("%s x activations batch matmul on AVX-512 VNNI (kernels/cpu/matmul_%s)", (type) => {
     it.skipIf(!available(type)).each(SHAPES[type])("k %i, n %i, %i rows, %i threads: ours equals ggml's kernels bit for bit, within the rounding bound of float64", (k, n, m, threads) => {
         const c = randomCase(type, k, n, m, threads, k * 7 + n * 13 + m);
         const ours = compute(c, "ours");
         expect(ours.repacked).toBe(FORMATS[type].repacked);
         // batches of 2+ rows take our kernel; 1 row stays on ggml's 1-row kernel
-        if (m >= 2) expect(ours.oursCalls).toBeGreaterThan(0);
+        if (takesOurs(type, m)) expect(ours.oursCalls).toBeGreaterThan(0);
         else expect(ours.oursCalls).toBe(0);
         const alone = new Float32Array(m * n);
         for (let i = 0; i < m; i++) {
@@ -291,7 +321,10 @@ describe.each(["q4_0", "q4_k", "q5_k", "q6_k"] as const)("%s x activations batch
     });
 
     it.skipIf(!available(type))("each row of a batch equals that row computed alone (ggml's 1-row kernel), bit for bit", () => {
-        const shapes = type === "q4_0" ? [[256, 40, 8], [2048, 264, 17], [96, 24, 12], [160, 32, 3]] : [[256, 40, 8], [2048, 264, 17], [512, 24, 12], [768, 32, 3]];
+        const shapes =
+            type === "q4_0" ? [[256, 40, 8], [2048, 264, 17], [96, 24, 12], [160, 32, 3]]
+            : type === "q8_0" ? [[256, 40, 8], [2048, 264, 16], [96, 24, 12], [160, 33, 3], [512, 21, 11]]
+            : [[256, 40, 8], [2048, 264, 17], [512, 24, 12], [768, 32, 3]];
         if (type === "q5_k" || type === "q6_k") shapes.push([512, 21, 11]);
         for (const [k, n, m] of shapes as [number, number, number][]) {
             const c = randomCase(type, k, n, m, 2, 99 + m);

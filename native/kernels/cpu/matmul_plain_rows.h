@@ -1,7 +1,8 @@
 // What the batch kernels for ggml's generic matmul (matmul_q6_k, matmul_q5_k) share: their
 // rows are plain Q8_K rows, taken up to 8 at a time, each output is ggml's 1-row kernel's
 // 8-lane float accumulator summed in its fixed order, and the entry checks and walks a chunk
-// the same way. Include only where AVX-512 is compiled.
+// the same way (matmul_q8_0, over Q8_0 rows, shares the walk, the sum and the prefetch). Include
+// only where AVX-512 is compiled.
 #pragma once
 
 #include <immintrin.h>

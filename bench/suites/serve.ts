@@ -402,7 +402,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRes
             cleanup.push(() => child.kill("SIGTERM"));
             fixed[LLAMA_SERVER] = httpRunner(base, (prompt, gen) => ({ prompt: withBos(prompt), max_tokens: gen, temperature: 0, stream: true, ignore_eos: true, cache_prompt: true }));
             notes.push(`${LLAMA_SERVER}: ${bin} ${llamaServerArgs(path.basename(o.model), 0, o.threads, maxStreams, ctxPerSlot, o.gpuLayers).join(" ")} (port: a free one), streamed /v1/completions over loopback like ours`);
-            notes.push(`${LLAMA_SERVER}: from this tree it has our patches to ggml's own kernels (AMX) but not the addon's kernels (fused attention; the Q4_0, Q4_K, Q5_K and Q6_K batch matmuls on AVX-512 VNNI CPUs without AMX)`);
+            notes.push(`${LLAMA_SERVER}: from this tree it has our patches to ggml's own kernels (AMX) but not the addon's kernels (fused attention; the Q4_0, Q4_K, Q5_K, Q6_K and Q8_0 batch matmuls on AVX-512 VNNI CPUs without AMX)`);
         } else {
             notes.push(`${LLAMA_SERVER}: not built here (set LLAMA_CPP_BIN_DIR to a folder holding llama-server, or LLAMA_SERVER to its path)`);
         }

@@ -9,11 +9,9 @@
 // then the output is acc's horizontal sum in a fixed order (hsum_float_8). Both get L[k] from
 // VPDPBUSD on |w| and the activations carrying w's signs, one 256-bit dot per (row, column,
 // block). Here a 512-bit register holds two (row, column) pairs' 8 lanes: the two columns'
-// blocks side by side, the row's block in both halves. VPDPBUSD wants one operand unsigned:
-// the weights + 128 (an XOR, once per block for all the rows), so each lane's sum gains
-// 128 x (the row's sum over the lane), which the accumulator starts at minus (taken once per
-// call for each row and block, with the row's scale as a float). The integers are the same,
-// the float steps are the same, so every output is bit for bit ggml's.
+// blocks side by side (their magnitudes and signs taken once per block for all the rows), the
+// row's block in both halves, given the weights' signs by a masked subtract. The integers are
+// the same, the float steps are the same, so every output is bit for bit ggml's.
 #include "matmul_q8_0.h"
 
 #include <cstdint>
@@ -72,8 +70,9 @@ inline column_pair prepare(const block_q8_0 & a, const block_q8_0 & b) {
 }
 
 // Row k's scale products from a pair's products with four rows (128-bit lane L: its column's
-// scale times rows 0-3): each half's product with row k in its 8 lanes. A shuffle, not a
-// multiply: the multiply-add pipes are this kernel's bottleneck (VPDPBUSD and FMA share them).
+// scale times rows 0-3): each half's product with row k in its 8 lanes. One multiply per four
+// rows and a shuffle per row, where VPDPBUSD and the FMA already keep Zen 4's multiply pipes
+// busy.
 inline __m512 row_products(__m512 four, int k) {
     switch (k) {
         case 0: return _mm512_shuffle_ps(four, four, 0x00);
@@ -181,8 +180,8 @@ bool matmul_q8_0_rows(int n, float * s, size_t bs, const void * vx, size_t bx, c
     if (n <= 0 || n % 32 != 0 || nr < 2 || nc <= 0) return false;
     const int nb = n / 32;
     if (bx < (size_t) nb * sizeof(block_q8_0) || by < (size_t) nb * sizeof(block_q8_0)) return false;
-    // ggml calls this once per chunk of 16 weight rows, with every row: the rows' sums are taken
-    // once per call, in a buffer each thread keeps.
+    // ggml calls this once per chunk of 16 weight rows, with every row: the rows' scales are
+    // converted once per call, into a buffer each thread keeps.
     thread_local row_scales pre;
     const char * acts = static_cast<const char *>(vy);
     prepare_rows(acts, by, nr, nb, pre);

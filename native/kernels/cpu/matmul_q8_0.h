@@ -25,8 +25,9 @@ bool matmul_q8_0_claims(int n, int nr);
 // One chunk of ggml's generic matmul: nc weight rows of n inputs (a multiple of 32) as plain
 // block_q8_0 rows, bx bytes apart; nr activation rows as ggml quantized them, plain block_q8_0
 // rows by bytes apart; s[row * bs + col] receives each dot product. Returns false, computing
-// nothing, for one row (ggml's 1-row kernel streams the weights as fast), shapes outside that
-// contract, or where unavailable.
+// nothing, for one row (ggml's 1-row kernel; a single stream's step is bound by reading the
+// weights: ~50 ms for the 1B model's 1.3 GB), shapes outside that contract, or where
+// unavailable.
 bool matmul_q8_0_rows(int n, float * s, size_t bs, const void * vx, size_t bx, const void * vy, size_t by, int nr, int nc);
 
 } // namespace cpu

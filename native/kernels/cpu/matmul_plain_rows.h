@@ -1,8 +1,7 @@
-// What the batch kernels for ggml's generic matmul (matmul_q6_k, matmul_q5_k) share: their
-// rows are plain Q8_K rows, taken up to 8 at a time, each output is ggml's 1-row kernel's
-// 8-lane float accumulator summed in its fixed order, and the entry checks and walks a chunk
-// the same way (matmul_q8_0, over Q8_0 rows, shares the walk, the sum and the prefetch). Include
-// only where AVX-512 is compiled.
+// What the batch kernels for ggml's generic matmul (matmul_q5_k, matmul_q6_k, matmul_q8_0) share:
+// their rows are plain rows of the type's vec_dot_type (Q8_K, Q8_0), taken up to 8 at a time,
+// each output is ggml's 1-row kernel's 8-lane float accumulator summed in its fixed order, and
+// the entry checks and walks a chunk the same way. Include only where AVX-512 is compiled.
 #pragma once
 
 #include <immintrin.h>
@@ -79,14 +78,14 @@ struct plain_chunk {
     }
 };
 
-// The kernels' entry (matmul_q5_k_rows, matmul_q6_k_rows): checks the chunk against the
-// contract (n a multiple of 256, rows at least a block apart; one row is declined) and walks
-// its row tiles.
+// The kernels' entry (matmul_q5_k_rows, matmul_q6_k_rows, matmul_q8_0_rows): checks the chunk
+// against the contract (n a multiple of Tiles::block_values, rows at least their blocks apart;
+// one row is declined) and walks its row tiles.
 template <class Tiles>
 bool matmul_plain_rows(int n, float * s, size_t bs, const void * vx, size_t bx, const void * vy, size_t by, int nr, int nc) {
-    if (n <= 0 || n % 256 != 0 || nr < 2 || nc <= 0) return false;
-    const int nb = n / 256;
-    if (bx < (size_t) nb * Tiles::weight_block_bytes || by < (size_t) nb * sizeof(block_q8_K)) return false;
+    if (n <= 0 || n % Tiles::block_values != 0 || nr < 2 || nc <= 0) return false;
+    const int nb = n / Tiles::block_values;
+    if (bx < (size_t) nb * Tiles::weight_block_bytes || by < (size_t) nb * Tiles::act_block_bytes) return false;
     for_each_plain_row_tile(nr, plain_chunk<Tiles>{nb, static_cast<const char *>(vx), bx, static_cast<const char *>(vy), by, s, bs, nc});
     return true;
 }

@@ -170,7 +170,9 @@ void q5_k_tile(int nb, const char * weights, size_t bx, const char * acts, size_
 
 // The row tiles, as matmul_plain_rows.h walks them.
 struct tiles {
+    static constexpr int block_values = 256;
     static constexpr size_t weight_block_bytes = sizeof(block_q5_K);
+    static constexpr size_t act_block_bytes = sizeof(block_q8_K);
     template <int R>
     static void tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, float * s, size_t bs, int nc, bool prefetch) {
         q5_k_tile<R>(nb, weights, bx, acts, by, s, bs, nc, prefetch);

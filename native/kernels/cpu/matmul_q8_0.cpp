@@ -37,20 +37,13 @@ struct block_q8_0 {
 };
 static_assert(sizeof(block_q8_0) == 34, "ggml's block size");
 
-// The call's row scales as floats, rows in fours per block (zeros past the last row) for the
-// tiles' scale products: d[b * padded + r], padded the rows rounded up to a multiple of
-// ROW_TILE. Taken once per call.
-struct row_scales {
-    std::vector<float> d;
-    int padded;
-};
-
-void prepare_rows(const char * acts, size_t by, int nr, int nb, row_scales & pre) {
-    pre.padded = (nr + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
-    pre.d.assign((size_t) nb * pre.padded, 0.0f);
-    for (int r = 0; r < nr; r++) {
-        const auto * y = reinterpret_cast<const block_q8_0 *>(acts + (size_t) r * by);
-        for (int b = 0; b < nb; b++) pre.d[(size_t) b * pre.padded + r] = _cvtsh_ss(y[b].d);
+// A tile's row scales as floats, rows in fours per block: d[b * ROW_TILE + r] (zeros past the
+// tile's R rows), for the scale products.
+void prepare_scales(int R, int nb, const char * acts, size_t by, float * d) {
+    for (int b = 0; b < nb; b++) {
+        for (int r = 0; r < ROW_TILE; r++) {
+            d[(size_t) b * ROW_TILE + r] = r < R ? _cvtsh_ss(reinterpret_cast<const block_q8_0 *>(acts + (size_t) r * by)[b].d) : 0.0f;
+        }
     }
 }
 
@@ -82,13 +75,13 @@ inline __m512 row_products(__m512 four, int k) {
     }
 }
 
-// R rows (row r's blocks at acts + r * by, their scales at d + b * padded + r) x P column pairs
-// from weight column `col` (bx bytes apart).
+// R rows (row r's blocks at acts + r * by, their scales at d + b * ROW_TILE + r) x P column
+// pairs from weight column `col` (bx bytes apart).
 // single: the last pair has one column (its second half repeats it and is not stored).
 // prefetch: the tile is the first over these columns (see prefetch_block).
 template <int R, int P>
-void q8_0_group(int nb, const char * weights, size_t bx, const char * acts, size_t by, const float * d, int padded,
-                float * s, size_t bs, bool single, bool prefetch) {
+void q8_0_group(int nb, const char * weights, size_t bx, const char * acts, size_t by, const float * d, float * s,
+                size_t bs, bool single, bool prefetch) {
     const block_q8_0 * w[2 * P];
     for (int c = 0; c < 2 * P; c++) {
         const int col = single && c == 2 * P - 1 ? c - 1 : c;
@@ -110,7 +103,7 @@ void q8_0_group(int nb, const char * weights, size_t bx, const char * acts, size
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             if (r % 4 == 0) {
-                const __m512 rows_d = _mm512_broadcast_f32x4(_mm_loadu_ps(d + (size_t) b * padded + r));
+                const __m512 rows_d = _mm512_broadcast_f32x4(_mm_loadu_ps(d + (size_t) b * ROW_TILE + r));
                 for (int p = 0; p < P; p++) four[p] = _mm512_mul_ps(pair[p].d, rows_d);
             }
             const block_q8_0 & y = reinterpret_cast<const block_q8_0 *>(acts + (size_t) r * by)[b];
@@ -137,32 +130,24 @@ void q8_0_group(int nb, const char * weights, size_t bx, const char * acts, size
 
 // R rows against nc weight columns: groups of 4 columns, then a pair, then a single column.
 template <int R>
-void q8_0_tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, const float * d, int padded,
-               float * s, size_t bs, int nc, bool prefetch) {
+void q8_0_tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, float * s, size_t bs, int nc, bool prefetch) {
+    thread_local std::vector<float> d;
+    d.resize((size_t) nb * ROW_TILE);
+    prepare_scales(R, nb, acts, by, d.data());
     int c = 0;
-    for (; c + 4 <= nc; c += 4) {
-        q8_0_group<R, 2>(nb, weights + (size_t) c * bx, bx, acts, by, d, padded, s + c, bs, false, prefetch);
-    }
-    if (c < nc) q8_0_group<R, 1>(nb, weights + (size_t) c * bx, bx, acts, by, d, padded, s + c, bs, nc - c == 1, prefetch);
-    if (c + 2 < nc) {
-        q8_0_group<R, 1>(nb, weights + (size_t) (c + 2) * bx, bx, acts, by, d, padded, s + c + 2, bs, true, prefetch);
-    }
+    for (; c + 4 <= nc; c += 4) q8_0_group<R, 2>(nb, weights + (size_t) c * bx, bx, acts, by, d.data(), s + c, bs, false, prefetch);
+    if (c < nc) q8_0_group<R, 1>(nb, weights + (size_t) c * bx, bx, acts, by, d.data(), s + c, bs, nc - c == 1, prefetch);
+    if (c + 2 < nc) q8_0_group<R, 1>(nb, weights + (size_t) (c + 2) * bx, bx, acts, by, d.data(), s + c + 2, bs, true, prefetch);
 }
 
-// One chunk's row tiles, as for_each_plain_row_tile walks them.
-struct chunk {
-    int nb;
-    const char * weights;
-    size_t bx;
-    const char * acts;
-    size_t by;
-    const row_scales * pre;
-    float * s;
-    size_t bs;
-    int nc;
+// The row tiles, as matmul_plain_rows.h walks them.
+struct tiles {
+    static constexpr int block_values = 32;
+    static constexpr size_t weight_block_bytes = sizeof(block_q8_0);
+    static constexpr size_t act_block_bytes = sizeof(block_q8_0);
     template <int R>
-    void rows(int y, bool first) const {
-        q8_0_tile<R>(nb, weights, bx, acts + (size_t) y * by, by, pre->d.data() + y, pre->padded, s + (size_t) y * bs, bs, nc, first);
+    static void tile(int nb, const char * weights, size_t bx, const char * acts, size_t by, float * s, size_t bs, int nc, bool prefetch) {
+        q8_0_tile<R>(nb, weights, bx, acts, by, s, bs, nc, prefetch);
     }
 };
 
@@ -177,16 +162,7 @@ bool matmul_q8_0_claims(int n, int nr) {
 }
 
 bool matmul_q8_0_rows(int n, float * s, size_t bs, const void * vx, size_t bx, const void * vy, size_t by, int nr, int nc) {
-    if (n <= 0 || n % 32 != 0 || nr < 2 || nc <= 0) return false;
-    const int nb = n / 32;
-    if (bx < (size_t) nb * sizeof(block_q8_0) || by < (size_t) nb * sizeof(block_q8_0)) return false;
-    // ggml calls this once per chunk of 16 weight rows, with every row: the rows' scales are
-    // converted once per call, into a buffer each thread keeps.
-    thread_local row_scales pre;
-    const char * acts = static_cast<const char *>(vy);
-    prepare_rows(acts, by, nr, nb, pre);
-    for_each_plain_row_tile(nr, chunk{nb, static_cast<const char *>(vx), bx, acts, by, &pre, s, bs, nc});
-    return true;
+    return matmul_plain_rows<tiles>(n, s, bs, vx, bx, vy, by, nr, nc);
 }
 
 #else
